@@ -1,0 +1,57 @@
+//! Compiles the project's own protos with protox (no system `protoc`), and writes one
+//! descriptor set holding both ours and Envoy's so `/config_dump` can render any xDS
+//! resource as Envoy-shaped JSON.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let protos = ["corridor/dns/v1/name_table.proto"];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let ours = protox::compile(protos, ["."])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(ours.clone())?;
+
+    // Envoy's descriptors ship inside the envoy-types crate; merge them with ours.
+    let mut all = ours;
+    let envoy = envoy_descriptor_set()?;
+    let known: std::collections::HashSet<String> =
+        all.file.iter().filter_map(|f| f.name.clone()).collect();
+    all.file
+        .extend(envoy.file.into_iter().filter(|f| !known.contains(f.name())));
+    fs::write(out.join("descriptors.bin"), all.encode_to_vec())?;
+    Ok(())
+}
+
+/// Finds `envoy-types`' bundled `types.bin` next to its sources in the Cargo registry, at
+/// the version the workspace lock file names.
+fn envoy_descriptor_set() -> Result<prost_types::FileDescriptorSet, Box<dyn std::error::Error>> {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let lock = fs::read_to_string(manifest.join("../Cargo.lock"))?;
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"envoy-types\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"').to_string())
+        .ok_or("envoy-types not found in Cargo.lock")?;
+    let cargo_home = env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    for index in fs::read_dir(cargo_home.join("registry/src"))? {
+        let candidate = index?
+            .path()
+            .join(format!("envoy-types-{version}/src/generated/types.bin"));
+        if candidate.exists() {
+            println!("cargo:rerun-if-changed={}", candidate.display());
+            let bytes = fs::read(&candidate)?;
+            return Ok(prost_types::FileDescriptorSet::decode(bytes.as_slice())?);
+        }
+    }
+    Err(format!("envoy-types-{version}/src/generated/types.bin not found under {}", cargo_home.display()).into())
+}
