@@ -1,1 +1,41 @@
-//! placeholder
+//! Test support for Corridor's end-to-end tests.
+//!
+//! The tests in `tests/tests/` start the real `corridor-controller` and `corridor-gateway`
+//! binaries (and real peers: a Python grpcio server and client, a stock Envoy), write
+//! Kubernetes manifests into a temporary directory, and drive traffic through the gateway.
+//! This crate holds everything they share:
+//!
+//! - [`bin`]: find the built binaries, spawn them, parse their `bound` line, keep their logs;
+//! - [`mesh`]: a controller + gateway pair on a fresh manifests directory and gateway CIDR;
+//! - [`manifests`]: builders for the Kubernetes / Istio objects the controller reads;
+//! - [`backend`]: an HTTP test backend that names itself and counts requests;
+//! - [`client`]: HTTP/1.1 keep-alive and h2c clients;
+//! - [`load`]: a steady-load driver that records every failure;
+//! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
+//! - [`eventually()`]: polling with a bounded patience instead of sleeps.
+
+pub mod backend;
+pub mod bin;
+pub mod client;
+pub mod envoy;
+mod eventually;
+pub mod load;
+pub mod manifests;
+pub mod mesh;
+pub mod python;
+
+pub use backend::Backend;
+pub use client::{HttpClient, Reply};
+pub use eventually::{eventually, PATIENCE};
+pub use load::{Load, LoadReport};
+pub use mesh::Mesh;
+
+/// A random lowercase suffix for names that must not collide between tests running at the
+/// same time (namespaces, Envoy base ids).
+pub fn unique_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect()
+}
