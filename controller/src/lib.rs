@@ -1,1 +1,13 @@
-//! placeholder
+//! corridor-controller: reads Kubernetes and Istio objects (from a manifests directory
+//! today), translates them into Envoy v3 resources, and serves them over ADS.
+
+pub mod addressing;
+pub mod admission;
+pub mod app;
+pub mod config;
+pub mod protocol;
+pub mod resources;
+pub mod source;
+pub mod store;
+pub mod translate;
+pub mod xds;

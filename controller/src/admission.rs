@@ -1,0 +1,101 @@
+//! Admission of routing objects: an invalid VirtualService or DestinationRule never
+//! reaches the translator; its last good version stays in effect instead, and the reason
+//! is logged once, naming the object and where it came from.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    resources::{DestinationRule, Kind, ObjectRef, VirtualService},
+    store::{ObjectKey, Store},
+    translate::{TranslateOptions, Validator, validate_destination_rule},
+};
+
+/// Last good and currently rejected versions of one kind.
+#[derive(Debug)]
+struct Ledger<T> {
+    last_good: BTreeMap<ObjectKey, T>,
+    rejected: BTreeMap<ObjectKey, (T, String)>,
+}
+
+impl<T> Default for Ledger<T> {
+    fn default() -> Self {
+        Self { last_good: BTreeMap::new(), rejected: BTreeMap::new() }
+    }
+}
+
+impl<T: Clone + PartialEq> Ledger<T> {
+    /// Applies verdicts to `objects`: accepted ones are recorded as last good, rejected
+    /// ones are replaced by their last good version (or dropped when there is none).
+    fn apply(
+        &mut self,
+        kind: Kind,
+        objects: &mut BTreeMap<ObjectKey, T>,
+        verdicts: Vec<(ObjectKey, Result<(), String>)>,
+        origin: &dyn Fn(&ObjectRef) -> String,
+    ) {
+        self.last_good.retain(|k, _| objects.contains_key(k));
+        self.rejected.retain(|k, _| objects.contains_key(k));
+        for (key, verdict) in verdicts {
+            let Some(current) = objects.get(&key).cloned() else { continue };
+            let object = ObjectRef { kind, namespace: key.namespace.clone(), name: key.name.clone() };
+            match verdict {
+                Ok(()) => {
+                    if self.rejected.remove(&key).is_some() {
+                        tracing::info!(source = %origin(&object), %object, "accepted again");
+                    }
+                    self.last_good.insert(key, current);
+                }
+                Err(reason) => {
+                    let kept = self.last_good.get(&key).cloned();
+                    let repeat = self.rejected.get(&key).is_some_and(|(o, r)| *o == current && *r == reason);
+                    if !repeat {
+                        let keeping = if kept.is_some() { "keeping its last good version" } else { "no earlier version to keep" };
+                        tracing::warn!("{}: rejected {object}: {reason}; {keeping}", origin(&object));
+                        self.rejected.insert(key.clone(), (current, reason));
+                    }
+                    match kept {
+                        Some(good) => drop(objects.insert(key, good)),
+                        None => drop(objects.remove(&key)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the last good version of each routing object across store rebuilds.
+#[derive(Debug, Default)]
+pub struct Admission {
+    virtual_services: Ledger<VirtualService>,
+    destination_rules: Ledger<DestinationRule>,
+}
+
+impl Admission {
+    /// Validates the routing objects of `store` in place. `origin` names where an object
+    /// came from (a file path) for the log line.
+    pub fn admit(&mut self, store: &mut Store, opts: &TranslateOptions, origin: &dyn Fn(&ObjectRef) -> String) {
+        let verdicts = store
+            .destination_rules
+            .iter()
+            .map(|(k, dr)| (k.clone(), validate_destination_rule(dr)))
+            .collect();
+        self.destination_rules.apply(Kind::DestinationRule, &mut store.destination_rules, verdicts, origin);
+
+        let verdicts = {
+            let validator = Validator::new(store, opts);
+            store.virtual_services.iter().map(|(k, vs)| (k.clone(), validator.virtual_service(k, vs))).collect()
+        };
+        self.virtual_services.apply(Kind::VirtualService, &mut store.virtual_services, verdicts, origin);
+    }
+
+    /// Rejected objects and why, for status reporting.
+    pub fn rejections(&self) -> Vec<(ObjectRef, String)> {
+        let vs = self.virtual_services.rejected.iter().map(|(k, (_, r))| {
+            (ObjectRef { kind: Kind::VirtualService, namespace: k.namespace.clone(), name: k.name.clone() }, r.clone())
+        });
+        let dr = self.destination_rules.rejected.iter().map(|(k, (_, r))| {
+            (ObjectRef { kind: Kind::DestinationRule, namespace: k.namespace.clone(), name: k.name.clone() }, r.clone())
+        });
+        vs.chain(dr).collect()
+    }
+}

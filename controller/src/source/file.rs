@@ -1,0 +1,202 @@
+//! The manifests directory: every `*.yaml`, `*.yml` and `*.json` file under it
+//! (recursively), multi-document, parsed into objects. A file that fails to parse keeps
+//! the objects it last produced; a document that fails keeps its object's last good
+//! version; a deleted file takes its objects with it.
+
+use std::{
+    collections::BTreeMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use crate::{
+    addressing::fnv1a,
+    resources::{Object, ObjectRef, parse_document},
+    store::Store,
+};
+
+/// Extensions read from the directory.
+pub const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+#[derive(Debug)]
+struct FileState {
+    content_hash: u64,
+    objects: Vec<Object>,
+}
+
+/// The parsed contents of a manifests directory.
+#[derive(Debug)]
+pub struct ManifestDir {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+impl ManifestDir {
+    /// A directory not read yet.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), files: BTreeMap::new() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads the directory again; returns true when any object may have changed. Only
+    /// files whose content changed are parsed.
+    pub fn rescan(&mut self) -> bool {
+        let mut found = Vec::new();
+        if let Err(e) = walk(&self.root, &mut found) {
+            tracing::warn!(dir = %self.root.display(), error = %e, "cannot list the manifests directory; keeping what was read before");
+            return false;
+        }
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|p, _| found.contains(p));
+        if self.files.len() != before {
+            changed = true;
+        }
+        for path in found {
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    changed |= self.files.remove(&path).is_some();
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!("{}: cannot read: {e}; keeping the objects it last produced", path.display());
+                    continue;
+                }
+            };
+            let hash = fnv1a(&bytes);
+            if self.files.get(&path).is_some_and(|f| f.content_hash == hash) {
+                continue;
+            }
+            let previous = self.files.remove(&path).map(|f| f.objects).unwrap_or_default();
+            let objects = parse_file(&path, &bytes, previous);
+            self.files.insert(path, FileState { content_hash: hash, objects });
+            changed = true;
+        }
+        changed
+    }
+
+    /// Builds a store from every file's objects, and the file each object came from. When
+    /// two files define the same object, the later path wins (with a warning).
+    pub fn store(&self) -> (Store, BTreeMap<ObjectRef, PathBuf>) {
+        let mut store = Store::default();
+        let mut origins: BTreeMap<ObjectRef, PathBuf> = BTreeMap::new();
+        for (path, state) in &self.files {
+            for object in &state.objects {
+                let r = object.object_ref();
+                if let Some(first) = origins.insert(r.clone(), path.clone()) {
+                    tracing::warn!("{}: {r} is also defined in {}; using this one", path.display(), first.display());
+                }
+                store.insert(object.clone());
+            }
+        }
+        (store, origins)
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue; // editor swap and lock files, `..data` symlinks of ConfigMap mounts
+        }
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => continue, // dangling symlink or raced deletion
+        };
+        if meta.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e)) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Parses one file. `previous` is what the file produced last time.
+fn parse_file(path: &Path, bytes: &[u8], previous: Vec<Object>) -> Vec<Object> {
+    let file = path.display();
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("{file}: not UTF-8 ({e}); keeping the {} objects it last produced", previous.len());
+            return previous;
+        }
+    };
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        match serde_yaml_ng::Value::deserialize(doc) {
+            Ok(v) => docs.push(v),
+            Err(e) => {
+                tracing::warn!("{file}: cannot parse: {e}; keeping the {} objects it last produced", previous.len());
+                return previous;
+            }
+        }
+    }
+    let mut objects: Vec<Object> = Vec::new();
+    for result in docs.into_iter().flat_map(parse_document) {
+        match result {
+            Ok(o) => objects.push(o),
+            Err(e) => {
+                let kept = e.object.as_ref().and_then(|r| previous.iter().find(|o| &o.object_ref() == r));
+                let what = e.object.as_ref().map_or_else(|| "an object".to_string(), ToString::to_string);
+                let keeping = if kept.is_some() { "keeping its last good version" } else { "no earlier version to keep" };
+                tracing::warn!("{file}: {what}: {}; {keeping}", e.reason);
+                objects.extend(kept.cloned());
+            }
+        }
+    }
+    objects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ObjectKey;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("corridor-file-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        dir
+    }
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec: {ports: [{port: 80}]}\n";
+
+    #[test]
+    fn keeps_last_good_and_forgets_deleted_files() {
+        let dir = tempdir("lastgood");
+        let f = dir.join("sub/a.yaml");
+        fs::write(&f, format!("{SVC}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: x}}\n")).unwrap();
+        fs::write(dir.join("notes.txt"), "ignored").unwrap();
+        let mut m = ManifestDir::new(&dir);
+        assert!(m.rescan());
+        assert_eq!(m.store().0.len(), 2);
+        assert!(!m.rescan(), "unchanged content is not a change");
+
+        // An invalid Service keeps its last good version; the Pod goes away.
+        fs::write(&f, "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec: {ports: [{port: bad}]}\n").unwrap();
+        assert!(m.rescan());
+        let store = m.store().0;
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.services[&ObjectKey::new("x", "a")].spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 80);
+
+        // Broken YAML keeps everything the file last produced.
+        fs::write(&f, "apiVersion: v1\nkind: [unclosed\n").unwrap();
+        assert!(m.rescan());
+        assert_eq!(m.store().0.len(), 1);
+
+        fs::remove_file(&f).unwrap();
+        assert!(m.rescan());
+        assert!(m.store().0.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

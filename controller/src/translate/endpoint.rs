@@ -1,0 +1,115 @@
+//! Cluster load assignments from EndpointSlices: one locality per zone, endpoints at
+//! `<pod IP>:<targetPort>`, health from the endpoint conditions, subsets through the Pod
+//! each endpoint's `targetRef` names.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use corridor_proto::envoy::config::{
+    core::v3::{Address, HealthStatus, Locality, SocketAddress, address, socket_address},
+    endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
+};
+use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
+
+use super::{Context, PortInfo, ServiceInfo};
+use crate::{resources::istio::Subset, store::ObjectKey, xds::snapshot::Resource};
+
+/// Label tying an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+pub(super) fn build(ctx: &Context<'_>, name: &str, info: &ServiceInfo, port: &PortInfo, subset: Option<&Subset>) -> Resource {
+    let mut zones: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (key, slice) in slices_of(ctx, &info.key) {
+        if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
+            continue;
+        }
+        let Some(target_port) = slice_port(slice, port) else { continue };
+        for ep in &slice.endpoints {
+            if let Some(s) = subset {
+                if !pod_matches(ctx, &key.namespace, ep, s) {
+                    continue;
+                }
+            }
+            let status = health(ep);
+            for ip in &ep.addresses {
+                if !seen.insert((ip.clone(), target_port)) {
+                    continue;
+                }
+                zones.entry(ep.zone.clone().unwrap_or_default()).or_default().push(LbEndpoint {
+                    health_status: status as i32,
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket(ip, target_port)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let cla = ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: zones
+            .into_iter()
+            .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
+                locality: (!zone.is_empty()).then(|| Locality { zone, ..Default::default() }),
+                lb_endpoints,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Resource::new(name.to_string(), &cla)
+}
+
+fn slices_of<'a>(ctx: &'a Context<'_>, service: &'a ObjectKey) -> impl Iterator<Item = (&'a ObjectKey, &'a EndpointSlice)> {
+    ctx.store.endpoint_slices.iter().filter(move |(k, s)| {
+        k.namespace == service.namespace
+            && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) == Some(&service.name)
+    })
+}
+
+/// The slice port carrying a service port: same name (an unnamed port matches an unnamed
+/// or empty-named one).
+fn slice_port(slice: &EndpointSlice, port: &PortInfo) -> Option<u16> {
+    let want = port.name.as_deref().unwrap_or("");
+    slice
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+        .find(|p| p.name.as_deref().unwrap_or("") == want)
+        .and_then(|p| p.port)
+        .and_then(|n| u16::try_from(n).ok())
+}
+
+fn health(ep: &SliceEndpoint) -> HealthStatus {
+    let c = ep.conditions.as_ref();
+    if c.and_then(|c| c.ready).unwrap_or(true) {
+        HealthStatus::Healthy
+    } else if c.and_then(|c| c.terminating).unwrap_or(false) {
+        HealthStatus::Draining
+    } else {
+        HealthStatus::Unhealthy
+    }
+}
+
+fn pod_matches(ctx: &Context<'_>, slice_namespace: &str, ep: &SliceEndpoint, subset: &Subset) -> bool {
+    let Some(r) = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")) else { return false };
+    let ns = r.namespace.as_deref().unwrap_or(slice_namespace);
+    let Some(pod) = ctx.store.pods.get(&ObjectKey::new(ns, r.name.clone().unwrap_or_default())) else {
+        return false;
+    };
+    let labels = pod.metadata.labels.as_ref();
+    subset.labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+fn socket(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            protocol: socket_address::Protocol::Tcp as i32,
+            address: ip.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}

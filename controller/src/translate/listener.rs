@@ -1,0 +1,88 @@
+//! Listeners: one per meshed (service, port), bound on the service's gateway address.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use corridor_proto::{
+    envoy::{
+        config::{
+            core::v3::{Address, SocketAddress, address, socket_address},
+            listener::v3::{Filter, FilterChain, Listener, filter},
+        },
+        extensions::filters::{
+            http::router::v3::Router,
+            network::{
+                http_connection_manager::v3::{
+                    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+                },
+                tcp_proxy::v3::{TcpProxy, tcp_proxy},
+            },
+        },
+    },
+    pack_any,
+};
+
+use super::{MetaValue, PortInfo, ServiceInfo, ads_config_source, cluster_name, corridor_metadata};
+use crate::xds::snapshot::Resource;
+
+/// Network filter name of the HTTP connection manager.
+pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// Network filter name of the TCP proxy.
+pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+/// HTTP filter name of the router.
+pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// `<host>:<port>`, the name of a listener and of its route configuration.
+pub fn listener_name(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> Resource {
+    let name = listener_name(&info.host, port.number);
+    let filter = if port.protocol.is_http() {
+        let hcm = HttpConnectionManager {
+            stat_prefix: name.clone(),
+            codec_type: http_connection_manager::CodecType::Auto as i32,
+            route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+                config_source: Some(ads_config_source()),
+                route_config_name: name.clone(),
+            })),
+            http_filters: vec![HttpFilter {
+                name: ROUTER_FILTER.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Filter { name: HCM_FILTER.to_string(), config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))) }
+    } else {
+        let tcp = TcpProxy {
+            stat_prefix: name.clone(),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster_name(port.number, "", &info.host))),
+            ..Default::default()
+        };
+        Filter { name: TCP_PROXY_FILTER.to_string(), config_type: Some(filter::ConfigType::TypedConfig(pack_any(tcp))) }
+    };
+    let mut listener = Listener {
+        name: name.clone(),
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                protocol: socket_address::Protocol::Tcp as i32,
+                address: address.to_string(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port.number))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain { filters: vec![filter], ..Default::default() }],
+        ..Default::default()
+    };
+    let (metadata, canonical) = corridor_metadata(BTreeMap::from([
+        ("service", MetaValue::Str(info.host.clone())),
+        ("namespace", MetaValue::Str(info.key.namespace.clone())),
+        ("name", MetaValue::Str(info.key.name.clone())),
+        ("port", MetaValue::Num(f64::from(port.number))),
+        ("protocol", MetaValue::Str(port.protocol.as_str().to_string())),
+    ]));
+    let bare = listener.clone();
+    listener.metadata = Some(metadata);
+    Resource::with_canonical(name, &listener, &bare, &canonical)
+}

@@ -1,0 +1,312 @@
+//! The translator: a pure function from the [`Store`] to a [`Snapshot`] of Envoy v3
+//! resources, shaped as docs/xds.md says.
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod route;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Duration,
+};
+
+use corridor_proto::{
+    envoy::config::core::v3::{
+        AggregatedConfigSource, ApiVersion, ConfigSource, Metadata, config_source::ConfigSourceSpecifier,
+    },
+    google::protobuf::{self as pb, Struct, value::Kind as ValueKind},
+    type_url,
+};
+use k8s_openapi::api::core::v1::Service;
+use serde::Serialize;
+
+use crate::{
+    addressing,
+    config::Ipv4Cidr,
+    protocol::Protocol,
+    resources::{DestinationRule, VirtualService},
+    store::{ObjectKey, Store},
+    xds::snapshot::{Snapshot, TypeSnapshot},
+};
+
+pub use cluster::validate_destination_rule;
+
+/// Label that opts a Namespace or a Service out of the mesh when set to `disabled`.
+pub const MESH_LABEL: &str = "corridor.io/mesh";
+/// Namespaces never meshed, besides the controller's own.
+pub const SYSTEM_NAMESPACES: [&str; 1] = ["kube-system"];
+/// Key of Corridor's entry in `metadata.filter_metadata`.
+pub const METADATA_KEY: &str = "corridor";
+
+/// Inputs of the translation besides the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranslateOptions {
+    /// Range gateway addresses are taken from.
+    pub gateway_cidr: Ipv4Cidr,
+    /// Cluster DNS domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Corridor's own namespace, never meshed.
+    pub own_namespace: String,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        Self {
+            gateway_cidr: Ipv4Cidr::DEFAULT,
+            cluster_domain: crate::config::DEFAULT_CLUSTER_DOMAIN.to_string(),
+            own_namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
+        }
+    }
+}
+
+/// One TCP port of a Service.
+#[derive(Debug, Clone)]
+pub(crate) struct PortInfo {
+    pub number: u16,
+    pub name: Option<String>,
+    pub protocol: Protocol,
+}
+
+/// A Service as the translator sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceInfo {
+    pub key: ObjectKey,
+    pub host: String,
+    pub ports: Vec<PortInfo>,
+}
+
+impl ServiceInfo {
+    fn of(key: &ObjectKey, svc: &Service, domain: &str) -> Self {
+        let ports = svc
+            .spec
+            .iter()
+            .flat_map(|s| s.ports.iter().flatten())
+            .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
+            .filter_map(|p| {
+                Some(PortInfo { number: u16::try_from(p.port).ok()?, name: p.name.clone(), protocol: Protocol::of_port(p) })
+            })
+            .collect();
+        ServiceInfo { key: key.clone(), host: service_host(key, domain), ports }
+    }
+
+    pub fn port(&self, number: u16) -> Option<&PortInfo> {
+        self.ports.iter().find(|p| p.number == number)
+    }
+}
+
+/// `<name>.<namespace>.svc.<domain>`.
+pub fn service_host(key: &ObjectKey, domain: &str) -> String {
+    format!("{}.{}.svc.{}", key.name, key.namespace, domain)
+}
+
+/// Istio's cluster name `outbound|<port>|<subset>|<host>`.
+pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+/// Why a Service is not meshed, or `None` when it is.
+pub fn unmeshed_reason(store: &Store, key: &ObjectKey, svc: &Service, opts: &TranslateOptions) -> Option<&'static str> {
+    if SYSTEM_NAMESPACES.contains(&key.namespace.as_str()) || key.namespace == opts.own_namespace {
+        return Some("system namespace");
+    }
+    let disabled = |labels: Option<&BTreeMap<String, String>>| {
+        labels.and_then(|l| l.get(MESH_LABEL)).is_some_and(|v| v == "disabled")
+    };
+    if disabled(store.namespace_labels(&key.namespace)) {
+        return Some("namespace opted out");
+    }
+    if disabled(svc.metadata.labels.as_ref()) {
+        return Some("service opted out");
+    }
+    let spec = svc.spec.as_ref();
+    if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+        return Some("ExternalName service");
+    }
+    if spec.and_then(|s| s.cluster_ip.as_deref()) == Some("None") {
+        return Some("headless service");
+    }
+    None
+}
+
+/// Context shared by the builders: the store, options and the indexes built once.
+pub(crate) struct Context<'a> {
+    pub store: &'a Store,
+    pub opts: &'a TranslateOptions,
+    pub services: BTreeMap<ObjectKey, ServiceInfo>,
+    /// DestinationRule per service (the first by namespace/name when several apply).
+    pub rules: BTreeMap<ObjectKey, &'a DestinationRule>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(store: &'a Store, opts: &'a TranslateOptions) -> Self {
+        let services = store
+            .services
+            .iter()
+            .map(|(k, s)| (k.clone(), ServiceInfo::of(k, s, &opts.cluster_domain)))
+            .collect();
+        let mut rules = BTreeMap::new();
+        for (key, dr) in &store.destination_rules {
+            if let Some(target) = store.resolve_host(&dr.spec.host, &key.namespace, &opts.cluster_domain) {
+                rules.entry(target).or_insert(dr);
+            }
+        }
+        Context { store, opts, services, rules }
+    }
+
+    pub fn resolve(&self, host: &str, from_namespace: &str) -> Option<&ServiceInfo> {
+        let key = self.store.resolve_host(host, from_namespace, &self.opts.cluster_domain)?;
+        self.services.get(&key)
+    }
+}
+
+/// Validates routing objects against a store (destinations must exist, subsets be defined).
+pub struct Validator<'a> {
+    ctx: Context<'a>,
+}
+
+impl<'a> Validator<'a> {
+    /// Indexes the store once for many validations.
+    pub fn new(store: &'a Store, opts: &'a TranslateOptions) -> Self {
+        Validator { ctx: Context::new(store, opts) }
+    }
+
+    /// Checks a VirtualService; the error says which field is wrong and why.
+    pub fn virtual_service(&self, key: &ObjectKey, vs: &VirtualService) -> Result<(), String> {
+        route::validate(&self.ctx, key, vs)
+    }
+}
+
+/// Translates the whole store. Pure: the same store and options give the same snapshot.
+pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
+    let ctx = Context::new(store, opts);
+    let meshed: BTreeSet<ObjectKey> = store
+        .services
+        .iter()
+        .filter(|(k, s)| unmeshed_reason(store, k, s, opts).is_none())
+        .filter(|(k, _)| ctx.services.get(*k).is_some_and(|i| !i.ports.is_empty()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let addresses = addressing::assign(&opts.gateway_cidr, &meshed);
+
+    // VirtualService per meshed host; in-mesh ones only (no `gateways`, or `mesh` listed).
+    let mut routing: BTreeMap<ObjectKey, (&ObjectKey, &VirtualService)> = BTreeMap::new();
+    for (key, vs) in &store.virtual_services {
+        if !vs.spec.gateways.is_empty() && !vs.spec.gateways.iter().any(|g| g == "mesh") {
+            continue;
+        }
+        for host in &vs.spec.hosts {
+            if let Some(target) = store.resolve_host(host, &key.namespace, &opts.cluster_domain) {
+                routing.entry(target).or_insert((key, vs));
+            }
+        }
+    }
+
+    // Clusters for every meshed service and every service a route sends traffic to.
+    let mut targets = meshed.clone();
+    for (key, vs) in routing.values() {
+        for r in vs.spec.http.iter().flat_map(|h| &h.route) {
+            if let Some(t) = store.resolve_host(&r.destination.host, &key.namespace, &opts.cluster_domain) {
+                targets.insert(t);
+            }
+        }
+    }
+
+    let (mut listeners, mut routes, mut clusters, mut endpoints) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for key in &targets {
+        let Some(info) = ctx.services.get(key) else { continue };
+        let rule = ctx.rules.get(key).copied();
+        for port in &info.ports {
+            for (subset, policy) in cluster::subsets(rule) {
+                let name = cluster_name(port.number, subset.map_or("", |s| s.name.as_str()), &info.host);
+                clusters.push(cluster::build(&name, info, port, subset, policy.as_ref()));
+                endpoints.push(endpoint::build(&ctx, &name, info, port, subset));
+            }
+        }
+    }
+    for key in &meshed {
+        let (Some(info), Some(address)) = (ctx.services.get(key), addresses.get(key)) else { continue };
+        for port in &info.ports {
+            listeners.push(listener::build(info, port, *address));
+            if port.protocol.is_http() {
+                routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
+            }
+        }
+    }
+
+    let mut snapshot = Snapshot::default();
+    for (url, resources) in [
+        (type_url::LISTENER, listeners),
+        (type_url::ROUTE, routes),
+        (type_url::CLUSTER, clusters),
+        (type_url::ENDPOINT, endpoints),
+    ] {
+        snapshot.types.insert(url.to_string(), TypeSnapshot::from_resources(resources));
+    }
+    snapshot
+}
+
+/// Gateway address of each meshed service, as the translator assigns them (for logs and
+/// the umbrella binary's hints).
+pub fn gateway_addresses(store: &Store, opts: &TranslateOptions) -> BTreeMap<ObjectKey, Ipv4Addr> {
+    let meshed: BTreeSet<ObjectKey> = store
+        .services
+        .iter()
+        .filter(|(k, s)| unmeshed_reason(store, k, s, opts).is_none())
+        .filter(|(k, s)| !ServiceInfo::of(k, s, &opts.cluster_domain).ports.is_empty())
+        .map(|(k, _)| k.clone())
+        .collect();
+    addressing::assign(&opts.gateway_cidr, &meshed)
+}
+
+// === helpers shared by the builders ===
+
+/// `ConfigSource { ads {}, resource_api_version: V3 }`.
+pub(crate) fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+/// A protobuf Duration.
+pub(crate) fn pb_duration(d: Duration) -> pb::Duration {
+    pb::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+/// A value of Corridor's metadata.
+#[derive(Debug, Clone)]
+pub(crate) enum MetaValue {
+    Str(String),
+    Num(f64),
+}
+
+/// Builds `filter_metadata["corridor"]` and its canonical byte form (sorted keys) for the
+/// resource version, since protobuf maps encode in hash-map order.
+pub(crate) fn corridor_metadata(fields: BTreeMap<&str, MetaValue>) -> (Metadata, Vec<u8>) {
+    let mut canonical = Vec::new();
+    let mut st = Struct::default();
+    for (k, v) in fields {
+        canonical.extend_from_slice(k.as_bytes());
+        canonical.push(0);
+        let kind = match v {
+            MetaValue::Str(s) => {
+                canonical.extend_from_slice(s.as_bytes());
+                ValueKind::StringValue(s)
+            }
+            MetaValue::Num(n) => {
+                canonical.extend_from_slice(&n.to_le_bytes());
+                ValueKind::NumberValue(n)
+            }
+        };
+        canonical.push(0);
+        st.fields.insert(k.to_string(), pb::Value { kind: Some(kind) });
+    }
+    let mut meta = Metadata::default();
+    meta.filter_metadata.insert(METADATA_KEY.to_string(), st);
+    (meta, canonical)
+}

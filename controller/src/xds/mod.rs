@@ -1,0 +1,102 @@
+//! The ADS server: `envoy.service.discovery.v3.AggregatedDiscoveryService`, both
+//! State-of-the-World (`StreamAggregatedResources`) and Delta
+//! (`DeltaAggregatedResources`), serving the latest published [`snapshot::Snapshot`].
+
+mod delta;
+pub mod snapshot;
+mod sotw;
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use corridor_proto::{
+    envoy::service::discovery::v3::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+        aggregated_discovery_service_server::{AggregatedDiscoveryService, AggregatedDiscoveryServiceServer},
+    },
+    type_url,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use snapshot::Snapshot;
+
+/// Responses buffered per stream before the sender waits for the client to read.
+const STREAM_BUFFER: usize = 16;
+
+/// True for the types whose subscription may be a wildcard (LDS and CDS).
+pub(crate) fn wildcard_type(type_url: &str) -> bool {
+    type_url == type_url::LISTENER || type_url == type_url::CLUSTER
+}
+
+/// Shared state of all streams.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: watch::Receiver<bool>,
+    nonces: Arc<AtomicU64>,
+}
+
+impl AdsServer {
+    /// A server publishing what `snapshots` holds; streams end when `shutdown` turns true.
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, shutdown: watch::Receiver<bool>) -> Self {
+        Self { snapshots, shutdown, nonces: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// The tonic service.
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+}
+
+/// Fresh nonces, unique per server.
+#[derive(Debug, Clone)]
+pub(crate) struct Nonces(Arc<AtomicU64>);
+
+impl Nonces {
+    pub fn next(&self) -> String {
+        (self.0.fetch_add(1, Ordering::Relaxed) + 1).to_string()
+    }
+}
+
+/// Where a stream's task sends its responses.
+pub(crate) type Outbox<T> = mpsc::Sender<Result<T, Status>>;
+
+type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = request.remote_addr();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let stream = sotw::SotwStream::new(tx, Nonces(self.nonces.clone()), peer);
+        tokio::spawn(stream.run(request.into_inner(), self.snapshots.clone(), self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let peer = request.remote_addr();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let stream = delta::DeltaStream::new(tx, Nonces(self.nonces.clone()), peer);
+        tokio::spawn(stream.run(request.into_inner(), self.snapshots.clone(), self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests;
