@@ -153,3 +153,16 @@ mod tests {
         assert_eq!(s.resolve_host("ratings.prod", "default", d), None);
     }
 }
+
+/// Builds a store from multi-document YAML (tests only).
+#[cfg(test)]
+pub(crate) fn store_from_yaml(text: &str) -> Store {
+    let mut store = Store::default();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc).expect("test YAML parses");
+        for object in crate::resources::parse_document(value) {
+            store.insert(object.expect("test object is valid"));
+        }
+    }
+    store
+}
