@@ -6,7 +6,7 @@ mod endpoint;
 mod listener;
 mod route;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
