@@ -5,7 +5,8 @@
 //! - `/delay/<ms>` answers after `ms` milliseconds;
 //! - `/status/<code>` answers with that status;
 //! - [`Backend::set_status`] makes every other path answer with a fixed status (e.g. 503);
-//! - the request's path and `host` come back in `x-path` and `x-host`.
+//! - the request's path, `host` and HTTP version come back in `x-path`, `x-host` and
+//!   `x-version` (`HTTP/1.1`, `HTTP/2.0`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -82,6 +83,16 @@ impl Backend {
     }
 }
 
+impl crate::mesh::Upstream for Backend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         self.task.abort();
@@ -118,6 +129,7 @@ async fn accept_loop(listener: TcpListener, name: String, state: Arc<State>) {
 async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<Full<Bytes>> {
     state.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    let version = format!("{:?}", req.version());
     let host = req
         .headers()
         .get(hyper::header::HOST)
@@ -142,7 +154,8 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<F
     let mut response = Response::new(Full::new(Bytes::from(name.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    for (key, value) in [("x-backend", name), ("x-path", path.as_str()), ("x-host", host.as_str())] {
+    let fields = [("x-backend", name), ("x-path", &path), ("x-host", &host), ("x-version", &version)];
+    for (key, value) in fields {
         if let Ok(value) = http::HeaderValue::from_str(value) {
             headers.insert(key, value);
         }

@@ -100,7 +100,9 @@ impl std::fmt::Debug for Process {
 impl Process {
     /// Spawns `cmd` with piped stdout and stderr.
     pub fn spawn(label: &str, mut cmd: Command) -> anyhow::Result<Process> {
-        cmd.stdin(Stdio::null())
+        // Plain log lines: easier to read in a failed test's output, and to search.
+        cmd.env("NO_COLOR", "1")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd

@@ -109,3 +109,46 @@ impl HttpClient {
             .with_context(|| format!("request to {addr}{path}"))
     }
 }
+
+/// Sends `GET path` to `addr` until a reply satisfies `accept`, and returns it (panics after
+/// [`crate::PATIENCE`]). Transport errors count as "not yet".
+pub async fn wait_for_reply(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    what: &str,
+    accept: impl Fn(&Reply) -> bool,
+) -> Reply {
+    let accept = &accept;
+    crate::eventually(crate::PATIENCE, what, || async move {
+        let reply = client.get(addr, path).await?;
+        if accept(&reply) {
+            Ok(reply)
+        } else {
+            anyhow::bail!("got {} from {:?}: {}", reply.status, reply.backend(), reply.text())
+        }
+    })
+    .await
+}
+
+/// Sends `GET path` to `addr` back to back until a reply satisfies `shows_change`, and
+/// returns how long after `since` that reply arrived (panics after `patience`).
+pub async fn time_until_change(
+    client: &HttpClient,
+    addr: SocketAddr,
+    path: &str,
+    since: std::time::Instant,
+    patience: Duration,
+    shows_change: impl Fn(&Reply) -> bool,
+) -> Duration {
+    let shows_change = &shows_change;
+    crate::eventually(patience, "the change to show in a reply", || async move {
+        let reply = client.get(addr, path).await?;
+        if shows_change(&reply) {
+            Ok(since.elapsed())
+        } else {
+            anyhow::bail!("still {} from {:?}", reply.status, reply.backend())
+        }
+    })
+    .await
+}

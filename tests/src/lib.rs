@@ -11,6 +11,7 @@
 //! - [`backend`]: an HTTP test backend that names itself and counts requests;
 //! - [`client`]: HTTP/1.1 keep-alive and h2c clients;
 //! - [`load`]: a steady-load driver that records every failure;
+//! - [`metrics`]: reading the gateway's Prometheus `/metrics`;
 //! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
 //! - [`eventually()`]: polling with a bounded patience instead of sleeps.
 
@@ -22,10 +23,11 @@ mod eventually;
 pub mod load;
 pub mod manifests;
 pub mod mesh;
+pub mod metrics;
 pub mod python;
 
 pub use backend::Backend;
-pub use client::{HttpClient, Reply};
+pub use client::{time_until_change, wait_for_reply, HttpClient, Reply};
 pub use eventually::{eventually, PATIENCE};
 pub use load::{Load, LoadReport};
 pub use mesh::Mesh;

@@ -229,38 +229,51 @@ impl Mesh {
 
     // === backends ===
 
-    /// Starts one backend per name, all on the same port, on distinct loopback addresses.
+    /// A fresh loopback address for a test upstream (`127.<octet>.250.<n>`) with `port`.
+    pub fn upstream_addr(&mut self, port: u16) -> SocketAddr {
+        let host = self.next_backend_host;
+        self.next_backend_host = self.next_backend_host.checked_add(1).unwrap_or(1);
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, self.octet, BACKEND_OCTET, host)), port)
+    }
+
+    /// Starts one backend per name, all on the same port, on distinct loopback addresses
+    /// (so that one EndpointSlice with one port lists them all, as in a real cluster).
     pub async fn backends(&mut self, names: &[&str]) -> Vec<Backend> {
         let mut backends: Vec<Backend> = Vec::new();
         for name in names {
-            let host = self.next_backend_host;
-            self.next_backend_host = self.next_backend_host.checked_add(1).unwrap_or(1);
-            let ip = IpAddr::V4(Ipv4Addr::new(127, self.octet, BACKEND_OCTET, host));
             let port = backends.first().map_or(0, |b| b.addr().port());
-            let backend = Backend::start(name, SocketAddr::new(ip, port))
-                .await
-                .unwrap_or_else(|e| panic!("{e:#}"));
+            let addr = self.upstream_addr(port);
+            let backend = Backend::start(name, addr).await.unwrap_or_else(|e| panic!("{e:#}"));
             backends.push(backend);
         }
         backends
     }
 
-    /// Service + EndpointSlice + Pods for `service` with one port, whose endpoints are
-    /// `backends` (all on one port), each pod labelled `app: <service>`, `version: <v>`.
-    pub fn service_objects(&self, service: &str, port: ServicePort, backends: &[(&Backend, &str)]) -> Vec<Value> {
-        let target = backends.first().map_or(1, |(b, _)| b.addr().port());
+    /// Service + EndpointSlice + Pods for `service` with one port, whose endpoints are the
+    /// `upstreams` (all on the port of the first), each pod labelled `app: <service>`,
+    /// `version: <v>`.
+    pub fn service_objects<U: Upstream>(&self, service: &str, port: ServicePort, upstreams: &[(&U, &str)]) -> Vec<Value> {
+        let target = upstreams.first().map_or(1, |(u, _)| u.addr().port());
         let port_name = port.name().to_string();
         let mut objects = vec![Service::new(service, &self.ns).port(port.target(target)).into()];
         let mut slice = EndpointSlice::new(&format!("{service}-x1"), &self.ns, service).port(&port_name, target);
-        for (backend, version) in backends {
-            let pod = format!("{service}-{}", backend.name());
-            let ip = backend.addr().ip();
+        for (upstream, version) in upstreams {
+            let pod = format!("{service}-{}", upstream.name());
+            let ip = upstream.addr().ip();
             slice = slice.endpoint(Endpoint::new(ip).pod(&pod).zone("zone-a"));
             objects.push(Pod::new(&pod, &self.ns).label("app", service).label("version", version).ip(ip).into());
         }
         objects.insert(1, slice.into());
         objects
     }
+}
+
+/// Something a Service's endpoints can point at: a test backend or a Python gRPC server.
+pub trait Upstream {
+    /// Its name (pods are named `<service>-<name>`).
+    fn name(&self) -> &str;
+    /// Its address.
+    fn addr(&self) -> SocketAddr;
 }
 
 /// Looks `name` up in an admin `/listeners` JSON (the gateway's or Envoy's).

@@ -42,6 +42,8 @@ pub fn script(name: &str) -> PathBuf {
 /// A running `grpc_peer.py serve`: a gRPC server implementing `corridor.test.Echo`.
 #[derive(Debug)]
 pub struct GrpcServer {
+    /// The name it reports in `x-served-by`.
+    pub name: String,
     /// The server process (its log is in `process.stderr`).
     pub process: Process,
     /// The bound address.
@@ -58,7 +60,17 @@ impl GrpcServer {
             .env("PYTHONUNBUFFERED", "1");
         let mut process = Process::spawn(&format!("grpc {name}"), cmd)?;
         let addr = process.wait_bound("grpc_peer bound", "addr").await?;
-        Ok(GrpcServer { process, addr })
+        Ok(GrpcServer { name: name.to_string(), process, addr })
+    }
+}
+
+impl crate::mesh::Upstream for GrpcServer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 

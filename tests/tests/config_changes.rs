@@ -1,0 +1,214 @@
+//! Editing the manifests while traffic flows: changes take effect in under a second, no
+//! request fails during the change, and a bad manifest leaves the last good config serving.
+
+use std::time::{Duration, Instant};
+
+use corridor_tests::manifests::{self, DestinationRule, Destination, HttpRoute, Match, ServicePort, VirtualService};
+use corridor_tests::mesh::listener_addr;
+use corridor_tests::{eventually, time_until_change, wait_for_reply, Backend, HttpClient, Load, Mesh, PATIENCE};
+
+const PORT: u16 = 8080;
+/// The acceptance bound: a manifest edit is visible in traffic within one second.
+const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+/// Concurrent keep-alive clients of the steady load.
+const CLIENTS: usize = 4;
+/// Requests the load completes before and after a change, so that the change happens in
+/// the middle of traffic.
+const LOAD_MARGIN: u64 = 300;
+
+fn web_port() -> ServicePort {
+    ServicePort::new("http-web", PORT)
+}
+
+fn subsets(ns: &str) -> serde_json::Value {
+    DestinationRule::new("web", ns, "web")
+        .subset("v1", &[("version", "v1")])
+        .subset("v2", &[("version", "v2")])
+        .into()
+}
+
+fn split(ns: &str, v1: u32, v2: u32) -> String {
+    manifests::yaml([VirtualService::new("web-routes", ns)
+        .host("web")
+        .http(
+            HttpRoute::new()
+                .to(Destination::new("web").subset("v1").weight(v1))
+                .to(Destination::new("web").subset("v2").weight(v2)),
+        )
+        .into()])
+}
+
+/// Starts `web` on backends a (v1) and b (v2), plus a DestinationRule and `vs.yaml`.
+async fn web_mesh(tag: &str, vs: impl Fn(&str) -> String) -> (Mesh, Vec<Backend>, std::net::SocketAddr) {
+    let mut mesh = Mesh::new(tag);
+    let backends = mesh.backends(&["a", "b"]).await;
+    let mut objects = mesh.service_objects("web", web_port(), &[(&backends[0], "v1"), (&backends[1], "v2")]);
+    objects.push(subsets(&mesh.ns));
+    mesh.write("web.yaml", &manifests::yaml(objects));
+    mesh.write("vs.yaml", &vs(&mesh.ns));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("web", PORT).await;
+    wait_for_reply(&HttpClient::http1(), addr, "/", "a first 200", |r| r.status == 200).await;
+    (mesh, backends, addr)
+}
+
+fn assert_fast(what: &str, elapsed: Duration) {
+    eprintln!("{what} took effect after {elapsed:?}");
+    assert!(elapsed < PROPAGATION_BOUND, "{what} took {elapsed:?} to take effect (bound {PROPAGATION_BOUND:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_weights_apply_within_a_second_under_load() {
+    let (mesh, _backends, addr) = web_mesh("weights", |ns| split(ns, 100, 0)).await;
+    let load = Load::start(addr, "/", CLIENTS);
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    let written = Instant::now();
+    mesh.write("vs.yaml", &split(&mesh.ns, 0, 100));
+    let probe = HttpClient::http1();
+    let elapsed = time_until_change(&probe, addr, "/", written, PATIENCE, |r| r.backend() == "b").await;
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+
+    report.assert_no_failures("while the weights changed");
+    assert_fast("100/0 → 0/100", elapsed);
+    let before: Vec<_> = report.outcomes.iter().filter(|o| o.end < written).collect();
+    assert!(before.iter().all(|o| o.backend() == Some("a")), "before the change, v2 had weight 0");
+    let tail = &report.outcomes[report.outcomes.len() - 100..];
+    assert!(
+        tail.iter().all(|o| o.backend() == Some("b")),
+        "after the change v1 has weight 0, yet it still served among the last 100 requests"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_service_applies_within_a_second_under_load() {
+    let (mut mesh, _backends, addr) = web_mesh("newsvc", |ns| split(ns, 50, 50)).await;
+    let extra = mesh.backends(&["c"]).await.remove(0);
+    let extra_yaml = manifests::yaml(mesh.service_objects("extra", ServicePort::new("http-extra", 9090), &[(&extra, "v1")]));
+    let load = Load::start(addr, "/", CLIENTS);
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    let written = Instant::now();
+    mesh.write("extra.yaml", &extra_yaml);
+    let (admin, name, client) = (mesh.admin(), mesh.listener_name("extra", 9090), HttpClient::http1());
+    let elapsed = eventually(PATIENCE, "the new service to answer", || {
+        let (name, client) = (name.clone(), client.clone());
+        async move {
+            let extra_addr = listener_addr(&client, admin, &name).await?;
+            let reply = client.get(extra_addr, "/").await?;
+            anyhow::ensure!(reply.status == 200 && reply.backend() == "c", "got {} from {:?}", reply.status, reply.backend());
+            Ok(written.elapsed())
+        }
+    })
+    .await;
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+
+    report.assert_no_failures("on an existing service while a new one was added");
+    assert_fast("a new service", elapsed);
+    assert!(extra.requests() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_endpoint_applies_within_a_second_under_load() {
+    let (mesh, backends, addr) = web_mesh("rmep", |ns| split(ns, 50, 50)).await;
+    // Plain round robin over both endpoints: no VirtualService.
+    mesh.remove("vs.yaml");
+    let load = Load::start(addr, "/", CLIENTS);
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    let written = Instant::now();
+    let only_a = mesh.service_objects("web", web_port(), &[(&backends[0], "v1")]);
+    mesh.write("web.yaml", &manifests::yaml(only_a));
+    // The change has taken effect once b stays quiet while the load goes on.
+    let (mut last_count, mut mark) = (backends[1].requests(), load.completed());
+    eventually(PATIENCE, "the removed endpoint to stop receiving requests", || {
+        let count = backends[1].requests();
+        if count != last_count {
+            (last_count, mark) = (count, load.completed());
+        }
+        let quiet_for = load.completed() - mark;
+        async move {
+            anyhow::ensure!(quiet_for >= 200, "b quiet for only {quiet_for} requests");
+            Ok(())
+        }
+    })
+    .await;
+    // The pod goes away for good: nothing may be sent to it any more.
+    backends[1].stop();
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+
+    report.assert_no_failures("while an endpoint was removed");
+    let before = report.outcomes.iter().filter(|o| o.end < written && o.backend() == Some("b")).count();
+    assert!(before > 0, "b served nothing before its removal: the test proves nothing");
+    let last_b = report
+        .outcomes
+        .iter()
+        .filter(|o| o.backend() == Some("b"))
+        .map(|o| o.start)
+        .max()
+        .unwrap_or(written);
+    assert_fast("removing an endpoint", last_b.saturating_duration_since(written));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_route_keeps_the_last_good_config() {
+    let (mesh, _backends, addr) = web_mesh("badvs", |ns| split(ns, 100, 0)).await;
+    let load = Load::start(addr, "/", 2);
+    load.wait_for_more(100, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Same VirtualService, now sending everything to v2, but with an unparseable regex.
+    let bad = manifests::yaml([VirtualService::new("web-routes", &mesh.ns)
+        .host("web")
+        .http(HttpRoute::new().matching(Match::new().uri_regex("/books/([0-9")).to(Destination::new("web").subset("v2")))
+        .http(HttpRoute::new().to(Destination::new("web").subset("v2")))
+        .into()]);
+    mesh.write("vs.yaml", &bad);
+    let log = mesh.controller_log();
+    let line = eventually(PATIENCE, "the controller to log why it rejected vs.yaml", || {
+        let found = log.find(&["vs.yaml", "web-routes"]);
+        async move { found.ok_or_else(|| anyhow::anyhow!("no log line names vs.yaml and web-routes")) }
+    })
+    .await;
+    assert!(line.to_lowercase().contains("regex"), "the log line should say the regex is the problem: {line}");
+
+    // Give a (wrong) push every chance to arrive: more traffic, all still on v1.
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let probe = HttpClient::http1();
+    for _ in 0..20 {
+        let reply = probe.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"), "the last good routes must stay");
+    }
+    let report = load.stop().await;
+    report.assert_no_failures("after an invalid VirtualService");
+    assert_eq!(report.by_backend().keys().collect::<Vec<_>>(), vec!["a"], "the bad VirtualService leaked");
+
+    // The file is still watched: fixing it applies.
+    mesh.write("vs.yaml", &split(&mesh.ns, 0, 100));
+    wait_for_reply(&probe, addr, "/", "the fixed VirtualService to apply", |r| r.backend() == "b").await;
+}
+
+#[tokio::test]
+async fn unparseable_yaml_keeps_everything_else_serving() {
+    let (mut mesh, _backends, addr) = web_mesh("badyaml", |ns| split(ns, 100, 0)).await;
+    mesh.write("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: [name: oops\n  spec: {{\n");
+    let log = mesh.controller_log();
+    eventually(PATIENCE, "the controller to log a line naming broken.yaml", || {
+        let found = log.find(&["broken.yaml"]);
+        async move { found.ok_or_else(|| anyhow::anyhow!("no log line names broken.yaml")) }
+    })
+    .await;
+    let client = HttpClient::http1();
+    for _ in 0..10 {
+        let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"));
+    }
+    // Other files keep being applied while the broken one is there.
+    let extra = mesh.backends(&["c"]).await.remove(0);
+    mesh.write("extra.yaml", &manifests::yaml(mesh.service_objects("extra", ServicePort::new("http", 9090), &[(&extra, "v1")])));
+    let extra_addr = mesh.service_addr("extra", 9090).await;
+    wait_for_reply(&client, extra_addr, "/", "the new service next to a broken file", |r| r.backend() == "c").await;
+}
