@@ -1,1 +1,89 @@
-fn main() {}
+//! corridor-gateway: the shared east-west L7 gateway, configured over xDS.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use corridor_gateway::app::{self, Config};
+use corridor_gateway::config::{self, parse_duration};
+use corridor_gateway::telemetry;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(name = "corridor-gateway", version, about = "Corridor's east-west L7 gateway, configured over xDS")]
+struct Args {
+    /// Control plane (ADS) address, e.g. 127.0.0.1:15010.
+    #[arg(long, env = "CORRIDOR_XDS")]
+    xds: String,
+    /// Admin listen address (port 0 picks a free port).
+    #[arg(long, default_value = config::DEFAULT_ADMIN)]
+    admin: SocketAddr,
+    /// Node id sent to the control plane (default: hostname-pid).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+    drain_timeout: Duration,
+    /// Log filter (RUST_LOG syntax), changeable at runtime with POST /logging?level=.
+    #[arg(long, default_value = config::DEFAULT_LOG_LEVEL)]
+    log_level: String,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let log = telemetry::init_tracing(&args.log_level)?;
+    let mut config = Config::new(args.xds);
+    config.admin_address = args.admin;
+    config.node_id = args.node_id.unwrap_or_else(config::default_node_id);
+    config.drain_timeout = args.drain_timeout;
+    config.log_level = args.log_level;
+    config.worker_threads = args.worker_threads;
+    config.log_handle = Some(log);
+
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build().context("cannot start the tokio runtime")?;
+    rt.block_on(async move {
+        let bound = app::build(config).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "corridor-gateway bound admin={}", bound.admin_addr)?;
+        out.flush()?;
+        drop(out);
+        shutdown_signal().await;
+        bound.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

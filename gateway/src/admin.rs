@@ -1,0 +1,283 @@
+//! The admin server: readiness, health, metrics, config dump, listeners, clusters,
+//! drain and runtime log level. Plain HTTP/1.1, meant for localhost.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::cluster::Snapshot;
+use crate::drain::DrainWatch;
+use crate::listener::ListenerManager;
+use crate::readiness::Ready;
+use crate::telemetry::LogHandle;
+use crate::telemetry::metrics::Metrics;
+use crate::xds::handlers::{ConfigStore, Entry};
+
+/// What the admin endpoints read and act on.
+pub struct AdminState {
+    /// The gateway's configuration, rendered once.
+    pub bootstrap: Value,
+    /// Readiness tasks.
+    pub ready: Ready,
+    /// Accepted xDS resources.
+    pub store: Arc<std::sync::Mutex<ConfigStore>>,
+    /// The data path's snapshot.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Bound listeners.
+    pub listeners: Arc<ListenerManager>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Runtime log level control, when the binary installed one.
+    pub log: Option<LogHandle>,
+    /// Starts a drain (`POST /drain`).
+    pub start_drain: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminState")
+    }
+}
+
+type Body = Full<Bytes>;
+
+/// Serves the admin API on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: DrainWatch) {
+    let stopped = stop.signaled();
+    tokio::pin!(stopped);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stopped => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json_response(v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    match (req.method(), path) {
+        (&Method::GET, "/ready") => ready(state),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "OK\n"),
+        (&Method::GET, "/metrics" | "/stats/prometheus") => {
+            let mut r = text(StatusCode::OK, state.metrics.render());
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
+        (&Method::GET, "/config_dump") => json_response(&config_dump(state)),
+        (&Method::GET, "/listeners") => json_response(&listeners(state)),
+        (&Method::GET, "/clusters") => text(StatusCode::OK, clusters(state)),
+        (&Method::POST, "/drain" | "/drain_listeners") => {
+            (state.start_drain)();
+            text(StatusCode::OK, "draining\n")
+        }
+        (&Method::POST, "/logging") => logging(state, query),
+        (_, "/drain" | "/logging") => text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "endpoints: /ready /healthz /metrics /config_dump /listeners /clusters POST /drain POST /logging?level=\n",
+        ),
+    }
+}
+
+fn ready(state: &AdminState) -> Response<Body> {
+    if state.listeners.is_draining() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n");
+    }
+    let pending = state.ready.pending();
+    if pending.is_empty() {
+        text(StatusCode::OK, "LIVE\n")
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", pending.join("; ")))
+    }
+}
+
+fn logging(state: &AdminState, query: &str) -> Response<Body> {
+    let level = query.split('&').find_map(|kv| kv.strip_prefix("level="));
+    let Some(level) = level.filter(|l| !l.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "usage: POST /logging?level=<filter, e.g. debug or info,access_log=off>\n");
+    };
+    let level = level.replace("%2C", ",").replace("%3D", "=");
+    let Some(log) = &state.log else {
+        return text(StatusCode::NOT_IMPLEMENTED, "log level is not reloadable in this process\n");
+    };
+    match log.set(&level) {
+        Ok(()) => {
+            tracing::info!(%level, "log level changed");
+            text(StatusCode::OK, format!("log level: {level}\n"))
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+fn listeners(state: &AdminState) -> Value {
+    let statuses: Vec<Value> = state
+        .listeners
+        .bound()
+        .into_iter()
+        .map(|(name, addr)| {
+            json!({
+                "name": name,
+                "local_address": {"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}},
+            })
+        })
+        .collect();
+    json!({ "listener_statuses": statuses })
+}
+
+fn clusters(state: &AdminState) -> String {
+    let snap = state.snapshot.load();
+    let mut names: Vec<&String> = snap.clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let Some(c) = snap.clusters.get(name) else { continue };
+        let k = &c.counters;
+        let _ = writeln!(out, "{name}::default_priority::max_requests::{}", c.config.max_requests);
+        let _ = writeln!(out, "{name}::default_priority::max_retries::{}", c.config.max_retries);
+        let _ = writeln!(out, "{name}::lb_policy::{:?}", c.config.lb);
+        let _ = writeln!(out, "{name}::http2::{}", c.config.http2);
+        let _ = writeln!(out, "{name}::rq_active::{}", k.active_rq.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}::rq_total::{}", k.total_rq.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}::rq_overflow::{}", k.overflow_rq.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}::rq_retry::{}", k.retries.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}::rq_retry_overflow::{}", k.retry_overflow.load(Ordering::Relaxed));
+        for (ep, health) in &c.members {
+            let a = ep.addr;
+            let _ = writeln!(out, "{name}::{a}::health_flags::{}", health.as_str());
+            let _ = writeln!(out, "{name}::{a}::rq_active::{}", ep.active_rq.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}::{a}::rq_total::{}", ep.total_rq.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}::{a}::rq_error::{}", ep.failed_rq.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}::{a}::cx_total::{}", ep.pool.opened.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}::{a}::cx_connect_fail::{}", ep.pool.connect_failures.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}::{a}::cx_idle::{}", ep.pool.idle_count());
+        }
+    }
+    out
+}
+
+const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
+
+fn config_dump(state: &AdminState) -> Value {
+    let Ok(store) = state.store.lock() else {
+        return json!({"error": "store unavailable"});
+    };
+    let version = |t: &str| store.system_versions.get(t).cloned().unwrap_or_default();
+    let listeners: Vec<Value> = store
+        .listeners
+        .iter()
+        .map(|(name, e)| json!({"name": name, "active_state": active_state(e, "listener")}))
+        .collect();
+    let clusters: Vec<Value> = store.clusters.values().map(|e| dynamic(e, "cluster")).collect();
+    let routes: Vec<Value> = store.routes.values().map(|e| dynamic(e, "route_config")).collect();
+    let endpoints: Vec<Value> = store.endpoints.values().map(|e| dynamic(e, "endpoint_config")).collect();
+    json!({
+        "configs": [
+            {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": state.bootstrap, "last_updated": now()},
+            {"@type": format!("{ADMIN}ListenersConfigDump"), "version_info": version(corridor_proto::type_url::LISTENER), "dynamic_listeners": listeners},
+            {"@type": format!("{ADMIN}ClustersConfigDump"), "version_info": version(corridor_proto::type_url::CLUSTER), "dynamic_active_clusters": clusters},
+            {"@type": format!("{ADMIN}RoutesConfigDump"), "dynamic_route_configs": routes},
+            {"@type": format!("{ADMIN}EndpointsConfigDump"), "dynamic_endpoint_configs": endpoints},
+        ]
+    })
+}
+
+fn rendered<M>(e: &Entry<M>) -> Value {
+    corridor_proto::json::any_to_json(&e.resource).unwrap_or_else(|err| json!({"error": err.to_string()}))
+}
+
+fn active_state<M>(e: &Entry<M>, key: &str) -> Value {
+    json!({"version_info": e.version, key: rendered(e), "last_updated": rfc3339(e.last_updated)})
+}
+
+fn dynamic<M>(e: &Entry<M>, key: &str) -> Value {
+    active_state(e, key)
+}
+
+fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+/// Formats a time as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Binds the admin address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+}

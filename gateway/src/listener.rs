@@ -1,0 +1,259 @@
+//! The listener manager: binds, updates and drains listeners as LDS changes.
+//!
+//! A listener whose resource did not change is not touched. One whose address stays the
+//! same keeps its socket (no accept-queue loss) and gets a new handler: new connections
+//! use it, the connections of the old version drain gracefully (HTTP/1.1 closes after
+//! the current response, HTTP/2 gets GOAWAY). One whose address changes binds the new
+//! address first, then drains the old one; a bind failure keeps the old version and is
+//! reported back, to be NACKed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::drain::{self, DrainTrigger, DrainWatch};
+use crate::model::listener::Listener;
+use crate::proxy::{ListenerCtx, Shared, http, tcp};
+
+/// Listen backlog: bursts of new connections must not be refused.
+const BACKLOG: u32 = 4096;
+
+/// A listener change computed from an LDS push.
+#[derive(Debug, Clone)]
+pub enum ListenerChange {
+    /// Add or replace.
+    Upsert(Arc<Listener>),
+    /// Remove.
+    Remove(String),
+}
+
+/// Why a listener could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// Binding the address failed.
+    #[error("cannot bind {addr}: {source} (is another process using it, or is the address not local?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gateway is draining and takes no new listeners.
+    #[error("gateway is draining")]
+    Draining,
+}
+
+struct Running {
+    listener: Arc<Listener>,
+    local_addr: SocketAddr,
+    ctx: watch::Sender<ListenerCtx>,
+    stop: DrainTrigger,
+    task: JoinHandle<()>,
+}
+
+/// Owns the bound listeners.
+pub struct ListenerManager {
+    shared: Arc<Shared>,
+    running: Mutex<BTreeMap<String, Running>>,
+    retired: Mutex<Vec<JoinHandle<()>>>,
+    drain_timeout: Duration,
+    draining: AtomicBool,
+    drained: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for ListenerManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerManager").field("bound", &self.bound()).finish()
+    }
+}
+
+impl ListenerManager {
+    /// A manager with no listeners.
+    pub fn new(shared: Arc<Shared>, drain_timeout: Duration) -> Self {
+        ListenerManager {
+            shared,
+            running: Mutex::new(BTreeMap::new()),
+            retired: Mutex::new(Vec::new()),
+            drain_timeout,
+            draining: AtomicBool::new(false),
+            drained: watch::channel(false).0,
+        }
+    }
+
+    /// Applies changes; returns the listeners that could not be applied, with why.
+    /// Must run inside the tokio runtime (it binds sockets and spawns accept loops).
+    pub fn apply(&self, changes: Vec<ListenerChange>) -> Vec<(String, ListenerError)> {
+        let mut errors = Vec::new();
+        let Ok(mut running) = self.running.lock() else { return errors };
+        for change in changes {
+            match change {
+                ListenerChange::Remove(name) => {
+                    if let Some(r) = running.remove(&name) {
+                        tracing::info!(listener = %name, address = %r.local_addr, "listener removed, draining");
+                        self.retire(r);
+                    }
+                }
+                ListenerChange::Upsert(l) => {
+                    if self.draining.load(Ordering::Relaxed) {
+                        errors.push((l.name.clone(), ListenerError::Draining));
+                        continue;
+                    }
+                    if let Some(r) = running.get_mut(&l.name) {
+                        if *r.listener == *l {
+                            continue;
+                        }
+                        if r.listener.address == l.address {
+                            tracing::info!(listener = %l.name, "listener updated in place");
+                            r.ctx.send_replace(ListenerCtx::new(&l, &self.shared));
+                            r.listener = l;
+                            continue;
+                        }
+                    }
+                    match self.start(l.clone()) {
+                        Ok(new) => {
+                            tracing::info!(listener = %l.name, address = %new.local_addr, "listener bound");
+                            if let Some(old) = running.insert(l.name.clone(), new) {
+                                self.retire(old);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(listener = %l.name, error = %e, "listener rejected");
+                            errors.push((l.name.clone(), e));
+                        }
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// Bound listeners: name and local address.
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        self.running
+            .lock()
+            .map(|r| r.iter().map(|(n, l)| (n.clone(), l.local_addr)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops accepting on every listener and waits (up to the drain timeout) for their
+    /// connections to finish.
+    pub async fn drain_all(&self) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            // Another caller drains: wait for it.
+            let _ = self.drained.subscribe().wait_for(|d| *d).await;
+            return;
+        }
+        let running = self.running.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        for r in running.into_values() {
+            self.retire(r);
+        }
+        let tasks = self.retired.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        let all = futures::future::join_all(tasks);
+        // Each accept loop bounds its own drain; this bound only guards against a stuck task.
+        let _ = tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), all).await;
+        self.drained.send_replace(true);
+    }
+
+    /// Whether a drain started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn retire(&self, r: Running) {
+        r.stop.drain();
+        if let Ok(mut v) = self.retired.lock() {
+            v.retain(|t| !t.is_finished());
+            v.push(r.task);
+        }
+    }
+
+    fn start(&self, l: Arc<Listener>) -> Result<Running, ListenerError> {
+        let bind = |addr: SocketAddr| -> std::io::Result<TcpListener> {
+            let s = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(BACKLOG)
+        };
+        let listener = bind(l.address).map_err(|source| ListenerError::Bind { addr: l.address, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr: l.address, source })?;
+        let (ctx_tx, ctx_rx) = watch::channel(ListenerCtx::new(&l, &self.shared));
+        let (stop, stop_watch) = drain::channel();
+        let task = tokio::spawn(accept_loop(l.name.clone(), listener, ctx_rx, stop_watch, self.drain_timeout));
+        Ok(Running { listener: l, local_addr, ctx: ctx_tx, stop, task })
+    }
+}
+
+async fn accept_loop(
+    name: String,
+    listener: TcpListener,
+    mut ctx_rx: watch::Receiver<ListenerCtx>,
+    stop: DrainWatch,
+    drain_timeout: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(TokioTimer::new()).adaptive_window(true);
+    let mut graceful = GracefulShutdown::new();
+    let mut ctx = ctx_rx.borrow_and_update().clone();
+    let stopped = stop.signaled();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            changed = ctx_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                ctx = ctx_rx.borrow_and_update().clone();
+                let old = std::mem::replace(&mut graceful, GracefulShutdown::new());
+                tokio::spawn(drain_connections(name.clone(), old, drain_timeout));
+            }
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(listener = %name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match &ctx {
+                    ListenerCtx::Http(h) => {
+                        let h = h.clone();
+                        let svc = service_fn(move |req| http::handle(h.clone(), remote, req));
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(%remote, error = %e, "downstream connection error");
+                            }
+                        });
+                    }
+                    ListenerCtx::Tcp(t) => {
+                        tokio::spawn(tcp::serve(t.clone(), stream));
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    drain_connections(name, graceful, drain_timeout).await;
+}
+
+async fn drain_connections(name: String, graceful: GracefulShutdown, timeout: Duration) {
+    if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = %name, ?timeout, "drain timeout reached; closing remaining connections");
+    }
+}

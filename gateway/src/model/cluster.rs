@@ -1,0 +1,213 @@
+//! Clusters and their endpoints.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use corridor_proto::envoy::config::cluster::v3::{
+    Cluster as PbCluster,
+    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as PbLbPolicy},
+};
+use corridor_proto::envoy::config::core::v3::HealthStatus;
+use corridor_proto::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
+use corridor_proto::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions,
+    http_protocol_options::{
+        UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+    },
+};
+
+use super::listener::socket_addr;
+use super::{ModelError, decode_any, duration, metadata_string};
+
+/// Key of the upstream HTTP protocol options in `typed_extension_protocol_options`.
+pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// Envoy's default connect timeout.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default circuit-breaker limit on concurrent requests per cluster.
+const DEFAULT_MAX_REQUESTS: u32 = 1024;
+/// Envoy's default limit on concurrent retries per cluster (when no retry budget is set).
+const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LbPolicy {
+    /// Round robin over healthy endpoints.
+    RoundRobin,
+    /// Power of two choices on active requests.
+    LeastRequest,
+    /// Uniform random.
+    Random,
+}
+
+/// Retry budget from the circuit breakers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    /// Percentage of active requests that may be retries.
+    pub percent: f64,
+    /// Retries always allowed regardless of the percentage.
+    pub min_concurrency: u32,
+}
+
+/// A validated cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    /// Resource name.
+    pub name: String,
+    /// The EDS resource holding its endpoints.
+    pub eds_name: String,
+    /// Load-balancing policy.
+    pub lb: LbPolicy,
+    /// Talk HTTP/2 (prior knowledge) upstream.
+    pub http2: bool,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Circuit breaker: concurrent requests.
+    pub max_requests: u32,
+    /// Circuit breaker: concurrent retries (when no budget is configured).
+    pub max_retries: u32,
+    /// Retry budget, preferred over `max_retries` when present.
+    pub retry_budget: Option<RetryBudget>,
+    /// The service this cluster belongs to (metadata), for telemetry.
+    pub service: String,
+}
+
+impl TryFrom<&PbCluster> for Cluster {
+    type Error = ModelError;
+
+    fn try_from(c: &PbCluster) -> Result<Self, ModelError> {
+        if c.name.is_empty() {
+            return Err(ModelError::Missing("name"));
+        }
+        match c.cluster_discovery_type {
+            Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
+            _ => return Err(ModelError::Unsupported("cluster type other than EDS".into())),
+        }
+        let eds_name = c
+            .eds_cluster_config
+            .as_ref()
+            .map(|e| e.service_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| c.name.clone());
+        let lb = match PbLbPolicy::try_from(c.lb_policy) {
+            Ok(PbLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
+            Ok(PbLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
+            Ok(PbLbPolicy::Random) => LbPolicy::Random,
+            Ok(other) => return Err(ModelError::Unsupported(format!("lb_policy {other:?}"))),
+            Err(_) => return Err(ModelError::invalid("lb_policy", c.lb_policy.to_string())),
+        };
+        let connect_timeout = match &c.connect_timeout {
+            Some(d) => duration(d, "connect_timeout")?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        };
+        #[allow(deprecated)]
+        let mut http2 = c.http2_protocol_options.is_some();
+        if let Some(any) = c.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS) {
+            let opts: HttpProtocolOptions = decode_any(any)?;
+            if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) = opts.upstream_protocol_options {
+                http2 = matches!(e.protocol_config, Some(ProtocolConfig::Http2ProtocolOptions(_)));
+            }
+        }
+        let mut max_requests = DEFAULT_MAX_REQUESTS;
+        let mut max_retries = DEFAULT_MAX_RETRIES;
+        let mut retry_budget = None;
+        // Only the default-priority thresholds apply: the gateway has no priorities.
+        if let Some(t) = c.circuit_breakers.as_ref().and_then(|cb| cb.thresholds.iter().find(|t| t.priority == 0)) {
+            if let Some(v) = &t.max_requests {
+                max_requests = v.value;
+            }
+            if let Some(v) = &t.max_retries {
+                max_retries = v.value;
+            }
+            if let Some(b) = &t.retry_budget {
+                // Envoy's defaults: 20 % and 3.
+                let percent = b.budget_percent.as_ref().map_or(20.0, |p| p.value);
+                if !(0.0..=100.0).contains(&percent) {
+                    return Err(ModelError::invalid("retry_budget.budget_percent", percent.to_string()));
+                }
+                let min_concurrency = b.min_retry_concurrency.as_ref().map_or(3, |v| v.value);
+                retry_budget = Some(RetryBudget { percent, min_concurrency });
+            }
+        }
+        Ok(Cluster {
+            name: c.name.clone(),
+            eds_name,
+            lb,
+            http2,
+            connect_timeout,
+            max_requests,
+            max_retries,
+            retry_budget,
+            service: metadata_string(c.metadata.as_ref(), "corridor", "service").unwrap_or_default(),
+        })
+    }
+}
+
+/// Health of an endpoint as the control plane reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Health {
+    /// Takes new requests (`HEALTHY`, or `UNKNOWN` as Envoy treats it).
+    Healthy,
+    /// Finishing its work, no new requests.
+    Draining,
+    /// No requests.
+    Unhealthy,
+}
+
+impl Health {
+    /// Envoy's name of the state, for `/clusters`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Draining => "draining",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// One endpoint of an assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Whether it takes requests.
+    pub health: Health,
+    /// Zone of its locality.
+    pub zone: String,
+}
+
+/// A validated ClusterLoadAssignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Resource name.
+    pub name: String,
+    /// All endpoints, in order.
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+impl TryFrom<&ClusterLoadAssignment> for Endpoints {
+    type Error = ModelError;
+
+    fn try_from(cla: &ClusterLoadAssignment) -> Result<Self, ModelError> {
+        if cla.cluster_name.is_empty() {
+            return Err(ModelError::Missing("cluster_name"));
+        }
+        let mut endpoints = Vec::new();
+        for loc in &cla.endpoints {
+            let zone = loc.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default();
+            for lbe in &loc.lb_endpoints {
+                let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &lbe.host_identifier else {
+                    return Err(ModelError::Missing("lb_endpoints.endpoint"));
+                };
+                let addr = socket_addr(ep.address.as_ref())?;
+                let health = match HealthStatus::try_from(lbe.health_status) {
+                    Ok(HealthStatus::Healthy | HealthStatus::Unknown) => Health::Healthy,
+                    Ok(HealthStatus::Draining) => Health::Draining,
+                    _ => Health::Unhealthy,
+                };
+                endpoints.push(EndpointSpec { addr, health, zone: zone.clone() });
+            }
+        }
+        Ok(Endpoints { name: cla.cluster_name.clone(), endpoints })
+    }
+}

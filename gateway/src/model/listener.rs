@@ -1,0 +1,152 @@
+//! Listeners: where the gateway accepts connections and what it does with them.
+
+use std::net::{IpAddr, SocketAddr};
+
+use corridor_proto::envoy::config::core::v3::{address, socket_address};
+use corridor_proto::envoy::config::listener::v3::{Listener as PbListener, filter};
+use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy::ClusterSpecifier,
+};
+
+use super::{ModelError, decode_any, metadata_string};
+
+/// Filter name of the HTTP connection manager.
+pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
+/// Filter name of the TCP proxy.
+pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+
+/// A validated listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    /// Resource name, e.g. `reviews.default.svc.cluster.local:9080`.
+    pub name: String,
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// What runs on accepted connections.
+    pub kind: ListenerKind,
+    /// Labels of the destination service, for telemetry.
+    pub service: ServiceLabels,
+}
+
+/// The protocol handling of a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// HTTP/1.1 and h2c, routed through the named RouteConfiguration.
+    Http {
+        /// RDS resource name.
+        route_config: String,
+    },
+    /// Opaque TCP to one cluster.
+    Tcp {
+        /// Cluster name.
+        cluster: String,
+    },
+}
+
+/// Destination-service labels read from `metadata.filter_metadata["corridor"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ServiceLabels {
+    /// FQDN of the service (`destination_service`).
+    pub service: String,
+    /// Short name (`destination_service_name`).
+    pub name: String,
+    /// Namespace (`destination_service_namespace`).
+    pub namespace: String,
+    /// Declared protocol of the port (`http`, `grpc`, `tcp`, ...).
+    pub protocol: String,
+}
+
+impl Listener {
+    /// The route configuration an HTTP listener references.
+    pub fn route_config(&self) -> Option<&str> {
+        match &self.kind {
+            ListenerKind::Http { route_config } => Some(route_config),
+            ListenerKind::Tcp { .. } => None,
+        }
+    }
+}
+
+impl TryFrom<&PbListener> for Listener {
+    type Error = ModelError;
+
+    fn try_from(l: &PbListener) -> Result<Self, ModelError> {
+        if l.name.is_empty() {
+            return Err(ModelError::Missing("name"));
+        }
+        let address = socket_addr(l.address.as_ref())?;
+        let chain = match l.filter_chains.as_slice() {
+            [] => return Err(ModelError::Missing("filter_chains")),
+            [one] => one,
+            _ => return Err(ModelError::Unsupported("more than one filter chain".into())),
+        };
+        let f = match chain.filters.as_slice() {
+            [one] => one,
+            [] => return Err(ModelError::Missing("filter_chains[0].filters")),
+            _ => return Err(ModelError::Unsupported("more than one network filter".into())),
+        };
+        let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+            return Err(ModelError::Missing("filters[0].typed_config"));
+        };
+        let kind = match f.name.as_str() {
+            HCM_FILTER => {
+                let hcm: HttpConnectionManager = decode_any(any)?;
+                match hcm.route_specifier {
+                    Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
+                        ListenerKind::Http { route_config: rds.route_config_name }
+                    }
+                    Some(RouteSpecifier::Rds(_)) => {
+                        return Err(ModelError::Missing("rds.route_config_name"));
+                    }
+                    Some(_) => {
+                        return Err(ModelError::Unsupported(
+                            "route specifier other than rds".into(),
+                        ));
+                    }
+                    None => return Err(ModelError::Missing("http_connection_manager.rds")),
+                }
+            }
+            TCP_PROXY_FILTER => {
+                let tcp: TcpProxy = decode_any(any)?;
+                match tcp.cluster_specifier {
+                    Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => {
+                        ListenerKind::Tcp { cluster: c }
+                    }
+                    _ => return Err(ModelError::Missing("tcp_proxy.cluster")),
+                }
+            }
+            other => return Err(ModelError::Unsupported(format!("network filter {other:?}"))),
+        };
+        let md = l.metadata.as_ref();
+        let service = ServiceLabels {
+            service: metadata_string(md, "corridor", "service").unwrap_or_default(),
+            name: metadata_string(md, "corridor", "name").unwrap_or_default(),
+            namespace: metadata_string(md, "corridor", "namespace").unwrap_or_default(),
+            protocol: metadata_string(md, "corridor", "protocol").unwrap_or_default(),
+        };
+        Ok(Listener { name: l.name.clone(), address, kind, service })
+    }
+}
+
+/// Converts an Envoy address holding a literal IP and a numeric port.
+pub(crate) fn socket_addr(
+    a: Option<&corridor_proto::envoy::config::core::v3::Address>,
+) -> Result<SocketAddr, ModelError> {
+    let Some(address::Address::SocketAddress(sa)) = a.and_then(|a| a.address.as_ref()) else {
+        return Err(ModelError::Missing("address.socket_address"));
+    };
+    let ip: IpAddr = sa
+        .address
+        .parse()
+        .map_err(|_| ModelError::invalid("socket_address.address", format!("{:?} is not an IP address", sa.address)))?;
+    let port = match sa.port_specifier {
+        Some(socket_address::PortSpecifier::PortValue(p)) if p <= u16::MAX as u32 => p as u16,
+        Some(socket_address::PortSpecifier::PortValue(p)) => {
+            return Err(ModelError::invalid("socket_address.port_value", format!("{p} out of range")));
+        }
+        _ => return Err(ModelError::Missing("socket_address.port_value")),
+    };
+    Ok(SocketAddr::new(ip, port))
+}

@@ -1,0 +1,426 @@
+//! HTTP forwarding: route, pick a cluster and an endpoint, send with retries and
+//! timeouts, stream the response back.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+
+use super::HttpListener;
+use super::body::{ReplayBody, RequestBody, ResponseBody};
+use super::exchange::{EndpointActive, Exchange};
+use super::local_reply::{LocalReason, ResponseFlags, reply};
+use super::retry::{self, TryFailure};
+use crate::cluster::pool::Conn;
+use crate::cluster::{ClusterState, Endpoint, lb};
+use crate::model::cluster::Cluster;
+use crate::model::route::{PathMatch, Route};
+use crate::router::{self, RequestView};
+use crate::telemetry::metrics::{UPSTREAM_RETRIES, UPSTREAM_RETRY_OVERFLOW};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The hyper service function of an HTTP listener.
+pub async fn handle(
+    l: Arc<HttpListener>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(proxy(l, remote, req).await)
+}
+
+async fn proxy(l: Arc<HttpListener>, remote: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
+    let start = Instant::now();
+    // The request keeps this snapshot (and so its routes, clusters and endpoints) until
+    // its response is done, whatever pushes happen meanwhile.
+    let snap = l.shared.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+    let grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let request_id = match parts.headers.get(&X_REQUEST_ID) {
+        Some(v) => v.clone(),
+        None => {
+            let v = new_request_id();
+            parts.headers.insert(X_REQUEST_ID.clone(), v.clone());
+            v
+        }
+    };
+    let mut ex = Exchange::new(l.clone(), snap.clone(), start, &parts, request_id, grpc);
+
+    let Some(rc) = snap.routes.get(&l.route_config) else {
+        return reply(ex, LocalReason::NoRoute);
+    };
+    let authority: HeaderValue = match (parts.uri.authority(), parts.headers.get(HOST)) {
+        (Some(a), _) => HeaderValue::from_str(a.as_str()).unwrap_or_else(|_| HeaderValue::from_static("")),
+        (None, Some(h)) => h.clone(),
+        (None, None) => HeaderValue::from_static(""),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let view = RequestView {
+        method: &parts.method,
+        authority: authority.to_str().unwrap_or(""),
+        path,
+        query,
+        path_and_query,
+        headers: &parts.headers,
+    };
+    let Some(route) = router::select(rc, &view) else {
+        return reply(ex, LocalReason::NoRoute);
+    };
+    ex.route = route.name.clone();
+    let action = &route.action;
+    let cluster_name = router::pick_cluster(&action.target, &mut rand::rng());
+    ex.cluster = Some(cluster_name.clone());
+    let Some(cluster) = snap.clusters.get(&**cluster_name) else {
+        return reply(ex, LocalReason::NoCluster);
+    };
+    if !cluster.admits_request() {
+        cluster.counters.overflow_rq.fetch_add(1, Ordering::Relaxed);
+        return reply(ex, LocalReason::Overflow);
+    }
+    ex.cluster_active = Some(super::exchange::ClusterActive::new(cluster.clone()));
+    if cluster.healthy.is_empty() {
+        return reply(ex, LocalReason::NoHealthyUpstream);
+    }
+
+    // The upstream request head, built once and cloned per try.
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(&X_FORWARDED_FOR)
+        && let Ok(v) = HeaderValue::from_str(&remote.ip().to_string())
+    {
+        parts.headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if !parts.headers.contains_key(&X_FORWARDED_PROTO) {
+        parts.headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    let host = action.host_rewrite.clone().unwrap_or(authority);
+    let pq = rewrite_path(route, parts.uri.path_and_query());
+    let uri = upstream_uri(cluster.config.http2, &host, pq, &parts.uri);
+    if cluster.config.http2 {
+        parts.headers.remove(HOST);
+    } else if !host.is_empty() {
+        parts.headers.insert(HOST, host);
+    }
+
+    let body_kind = if body.is_end_stream() {
+        BodyKind::Empty
+    } else if action.retry.is_some() {
+        BodyKind::Replay(ReplayBody::new(body, ex.bytes_in.clone()))
+    } else {
+        BodyKind::Stream(Some(body))
+    };
+    Attempts { ex, cluster, route, uri, parts, body: body_kind, start }.run().await
+}
+
+enum BodyKind {
+    Empty,
+    Stream(Option<Incoming>),
+    Replay(ReplayBody),
+}
+
+struct Attempts<'a> {
+    ex: Exchange,
+    cluster: &'a Arc<ClusterState>,
+    route: &'a Route,
+    uri: Uri,
+    parts: http::request::Parts,
+    body: BodyKind,
+    start: Instant,
+}
+
+/// Keeps a retry counted as in flight on its cluster.
+struct RetryActive(Arc<ClusterState>);
+
+impl Drop for RetryActive {
+    fn drop(&mut self) {
+        self.0.counters.active_retries.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Attempts<'_> {
+    async fn run(mut self) -> Response<ResponseBody> {
+        let action = &self.route.action;
+        let policy = action.retry.as_ref();
+        let max_tries = 1 + policy.map_or(0, |p| p.num_retries);
+        let deadline = action.timeout.map(|t| self.start + t);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut retries: Vec<RetryActive> = Vec::new();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let Some(ep) = lb::pick(self.cluster, &tried, &mut rand::rng()) else {
+                return reply(self.ex, LocalReason::NoHealthyUpstream);
+            };
+            self.ex.upstream = Some(ep.addr);
+            self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
+            let last_try = attempt >= max_tries;
+            let req = self.request(last_try);
+            let now = Instant::now();
+            let remaining = deadline.map(|d| d.saturating_duration_since(now));
+            let per_try = policy.and_then(|p| p.per_try_timeout);
+            let budget = match (remaining, per_try) {
+                (Some(r), Some(p)) => Some(r.min(p)),
+                (r, p) => r.or(p),
+            };
+            let res = match budget {
+                Some(t) => tokio::time::timeout(t, send(&ep, &self.cluster.config, req))
+                    .await
+                    .unwrap_or(Err(TryFailure::PerTryTimeout)),
+                None => send(&ep, &self.cluster.config, req).await,
+            };
+            let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
+            let failure = match res {
+                Ok((resp, pooled)) => {
+                    let status = resp.status().as_u16();
+                    let wants_retry = policy.is_some_and(|p| retry::retries_response(p, status, resp.headers()));
+                    if wants_retry {
+                        ep.failed_rq.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if wants_retry && !last_try && !overall_expired && self.may_retry(&mut retries) {
+                        tried.push(ep.addr);
+                        drop(resp);
+                        if !self.backoff(attempt, deadline).await {
+                            return reply(self.ex, LocalReason::Timeout);
+                        }
+                        continue;
+                    }
+                    if wants_retry && attempt > 1 {
+                        self.ex.flags |= ResponseFlags::URX;
+                    }
+                    return forward_response(self.ex, ep, resp, pooled);
+                }
+                Err(f) => f,
+            };
+            ep.failed_rq.fetch_add(1, Ordering::Relaxed);
+            if overall_expired {
+                return reply(self.ex, LocalReason::Timeout);
+            }
+            let retriable = policy.is_some_and(|p| retry::retries_failure(p, failure));
+            if retriable && !last_try && self.may_retry(&mut retries) {
+                tried.push(ep.addr);
+                if !self.backoff(attempt, deadline).await {
+                    return reply(self.ex, LocalReason::Timeout);
+                }
+                continue;
+            }
+            let reason = match failure {
+                TryFailure::Connect => LocalReason::ConnectFailure,
+                TryFailure::PerTryTimeout => LocalReason::Timeout,
+                TryFailure::Reset | TryFailure::RefusedStream => LocalReason::UpstreamReset,
+            };
+            return reply(self.ex, reason);
+        }
+    }
+
+    /// The request for one try. Only the last try may consume the head and the body.
+    fn request(&mut self, last_try: bool) -> Request<RequestBody> {
+        let body = match &mut self.body {
+            BodyKind::Empty => RequestBody::Empty,
+            BodyKind::Stream(b) => match b.take() {
+                Some(b) => RequestBody::Stream(b, self.ex.bytes_in.clone()),
+                None => RequestBody::Empty,
+            },
+            BodyKind::Replay(r) => RequestBody::Replay(r.next_try()),
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = if self.cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+        *req.headers_mut() =
+            if last_try { std::mem::take(&mut self.parts.headers) } else { self.parts.headers.clone() };
+        req
+    }
+
+    /// Whether another try may start: the body can be replayed and the cluster's budget
+    /// admits it. Counts the retry.
+    fn may_retry(&mut self, retries: &mut Vec<RetryActive>) -> bool {
+        let replayable = match &self.body {
+            BodyKind::Empty => true,
+            BodyKind::Stream(_) => false,
+            BodyKind::Replay(r) => r.can_replay(),
+        };
+        if !replayable {
+            return false;
+        }
+        let c = self.cluster;
+        let metrics = &self.ex.listener.shared.metrics;
+        let active = c.counters.active_rq.load(Ordering::Relaxed);
+        let active_retries = c.counters.active_retries.load(Ordering::Relaxed);
+        if !retry::budget_allows(&c.config, active, active_retries) {
+            c.counters.retry_overflow.fetch_add(1, Ordering::Relaxed);
+            metrics.cluster_counter(UPSTREAM_RETRY_OVERFLOW, &c.config.name).increment(1);
+            return false;
+        }
+        c.counters.active_retries.fetch_add(1, Ordering::Relaxed);
+        c.counters.retries.fetch_add(1, Ordering::Relaxed);
+        retries.push(RetryActive(c.clone()));
+        metrics.cluster_counter(UPSTREAM_RETRIES, &c.config.name).increment(1);
+        true
+    }
+
+    /// Waits before the next try; false when the route deadline passes meanwhile.
+    async fn backoff(&self, attempt: u32, deadline: Option<Instant>) -> bool {
+        let wait = retry::backoff(attempt, &mut rand::rng());
+        match deadline {
+            Some(d) if Instant::now() + wait >= d => false,
+            _ => {
+                tokio::time::sleep(wait).await;
+                true
+            }
+        }
+    }
+}
+
+/// Sends one try on a pooled connection. A request that never left on a reused
+/// connection (closed by the peer while idle) is sent again on a fresh one.
+async fn send(
+    ep: &Arc<Endpoint>,
+    c: &Cluster,
+    req: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure> {
+    let (conn, reused) = ep.pool.checkout(c.connect_timeout).await.map_err(|e| {
+        tracing::debug!(error = %e, "upstream connect failed");
+        TryFailure::Connect
+    })?;
+    match conn {
+        Conn::H1(mut s) => match s.try_send_request(req).await {
+            Ok(resp) => Ok((resp, Some(s))),
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => {
+                    let (conn, _) = ep.pool.checkout_fresh(c.connect_timeout).await.map_err(|_| TryFailure::Connect)?;
+                    let Conn::H1(mut s) = conn else { return Err(TryFailure::Reset) };
+                    let resp = s.send_request(req).await.map_err(|e| classify(&e))?;
+                    Ok((resp, Some(s)))
+                }
+                _ => Err(classify(e.error())),
+            },
+        },
+        Conn::H2(mut s) => match s.try_send_request(req).await {
+            Ok(resp) => Ok((resp, None)),
+            Err(mut e) => {
+                if s.is_closed() {
+                    ep.pool.reset_shared();
+                }
+                match e.take_message() {
+                    Some(req) if reused => {
+                        let (conn, _) =
+                            ep.pool.checkout_fresh(c.connect_timeout).await.map_err(|_| TryFailure::Connect)?;
+                        let Conn::H2(mut s) = conn else { return Err(TryFailure::Reset) };
+                        s.send_request(req).await.map(|r| (r, None)).map_err(|e| classify(&e))
+                    }
+                    _ => Err(classify(e.error())),
+                }
+            }
+        },
+    }
+}
+
+fn classify(e: &hyper::Error) -> TryFailure {
+    tracing::debug!(error = ?e, "upstream request failed");
+    if format!("{e:?}").contains("REFUSED_STREAM") { TryFailure::RefusedStream } else { TryFailure::Reset }
+}
+
+fn forward_response(
+    mut ex: Exchange,
+    ep: Arc<Endpoint>,
+    resp: Response<Incoming>,
+    pooled: Option<http1::SendRequest<RequestBody>>,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    ex.status = parts.status.as_u16();
+    if ex.grpc {
+        ex.observe_grpc_status(&parts.headers);
+    }
+    ex.pool_return = pooled.map(|s| (ep, s));
+    if body.is_end_stream() {
+        ex.upstream_complete();
+    }
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, ResponseBody::Upstream(body, ex))
+}
+
+/// Removes connection-specific headers (RFC 9110 §7.6.1); `te: trailers` stays, gRPC
+/// needs it.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(conn) = h.remove(CONNECTION)
+        && let Ok(list) = conn.to_str()
+    {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !name.eq_ignore_ascii_case("te") {
+                h.remove(name);
+            }
+        }
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(TRANSFER_ENCODING);
+    h.remove(UPGRADE);
+    h.remove(TRAILER);
+    if h.get(TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+        h.remove(TE);
+    }
+}
+
+/// Applies the route's `prefix_rewrite` to the path (the query is kept).
+fn rewrite_path(route: &Route, pq: Option<&PathAndQuery>) -> Option<PathAndQuery> {
+    let rw = route.action.prefix_rewrite.as_deref()?;
+    let full = pq.map_or("/", |p| p.as_str());
+    let (path, query) = match full.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (full, None),
+    };
+    let rest = match &route.matcher.path {
+        PathMatch::Prefix { value, .. } => path.get(value.len()..).unwrap_or(""),
+        PathMatch::Exact { .. } => "",
+        PathMatch::Regex(_) => return None,
+    };
+    let mut out = String::with_capacity(rw.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    out.push_str(rw);
+    out.push_str(rest);
+    if out.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    PathAndQuery::try_from(out).ok()
+}
+
+/// Origin-form for HTTP/1.1, absolute form (which becomes `:authority`) for HTTP/2.
+fn upstream_uri(http2: bool, host: &HeaderValue, rewritten: Option<PathAndQuery>, orig: &Uri) -> Uri {
+    let pq = rewritten.or_else(|| orig.path_and_query().cloned()).unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(pq);
+    if http2 {
+        let authority = Authority::try_from(host.as_bytes()).ok().or_else(|| orig.authority().cloned());
+        if let Some(a) = authority {
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(a);
+        }
+    }
+    Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
+}
+
+fn new_request_id() -> HeaderValue {
+    let n: u128 = rand::random();
+    let hex = format!("{n:032x}");
+    let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}

@@ -1,0 +1,94 @@
+//! The data path: HTTP (HTTP/1.1 and h2c on one port) and opaque TCP proxying.
+
+pub mod body;
+pub mod exchange;
+pub mod http;
+pub mod local_reply;
+pub mod retry;
+pub mod tcp;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::cluster::Snapshot;
+use crate::model::listener::{Listener, ListenerKind};
+use crate::telemetry::metrics::{self, Metrics, ServiceMetrics};
+
+/// State shared by every listener: the current configuration and the metrics registry.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration; requests load it once and keep that version.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What an HTTP listener's connections need.
+#[derive(Debug)]
+pub struct HttpListener {
+    /// Listener name.
+    pub name: String,
+    /// RDS name, looked up in the snapshot on each request.
+    pub route_config: String,
+    /// Request metrics with this service's labels.
+    pub metrics: ServiceMetrics,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+/// What a TCP proxy listener's connections need.
+#[derive(Debug)]
+pub struct TcpProxyListener {
+    /// Listener name.
+    pub name: String,
+    /// Upstream cluster.
+    pub cluster: String,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// `istio_tcp_connections_opened_total`.
+    pub opened: ::metrics::Counter,
+    /// `istio_tcp_connections_closed_total`.
+    pub closed: ::metrics::Counter,
+    /// `istio_tcp_sent_bytes_total`.
+    pub sent: ::metrics::Counter,
+    /// `istio_tcp_received_bytes_total`.
+    pub received: ::metrics::Counter,
+}
+
+/// The per-listener handler, chosen by the listener's filter.
+#[derive(Debug, Clone)]
+pub enum ListenerCtx {
+    /// HTTP connection manager.
+    Http(Arc<HttpListener>),
+    /// TCP proxy.
+    Tcp(Arc<TcpProxyListener>),
+}
+
+impl ListenerCtx {
+    /// Builds the handler of a listener (label sets are built here, once).
+    pub fn new(l: &Listener, shared: &Arc<Shared>) -> Self {
+        let svc = ServiceMetrics::new(shared.metrics.clone(), &l.service);
+        match &l.kind {
+            ListenerKind::Http { route_config } => ListenerCtx::Http(Arc::new(HttpListener {
+                name: l.name.clone(),
+                route_config: route_config.clone(),
+                metrics: svc,
+                shared: shared.clone(),
+            })),
+            ListenerKind::Tcp { cluster } => {
+                let labels = svc.base_labels();
+                let m = &shared.metrics;
+                ListenerCtx::Tcp(Arc::new(TcpProxyListener {
+                    name: l.name.clone(),
+                    cluster: cluster.clone(),
+                    shared: shared.clone(),
+                    opened: m.counter(metrics::TCP_CONNECTIONS_OPENED, labels.clone()),
+                    closed: m.counter(metrics::TCP_CONNECTIONS_CLOSED, labels.clone()),
+                    sent: m.counter(metrics::TCP_SENT_BYTES, labels.clone()),
+                    received: m.counter(metrics::TCP_RECEIVED_BYTES, labels),
+                }))
+            }
+        }
+    }
+}

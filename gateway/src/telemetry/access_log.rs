@@ -1,0 +1,45 @@
+//! The access log: one line per request, on stderr via tracing (target `access_log`).
+//!
+//! Fields, in order: `method`, `authority`, `path`, `protocol`, `code`, `flags`, `route`,
+//! `cluster`, `upstream`, `duration_ms`, `bytes_in`, `bytes_out`, `request_id`, and
+//! `grpc_status` for gRPC requests. Absent values are `-`. Turn it off with the log
+//! filter `access_log=off`.
+
+use std::time::Duration;
+
+use crate::proxy::exchange::Exchange;
+use crate::proxy::local_reply::ResponseFlags;
+
+/// Writes the access log line of an exchange.
+pub fn emit(ex: &Exchange, duration: Duration) {
+    if !tracing::enabled!(target: "access_log", tracing::Level::INFO) {
+        return;
+    }
+    let path = ex.uri.path_and_query().map_or("-", |p| p.as_str());
+    let cluster: &str = ex.cluster.as_deref().unwrap_or("-");
+    let upstream = match ex.upstream {
+        Some(a) => tracing::field::display(a as std::net::SocketAddr).to_string(),
+        None => "-".to_string(),
+    };
+    let grpc_status = match ex.grpc_status {
+        Some(s) => s.to_string(),
+        None => "-".to_string(),
+    };
+    tracing::info!(
+        target: "access_log",
+        method = %ex.method,
+        authority = ex.authority(),
+        path,
+        protocol = ?ex.version,
+        code = ex.status,
+        flags = %ResponseFlags(ex.flags),
+        route = &*ex.route,
+        cluster,
+        upstream = upstream.as_str(),
+        duration_ms = duration.as_millis() as u64,
+        bytes_in = ex.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+        bytes_out = ex.bytes_out,
+        request_id = ex.request_id.to_str().unwrap_or("-"),
+        grpc_status = grpc_status.as_str(),
+    );
+}

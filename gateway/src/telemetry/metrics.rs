@@ -1,0 +1,209 @@
+//! Prometheus metrics: Istio's standard request metrics and the gateway's own counters.
+//!
+//! Each gateway instance owns its recorder (no global one), so several instances can run
+//! in one process (tests, the umbrella binary). Handles are registered once per label set
+//! and cached, so the data path only bumps atomics.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use metrics::{Counter, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::model::listener::ServiceLabels;
+
+/// Istio's duration buckets, in milliseconds.
+pub const DURATION_BUCKETS_MS: &[f64] = &[
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
+    300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+/// Istio's size buckets, in bytes.
+pub const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0];
+
+/// `istio_requests_total`.
+pub const REQUESTS_TOTAL: &str = "istio_requests_total";
+/// `istio_request_duration_milliseconds`.
+pub const REQUEST_DURATION: &str = "istio_request_duration_milliseconds";
+/// `istio_request_bytes`.
+pub const REQUEST_BYTES: &str = "istio_request_bytes";
+/// `istio_response_bytes`.
+pub const RESPONSE_BYTES: &str = "istio_response_bytes";
+/// xDS stream terminations by reason.
+pub const XDS_STREAM_TERMINATIONS: &str = "corridor_xds_stream_terminations_total";
+/// NACKs sent, by type.
+pub const XDS_NACKS: &str = "corridor_xds_nacks_total";
+/// ACKs sent, by type.
+pub const XDS_ACKS: &str = "corridor_xds_acks_total";
+/// Retries, by cluster.
+pub const UPSTREAM_RETRIES: &str = "corridor_upstream_rq_retry_total";
+/// Retries refused by the budget, by cluster.
+pub const UPSTREAM_RETRY_OVERFLOW: &str = "corridor_upstream_rq_retry_overflow_total";
+/// Listener bind failures.
+pub const LISTENER_BIND_FAILURES: &str = "corridor_listener_bind_failures_total";
+/// TCP proxy connections, by service.
+pub const TCP_CONNECTIONS_OPENED: &str = "istio_tcp_connections_opened_total";
+/// TCP proxy connections closed, by service.
+pub const TCP_CONNECTIONS_CLOSED: &str = "istio_tcp_connections_closed_total";
+/// TCP bytes sent to upstream.
+pub const TCP_SENT_BYTES: &str = "istio_tcp_sent_bytes_total";
+/// TCP bytes received from upstream.
+pub const TCP_RECEIVED_BYTES: &str = "istio_tcp_received_bytes_total";
+
+static METADATA: Metadata<'static> = Metadata::new("corridor_gateway", metrics::Level::INFO, None);
+
+/// The gateway's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    by_cluster: DashMap<(&'static str, String), Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with Istio's buckets.
+    pub fn new() -> Arc<Self> {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), DURATION_BUCKETS_MS)
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REQUEST_BYTES.into()), SIZE_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RESPONSE_BYTES.into()), SIZE_BUCKETS));
+        // Bucket lists are non-empty constants, so the builder cannot refuse them.
+        let recorder = builder.unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
+        let handle = recorder.handle();
+        let m = Metrics { recorder, handle, by_cluster: DashMap::new() };
+        m.describe();
+        Arc::new(m)
+    }
+
+    fn describe(&self) {
+        let d = |n: &'static str, u: Option<Unit>, h: &'static str| {
+            self.recorder.describe_counter(KeyName::from_const_str(n), u, SharedString::const_str(h))
+        };
+        d(REQUESTS_TOTAL, None, "Requests proxied, by destination service, response code and flags.");
+        d(XDS_STREAM_TERMINATIONS, None, "xDS streams that ended, by reason.");
+        d(XDS_NACKS, None, "xDS responses rejected (NACKed), by type.");
+        d(XDS_ACKS, None, "xDS responses accepted (ACKed), by type.");
+        d(UPSTREAM_RETRIES, None, "Upstream retries, by cluster.");
+        d(UPSTREAM_RETRY_OVERFLOW, None, "Retries refused by the cluster's retry budget.");
+        let h = |n: &'static str, u: Option<Unit>, t: &'static str| {
+            self.recorder.describe_histogram(KeyName::from_const_str(n), u, SharedString::const_str(t))
+        };
+        h(REQUEST_DURATION, Some(Unit::Milliseconds), "Request duration in milliseconds.");
+        h(REQUEST_BYTES, Some(Unit::Bytes), "Request body sizes.");
+        h(RESPONSE_BYTES, Some(Unit::Bytes), "Response body sizes.");
+    }
+
+    /// Registers (or finds) a counter.
+    pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// Registers (or finds) a histogram.
+    pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder.register_histogram(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// A counter labelled by one cluster, cached.
+    pub fn cluster_counter(&self, name: &'static str, cluster: &str) -> Counter {
+        if let Some(c) = self.by_cluster.get(&(name, cluster.to_string())) {
+            return c.clone();
+        }
+        let c = self.counter(name, vec![Label::new("cluster", cluster.to_string())]);
+        self.by_cluster.insert((name, cluster.to_string()), c.clone());
+        c
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// Drains histogram buffers; call periodically.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// The handles of one (service, outcome) label set.
+#[derive(Debug, Clone)]
+pub struct RequestHandles {
+    /// `istio_requests_total`.
+    pub requests: Counter,
+    /// `istio_request_duration_milliseconds`.
+    pub duration: Histogram,
+    /// `istio_request_bytes`.
+    pub request_bytes: Histogram,
+    /// `istio_response_bytes`.
+    pub response_bytes: Histogram,
+}
+
+/// The outcome part of a request's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Outcome {
+    /// HTTP status sent downstream.
+    pub status: u16,
+    /// Response flags bit set.
+    pub flags: u16,
+    /// gRPC status, if any.
+    pub grpc_status: Option<u16>,
+    /// Whether the request was gRPC.
+    pub grpc: bool,
+}
+
+/// Per-service request metrics with the destination labels built once.
+#[derive(Debug)]
+pub struct ServiceMetrics {
+    metrics: Arc<Metrics>,
+    base: Vec<Label>,
+    cache: DashMap<Outcome, RequestHandles>,
+}
+
+impl ServiceMetrics {
+    /// Label sets for one destination service.
+    pub fn new(metrics: Arc<Metrics>, svc: &ServiceLabels) -> Self {
+        let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+        let base = vec![
+            Label::new("reporter", "source"),
+            Label::new("source_workload", "unknown"),
+            Label::new("source_workload_namespace", "unknown"),
+            Label::new("destination_service", or_unknown(&svc.service)),
+            Label::new("destination_service_name", or_unknown(&svc.name)),
+            Label::new("destination_service_namespace", or_unknown(&svc.namespace)),
+        ];
+        ServiceMetrics { metrics, base, cache: DashMap::new() }
+    }
+
+    /// Handles for one outcome (registered on first use).
+    pub fn handles(&self, o: Outcome) -> RequestHandles {
+        if let Some(h) = self.cache.get(&o) {
+            return h.clone();
+        }
+        let mut labels = self.base.clone();
+        labels.push(Label::new("request_protocol", if o.grpc { "grpc" } else { "http" }));
+        labels.push(Label::new("response_code", o.status.to_string()));
+        labels.push(Label::new("grpc_response_status", o.grpc_status.map(|s| s.to_string()).unwrap_or_default()));
+        labels.push(Label::new("response_flags", crate::proxy::local_reply::ResponseFlags(o.flags).to_string()));
+        let h = RequestHandles {
+            requests: self.metrics.counter(REQUESTS_TOTAL, labels.clone()),
+            duration: self.metrics.histogram(REQUEST_DURATION, labels.clone()),
+            request_bytes: self.metrics.histogram(REQUEST_BYTES, labels.clone()),
+            response_bytes: self.metrics.histogram(RESPONSE_BYTES, labels),
+        };
+        self.cache.insert(o, h.clone());
+        h
+    }
+
+    /// The destination labels (for TCP metrics).
+    pub fn base_labels(&self) -> Vec<Label> {
+        self.base.clone()
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
