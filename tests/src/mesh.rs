@@ -38,6 +38,7 @@ pub struct Mesh {
     controller: Option<Process>,
     xds: Option<SocketAddr>,
     gateway: Option<Process>,
+    envoy: Option<crate::envoy::Envoy>,
     admin: Option<SocketAddr>,
     next_backend_host: u8,
     admin_client: HttpClient,
@@ -76,6 +77,7 @@ impl Mesh {
             controller: None,
             xds: None,
             gateway: None,
+            envoy: None,
             admin: None,
             next_backend_host: 1,
             admin_client: HttpClient::http1(),
@@ -146,7 +148,19 @@ impl Mesh {
     }
 
     /// Like [`Mesh::start_gateway`], with extra flags.
+    ///
+    /// With `CORRIDOR_E2E_GATEWAY=envoy` in the environment, a stock Envoy (Delta ADS) stands
+    /// in for corridor-gateway and the flags are ignored: a way to check the tests themselves
+    /// against a reference data plane (Corridor-only features such as `/metrics` names or
+    /// the SIGTERM drain will of course differ).
     pub async fn start_gateway_with(&mut self, extra: &[&str]) {
+        if std::env::var("CORRIDOR_E2E_GATEWAY").is_ok_and(|v| v == "envoy") {
+            let envoy = crate::envoy::Envoy::start(self.xds(), crate::envoy::Ads::Delta).await;
+            self.admin = Some(envoy.admin);
+            self.envoy = Some(envoy);
+            self.wait_ready().await;
+            return;
+        }
         let xds = self.xds().to_string();
         let mut cmd = Command::new(binary("corridor-gateway"));
         cmd.args(["--xds", &xds, "--admin", "127.0.0.1:0"]).args(extra);
@@ -157,6 +171,11 @@ impl Mesh {
             .unwrap_or_else(|e| panic!("{e:#}"));
         self.admin = Some(admin);
         self.gateway = Some(process);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let admin = self.admin();
         let client = self.admin_client.clone();
         eventually(PATIENCE, "gateway /ready to answer 200", || {
             let client = client.clone();
@@ -188,7 +207,11 @@ impl Mesh {
 
     /// The gateway process.
     pub fn gateway(&mut self) -> &mut Process {
-        self.gateway.as_mut().unwrap_or_else(|| panic!("no gateway running"))
+        match (&mut self.gateway, &mut self.envoy) {
+            (Some(gateway), _) => gateway,
+            (None, Some(envoy)) => &mut envoy.process,
+            (None, None) => panic!("no gateway running"),
+        }
     }
 
     /// The controller's stderr (log) lines.

@@ -1,0 +1,87 @@
+//! The gateway without its controller: it keeps serving the last config, and resyncs when a
+//! controller comes back on the same address.
+
+use corridor_tests::manifests::{self, DestinationRule, Destination, HttpRoute, ServicePort, VirtualService};
+use corridor_tests::mesh::RESYNC_PATIENCE;
+use corridor_tests::{eventually, wait_for_reply, HttpClient, Load, Mesh, PATIENCE};
+
+const PORT: u16 = 8080;
+
+fn route_to(ns: &str, subset: &str) -> String {
+    manifests::yaml([VirtualService::new("web", ns)
+        .host("web")
+        .http(HttpRoute::new().to(Destination::new("web").subset(subset)))
+        .into()])
+}
+
+async fn web_mesh(tag: &str) -> (Mesh, Vec<corridor_tests::Backend>, std::net::SocketAddr) {
+    let mut mesh = Mesh::new(tag);
+    let backends = mesh.backends(&["a", "b"]).await;
+    let mut objects = mesh.service_objects("web", ServicePort::new("http-web", PORT), &[(&backends[0], "v1"), (&backends[1], "v2")]);
+    objects.push(
+        DestinationRule::new("web", &mesh.ns, "web")
+            .subset("v1", &[("version", "v1")])
+            .subset("v2", &[("version", "v2")])
+            .into(),
+    );
+    mesh.write("web.yaml", &manifests::yaml(objects));
+    mesh.write("vs.yaml", &route_to(&mesh.ns, "v1"));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("web", PORT).await;
+    wait_for_reply(&HttpClient::http1(), addr, "/", "a first 200 from v1", |r| r.backend() == "a").await;
+    (mesh, backends, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_keeps_serving_under_load_when_the_controller_dies() {
+    let (mut mesh, _backends, addr) = web_mesh("ctl-dead").await;
+    let load = Load::start(addr, "/", 4);
+    load.wait_for_more(200, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    mesh.kill_controller();
+    load.wait_for_more(1000, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+    report.assert_no_failures("after the controller was killed");
+
+    // New connections are accepted too, and the gateway still reports itself alive.
+    let fresh = HttpClient::http1();
+    let reply = fresh.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"));
+    let health = mesh.admin_get("/healthz").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(health.status, 200);
+    assert!(mesh.gateway().try_exit().unwrap_or(None).is_none(), "the gateway exited without its controller");
+}
+
+#[tokio::test]
+async fn gateway_resyncs_after_the_controller_restarts() {
+    let (mut mesh, _backends, addr) = web_mesh("ctl-restart").await;
+    mesh.kill_controller();
+
+    // A change made while no controller runs cannot reach the gateway...
+    mesh.write("vs.yaml", &route_to(&mesh.ns, "v2"));
+    let client = HttpClient::http1();
+    for _ in 0..20 {
+        let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"), "still the last config");
+    }
+
+    // ...and is applied once a controller is back on the same address.
+    mesh.start_controller().await;
+    eventually(RESYNC_PATIENCE, "the gateway to resync with the restarted controller", || {
+        let client = client.clone();
+        async move {
+            let reply = client.get(addr, "/").await?;
+            anyhow::ensure!(reply.backend() == "b", "still served by {:?}", reply.backend());
+            Ok(())
+        }
+    })
+    .await;
+    for _ in 0..10 {
+        let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "b"));
+    }
+
+    // The resynced stream carries later changes as well.
+    mesh.write("vs.yaml", &route_to(&mesh.ns, "v1"));
+    wait_for_reply(&client, addr, "/", "a change after the resync", |r| r.backend() == "a").await;
+}
