@@ -16,3 +16,6 @@ pub mod readiness;
 pub mod router;
 pub mod telemetry;
 pub mod xds;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -92,3 +92,6 @@ impl ListenerCtx {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! The proxy end to end in one process: hand-driven ADS, real hyper backends and clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use corridor_proto::envoy::config::cluster::v3 as cl;
+use corridor_proto::envoy::config::route::v3 as rt;
+use corridor_proto::google::protobuf::Duration as PbDuration;
+use corridor_proto::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::app::{Bound, Config, build};
+use crate::testing::*;
+
+type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Harness {
+    _ads: TestAds,
+    gw: Bound,
+    addr: SocketAddr,
+    h1: TestClient,
+    h2: TestClient,
+}
+
+impl Harness {
+    async fn start(routes: Vec<rt::Route>, clusters: Vec<(cl::Cluster, Vec<(SocketAddr, bool)>)>) -> Harness {
+        let mut ads = TestAds::start().await;
+        let mut c = Config::new(ads.addr.to_string());
+        c.admin_address = "127.0.0.1:0".parse().unwrap();
+        c.drain_timeout = Duration::from_secs(5);
+        let gw = build(c).await.unwrap();
+        ads.request_where(CLUSTER, |_| true).await;
+        let listener = http_listener("svc", "127.0.0.1:0".parse().unwrap(), "svc");
+        ads.push(LISTENER, vec![resource("svc", "1", listener)], vec![]);
+        let cds = clusters.iter().map(|(c, _)| resource(&c.name, "1", c.clone())).collect();
+        ads.push(CLUSTER, cds, vec![]);
+        ads.push(ROUTE, vec![resource("svc", "1", route_config("svc", routes))], vec![]);
+        let eds = clusters.iter().map(|(c, eps)| resource(&c.name, "1", assignment(&c.name, eps))).collect();
+        ads.push(ENDPOINT, eds, vec![]);
+        eventually(|| async { gw.ready().is_ready().then_some(()) }).await;
+        let addr = gw.listeners()[0].1;
+        let h1 = Client::builder(TokioExecutor::new()).build_http();
+        let h2 = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        Harness { _ads: ads, gw, addr, h1, h2 }
+    }
+
+    fn req(&self, path: &str) -> Request<Full<Bytes>> {
+        Request::get(format!("http://{}{path}", self.addr)).body(Full::default()).unwrap()
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, HeaderMap, String) {
+        let resp = self.h1.request(self.req(path)).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn admin(&self, path: &str) -> String {
+        let uri = format!("http://{}{path}", self.gw.admin_addr);
+        let resp = self.h1.request(Request::get(uri).body(Full::default()).unwrap()).await.unwrap();
+        String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned()
+    }
+}
+
+fn timeout(ms: u64) -> Option<PbDuration> {
+    Some(PbDuration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 })
+}
+
+#[tokio::test]
+async fn routes_to_the_backend_with_request_id_and_forwarded_headers() {
+    let be = backend(Arc::new(|req: Request<hyper::body::Incoming>| {
+        Box::pin(async move {
+            let h = req.headers();
+            let body = format!(
+                "id={} xff={} host={} path={}",
+                h.contains_key("x-request-id"),
+                h.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                h.get("host").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                req.uri().path(),
+            );
+            Response::new(full(body))
+        })
+    }))
+    .await;
+    let mut api = prefix_route("api", "/api/", "c");
+    action_mut(&mut api).prefix_rewrite = "/v2/".into();
+    let h = Harness::start(vec![api, prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(be, true)])]).await;
+    let (status, _, body) = h.get("/hello").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("id=true xff=127.0.0.1 host="), "{body}");
+    assert!(body.ends_with("path=/hello"), "{body}");
+    let (_, _, body) = h.get("/api/items?x=1").await;
+    assert!(body.ends_with("path=/v2/items"), "{body}");
+
+    // Metrics, listeners and config dump reflect the traffic and the configuration.
+    let metrics = h.admin("/metrics").await;
+    let line = metrics.lines().find(|l| l.starts_with("istio_requests_total{") && l.contains("response_code=\"200\"")).unwrap_or("");
+    assert!(line.contains("destination_service=\"svc.default.svc.cluster.local\""), "{metrics}");
+    assert!(line.contains("request_protocol=\"http\""), "{line}");
+    assert!(metrics.contains("istio_request_duration_milliseconds_bucket"), "{metrics}");
+    let listeners: serde_json::Value = serde_json::from_str(&h.admin("/listeners").await).unwrap();
+    assert_eq!(listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"], h.addr.port());
+    let dump: serde_json::Value = serde_json::from_str(&h.admin("/config_dump").await).unwrap();
+    assert_eq!(dump["configs"][1]["dynamic_listeners"][0]["active_state"]["listener"]["name"], "svc");
+    assert_eq!(dump["configs"][2]["dynamic_active_clusters"][0]["cluster"]["name"], "c");
+    assert_eq!(dump["configs"][0]["bootstrap"]["drain_timeout"], "5s");
+    assert!(h.admin("/clusters").await.contains(&format!("c::{be}::rq_total::2")));
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_route_is_404_and_unimplemented_for_grpc() {
+    let be = text_backend(200, "ok").await;
+    let h = Harness::start(vec![prefix_route("api", "/api", "c")], vec![(cluster("c", false), vec![(be, true)])]).await;
+    let (status, _, body) = h.get("/other").await;
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, "no route"));
+    let req = Request::post(format!("http://{}/pkg.Svc/Method", h.addr))
+        .header("content-type", "application/grpc")
+        .body(Full::default())
+        .unwrap();
+    let resp = h.h2.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "12");
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_healthy_endpoint_is_503_and_unavailable_for_grpc() {
+    let be = text_backend(200, "ok").await;
+    let h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(be, false)])]).await;
+    let (status, _, body) = h.get("/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream"));
+    let req = Request::post(format!("http://{}/pkg.Svc/Method", h.addr))
+        .header("content-type", "application/grpc")
+        .body(Full::default())
+        .unwrap();
+    let resp = h.h2.request(req).await.unwrap();
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    let metrics = h.admin("/metrics").await;
+    assert!(metrics.contains("response_flags=\"UH\""), "{metrics}");
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_failure_is_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(closed, true)])]).await;
+    let (status, _, body) = h.get("/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error"));
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn route_timeout_is_504() {
+    let slow = backend(Arc::new(|_req| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Response::new(full("late"))
+        })
+    }))
+    .await;
+    let mut r = prefix_route("all", "/", "c");
+    action_mut(&mut r).timeout = timeout(100);
+    let h = Harness::start(vec![r], vec![(cluster("c", false), vec![(slow, true)])]).await;
+    let (status, _, body) = h.get("/").await;
+    assert_eq!((status, body.as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"));
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn retries_a_503_on_the_other_endpoint() {
+    let bad = text_backend(503, "bad").await;
+    let good = text_backend(200, "good").await;
+    let mut r = prefix_route("all", "/", "c");
+    action_mut(&mut r).retry_policy = Some(retry_policy("5xx", 1));
+    let h = Harness::start(vec![r], vec![(cluster("c", false), vec![(bad, true), (good, true)])]).await;
+    for _ in 0..6 {
+        let (status, _, body) = h.get("/").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
+    }
+    // POST bodies are replayed on the retry.
+    for _ in 0..4 {
+        let req = Request::post(format!("http://{}/", h.addr)).body(Full::new(Bytes::from("payload"))).unwrap();
+        let resp = h.h1.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let metrics = h.admin("/metrics").await;
+    assert!(metrics.lines().any(|l| l.starts_with("corridor_upstream_rq_retry_total{cluster=\"c\"}")), "{metrics}");
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2c_passthrough_keeps_trailers() {
+    let grpc = backend(Arc::new(|req: Request<hyper::body::Incoming>| {
+        Box::pin(async move {
+            assert_eq!(req.version(), http::Version::HTTP_2);
+            let authority = req.uri().authority().map(|a| a.to_string()).unwrap_or_default();
+            let _ = req.into_body().collect().await;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            trailers.insert("x-authority", authority.parse().unwrap());
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+                vec![Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x02hi"))), Ok(Frame::trailers(trailers))];
+            let mut resp = Response::new(StreamBody::new(futures::stream::iter(frames)).boxed());
+            resp.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+            resp
+        })
+    }))
+    .await;
+    let h = Harness::start(vec![prefix_route("all", "/", "g")], vec![(cluster("g", true), vec![(grpc, true)])]).await;
+    let req = Request::post(format!("http://{}/pkg.Svc/Method", h.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(b"\0\0\0\0\x00")))
+        .unwrap();
+    let resp = h.h2.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["x-authority"], h.addr.to_string().as_str());
+    assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x02hi");
+    let metrics = h.admin("/metrics").await;
+    assert!(metrics.contains("request_protocol=\"grpc\""), "{metrics}");
+    assert!(metrics.contains("grpc_response_status=\"0\""), "{metrics}");
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let slow = backend(Arc::new(move |_req| {
+        let s = s.clone();
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Response::new(full("done"))
+        })
+    }))
+    .await;
+    let h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(slow, true)])]).await;
+    let client = h.h1.clone();
+    let req = h.req("/");
+    let inflight = tokio::spawn(async move { client.request(req).await });
+    eventually(|| async { (started.load(Ordering::SeqCst) == 1).then_some(()) }).await;
+    let addr = h.addr;
+    h.gw.shutdown().await;
+    let resp = inflight.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"done");
+    // The listener no longer accepts.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
