@@ -84,3 +84,6 @@ pub(crate) fn decode_any<M: prost::Message + prost::Name + Default>(
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests;
