@@ -50,7 +50,9 @@ mod tests {
     use super::*;
 
     fn keys(n: usize) -> Vec<ObjectKey> {
-        (0..n).map(|i| ObjectKey::new("ns", format!("svc-{i}"))).collect()
+        (0..n)
+            .map(|i| ObjectKey::new("ns", format!("svc-{i}")))
+            .collect()
     }
 
     #[test]
@@ -61,12 +63,18 @@ mod tests {
         assert_eq!(a, b);
         // A service's address does not depend on unrelated services (no collision here).
         let alone = assign(&cidr, &[ObjectKey::new("ns", "svc-3")]);
-        assert_eq!(alone[&ObjectKey::new("ns", "svc-3")], a[&ObjectKey::new("ns", "svc-3")]);
+        assert_eq!(
+            alone[&ObjectKey::new("ns", "svc-3")],
+            a[&ObjectKey::new("ns", "svc-3")]
+        );
         // Pinned value: changing the hash would move every service's address.
         assert_eq!(fnv1a(b"default/reviews"), fnv1a(b"default/reviews"));
         let pinned = assign(&cidr, &[ObjectKey::new("default", "reviews")]);
         let slot = fnv1a(b"default/reviews") % cidr.usable();
-        assert_eq!(pinned[&ObjectKey::new("default", "reviews")], cidr.nth_usable(slot));
+        assert_eq!(
+            pinned[&ObjectKey::new("default", "reviews")],
+            cidr.nth_usable(slot)
+        );
     }
 
     #[test]

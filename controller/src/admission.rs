@@ -19,7 +19,10 @@ struct Ledger<T> {
 
 impl<T> Default for Ledger<T> {
     fn default() -> Self {
-        Self { last_good: BTreeMap::new(), rejected: BTreeMap::new() }
+        Self {
+            last_good: BTreeMap::new(),
+            rejected: BTreeMap::new(),
+        }
     }
 }
 
@@ -36,8 +39,14 @@ impl<T: Clone + PartialEq> Ledger<T> {
         self.last_good.retain(|k, _| objects.contains_key(k));
         self.rejected.retain(|k, _| objects.contains_key(k));
         for (key, verdict) in verdicts {
-            let Some(current) = objects.get(&key).cloned() else { continue };
-            let object = ObjectRef { kind, namespace: key.namespace.clone(), name: key.name.clone() };
+            let Some(current) = objects.get(&key).cloned() else {
+                continue;
+            };
+            let object = ObjectRef {
+                kind,
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+            };
             match verdict {
                 Ok(()) => {
                     if self.rejected.remove(&key).is_some() {
@@ -47,10 +56,21 @@ impl<T: Clone + PartialEq> Ledger<T> {
                 }
                 Err(reason) => {
                     let kept = self.last_good.get(&key).cloned();
-                    let repeat = self.rejected.get(&key).is_some_and(|(o, r)| *o == current && *r == reason);
+                    let repeat = self
+                        .rejected
+                        .get(&key)
+                        .is_some_and(|(o, r)| *o == current && *r == reason);
                     if !repeat {
-                        let keeping = if kept.is_some() { "keeping its last good version" } else { "no earlier version to keep" };
-                        tracing::warn!("{}: rejected {object}: {reason}; {keeping}", origin(&object));
+                        let keeping = if kept.is_some() {
+                            "keeping its last good version"
+                        } else {
+                            "no earlier version to keep"
+                        };
+                        let reason_line = crate::resources::one_line(&reason);
+                        tracing::warn!(
+                            "{}: rejected {object}: {reason_line}; {keeping}",
+                            origin(&object)
+                        );
                         self.rejected.insert(key.clone(), (current, reason));
                     }
                     match kept {
@@ -73,28 +93,61 @@ pub struct Admission {
 impl Admission {
     /// Validates the routing objects of `store` in place. `origin` names where an object
     /// came from (a file path) for the log line.
-    pub fn admit(&mut self, store: &mut Store, opts: &TranslateOptions, origin: &dyn Fn(&ObjectRef) -> String) {
+    pub fn admit(
+        &mut self,
+        store: &mut Store,
+        opts: &TranslateOptions,
+        origin: &dyn Fn(&ObjectRef) -> String,
+    ) {
         let verdicts = store
             .destination_rules
             .iter()
             .map(|(k, dr)| (k.clone(), validate_destination_rule(dr)))
             .collect();
-        self.destination_rules.apply(Kind::DestinationRule, &mut store.destination_rules, verdicts, origin);
+        self.destination_rules.apply(
+            Kind::DestinationRule,
+            &mut store.destination_rules,
+            verdicts,
+            origin,
+        );
 
         let verdicts = {
             let validator = Validator::new(store, opts);
-            store.virtual_services.iter().map(|(k, vs)| (k.clone(), validator.virtual_service(k, vs))).collect()
+            store
+                .virtual_services
+                .iter()
+                .map(|(k, vs)| (k.clone(), validator.virtual_service(k, vs)))
+                .collect()
         };
-        self.virtual_services.apply(Kind::VirtualService, &mut store.virtual_services, verdicts, origin);
+        self.virtual_services.apply(
+            Kind::VirtualService,
+            &mut store.virtual_services,
+            verdicts,
+            origin,
+        );
     }
 
     /// Rejected objects and why, for status reporting.
     pub fn rejections(&self) -> Vec<(ObjectRef, String)> {
         let vs = self.virtual_services.rejected.iter().map(|(k, (_, r))| {
-            (ObjectRef { kind: Kind::VirtualService, namespace: k.namespace.clone(), name: k.name.clone() }, r.clone())
+            (
+                ObjectRef {
+                    kind: Kind::VirtualService,
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                },
+                r.clone(),
+            )
         });
         let dr = self.destination_rules.rejected.iter().map(|(k, (_, r))| {
-            (ObjectRef { kind: Kind::DestinationRule, namespace: k.namespace.clone(), name: k.name.clone() }, r.clone())
+            (
+                ObjectRef {
+                    kind: Kind::DestinationRule,
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                },
+                r.clone(),
+            )
         });
         vs.chain(dr).collect()
     }

@@ -131,8 +131,14 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
 
     let listener = TcpListener::bind(config.xds_listen)
         .await
-        .map_err(|source| AppError::Bind { addr: config.xds_listen, source })?;
-    let xds_addr = listener.local_addr().map_err(|source| AppError::Bind { addr: config.xds_listen, source })?;
+        .map_err(|source| AppError::Bind {
+            addr: config.xds_listen,
+            source,
+        })?;
+    let xds_addr = listener.local_addr().map_err(|source| AppError::Bind {
+        addr: config.xds_listen,
+        source,
+    })?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shutdown = ShutdownHandle(Arc::new(shutdown_tx));
@@ -168,5 +174,11 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         }
     });
     tracing::info!(%xds_addr, "serving ADS (SotW and Delta)");
-    Ok(Bound { xds_addr, shutdown, snapshots, server, source })
+    Ok(Bound {
+        xds_addr,
+        shutdown,
+        snapshots,
+        server,
+        source,
+    })
 }

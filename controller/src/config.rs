@@ -27,7 +27,11 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Everything the controller needs to run. Logged once at start-up.
 #[derive(Debug, Clone, Serialize, clap::Parser)]
-#[command(name = "corridor-controller", version, about = "Corridor's control plane: manifests in, xDS out")]
+#[command(
+    name = "corridor-controller",
+    version,
+    about = "Corridor's control plane: manifests in, xDS out"
+)]
 pub struct Config {
     /// Directory of Kubernetes manifests (YAML or JSON, searched recursively).
     #[arg(long, env = "CORRIDOR_MANIFESTS")]
@@ -80,15 +84,25 @@ impl Config {
             ));
         }
         if self.cluster_domain.is_empty() || self.cluster_domain.starts_with('.') {
-            problems.push(format!("--cluster-domain {:?}: must be a DNS domain like cluster.local", self.cluster_domain));
+            problems.push(format!(
+                "--cluster-domain {:?}: must be a DNS domain like cluster.local",
+                self.cluster_domain
+            ));
         }
         if self.rescan_ms == 0 {
             problems.push("--rescan-ms 0: must be at least 1".to_string());
         }
         if self.gateway_cidr.usable() == 0 {
-            problems.push(format!("--gateway-cidr {}: holds no usable address", self.gateway_cidr));
+            problems.push(format!(
+                "--gateway-cidr {}: holds no usable address",
+                self.gateway_cidr
+            ));
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError(problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems.join("; ")))
+        }
     }
 }
 
@@ -108,7 +122,10 @@ pub struct Ipv4Cidr {
 
 impl Ipv4Cidr {
     /// `127.100.0.0/16`, see [`DEFAULT_GATEWAY_CIDR`].
-    pub const DEFAULT: Ipv4Cidr = Ipv4Cidr { network: Ipv4Addr::new(127, 100, 0, 0), prefix: 16 };
+    pub const DEFAULT: Ipv4Cidr = Ipv4Cidr {
+        network: Ipv4Addr::new(127, 100, 0, 0),
+        prefix: 16,
+    };
 
     /// Number of addresses in the network.
     pub fn size(&self) -> u64 {
@@ -118,7 +135,11 @@ impl Ipv4Cidr {
     /// Number of addresses usable by services: all but the network and broadcast
     /// addresses, except in /31 and /32 where every address is usable.
     pub fn usable(&self) -> u64 {
-        if self.prefix >= 31 { self.size() } else { self.size() - 2 }
+        if self.prefix >= 31 {
+            self.size()
+        } else {
+            self.size() - 2
+        }
     }
 
     /// The `index`-th usable address (`index < usable()`).
@@ -133,14 +154,23 @@ impl Ipv4Cidr {
 impl FromStr for Ipv4Cidr {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not in CIDR form a.b.c.d/len"))?;
+        let (addr, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not in CIDR form a.b.c.d/len"))?;
         let addr: Ipv4Addr = addr.parse().map_err(|e| format!("{s:?}: {e}"))?;
         let prefix: u8 = prefix.parse().map_err(|e| format!("{s:?}: prefix: {e}"))?;
         if prefix > 32 {
             return Err(format!("{s:?}: prefix must be 0..=32"));
         }
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
-        Ok(Ipv4Cidr { network: Ipv4Addr::from(u32::from(addr) & mask), prefix })
+        let mask = if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        };
+        Ok(Ipv4Cidr {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
     }
 }
 

@@ -1,6 +1,8 @@
 //! corridor-controller: reads Kubernetes and Istio objects (from a manifests directory
 //! today), translates them into Envoy v3 resources, and serves them over ADS.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod addressing;
 pub mod admission;
 pub mod app;

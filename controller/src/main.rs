@@ -1,7 +1,7 @@
 //! `corridor-controller`: parse flags, start the controller, print the bound address,
 //! stop on SIGTERM/SIGINT.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use corridor_controller::app::{self, Config};
@@ -12,7 +12,11 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|e| anyhow::anyhow!("--log-level {:?}: {e}", config.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 
     let bound = app::build(config).await?;
     {

@@ -96,7 +96,11 @@ fn from_port_name(name: &str) -> Option<Protocol> {
     };
     if first == "tcp" {
         let second = parts.next();
-        let codec = if second == Some("metaprotocol") { parts.next() } else { second };
+        let codec = if second == Some("metaprotocol") {
+            parts.next()
+        } else {
+            second
+        };
         return Some(match codec {
             Some("dubbo") => Protocol::Dubbo,
             Some("thrift") => Protocol::Thrift,
@@ -122,12 +126,24 @@ mod tests {
 
     #[test]
     fn app_protocol_wins_over_name() {
-        assert_eq!(Protocol::of_port(&port(Some("tcp-x"), Some("http"))), Protocol::Http);
-        assert_eq!(Protocol::of_port(&port(Some("http"), Some("kubernetes.io/h2c"))), Protocol::Http2);
+        assert_eq!(
+            Protocol::of_port(&port(Some("tcp-x"), Some("http"))),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::of_port(&port(Some("http"), Some("kubernetes.io/h2c"))),
+            Protocol::Http2
+        );
         assert_eq!(Protocol::of_port(&port(None, Some("grpc"))), Protocol::Grpc);
-        assert_eq!(Protocol::of_port(&port(Some("http"), Some("redis"))), Protocol::Redis);
+        assert_eq!(
+            Protocol::of_port(&port(Some("http"), Some("redis"))),
+            Protocol::Redis
+        );
         // Unknown appProtocol: fall back to the name.
-        assert_eq!(Protocol::of_port(&port(Some("grpc-api"), Some("example.com/x"))), Protocol::Grpc);
+        assert_eq!(
+            Protocol::of_port(&port(Some("grpc-api"), Some("example.com/x"))),
+            Protocol::Grpc
+        );
     }
 
     #[test]

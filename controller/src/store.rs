@@ -23,7 +23,10 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// Builds a key.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -100,13 +103,20 @@ impl Store {
 
     /// Labels of a namespace, when the Namespace object is known.
     pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
-        self.namespaces.get(&ObjectKey::new("", namespace)).and_then(|n| n.metadata.labels.as_ref())
+        self.namespaces
+            .get(&ObjectKey::new("", namespace))
+            .and_then(|n| n.metadata.labels.as_ref())
     }
 
     /// Resolves a host as Istio does for a resource in `from_namespace`: `name` (that
     /// namespace), `name.ns`, `name.ns.svc`, or `name.ns.svc.<domain>`. Only known Services
     /// resolve.
-    pub fn resolve_host(&self, host: &str, from_namespace: &str, domain: &str) -> Option<ObjectKey> {
+    pub fn resolve_host(
+        &self,
+        host: &str,
+        from_namespace: &str,
+        domain: &str,
+    ) -> Option<ObjectKey> {
         let host = host.trim_end_matches('.');
         let svc_suffix = format!(".svc.{domain}");
         let stripped = host
@@ -122,6 +132,20 @@ impl Store {
     }
 }
 
+/// Builds a store from multi-document YAML (tests only).
+#[cfg(test)]
+pub(crate) fn store_from_yaml(text: &str) -> Store {
+    let mut store = Store::default();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc)
+            .expect("test YAML parses");
+        for object in crate::resources::parse_document(value) {
+            store.insert(object.expect("test object is valid"));
+        }
+    }
+    store
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +153,11 @@ mod tests {
 
     fn svc(ns: &str, name: &str) -> Object {
         Object::Service(Box::new(Service {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(ns.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
             ..Default::default()
         }))
     }
@@ -140,29 +168,29 @@ mod tests {
         s.insert(svc("default", "reviews"));
         s.insert(svc("prod", "ratings"));
         let d = "cluster.local";
-        assert_eq!(s.resolve_host("reviews", "default", d), Some(ObjectKey::new("default", "reviews")));
+        assert_eq!(
+            s.resolve_host("reviews", "default", d),
+            Some(ObjectKey::new("default", "reviews"))
+        );
         assert_eq!(s.resolve_host("reviews", "prod", d), None);
-        assert_eq!(s.resolve_host("ratings.prod", "default", d), Some(ObjectKey::new("prod", "ratings")));
-        assert_eq!(s.resolve_host("ratings.prod.svc", "x", d), Some(ObjectKey::new("prod", "ratings")));
+        assert_eq!(
+            s.resolve_host("ratings.prod", "default", d),
+            Some(ObjectKey::new("prod", "ratings"))
+        );
+        assert_eq!(
+            s.resolve_host("ratings.prod.svc", "x", d),
+            Some(ObjectKey::new("prod", "ratings"))
+        );
         assert_eq!(
             s.resolve_host("ratings.prod.svc.cluster.local", "x", d),
             Some(ObjectKey::new("prod", "ratings"))
         );
         assert_eq!(s.resolve_host("example.com", "default", d), None);
-        assert!(s.remove(&ObjectRef { kind: Kind::Service, namespace: "prod".into(), name: "ratings".into() }));
+        assert!(s.remove(&ObjectRef {
+            kind: Kind::Service,
+            namespace: "prod".into(),
+            name: "ratings".into()
+        }));
         assert_eq!(s.resolve_host("ratings.prod", "default", d), None);
     }
-}
-
-/// Builds a store from multi-document YAML (tests only).
-#[cfg(test)]
-pub(crate) fn store_from_yaml(text: &str) -> Store {
-    let mut store = Store::default();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = <serde_yaml_ng::Value as serde::Deserialize>::deserialize(doc).expect("test YAML parses");
-        for object in crate::resources::parse_document(value) {
-            store.insert(object.expect("test object is valid"));
-        }
-    }
-    store
 }

@@ -331,10 +331,16 @@ spec:
             assert_eq!(m.headers["end-user"].exact.as_deref(), Some("jason"));
             assert_eq!(m.uri.as_ref().unwrap().prefix.as_deref(), Some("/api"));
             assert_eq!(m.method.as_ref().unwrap().exact.as_deref(), Some("GET"));
-            assert_eq!(m.authority.as_ref().unwrap().regex.as_deref(), Some("rev.*"));
+            assert_eq!(
+                m.authority.as_ref().unwrap().regex.as_deref(),
+                Some("rev.*")
+            );
             assert_eq!(m.query_params["debug"].exact.as_deref(), Some("1"));
             assert_eq!(r0.route[0].destination.subset.as_deref(), Some("v2"));
-            assert_eq!(r0.route[0].destination.port.as_ref().unwrap().number, Some(9080));
+            assert_eq!(
+                r0.route[0].destination.port.as_ref().unwrap().number,
+                Some(9080)
+            );
             assert_eq!(r0.timeout.as_deref(), Some("1.5s"));
             let retries = r0.retries.as_ref().unwrap();
             assert_eq!(retries.attempts, 3);
@@ -351,7 +357,10 @@ spec:
             let dr: DestinationRule = serde_yaml_ng::from_str(&DR.replace("VERSION", v)).unwrap();
             assert_eq!(dr.spec.host, "reviews.default.svc.cluster.local");
             let tp = dr.spec.traffic_policy.as_ref().unwrap();
-            assert_eq!(tp.load_balancer.as_ref().unwrap().simple.as_deref(), Some("LEAST_REQUEST"));
+            assert_eq!(
+                tp.load_balancer.as_ref().unwrap().simple.as_deref(),
+                Some("LEAST_REQUEST")
+            );
             let pool = tp.connection_pool.as_ref().unwrap();
             let tcp = pool.tcp.as_ref().unwrap();
             assert_eq!(tcp.max_connections, Some(100));

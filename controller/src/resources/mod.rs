@@ -88,13 +88,22 @@ pub struct DocumentError {
     pub reason: String,
 }
 
+/// Collapses a multi-line message (parser errors often span lines) into one log line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Turns one parsed manifest document into objects: none for an unknown kind or an empty
 /// document, several for a `List`. Errors are per document; a `List` fails item by item.
 pub fn parse_document(doc: Value) -> Vec<Result<Object, DocumentError>> {
     if doc.is_null() {
         return Vec::new();
     }
-    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if kind == "List" || kind.ends_with("List") && doc.get("items").is_some() {
         let items = match doc.get("items").and_then(Value::as_sequence) {
             Some(items) => items.clone(),
@@ -110,23 +119,43 @@ pub fn parse_document(doc: Value) -> Vec<Result<Object, DocumentError>> {
 }
 
 fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
-    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind_name = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind_name = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let (group, version) = api_version
+        .rsplit_once('/')
+        .unwrap_or(("", api_version.as_str()));
     let kind = match (group, version, kind_name.as_str()) {
         ("", "v1", "Namespace") => Kind::Namespace,
         ("", "v1", "Service") => Kind::Service,
         ("", "v1", "Pod") => Kind::Pod,
         ("discovery.k8s.io", "v1", "EndpointSlice") => Kind::EndpointSlice,
         (istio::GROUP, v, "VirtualService") if istio::VERSIONS.contains(&v) => Kind::VirtualService,
-        (istio::GROUP, v, "DestinationRule") if istio::VERSIONS.contains(&v) => Kind::DestinationRule,
+        (istio::GROUP, v, "DestinationRule") if istio::VERSIONS.contains(&v) => {
+            Kind::DestinationRule
+        }
         _ => {
-            tracing::debug!(api_version, kind = kind_name, "ignoring a kind the controller does not use");
+            tracing::debug!(
+                api_version,
+                kind = kind_name,
+                "ignoring a kind the controller does not use"
+            );
             return Ok(None);
         }
     };
     let meta = doc.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let namespace = match kind {
         Kind::Namespace => String::new(),
         _ => meta
@@ -136,13 +165,22 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
             .unwrap_or(DEFAULT_OBJECT_NAMESPACE)
             .to_string(),
     };
-    let object = ObjectRef { kind, namespace: namespace.clone(), name: name.clone() };
-    let fail = |reason: String| DocumentError { object: Some(object.clone()), reason };
+    let object = ObjectRef {
+        kind,
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let fail = |reason: String| DocumentError {
+        object: Some(object.clone()),
+        reason,
+    };
     if name.is_empty() {
         return Err(fail("metadata.name is missing".to_string()));
     }
     fn typed<T: serde::de::DeserializeOwned>(doc: Value) -> Result<Box<T>, String> {
-        serde_yaml_ng::from_value(doc).map(Box::new).map_err(|e| e.to_string())
+        serde_yaml_ng::from_value(doc)
+            .map(Box::new)
+            .map_err(|e| e.to_string())
     }
     let ns = Some(namespace);
     let parsed = match kind {
@@ -208,13 +246,18 @@ mod tests {
              apiVersion: v1\nkind: Namespace\nmetadata: {name: prod}\n",
         );
         assert_eq!(out.len(), 2);
-        let refs: Vec<String> = out.iter().map(|o| o.as_ref().unwrap().object_ref().to_string()).collect();
+        let refs: Vec<String> = out
+            .iter()
+            .map(|o| o.as_ref().unwrap().object_ref().to_string())
+            .collect();
         assert_eq!(refs, vec!["Service default/a", "Namespace prod"]);
     }
 
     #[test]
     fn a_bad_object_names_itself() {
-        let out = docs("apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec: {ports: [{port: nope}]}\n");
+        let out = docs(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: x}\nspec: {ports: [{port: nope}]}\n",
+        );
         let err = out.into_iter().next().unwrap().unwrap_err();
         assert_eq!(err.object.unwrap().to_string(), "Service x/a");
         assert!(!err.reason.is_empty());
@@ -222,7 +265,9 @@ mod tests {
 
     #[test]
     fn lists_are_flattened() {
-        let out = docs("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p}\n");
+        let out = docs(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p}\n",
+        );
         assert_eq!(out.len(), 1);
     }
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     addressing::fnv1a,
-    resources::{Object, ObjectRef, parse_document},
+    resources::{Object, ObjectRef, one_line, parse_document},
     store::Store,
 };
 
@@ -31,12 +31,18 @@ struct FileState {
 pub struct ManifestDir {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// Objects defined by more than one file, already reported.
+    duplicates: BTreeMap<ObjectRef, Vec<PathBuf>>,
 }
 
 impl ManifestDir {
     /// A directory not read yet.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), files: BTreeMap::new() }
+        Self {
+            root: root.into(),
+            files: BTreeMap::new(),
+            duplicates: BTreeMap::new(),
+        }
     }
 
     /// The directory.
@@ -66,20 +72,68 @@ impl ManifestDir {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!("{}: cannot read: {e}; keeping the objects it last produced", path.display());
+                    tracing::warn!(
+                        "{}: cannot read: {e}; keeping the objects it last produced",
+                        path.display()
+                    );
                     continue;
                 }
             };
             let hash = fnv1a(&bytes);
-            if self.files.get(&path).is_some_and(|f| f.content_hash == hash) {
+            if self
+                .files
+                .get(&path)
+                .is_some_and(|f| f.content_hash == hash)
+            {
                 continue;
             }
-            let previous = self.files.remove(&path).map(|f| f.objects).unwrap_or_default();
+            let previous = self
+                .files
+                .remove(&path)
+                .map(|f| f.objects)
+                .unwrap_or_default();
             let objects = parse_file(&path, &bytes, previous);
-            self.files.insert(path, FileState { content_hash: hash, objects });
+            self.files.insert(
+                path,
+                FileState {
+                    content_hash: hash,
+                    objects,
+                },
+            );
             changed = true;
         }
+        if changed {
+            self.report_duplicates();
+        }
         changed
+    }
+
+    /// Warns once about each object defined in several files (the last path wins).
+    fn report_duplicates(&mut self) {
+        let mut defined: BTreeMap<ObjectRef, Vec<PathBuf>> = BTreeMap::new();
+        for (path, state) in &self.files {
+            for object in &state.objects {
+                defined
+                    .entry(object.object_ref())
+                    .or_default()
+                    .push(path.clone());
+            }
+        }
+        defined.retain(|_, paths| paths.len() > 1);
+        for (object, paths) in &defined {
+            if self.duplicates.get(object) != Some(paths) {
+                let used = paths
+                    .last()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                let all: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                tracing::warn!(
+                    "{used}: {object} is defined in several files ({}); using this one",
+                    all.join(", ")
+                );
+            }
+        }
+        self.duplicates = defined;
     }
 
     /// Builds a store from every file's objects, and the file each object came from. When
@@ -89,10 +143,7 @@ impl ManifestDir {
         let mut origins: BTreeMap<ObjectRef, PathBuf> = BTreeMap::new();
         for (path, state) in &self.files {
             for object in &state.objects {
-                let r = object.object_ref();
-                if let Some(first) = origins.insert(r.clone(), path.clone()) {
-                    tracing::warn!("{}: {r} is also defined in {}; using this one", path.display(), first.display());
-                }
+                origins.insert(object.object_ref(), path.clone());
                 store.insert(object.clone());
             }
         }
@@ -114,7 +165,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
         };
         if meta.is_dir() {
             walk(&path, out)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e)) {
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| EXTENSIONS.contains(&e))
+        {
             out.push(path);
         }
     }
@@ -127,7 +182,10 @@ fn parse_file(path: &Path, bytes: &[u8], previous: Vec<Object>) -> Vec<Object> {
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            tracing::warn!("{file}: not UTF-8 ({e}); keeping the {} objects it last produced", previous.len());
+            tracing::warn!(
+                "{file}: not UTF-8 ({e}); keeping the {} objects it last produced",
+                previous.len()
+            );
             return previous;
         }
     };
@@ -136,7 +194,11 @@ fn parse_file(path: &Path, bytes: &[u8], previous: Vec<Object>) -> Vec<Object> {
         match serde_yaml_ng::Value::deserialize(doc) {
             Ok(v) => docs.push(v),
             Err(e) => {
-                tracing::warn!("{file}: cannot parse: {e}; keeping the {} objects it last produced", previous.len());
+                let e = one_line(&e.to_string());
+                tracing::warn!(
+                    "{file}: cannot parse: {e}; keeping the {} objects it last produced",
+                    previous.len()
+                );
                 return previous;
             }
         }
@@ -146,10 +208,20 @@ fn parse_file(path: &Path, bytes: &[u8], previous: Vec<Object>) -> Vec<Object> {
         match result {
             Ok(o) => objects.push(o),
             Err(e) => {
-                let kept = e.object.as_ref().and_then(|r| previous.iter().find(|o| &o.object_ref() == r));
-                let what = e.object.as_ref().map_or_else(|| "an object".to_string(), ToString::to_string);
-                let keeping = if kept.is_some() { "keeping its last good version" } else { "no earlier version to keep" };
-                tracing::warn!("{file}: {what}: {}; {keeping}", e.reason);
+                let kept = e
+                    .object
+                    .as_ref()
+                    .and_then(|r| previous.iter().find(|o| &o.object_ref() == r));
+                let what = e
+                    .object
+                    .as_ref()
+                    .map_or_else(|| "an object".to_string(), ToString::to_string);
+                let keeping = if kept.is_some() {
+                    "keeping its last good version"
+                } else {
+                    "no earlier version to keep"
+                };
+                tracing::warn!("{file}: {what}: {}; {keeping}", one_line(&e.reason));
                 objects.extend(kept.cloned());
             }
         }
@@ -175,7 +247,11 @@ mod tests {
     fn keeps_last_good_and_forgets_deleted_files() {
         let dir = tempdir("lastgood");
         let f = dir.join("sub/a.yaml");
-        fs::write(&f, format!("{SVC}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: x}}\n")).unwrap();
+        fs::write(
+            &f,
+            format!("{SVC}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: x}}\n"),
+        )
+        .unwrap();
         fs::write(dir.join("notes.txt"), "ignored").unwrap();
         let mut m = ManifestDir::new(&dir);
         assert!(m.rescan());
@@ -187,7 +263,17 @@ mod tests {
         assert!(m.rescan());
         let store = m.store().0;
         assert_eq!(store.len(), 1);
-        assert_eq!(store.services[&ObjectKey::new("x", "a")].spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port, 80);
+        assert_eq!(
+            store.services[&ObjectKey::new("x", "a")]
+                .spec
+                .as_ref()
+                .unwrap()
+                .ports
+                .as_ref()
+                .unwrap()[0]
+                .port,
+            80
+        );
 
         // Broken YAML keeps everything the file last produced.
         fs::write(&f, "apiVersion: v1\nkind: [unclosed\n").unwrap();

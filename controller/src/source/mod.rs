@@ -31,7 +31,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over a manifests directory.
     pub fn new(dir: ManifestDir, opts: TranslateOptions) -> Self {
-        Self { dir, admission: Admission::default(), opts }
+        Self {
+            dir,
+            admission: Admission::default(),
+            opts,
+        }
     }
 
     /// Rescans the directory; when anything changed, returns the new snapshot.
@@ -46,7 +50,9 @@ impl Pipeline {
     pub fn translate(&mut self) -> Snapshot {
         let (mut store, origins) = self.dir.store();
         let origin = |r: &crate::resources::ObjectRef| {
-            origins.get(r).map_or_else(|| "<unknown file>".to_string(), |p| p.display().to_string())
+            origins
+                .get(r)
+                .map_or_else(|| "<unknown file>".to_string(), |p| p.display().to_string())
         };
         self.admission.admit(&mut store, &self.opts, &origin);
         translate(&store, &self.opts)
@@ -68,7 +74,10 @@ pub async fn run(
             let _ = event_tx.send(());
         }
     })
-    .and_then(|mut w| w.watch(pipeline.dir.root(), RecursiveMode::Recursive).map(|()| w));
+    .and_then(|mut w| {
+        w.watch(pipeline.dir.root(), RecursiveMode::Recursive)
+            .map(|()| w)
+    });
     let _watcher = match watcher {
         Ok(w) => Some(w),
         Err(e) => {

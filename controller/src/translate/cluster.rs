@@ -14,7 +14,9 @@ use corridor_proto::{
         },
         extensions::upstreams::http::v3::{
             HttpProtocolOptions,
-            http_protocol_options::{ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
+            http_protocol_options::{
+                ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+            },
         },
         r#type::v3::Percent,
     },
@@ -47,11 +49,16 @@ pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.Http
 
 /// The clusters a service port gets: the default one (no subset) and one per subset, each
 /// with its effective traffic policy (the subset's fields over the rule's).
-pub(super) fn subsets(rule: Option<&DestinationRule>) -> Vec<(Option<&Subset>, Option<TrafficPolicy>)> {
+pub(super) fn subsets(
+    rule: Option<&DestinationRule>,
+) -> Vec<(Option<&Subset>, Option<TrafficPolicy>)> {
     let top = rule.and_then(|r| r.spec.traffic_policy.clone());
     let mut out = vec![(None, top.clone())];
     for subset in rule.iter().flat_map(|r| &r.spec.subsets) {
-        out.push((Some(subset), merge(top.as_ref(), subset.traffic_policy.as_ref())));
+        out.push((
+            Some(subset),
+            merge(top.as_ref(), subset.traffic_policy.as_ref()),
+        ));
     }
     out
 }
@@ -103,7 +110,9 @@ pub(super) fn build(
         .and_then(|t| parse_duration(t).ok())
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let simple = policy.and_then(|p| p.load_balancer.as_ref()).and_then(|l| l.simple.as_deref());
+    let simple = policy
+        .and_then(|p| p.load_balancer.as_ref())
+        .and_then(|l| l.simple.as_deref());
     let max_retries = http.and_then(|h| h.max_retries);
     let thresholds = Thresholds {
         priority: RoutingPriority::Default as i32,
@@ -112,8 +121,12 @@ pub(super) fn build(
         max_requests: limit(http.and_then(|h| h.http2_max_requests)),
         max_retries: limit(max_retries),
         retry_budget: max_retries.is_none().then(|| RetryBudget {
-            budget_percent: Some(Percent { value: DEFAULT_RETRY_BUDGET_PERCENT }),
-            min_retry_concurrency: Some(UInt32Value { value: DEFAULT_MIN_RETRY_CONCURRENCY }),
+            budget_percent: Some(Percent {
+                value: DEFAULT_RETRY_BUDGET_PERCENT,
+            }),
+            min_retry_concurrency: Some(UInt32Value {
+                value: DEFAULT_MIN_RETRY_CONCURRENCY,
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -127,14 +140,21 @@ pub(super) fn build(
         }),
         connect_timeout: Some(pb_duration(connect_timeout)),
         lb_policy: lb_policy(simple).unwrap_or(LbPolicy::RoundRobin) as i32,
-        circuit_breakers: Some(CircuitBreakers { thresholds: vec![thresholds], ..Default::default() }),
+        circuit_breakers: Some(CircuitBreakers {
+            thresholds: vec![thresholds],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     if port.protocol.is_http2() {
         let options = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())),
-            })),
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
             ..Default::default()
         };
         // A single-entry map encodes deterministically.
@@ -143,7 +163,10 @@ pub(super) fn build(
     }
     let (metadata, canonical) = corridor_metadata(BTreeMap::from([
         ("service", MetaValue::Str(info.host.clone())),
-        ("subset", MetaValue::Str(subset.map(|s| s.name.clone()).unwrap_or_default())),
+        (
+            "subset",
+            MetaValue::Str(subset.map(|s| s.name.clone()).unwrap_or_default()),
+        ),
         ("port", MetaValue::Num(f64::from(port.number))),
     ]));
     let bare = cluster.clone();
@@ -163,33 +186,52 @@ pub fn validate_destination_rule(dr: &DestinationRule) -> Result<(), String> {
             return Err(format!("spec.subsets[{i}].name is empty"));
         }
         if !seen.insert(s.name.as_str()) {
-            return Err(format!("spec.subsets[{i}]: subset {:?} is defined twice", s.name));
+            return Err(format!(
+                "spec.subsets[{i}]: subset {:?} is defined twice",
+                s.name
+            ));
         }
-        check_policy(&format!("spec.subsets[{i}].trafficPolicy"), s.traffic_policy.as_ref())?;
+        check_policy(
+            &format!("spec.subsets[{i}].trafficPolicy"),
+            s.traffic_policy.as_ref(),
+        )?;
     }
     Ok(())
 }
 
 fn check_policy(path: &str, policy: Option<&TrafficPolicy>) -> Result<(), String> {
     let Some(p) = policy else { return Ok(()) };
-    if let Some(simple) = p.load_balancer.as_ref().and_then(|l| l.simple.as_deref()) {
-        if lb_policy(Some(simple)).is_none() {
-            return Err(format!(
-                "{path}.loadBalancer.simple {simple:?} is not one of ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN, RANDOM"
-            ));
-        }
+    if let Some(simple) = p.load_balancer.as_ref().and_then(|l| l.simple.as_deref())
+        && lb_policy(Some(simple)).is_none()
+    {
+        return Err(format!(
+            "{path}.loadBalancer.simple {simple:?} is not one of ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN, RANDOM"
+        ));
     }
     let pool = p.connection_pool.as_ref();
     if let Some(t) = pool.and_then(|c| c.tcp.as_ref()) {
         if let Some(ct) = &t.connect_timeout {
-            parse_duration(ct).map_err(|e| format!("{path}.connectionPool.tcp.connectTimeout: {e}"))?;
+            parse_duration(ct)
+                .map_err(|e| format!("{path}.connectionPool.tcp.connectTimeout: {e}"))?;
         }
-        non_negative(&format!("{path}.connectionPool.tcp.maxConnections"), t.max_connections)?;
+        non_negative(
+            &format!("{path}.connectionPool.tcp.maxConnections"),
+            t.max_connections,
+        )?;
     }
     if let Some(h) = pool.and_then(|c| c.http.as_ref()) {
-        non_negative(&format!("{path}.connectionPool.http.http1MaxPendingRequests"), h.http1_max_pending_requests)?;
-        non_negative(&format!("{path}.connectionPool.http.http2MaxRequests"), h.http2_max_requests)?;
-        non_negative(&format!("{path}.connectionPool.http.maxRetries"), h.max_retries)?;
+        non_negative(
+            &format!("{path}.connectionPool.http.http1MaxPendingRequests"),
+            h.http1_max_pending_requests,
+        )?;
+        non_negative(
+            &format!("{path}.connectionPool.http.http2MaxRequests"),
+            h.http2_max_requests,
+        )?;
+        non_negative(
+            &format!("{path}.connectionPool.http.maxRetries"),
+            h.max_retries,
+        )?;
     }
     Ok(())
 }

@@ -16,33 +16,44 @@ use crate::{resources::istio::Subset, store::ObjectKey, xds::snapshot::Resource}
 /// Label tying an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-pub(super) fn build(ctx: &Context<'_>, name: &str, info: &ServiceInfo, port: &PortInfo, subset: Option<&Subset>) -> Resource {
+pub(super) fn build(
+    ctx: &Context<'_>,
+    name: &str,
+    info: &ServiceInfo,
+    port: &PortInfo,
+    subset: Option<&Subset>,
+) -> Resource {
     let mut zones: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for (key, slice) in slices_of(ctx, &info.key) {
         if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             continue;
         }
-        let Some(target_port) = slice_port(slice, port) else { continue };
+        let Some(target_port) = slice_port(slice, port) else {
+            continue;
+        };
         for ep in &slice.endpoints {
-            if let Some(s) = subset {
-                if !pod_matches(ctx, &key.namespace, ep, s) {
-                    continue;
-                }
+            if let Some(s) = subset
+                && !pod_matches(ctx, &key.namespace, ep, s)
+            {
+                continue;
             }
             let status = health(ep);
             for ip in &ep.addresses {
                 if !seen.insert((ip.clone(), target_port)) {
                     continue;
                 }
-                zones.entry(ep.zone.clone().unwrap_or_default()).or_default().push(LbEndpoint {
-                    health_status: status as i32,
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket(ip, target_port)),
+                zones
+                    .entry(ep.zone.clone().unwrap_or_default())
+                    .or_default()
+                    .push(LbEndpoint {
+                        health_status: status as i32,
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(socket(ip, target_port)),
+                            ..Default::default()
+                        })),
                         ..Default::default()
-                    })),
-                    ..Default::default()
-                });
+                    });
             }
         }
     }
@@ -51,7 +62,10 @@ pub(super) fn build(ctx: &Context<'_>, name: &str, info: &ServiceInfo, port: &Po
         endpoints: zones
             .into_iter()
             .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
-                locality: (!zone.is_empty()).then(|| Locality { zone, ..Default::default() }),
+                locality: (!zone.is_empty()).then(|| Locality {
+                    zone,
+                    ..Default::default()
+                }),
                 lb_endpoints,
                 ..Default::default()
             })
@@ -61,10 +75,17 @@ pub(super) fn build(ctx: &Context<'_>, name: &str, info: &ServiceInfo, port: &Po
     Resource::new(name.to_string(), &cla)
 }
 
-fn slices_of<'a>(ctx: &'a Context<'_>, service: &'a ObjectKey) -> impl Iterator<Item = (&'a ObjectKey, &'a EndpointSlice)> {
+fn slices_of<'a>(
+    ctx: &'a Context<'_>,
+    service: &'a ObjectKey,
+) -> impl Iterator<Item = (&'a ObjectKey, &'a EndpointSlice)> {
     ctx.store.endpoint_slices.iter().filter(move |(k, s)| {
         k.namespace == service.namespace
-            && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) == Some(&service.name)
+            && s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                == Some(&service.name)
     })
 }
 
@@ -93,14 +114,32 @@ fn health(ep: &SliceEndpoint) -> HealthStatus {
     }
 }
 
-fn pod_matches(ctx: &Context<'_>, slice_namespace: &str, ep: &SliceEndpoint, subset: &Subset) -> bool {
-    let Some(r) = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")) else { return false };
+fn pod_matches(
+    ctx: &Context<'_>,
+    slice_namespace: &str,
+    ep: &SliceEndpoint,
+    subset: &Subset,
+) -> bool {
+    let Some(r) = ep
+        .target_ref
+        .as_ref()
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+    else {
+        return false;
+    };
     let ns = r.namespace.as_deref().unwrap_or(slice_namespace);
-    let Some(pod) = ctx.store.pods.get(&ObjectKey::new(ns, r.name.clone().unwrap_or_default())) else {
+    let Some(pod) = ctx
+        .store
+        .pods
+        .get(&ObjectKey::new(ns, r.name.clone().unwrap_or_default()))
+    else {
         return false;
     };
     let labels = pod.metadata.labels.as_ref();
-    subset.labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    subset
+        .labels
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 fn socket(ip: &str, port: u16) -> Address {

@@ -48,19 +48,31 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> R
             })),
             http_filters: vec![HttpFilter {
                 name: ROUTER_FILTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                    Router::default(),
+                ))),
                 ..Default::default()
             }],
             ..Default::default()
         };
-        Filter { name: HCM_FILTER.to_string(), config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))) }
+        Filter {
+            name: HCM_FILTER.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+        }
     } else {
         let tcp = TcpProxy {
             stat_prefix: name.clone(),
-            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster_name(port.number, "", &info.host))),
+            cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(cluster_name(
+                port.number,
+                "",
+                &info.host,
+            ))),
             ..Default::default()
         };
-        Filter { name: TCP_PROXY_FILTER.to_string(), config_type: Some(filter::ConfigType::TypedConfig(pack_any(tcp))) }
+        Filter {
+            name: TCP_PROXY_FILTER.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(pack_any(tcp))),
+        }
     };
     let mut listener = Listener {
         name: name.clone(),
@@ -68,11 +80,16 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> R
             address: Some(address::Address::SocketAddress(SocketAddress {
                 protocol: socket_address::Protocol::Tcp as i32,
                 address: address.to_string(),
-                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port.number))),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                    port.number,
+                ))),
                 ..Default::default()
             })),
         }),
-        filter_chains: vec![FilterChain { filters: vec![filter], ..Default::default() }],
+        filter_chains: vec![FilterChain {
+            filters: vec![filter],
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let (metadata, canonical) = corridor_metadata(BTreeMap::from([
@@ -80,7 +97,10 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> R
         ("namespace", MetaValue::Str(info.key.namespace.clone())),
         ("name", MetaValue::Str(info.key.name.clone())),
         ("port", MetaValue::Num(f64::from(port.number))),
-        ("protocol", MetaValue::Str(port.protocol.as_str().to_string())),
+        (
+            "protocol",
+            MetaValue::Str(port.protocol.as_str().to_string()),
+        ),
     ]));
     let bare = listener.clone();
     listener.metadata = Some(metadata);

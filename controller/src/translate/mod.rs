@@ -16,7 +16,8 @@ use std::{
 
 use corridor_proto::{
     envoy::config::core::v3::{
-        AggregatedConfigSource, ApiVersion, ConfigSource, Metadata, config_source::ConfigSourceSpecifier,
+        AggregatedConfigSource, ApiVersion, ConfigSource, Metadata,
+        config_source::ConfigSourceSpecifier,
     },
     google::protobuf::{self as pb, Struct, value::Kind as ValueKind},
     type_url,
@@ -87,10 +88,18 @@ impl ServiceInfo {
             .flat_map(|s| s.ports.iter().flatten())
             .filter(|p| p.protocol.as_deref().is_none_or(|proto| proto == "TCP"))
             .filter_map(|p| {
-                Some(PortInfo { number: u16::try_from(p.port).ok()?, name: p.name.clone(), protocol: Protocol::of_port(p) })
+                Some(PortInfo {
+                    number: u16::try_from(p.port).ok()?,
+                    name: p.name.clone(),
+                    protocol: Protocol::of_port(p),
+                })
             })
             .collect();
-        ServiceInfo { key: key.clone(), host: service_host(key, domain), ports }
+        ServiceInfo {
+            key: key.clone(),
+            host: service_host(key, domain),
+            ports,
+        }
     }
 
     pub fn port(&self, number: u16) -> Option<&PortInfo> {
@@ -109,12 +118,19 @@ pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
 }
 
 /// Why a Service is not meshed, or `None` when it is.
-pub fn unmeshed_reason(store: &Store, key: &ObjectKey, svc: &Service, opts: &TranslateOptions) -> Option<&'static str> {
+pub fn unmeshed_reason(
+    store: &Store,
+    key: &ObjectKey,
+    svc: &Service,
+    opts: &TranslateOptions,
+) -> Option<&'static str> {
     if SYSTEM_NAMESPACES.contains(&key.namespace.as_str()) || key.namespace == opts.own_namespace {
         return Some("system namespace");
     }
     let disabled = |labels: Option<&BTreeMap<String, String>>| {
-        labels.and_then(|l| l.get(MESH_LABEL)).is_some_and(|v| v == "disabled")
+        labels
+            .and_then(|l| l.get(MESH_LABEL))
+            .is_some_and(|v| v == "disabled")
     };
     if disabled(store.namespace_labels(&key.namespace)) {
         return Some("namespace opted out");
@@ -150,15 +166,24 @@ impl<'a> Context<'a> {
             .collect();
         let mut rules = BTreeMap::new();
         for (key, dr) in &store.destination_rules {
-            if let Some(target) = store.resolve_host(&dr.spec.host, &key.namespace, &opts.cluster_domain) {
+            if let Some(target) =
+                store.resolve_host(&dr.spec.host, &key.namespace, &opts.cluster_domain)
+            {
                 rules.entry(target).or_insert(dr);
             }
         }
-        Context { store, opts, services, rules }
+        Context {
+            store,
+            opts,
+            services,
+            rules,
+        }
     }
 
     pub fn resolve(&self, host: &str, from_namespace: &str) -> Option<&ServiceInfo> {
-        let key = self.store.resolve_host(host, from_namespace, &self.opts.cluster_domain)?;
+        let key = self
+            .store
+            .resolve_host(host, from_namespace, &self.opts.cluster_domain)?;
         self.services.get(&key)
     }
 }
@@ -171,7 +196,9 @@ pub struct Validator<'a> {
 impl<'a> Validator<'a> {
     /// Indexes the store once for many validations.
     pub fn new(store: &'a Store, opts: &'a TranslateOptions) -> Self {
-        Validator { ctx: Context::new(store, opts) }
+        Validator {
+            ctx: Context::new(store, opts),
+        }
     }
 
     /// Checks a VirtualService; the error says which field is wrong and why.
@@ -209,26 +236,37 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
     let mut targets = meshed.clone();
     for (key, vs) in routing.values() {
         for r in vs.spec.http.iter().flat_map(|h| &h.route) {
-            if let Some(t) = store.resolve_host(&r.destination.host, &key.namespace, &opts.cluster_domain) {
+            if let Some(t) =
+                store.resolve_host(&r.destination.host, &key.namespace, &opts.cluster_domain)
+            {
                 targets.insert(t);
             }
         }
     }
 
-    let (mut listeners, mut routes, mut clusters, mut endpoints) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut listeners, mut routes, mut clusters, mut endpoints) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for key in &targets {
-        let Some(info) = ctx.services.get(key) else { continue };
+        let Some(info) = ctx.services.get(key) else {
+            continue;
+        };
         let rule = ctx.rules.get(key).copied();
         for port in &info.ports {
             for (subset, policy) in cluster::subsets(rule) {
-                let name = cluster_name(port.number, subset.map_or("", |s| s.name.as_str()), &info.host);
+                let name = cluster_name(
+                    port.number,
+                    subset.map_or("", |s| s.name.as_str()),
+                    &info.host,
+                );
                 clusters.push(cluster::build(&name, info, port, subset, policy.as_ref()));
                 endpoints.push(endpoint::build(&ctx, &name, info, port, subset));
             }
         }
     }
     for key in &meshed {
-        let (Some(info), Some(address)) = (ctx.services.get(key), addresses.get(key)) else { continue };
+        let (Some(info), Some(address)) = (ctx.services.get(key), addresses.get(key)) else {
+            continue;
+        };
         for port in &info.ports {
             listeners.push(listener::build(info, port, *address));
             if port.protocol.is_http() {
@@ -244,7 +282,9 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         (type_url::CLUSTER, clusters),
         (type_url::ENDPOINT, endpoints),
     ] {
-        snapshot.types.insert(url.to_string(), TypeSnapshot::from_resources(resources));
+        snapshot
+            .types
+            .insert(url.to_string(), TypeSnapshot::from_resources(resources));
     }
     snapshot
 }
@@ -275,7 +315,10 @@ pub(crate) fn ads_config_source() -> ConfigSource {
 
 /// A protobuf Duration.
 pub(crate) fn pb_duration(d: Duration) -> pb::Duration {
-    pb::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    pb::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// A value of Corridor's metadata.
@@ -304,7 +347,8 @@ pub(crate) fn corridor_metadata(fields: BTreeMap<&str, MetaValue>) -> (Metadata,
             }
         };
         canonical.push(0);
-        st.fields.insert(k.to_string(), pb::Value { kind: Some(kind) });
+        st.fields
+            .insert(k.to_string(), pb::Value { kind: Some(kind) });
     }
     let mut meta = Metadata::default();
     meta.filter_metadata.insert(METADATA_KEY.to_string(), st);

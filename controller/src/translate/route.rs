@@ -5,10 +5,11 @@
 use corridor_proto::{
     envoy::{
         config::route::v3::{
-            HeaderMatcher, QueryParameterMatcher, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch,
-            VirtualHost, WeightedCluster, header_matcher::HeaderMatchSpecifier,
-            query_parameter_matcher::QueryParameterMatchSpecifier, route, route_action, route_match,
-            weighted_cluster::ClusterWeight,
+            HeaderMatcher, QueryParameterMatcher, RetryPolicy, Route, RouteAction,
+            RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+            header_matcher::HeaderMatchSpecifier,
+            query_parameter_matcher::QueryParameterMatchSpecifier, route, route_action,
+            route_match, weighted_cluster::ClusterWeight,
         },
         r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
     },
@@ -27,7 +28,8 @@ use crate::{
 };
 
 /// Retry conditions applied when a VirtualService route sets no `retries`, as Istio does.
-pub const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+pub const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 /// Retries applied when a VirtualService route sets no `retries` (Istio's default).
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
 /// Status codes retried under `retriable-status-codes` by default (Istio's choice: 503 is
@@ -47,9 +49,14 @@ pub(super) fn build(
         for (i, http) in vs.spec.http.iter().enumerate() {
             let label = http.name.clone().unwrap_or_else(|| i.to_string());
             let route_name = format!("{}/{}/{}", key.namespace, key.name, label);
-            let Some(action) = action(ctx, &key.namespace, http, port) else { continue };
-            let matches: Vec<Option<&HttpMatchRequest>> =
-                if http.matches.is_empty() { vec![None] } else { http.matches.iter().map(Some).collect() };
+            let Some(action) = action(ctx, &key.namespace, http, port) else {
+                continue;
+            };
+            let matches: Vec<Option<&HttpMatchRequest>> = if http.matches.is_empty() {
+                vec![None]
+            } else {
+                http.matches.iter().map(Some).collect()
+            };
             for m in matches {
                 caught_all |= is_catch_all(m);
                 routes.push(Route {
@@ -69,7 +76,11 @@ pub(super) fn build(
             name: "default".to_string(),
             r#match: Some(route_match(None)),
             action: Some(route::Action::Route(RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster_name(port.number, "", &info.host))),
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster_name(
+                    port.number,
+                    "",
+                    &info.host,
+                ))),
                 timeout: Some(pb_duration(std::time::Duration::ZERO)),
                 retry_policy: Some(default_retry_policy()),
                 ..Default::default()
@@ -79,7 +90,12 @@ pub(super) fn build(
     }
     let rc = RouteConfiguration {
         name: name.clone(),
-        virtual_hosts: vec![VirtualHost { name: name.clone(), domains: vec!["*".to_string()], routes, ..Default::default() }],
+        virtual_hosts: vec![VirtualHost {
+            name: name.clone(),
+            domains: vec!["*".to_string()],
+            routes,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     Resource::new(name, &rc)
@@ -105,11 +121,17 @@ fn string_matcher(s: &StringMatch) -> Option<StringMatcher> {
     } else if let Some(v) = s.prefix.as_ref().filter(|p| !p.is_empty()) {
         MatchPattern::Prefix(v.clone())
     } else if let Some(v) = &s.regex {
-        MatchPattern::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() })
+        MatchPattern::SafeRegex(RegexMatcher {
+            regex: v.clone(),
+            ..Default::default()
+        })
     } else {
         return None; // empty: "present"
     };
-    Some(StringMatcher { match_pattern: Some(pattern), ignore_case: false })
+    Some(StringMatcher {
+        match_pattern: Some(pattern),
+        ignore_case: false,
+    })
 }
 
 fn header(name: &str, s: &StringMatch, invert: bool) -> HeaderMatcher {
@@ -117,18 +139,31 @@ fn header(name: &str, s: &StringMatch, invert: bool) -> HeaderMatcher {
         Some(m) => HeaderMatchSpecifier::StringMatch(m),
         None => HeaderMatchSpecifier::PresentMatch(true),
     };
-    HeaderMatcher { name: name.to_string(), header_match_specifier: Some(spec), invert_match: invert, ..Default::default() }
+    HeaderMatcher {
+        name: name.to_string(),
+        header_match_specifier: Some(spec),
+        invert_match: invert,
+        ..Default::default()
+    }
 }
 
 fn route_match(m: Option<&HttpMatchRequest>) -> RouteMatch {
     let Some(m) = m else {
-        return RouteMatch { path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())), ..Default::default() };
+        return RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+            ..Default::default()
+        };
     };
     let path = match &m.uri {
         Some(StringMatch { exact: Some(v), .. }) => route_match::PathSpecifier::Path(v.clone()),
-        Some(StringMatch { prefix: Some(v), .. }) => route_match::PathSpecifier::Prefix(v.clone()),
+        Some(StringMatch {
+            prefix: Some(v), ..
+        }) => route_match::PathSpecifier::Prefix(v.clone()),
         Some(StringMatch { regex: Some(v), .. }) => {
-            route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: v.clone(), ..Default::default() })
+            route_match::PathSpecifier::SafeRegex(RegexMatcher {
+                regex: v.clone(),
+                ..Default::default()
+            })
         }
         _ => route_match::PathSpecifier::Prefix("/".to_string()),
     };
@@ -163,12 +198,19 @@ fn route_match(m: Option<&HttpMatchRequest>) -> RouteMatch {
 
 /// The route action of a VirtualService route; `None` when no destination resolves (an
 /// accepted VirtualService whose destination was deleted since).
-fn action(ctx: &Context<'_>, namespace: &str, http: &HttpRoute, listener_port: &PortInfo) -> Option<RouteAction> {
+fn action(
+    ctx: &Context<'_>,
+    namespace: &str,
+    http: &HttpRoute,
+    listener_port: &PortInfo,
+) -> Option<RouteAction> {
     let explicit = http.route.iter().any(|d| d.weight.is_some());
     let mut clusters = Vec::new();
     for d in &http.route {
         let weight = if explicit { d.weight.unwrap_or(0) } else { 1 };
-        let Some(target) = ctx.resolve(&d.destination.host, namespace) else { continue };
+        let Some(target) = ctx.resolve(&d.destination.host, namespace) else {
+            continue;
+        };
         let port = d
             .destination
             .port
@@ -181,7 +223,10 @@ fn action(ctx: &Context<'_>, namespace: &str, http: &HttpRoute, listener_port: &
             continue;
         }
         let subset = d.destination.subset.as_deref().unwrap_or("");
-        clusters.push((cluster_name(port, subset, &target.host), u32::try_from(weight.max(1)).unwrap_or(u32::MAX)));
+        clusters.push((
+            cluster_name(port, subset, &target.host),
+            u32::try_from(weight.max(1)).unwrap_or(u32::MAX),
+        ));
     }
     let cluster_specifier = match clusters.len() {
         0 => return None,
@@ -189,12 +234,20 @@ fn action(ctx: &Context<'_>, namespace: &str, http: &HttpRoute, listener_port: &
         _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
             clusters: clusters
                 .into_iter()
-                .map(|(name, weight)| ClusterWeight { name, weight: Some(UInt32Value { value: weight }), ..Default::default() })
+                .map(|(name, weight)| ClusterWeight {
+                    name,
+                    weight: Some(UInt32Value { value: weight }),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }),
     };
-    let timeout = http.timeout.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or_default();
+    let timeout = http
+        .timeout
+        .as_deref()
+        .and_then(|t| parse_duration(t).ok())
+        .unwrap_or_default();
     let retry_policy = match &http.retries {
         None => Some(default_retry_policy()),
         Some(r) if r.attempts <= 0 => None,
@@ -203,8 +256,14 @@ fn action(ctx: &Context<'_>, namespace: &str, http: &HttpRoute, listener_port: &
             Some(RetryPolicy {
                 retry_on,
                 retriable_status_codes: codes,
-                num_retries: Some(UInt32Value { value: u32::try_from(r.attempts).unwrap_or(u32::MAX) }),
-                per_try_timeout: r.per_try_timeout.as_deref().and_then(|t| parse_duration(t).ok()).map(pb_duration),
+                num_retries: Some(UInt32Value {
+                    value: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                }),
+                per_try_timeout: r
+                    .per_try_timeout
+                    .as_deref()
+                    .and_then(|t| parse_duration(t).ok())
+                    .map(pb_duration),
                 ..Default::default()
             })
         }
@@ -225,7 +284,9 @@ fn action(ctx: &Context<'_>, namespace: &str, http: &HttpRoute, listener_port: &
 fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
         retry_on: DEFAULT_RETRY_ON.to_string(),
-        num_retries: Some(UInt32Value { value: DEFAULT_RETRY_ATTEMPTS }),
+        num_retries: Some(UInt32Value {
+            value: DEFAULT_RETRY_ATTEMPTS,
+        }),
         retriable_status_codes: DEFAULT_RETRIABLE_STATUS_CODES.to_vec(),
         ..Default::default()
     }
@@ -234,7 +295,10 @@ fn default_retry_policy() -> RetryPolicy {
 /// Splits Istio's `retryOn` into Envoy's condition list and status codes (numeric items).
 fn retry_conditions(retry_on: Option<&str>) -> (String, Vec<u32>) {
     let Some(text) = retry_on.filter(|t| !t.trim().is_empty()) else {
-        return (DEFAULT_RETRY_ON.to_string(), DEFAULT_RETRIABLE_STATUS_CODES.to_vec());
+        return (
+            DEFAULT_RETRY_ON.to_string(),
+            DEFAULT_RETRIABLE_STATUS_CODES.to_vec(),
+        );
     };
     let mut conditions: Vec<String> = Vec::new();
     let mut codes = Vec::new();
@@ -253,7 +317,10 @@ fn retry_conditions(retry_on: Option<&str>) -> (String, Vec<u32>) {
 // === validation ===
 
 fn check_string_match(path: &str, s: &StringMatch, allow_empty: bool) -> Result<(), String> {
-    let set = [s.exact.is_some(), s.prefix.is_some(), s.regex.is_some()].iter().filter(|b| **b).count();
+    let set = [s.exact.is_some(), s.prefix.is_some(), s.regex.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set > 1 {
         return Err(format!("{path} sets more than one of exact, prefix, regex"));
     }
@@ -261,13 +328,27 @@ fn check_string_match(path: &str, s: &StringMatch, allow_empty: bool) -> Result<
         return Err(format!("{path} sets none of exact, prefix, regex"));
     }
     if let Some(re) = &s.regex {
-        regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("{path}.regex {re:?} is not a valid regex: {e}"))?;
+        regex::Regex::new(re).map_err(|e| {
+            // The crate's message spans several lines (pattern, caret, error); keep the error.
+            let text = e.to_string();
+            let why = text
+                .rsplit("error: ")
+                .next()
+                .unwrap_or(&text)
+                .trim()
+                .to_string();
+            format!("{path}.regex {re:?} is not a valid regex: {why}")
+        })?;
     }
     Ok(())
 }
 
 /// Checks a VirtualService against the store; the reason names the offending field.
-pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualService) -> Result<(), String> {
+pub(super) fn validate(
+    ctx: &Context<'_>,
+    key: &ObjectKey,
+    vs: &VirtualService,
+) -> Result<(), String> {
     if vs.spec.hosts.is_empty() {
         return Err("spec.hosts is empty".to_string());
     }
@@ -307,15 +388,24 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualService) 
             total += w;
             let host = &d.destination.host;
             let target = ctx.resolve(host, &key.namespace).ok_or_else(|| {
-                format!("{dp}.destination.host {host:?} is not a known service (from namespace {})", key.namespace)
+                format!(
+                    "{dp}.destination.host {host:?} is not a known service (from namespace {})",
+                    key.namespace
+                )
             })?;
-            if let Some(n) = d.destination.port.as_ref().and_then(|p| p.number) {
-                if u16::try_from(n).ok().and_then(|n| target.port(n)).is_none() {
-                    return Err(format!("{dp}.destination.port {n} is not a port of {}", target.host));
-                }
+            if let Some(n) = d.destination.port.as_ref().and_then(|p| p.number)
+                && u16::try_from(n).ok().and_then(|n| target.port(n)).is_none()
+            {
+                return Err(format!(
+                    "{dp}.destination.port {n} is not a port of {}",
+                    target.host
+                ));
             }
             if let Some(subset) = &d.destination.subset {
-                let defined = ctx.rules.get(&target.key).is_some_and(|r| r.spec.subsets.iter().any(|s| &s.name == subset));
+                let defined = ctx
+                    .rules
+                    .get(&target.key)
+                    .is_some_and(|r| r.spec.subsets.iter().any(|s| &s.name == subset));
                 if !defined {
                     return Err(format!(
                         "{dp}.destination.subset {subset:?} is not defined by a DestinationRule for {}",
@@ -325,14 +415,19 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualService) 
             }
         }
         if http.route.len() > 1 && http.route.iter().any(|d| d.weight.is_some()) && total <= 0 {
-            return Err(format!("{at}.route weights add up to {total}; at least one must be positive"));
+            return Err(format!(
+                "{at}.route weights add up to {total}; at least one must be positive"
+            ));
         }
         if let Some(t) = &http.timeout {
             parse_duration(t).map_err(|e| format!("{at}.timeout: {e}"))?;
         }
         if let Some(r) = &http.retries {
             if r.attempts < 0 {
-                return Err(format!("{at}.retries.attempts is negative ({})", r.attempts));
+                return Err(format!(
+                    "{at}.retries.attempts is negative ({})",
+                    r.attempts
+                ));
             }
             if let Some(t) = &r.per_try_timeout {
                 parse_duration(t).map_err(|e| format!("{at}.retries.perTryTimeout: {e}"))?;

@@ -43,8 +43,18 @@ pub(super) struct DeltaStream {
 struct Closed;
 
 impl DeltaStream {
-    pub fn new(tx: Outbox<DeltaDiscoveryResponse>, nonces: Nonces, peer: Option<SocketAddr>) -> Self {
-        Self { tx, nonces, peer, node: String::new(), types: BTreeMap::new() }
+    pub fn new(
+        tx: Outbox<DeltaDiscoveryResponse>,
+        nonces: Nonces,
+        peer: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            tx,
+            nonces,
+            peer,
+            node: String::new(),
+            types: BTreeMap::new(),
+        }
     }
 
     pub async fn run(
@@ -85,12 +95,16 @@ impl DeltaStream {
         .await
     }
 
-    async fn on_request(&mut self, r: DeltaDiscoveryRequest, snapshot: &Snapshot) -> Result<(), Closed> {
-        if self.node.is_empty() {
-            if let Some(node) = &r.node {
-                self.node = node.id.clone();
-                tracing::info!(node = %self.node, "Delta client connected");
-            }
+    async fn on_request(
+        &mut self,
+        r: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Result<(), Closed> {
+        if self.node.is_empty()
+            && let Some(node) = &r.node
+        {
+            self.node = node.id.clone();
+            tracing::info!(node = %self.node, "Delta client connected");
         }
         if snapshot.get(&r.type_url).is_none() {
             tracing::debug!(node = %self.node, type_url = %r.type_url, "request for a type this server does not serve");
@@ -131,13 +145,21 @@ impl DeltaStream {
         let absent: Vec<String> = newly
             .into_iter()
             .filter(|n| !state.known.contains_key(n))
-            .filter(|n| snapshot.get(&r.type_url).is_some_and(|t| !t.resources.contains_key(n)))
+            .filter(|n| {
+                snapshot
+                    .get(&r.type_url)
+                    .is_some_and(|t| !t.resources.contains_key(n))
+            })
             .collect();
         self.push(&r.type_url, snapshot, first, absent).await
     }
 
     async fn on_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Closed> {
-        let subscribed: Vec<String> = TYPE_URLS.iter().filter(|t| self.types.contains_key(**t)).map(|t| t.to_string()).collect();
+        let subscribed: Vec<String> = TYPE_URLS
+            .iter()
+            .filter(|t| self.types.contains_key(**t))
+            .map(|t| t.to_string())
+            .collect();
         for type_url in subscribed {
             self.push(&type_url, snapshot, false, Vec::new()).await?;
         }
@@ -145,8 +167,17 @@ impl DeltaStream {
     }
 
     /// Sends what the client lacks for one type; with `always`, even an empty response.
-    async fn push(&mut self, type_url: &str, snapshot: &Snapshot, always: bool, mut removed: Vec<String>) -> Result<(), Closed> {
-        let (Some(resources), Some(state)) = (snapshot.get(type_url), self.types.get_mut(type_url)) else { return Ok(()) };
+    async fn push(
+        &mut self,
+        type_url: &str,
+        snapshot: &Snapshot,
+        always: bool,
+        mut removed: Vec<String>,
+    ) -> Result<(), Closed> {
+        let (Some(resources), Some(state)) = (snapshot.get(type_url), self.types.get_mut(type_url))
+        else {
+            return Ok(());
+        };
         let mut candidates: BTreeSet<&String> = state.names.iter().collect();
         if state.wildcard {
             candidates.extend(resources.resources.keys());
@@ -154,16 +185,16 @@ impl DeltaStream {
         let known_names: Vec<String> = state.known.keys().cloned().collect();
         let mut changed = Vec::new();
         for name in candidates {
-            if let Some(res) = resources.resources.get(name) {
-                if state.known.get(name) != Some(&res.version) {
-                    state.known.insert(name.clone(), res.version.clone());
-                    changed.push(Resource {
-                        name: name.clone(),
-                        version: res.version.clone(),
-                        resource: Some(res.body.clone()),
-                        ..Default::default()
-                    });
-                }
+            if let Some(res) = resources.resources.get(name)
+                && state.known.get(name) != Some(&res.version)
+            {
+                state.known.insert(name.clone(), res.version.clone());
+                changed.push(Resource {
+                    name: name.clone(),
+                    version: res.version.clone(),
+                    resource: Some(res.body.clone()),
+                    ..Default::default()
+                });
             }
         }
         for name in known_names {

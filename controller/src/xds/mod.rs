@@ -17,7 +17,9 @@ use std::{
 use corridor_proto::{
     envoy::service::discovery::v3::{
         DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-        aggregated_discovery_service_server::{AggregatedDiscoveryService, AggregatedDiscoveryServiceServer},
+        aggregated_discovery_service_server::{
+            AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+        },
     },
     type_url,
 };
@@ -46,7 +48,11 @@ pub struct AdsServer {
 impl AdsServer {
     /// A server publishing what `snapshots` holds; streams end when `shutdown` turns true.
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, shutdown: watch::Receiver<bool>) -> Self {
-        Self { snapshots, shutdown, nonces: Arc::new(AtomicU64::new(0)) }
+        Self {
+            snapshots,
+            shutdown,
+            nonces: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// The tonic service.
@@ -82,7 +88,11 @@ impl AggregatedDiscoveryService for AdsServer {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = sotw::SotwStream::new(tx, Nonces(self.nonces.clone()), peer);
-        tokio::spawn(stream.run(request.into_inner(), self.snapshots.clone(), self.shutdown.clone()));
+        tokio::spawn(stream.run(
+            request.into_inner(),
+            self.snapshots.clone(),
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -93,7 +103,11 @@ impl AggregatedDiscoveryService for AdsServer {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = delta::DeltaStream::new(tx, Nonces(self.nonces.clone()), peer);
-        tokio::spawn(stream.run(request.into_inner(), self.snapshots.clone(), self.shutdown.clone()));
+        tokio::spawn(stream.run(
+            request.into_inner(),
+            self.snapshots.clone(),
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

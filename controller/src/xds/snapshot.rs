@@ -9,7 +9,12 @@ use crate::addressing::fnv1a;
 
 /// The type URLs a snapshot always holds, in the order a push should send them (clusters
 /// and their endpoints before the listeners and routes that refer to them).
-pub const TYPE_URLS: [&str; 4] = [type_url::CLUSTER, type_url::ENDPOINT, type_url::LISTENER, type_url::ROUTE];
+pub const TYPE_URLS: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::ENDPOINT,
+    type_url::LISTENER,
+    type_url::ROUTE,
+];
 
 /// One resource: its name, its version (a hash of its content) and its encoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,20 +33,35 @@ impl Resource {
     /// order, so metadata `Struct`s are hashed from their sorted form instead): the
     /// version is the hash of `unordered_free` (the message with those parts cleared)
     /// followed by `canonical`.
-    pub fn with_canonical<M: Message + Name>(name: String, message: &M, unordered_free: &M, canonical: &[u8]) -> Self {
+    pub fn with_canonical<M: Message + Name>(
+        name: String,
+        message: &M,
+        unordered_free: &M,
+        canonical: &[u8],
+    ) -> Self {
         let mut bytes = unordered_free.encode_to_vec();
         bytes.extend_from_slice(canonical);
         Self {
             name,
             version: format!("{:016x}", fnv1a(&bytes)),
-            body: Any { type_url: M::type_url(), value: message.encode_to_vec() },
+            body: Any {
+                type_url: M::type_url(),
+                value: message.encode_to_vec(),
+            },
         }
     }
 
     /// Wraps a message whose encoding is deterministic (no map fields set).
     pub fn new<M: Message + Name>(name: String, message: &M) -> Self {
         let value = message.encode_to_vec();
-        Self { name, version: format!("{:016x}", fnv1a(&value)), body: Any { type_url: M::type_url(), value } }
+        Self {
+            name,
+            version: format!("{:016x}", fnv1a(&value)),
+            body: Any {
+                type_url: M::type_url(),
+                value,
+            },
+        }
     }
 }
 
@@ -57,8 +77,10 @@ pub struct TypeSnapshot {
 impl TypeSnapshot {
     /// Builds a type snapshot and computes its version.
     pub fn from_resources(resources: impl IntoIterator<Item = Resource>) -> Self {
-        let resources: BTreeMap<String, Arc<Resource>> =
-            resources.into_iter().map(|r| (r.name.clone(), Arc::new(r))).collect();
+        let resources: BTreeMap<String, Arc<Resource>> = resources
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
         let mut bytes = Vec::new();
         for (name, r) in &resources {
             bytes.extend_from_slice(name.as_bytes());
@@ -66,7 +88,10 @@ impl TypeSnapshot {
             bytes.extend_from_slice(r.version.as_bytes());
             bytes.push(0);
         }
-        Self { version: format!("{:016x}", fnv1a(&bytes)), resources }
+        Self {
+            version: format!("{:016x}", fnv1a(&bytes)),
+            resources,
+        }
     }
 }
 
@@ -87,14 +112,25 @@ impl Snapshot {
     /// encodings themselves may differ: protobuf maps encode in hash-map order).
     pub fn same_content(&self, other: &Snapshot) -> bool {
         self.types.len() == other.types.len()
-            && self.types.iter().zip(&other.types).all(|((ta, a), (tb, b))| ta == tb && a.version == b.version)
+            && self
+                .types
+                .iter()
+                .zip(&other.types)
+                .all(|((ta, a), (tb, b))| ta == tb && a.version == b.version)
     }
 
     /// A short summary for logs: resource count and version per type.
     pub fn summary(&self) -> String {
         self.types
             .iter()
-            .map(|(t, s)| format!("{}={}@{}", type_url::short(t), s.resources.len(), &s.version[..8.min(s.version.len())]))
+            .map(|(t, s)| {
+                format!(
+                    "{}={}@{}",
+                    type_url::short(t),
+                    s.resources.len(),
+                    &s.version[..8.min(s.version.len())]
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }

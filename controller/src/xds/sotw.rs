@@ -46,7 +46,13 @@ struct Closed;
 
 impl SotwStream {
     pub fn new(tx: Outbox<DiscoveryResponse>, nonces: Nonces, peer: Option<SocketAddr>) -> Self {
-        Self { tx, nonces, peer, node: String::new(), types: BTreeMap::new() }
+        Self {
+            tx,
+            nonces,
+            peer,
+            node: String::new(),
+            types: BTreeMap::new(),
+        }
     }
 
     pub async fn run(
@@ -88,11 +94,11 @@ impl SotwStream {
     }
 
     async fn on_request(&mut self, r: DiscoveryRequest, snapshot: &Snapshot) -> Result<(), Closed> {
-        if self.node.is_empty() {
-            if let Some(node) = &r.node {
-                self.node = node.id.clone();
-                tracing::info!(node = %self.node, "SotW client connected");
-            }
+        if self.node.is_empty()
+            && let Some(node) = &r.node
+        {
+            self.node = node.id.clone();
+            tracing::info!(node = %self.node, "SotW client connected");
         }
         if snapshot.get(&r.type_url).is_none() {
             tracing::debug!(node = %self.node, type_url = %r.type_url, "request for a type this server does not serve");
@@ -100,7 +106,8 @@ impl SotwStream {
         }
         let short = type_url::short(&r.type_url);
         let state = self.types.entry(r.type_url.clone()).or_default();
-        if !r.response_nonce.is_empty() && state.nonce.as_deref() != Some(r.response_nonce.as_str()) {
+        if !r.response_nonce.is_empty() && state.nonce.as_deref() != Some(r.response_nonce.as_str())
+        {
             tracing::debug!(node = %self.node, r#type = short, nonce = %r.response_nonce, "ignoring a request with a stale nonce");
             return Ok(());
         }
@@ -119,7 +126,8 @@ impl SotwStream {
         let names_changed = state.names != names;
         state.names = names;
         let behind = r.error_detail.is_none()
-            && state.sent_version.as_deref() != snapshot.get(&r.type_url).map(|t| t.version.as_str());
+            && state.sent_version.as_deref()
+                != snapshot.get(&r.type_url).map(|t| t.version.as_str());
         if first || names_changed || behind {
             self.send(&r.type_url, snapshot).await?;
         }
@@ -128,7 +136,9 @@ impl SotwStream {
 
     async fn on_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Closed> {
         for type_url in TYPE_URLS {
-            let Some(state) = self.types.get(type_url) else { continue };
+            let Some(state) = self.types.get(type_url) else {
+                continue;
+            };
             let current = snapshot.get(type_url).map(|t| t.version.as_str());
             if state.sent_version.as_deref() != current {
                 self.send(type_url, snapshot).await?;
@@ -138,11 +148,23 @@ impl SotwStream {
     }
 
     async fn send(&mut self, type_url: &str, snapshot: &Snapshot) -> Result<(), Closed> {
-        let Some(resources) = snapshot.get(type_url) else { return Ok(()) };
-        let Some(state) = self.types.get_mut(type_url) else { return Ok(()) };
+        let Some(resources) = snapshot.get(type_url) else {
+            return Ok(());
+        };
+        let Some(state) = self.types.get_mut(type_url) else {
+            return Ok(());
+        };
         let bodies = match &state.names {
-            None => resources.resources.values().map(|r| r.body.clone()).collect::<Vec<_>>(),
-            Some(names) => names.iter().filter_map(|n| resources.resources.get(n)).map(|r| r.body.clone()).collect(),
+            None => resources
+                .resources
+                .values()
+                .map(|r| r.body.clone())
+                .collect::<Vec<_>>(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| resources.resources.get(n))
+                .map(|r| r.body.clone())
+                .collect(),
         };
         let nonce = self.nonces.next();
         state.sent_version = Some(resources.version.clone());

@@ -47,13 +47,22 @@ async fn serve(first: Snapshot) -> Server {
     let addr = listener.local_addr().unwrap();
     let service = AdsServer::new(snapshots, stop_rx).into_service();
     tokio::spawn(
-        tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)),
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
     );
-    Server { addr, publish, _stop: stop }
+    Server {
+        addr,
+        publish,
+        _stop: stop,
+    }
 }
 
 fn node() -> Option<Node> {
-    Some(Node { id: "test-node".into(), ..Default::default() })
+    Some(Node {
+        id: "test-node".into(),
+        ..Default::default()
+    })
 }
 
 struct Sotw {
@@ -63,25 +72,46 @@ struct Sotw {
 
 impl Sotw {
     async fn open(addr: SocketAddr) -> Self {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::channel(16);
-        let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let rx = client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         Sotw { tx, rx }
     }
-    async fn send(&self, type_url: &str, names: &[&str], version: &str, nonce: &str, error: Option<&str>) {
+    async fn send(
+        &self,
+        type_url: &str,
+        names: &[&str],
+        version: &str,
+        nonce: &str,
+        error: Option<&str>,
+    ) {
         let req = DiscoveryRequest {
             node: node(),
             type_url: type_url.into(),
             resource_names: names.iter().map(|s| s.to_string()).collect(),
             version_info: version.into(),
             response_nonce: nonce.into(),
-            error_detail: error.map(|m| RpcStatus { code: 3, message: m.into(), ..Default::default() }),
+            error_detail: error.map(|m| RpcStatus {
+                code: 3,
+                message: m.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         self.tx.send(req).await.unwrap();
     }
     async fn recv(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(PATIENCE, self.rx.message()).await.expect("a response in time").unwrap().unwrap()
+        tokio::time::timeout(PATIENCE, self.rx.message())
+            .await
+            .expect("a response in time")
+            .unwrap()
+            .unwrap()
     }
 }
 
@@ -100,12 +130,26 @@ async fn sotw_initial_fetch_ack_push_and_nack() {
     s.send(type_url::ENDPOINT, &[&wanted], "", "", None).await;
     let eds = s.recv().await;
     assert_eq!(eds.type_url, type_url::ENDPOINT);
-    assert_eq!(eds.resources.len(), 1, "EDS answers only the requested names");
+    assert_eq!(
+        eds.resources.len(),
+        1,
+        "EDS answers only the requested names"
+    );
 
     // ACKs produce no response; a new snapshot is pushed for both subscribed types.
-    s.send(type_url::CLUSTER, &[], &cds.version_info, &cds.nonce, None).await;
-    s.send(type_url::ENDPOINT, &[&wanted], &eds.version_info, &eds.nonce, None).await;
-    server.publish.send_replace(Arc::new(snapshot(&format!("{MESH}{EXTRA}").replace("10.0.0.1", "10.0.0.9"))));
+    s.send(type_url::CLUSTER, &[], &cds.version_info, &cds.nonce, None)
+        .await;
+    s.send(
+        type_url::ENDPOINT,
+        &[&wanted],
+        &eds.version_info,
+        &eds.nonce,
+        None,
+    )
+    .await;
+    server.publish.send_replace(Arc::new(snapshot(
+        &format!("{MESH}{EXTRA}").replace("10.0.0.1", "10.0.0.9"),
+    )));
     let cds2 = s.recv().await;
     assert_eq!(cds2.type_url, type_url::CLUSTER);
     assert_eq!(cds2.resources.len(), 10);
@@ -116,14 +160,23 @@ async fn sotw_initial_fetch_ack_push_and_nack() {
     assert_ne!(eds2.nonce, eds.nonce);
 
     // A NACK is logged, not answered: the next response is for the next request's type.
-    s.send(type_url::CLUSTER, &[], &cds.version_info, &cds2.nonce, Some("cluster x: bad")).await;
+    s.send(
+        type_url::CLUSTER,
+        &[],
+        &cds.version_info,
+        &cds2.nonce,
+        Some("cluster x: bad"),
+    )
+    .await;
     s.send(type_url::LISTENER, &[], "", "", None).await;
     let lds = s.recv().await;
     assert_eq!(lds.type_url, type_url::LISTENER);
     assert_eq!(lds.resources.len(), 4);
     // A stale nonce is ignored, too.
-    s.send(type_url::CLUSTER, &[], &cds.version_info, &cds.nonce, None).await;
-    s.send(type_url::ROUTE, &[&format!("{HOST}:9080")], "", "", None).await;
+    s.send(type_url::CLUSTER, &[], &cds.version_info, &cds.nonce, None)
+        .await;
+    s.send(type_url::ROUTE, &[&format!("{HOST}:9080")], "", "", None)
+        .await;
     let rds = s.recv().await;
     assert_eq!(rds.type_url, type_url::ROUTE);
     assert_eq!(rds.resources.len(), 1);
@@ -136,33 +189,64 @@ struct Delta {
 
 impl Delta {
     async fn open(addr: SocketAddr) -> Self {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
         let (tx, rx) = mpsc::channel(16);
-        let rx = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        let rx = client
+            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
         Delta { tx, rx }
     }
     async fn send(&self, req: DeltaDiscoveryRequest) {
-        self.tx.send(DeltaDiscoveryRequest { node: node(), ..req }).await.unwrap();
+        self.tx
+            .send(DeltaDiscoveryRequest {
+                node: node(),
+                ..req
+            })
+            .await
+            .unwrap();
     }
     async fn recv(&mut self) -> DeltaDiscoveryResponse {
-        tokio::time::timeout(PATIENCE, self.rx.message()).await.expect("a response in time").unwrap().unwrap()
+        tokio::time::timeout(PATIENCE, self.rx.message())
+            .await
+            .expect("a response in time")
+            .unwrap()
+            .unwrap()
     }
 }
 
 fn versions(r: &DeltaDiscoveryResponse) -> HashMap<String, String> {
-    r.resources.iter().map(|x| (x.name.clone(), x.version.clone())).collect()
+    r.resources
+        .iter()
+        .map(|x| (x.name.clone(), x.version.clone()))
+        .collect()
 }
 
 #[tokio::test]
 async fn delta_initial_reconnect_and_removal() {
     let server = serve(snapshot(MESH)).await;
-    let eds_names = vec![format!("outbound|9080||{HOST}"), format!("outbound|9080|v3|{HOST}")];
+    let eds_names = vec![
+        format!("outbound|9080||{HOST}"),
+        format!("outbound|9080|v3|{HOST}"),
+    ];
 
     let mut first = Delta::open(server.addr).await;
-    first.send(DeltaDiscoveryRequest { type_url: type_url::CLUSTER.into(), ..Default::default() }).await;
+    first
+        .send(DeltaDiscoveryRequest {
+            type_url: type_url::CLUSTER.into(),
+            ..Default::default()
+        })
+        .await;
     let cds = first.recv().await;
     assert_eq!(cds.resources.len(), 9);
-    assert!(cds.resources.iter().all(|r| !r.version.is_empty() && r.resource.is_some()));
+    assert!(
+        cds.resources
+            .iter()
+            .all(|r| !r.version.is_empty() && r.resource.is_some())
+    );
     first
         .send(DeltaDiscoveryRequest {
             type_url: type_url::ENDPOINT.into(),
@@ -174,14 +258,20 @@ async fn delta_initial_reconnect_and_removal() {
     assert_eq!(eds.resources.len(), 2);
     // An ACK brings nothing new.
     first
-        .send(DeltaDiscoveryRequest { type_url: type_url::ENDPOINT.into(), response_nonce: eds.nonce.clone(), ..Default::default() })
+        .send(DeltaDiscoveryRequest {
+            type_url: type_url::ENDPOINT.into(),
+            response_nonce: eds.nonce.clone(),
+            ..Default::default()
+        })
         .await;
     let cds_versions = versions(&cds);
     let eds_versions = versions(&eds);
     drop(first);
 
     // While disconnected, the v1 pod moves: the v3 subset is untouched.
-    server.publish.send_replace(Arc::new(snapshot(&MESH.replace("10.0.0.1", "10.0.0.9"))));
+    server
+        .publish
+        .send_replace(Arc::new(snapshot(&MESH.replace("10.0.0.1", "10.0.0.9"))));
 
     let mut second = Delta::open(server.addr).await;
     second
@@ -192,7 +282,10 @@ async fn delta_initial_reconnect_and_removal() {
         })
         .await;
     let cds_again = second.recv().await;
-    assert!(cds_again.resources.is_empty() && cds_again.removed_resources.is_empty(), "clusters did not change");
+    assert!(
+        cds_again.resources.is_empty() && cds_again.removed_resources.is_empty(),
+        "clusters did not change"
+    );
     second
         .send(DeltaDiscoveryRequest {
             type_url: type_url::ENDPOINT.into(),
@@ -202,26 +295,41 @@ async fn delta_initial_reconnect_and_removal() {
         })
         .await;
     let eds_again = second.recv().await;
-    let changed: Vec<&str> = eds_again.resources.iter().map(|r| r.name.as_str()).collect();
+    let changed: Vec<&str> = eds_again
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     assert_eq!(changed, vec![eds_names[0].as_str()]);
 
     // Adding then removing a service: clusters added, then named in removed_resources.
-    server.publish.send_replace(Arc::new(snapshot(&format!("{MESH}{EXTRA}").replace("10.0.0.1", "10.0.0.9"))));
+    server.publish.send_replace(Arc::new(snapshot(
+        &format!("{MESH}{EXTRA}").replace("10.0.0.1", "10.0.0.9"),
+    )));
     let added = second.recv().await;
     assert_eq!(added.type_url, type_url::CLUSTER);
     assert_eq!(added.resources.len(), 1);
-    server.publish.send_replace(Arc::new(snapshot(&MESH.replace("10.0.0.1", "10.0.0.9"))));
+    server
+        .publish
+        .send_replace(Arc::new(snapshot(&MESH.replace("10.0.0.1", "10.0.0.9"))));
     let removed = second.recv().await;
     assert_eq!(removed.type_url, type_url::CLUSTER);
     assert!(removed.resources.is_empty());
-    assert_eq!(removed.removed_resources, vec!["outbound|80||extra.default.svc.cluster.local".to_string()]);
+    assert_eq!(
+        removed.removed_resources,
+        vec!["outbound|80||extra.default.svc.cluster.local".to_string()]
+    );
 
     // A NACK is logged and not answered; unsubscribing works.
     second
         .send(DeltaDiscoveryRequest {
             type_url: type_url::CLUSTER.into(),
             response_nonce: removed.nonce.clone(),
-            error_detail: Some(RpcStatus { code: 3, message: "nope".into(), ..Default::default() }),
+            error_detail: Some(RpcStatus {
+                code: 3,
+                message: "nope".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -235,5 +343,9 @@ async fn delta_initial_reconnect_and_removal() {
     let rds = second.recv().await;
     assert_eq!(rds.type_url, type_url::ROUTE);
     assert_eq!(rds.resources.len(), 1);
-    assert_eq!(rds.removed_resources, vec!["missing:1".to_string()], "absent resources are reported");
+    assert_eq!(
+        rds.removed_resources,
+        vec!["missing:1".to_string()],
+        "absent resources are reported"
+    );
 }
