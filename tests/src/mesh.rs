@@ -154,11 +154,16 @@ impl Mesh {
     /// against a reference data plane (Corridor-only features such as `/metrics` names or
     /// the SIGTERM drain will of course differ).
     pub async fn start_gateway_with(&mut self, extra: &[&str]) {
+        self.spawn_gateway(extra).await;
+        self.wait_ready().await;
+    }
+
+    /// Starts the gateway and waits only for its `bound` line, not for `/ready`.
+    pub async fn spawn_gateway(&mut self, extra: &[&str]) {
         if std::env::var("CORRIDOR_E2E_GATEWAY").is_ok_and(|v| v == "envoy") {
             let envoy = crate::envoy::Envoy::start(self.xds(), crate::envoy::Ads::Delta).await;
             self.admin = Some(envoy.admin);
             self.envoy = Some(envoy);
-            self.wait_ready().await;
             return;
         }
         let xds = self.xds().to_string();
@@ -171,10 +176,10 @@ impl Mesh {
             .unwrap_or_else(|e| panic!("{e:#}"));
         self.admin = Some(admin);
         self.gateway = Some(process);
-        self.wait_ready().await;
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until the gateway's `/ready` answers 200.
+    pub async fn wait_ready(&self) {
         let admin = self.admin();
         let client = self.admin_client.clone();
         eventually(PATIENCE, "gateway /ready to answer 200", || {
@@ -188,6 +193,15 @@ impl Mesh {
             }
         })
         .await;
+    }
+
+    /// Picks the xDS address a controller started later will listen on (a port that was
+    /// free a moment ago), so a gateway can be pointed at a controller that is not there yet.
+    pub fn reserve_xds_addr(&mut self) -> SocketAddr {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = probe.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+        self.xds = Some(addr);
+        addr
     }
 
     /// The controller's xDS address.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use corridor_tests::manifests::{self, DestinationRule, Destination, HttpRoute, Match, ServicePort, VirtualService};
 use corridor_tests::mesh::listener_addr;
-use corridor_tests::{eventually, time_until_change, wait_for_reply, Backend, HttpClient, Load, Mesh, PATIENCE};
+use corridor_tests::{eventually, time_until_change, wait_for_reply, Backend, HttpClient, Load, Mesh, Reply, PATIENCE};
 
 const PORT: u16 = 8080;
 /// The acceptance bound: a manifest edit is visible in traffic within one second.
@@ -53,6 +53,42 @@ async fn web_mesh(tag: &str, vs: impl Fn(&str) -> String) -> (Mesh, Vec<Backend>
     (mesh, backends, addr)
 }
 
+/// Starts `n` slow requests (each on its own connection) that will be in flight during a change.
+fn slow_requests(addr: std::net::SocketAddr, n: usize, path: &str) -> Vec<tokio::task::JoinHandle<anyhow::Result<Reply>>> {
+    (0..n)
+        .map(|_| {
+            let path = path.to_string();
+            tokio::spawn(async move { HttpClient::http1().get(addr, &path).await })
+        })
+        .collect()
+}
+
+/// Waits for the slow requests and asserts that every one of them succeeded.
+async fn assert_all_ok(what: &str, requests: Vec<tokio::task::JoinHandle<anyhow::Result<Reply>>>) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for request in requests {
+        match request.await {
+            Ok(Ok(reply)) if reply.status == 200 => replies.push(reply),
+            Ok(Ok(reply)) => panic!("{what}: an in-flight request got {}: {}", reply.status, reply.text()),
+            Ok(Err(e)) => panic!("{what}: an in-flight request failed: {e:#}"),
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+    replies
+}
+
+/// Waits until `backend` has received `at_least` requests.
+async fn until_received(backend: &Backend, at_least: u64) {
+    eventually(PATIENCE, &format!("{} to receive {at_least} requests", backend.name()), || {
+        let received = backend.requests();
+        async move {
+            anyhow::ensure!(received >= at_least, "{received} so far");
+            Ok(())
+        }
+    })
+    .await;
+}
+
 fn assert_fast(what: &str, elapsed: Duration) {
     eprintln!("{what} took effect after {elapsed:?}");
     assert!(elapsed < PROPAGATION_BOUND, "{what} took {elapsed:?} to take effect (bound {PROPAGATION_BOUND:?})");
@@ -60,9 +96,13 @@ fn assert_fast(what: &str, elapsed: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_weights_apply_within_a_second_under_load() {
-    let (mesh, _backends, addr) = web_mesh("weights", |ns| split(ns, 100, 0)).await;
+    let (mesh, backends, addr) = web_mesh("weights", |ns| split(ns, 100, 0)).await;
     let load = Load::start(addr, "/", CLIENTS);
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    // Slow requests that are in flight (already at the backend) when the push lands.
+    let before = backends[0].requests();
+    let slow = slow_requests(addr, 3, "/delay/1500");
+    until_received(&backends[0], before + 3).await;
 
     let written = Instant::now();
     mesh.write("vs.yaml", &split(&mesh.ns, 0, 100));
@@ -70,6 +110,8 @@ async fn new_weights_apply_within_a_second_under_load() {
     let elapsed = time_until_change(&probe, addr, "/", written, PATIENCE, |r| r.backend() == "b").await;
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
     let report = load.stop().await;
+    let slow = assert_all_ok("a push of new weights", slow).await;
+    assert!(slow.iter().all(|r| r.backend() == "a"), "in-flight requests finish where they started");
 
     report.assert_no_failures("while the weights changed");
     assert_fast("100/0 → 0/100", elapsed);
@@ -119,6 +161,11 @@ async fn removed_endpoint_applies_within_a_second_under_load() {
     let load = Load::start(addr, "/", CLIENTS);
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
 
+    // Slow requests in flight on both endpoints when b is removed.
+    let received = backends[1].requests();
+    let slow = slow_requests(addr, 4, "/delay/1000");
+    until_received(&backends[1], received + 1).await;
+
     let written = Instant::now();
     let only_a = mesh.service_objects("web", web_port(), &[(&backends[0], "v1")]);
     mesh.write("web.yaml", &manifests::yaml(only_a));
@@ -136,6 +183,8 @@ async fn removed_endpoint_applies_within_a_second_under_load() {
         }
     })
     .await;
+    let slow = assert_all_ok("removing an endpoint", slow).await;
+    assert!(slow.iter().any(|r| r.backend() == "b"), "no in-flight request was on the removed endpoint");
     // The pod goes away for good: nothing may be sent to it any more.
     backends[1].stop();
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -211,4 +260,51 @@ async fn unparseable_yaml_keeps_everything_else_serving() {
     mesh.write("extra.yaml", &manifests::yaml(mesh.service_objects("extra", ServicePort::new("http", 9090), &[(&extra, "v1")])));
     let extra_addr = mesh.service_addr("extra", 9090).await;
     wait_for_reply(&client, extra_addr, "/", "the new service next to a broken file", |r| r.backend() == "c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_service_stops_listening_after_in_flight_requests() {
+    let (mut mesh, _backends, addr) = web_mesh("rmsvc", |ns| split(ns, 50, 50)).await;
+    let other = mesh.backends(&["c"]).await.remove(0);
+    mesh.write("other.yaml", &manifests::yaml(mesh.service_objects("other", ServicePort::new("http", 9090), &[(&other, "v1")])));
+    let other_addr = mesh.service_addr("other", 9090).await;
+    wait_for_reply(&HttpClient::http1(), other_addr, "/", "the second service", |r| r.backend() == "c").await;
+    let load = Load::start(other_addr, "/", 2);
+    load.wait_for_more(100, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let received = other.requests();
+    let slow = slow_requests(other_addr, 2, "/delay/1000");
+    until_received(&other, received + 2).await;
+
+    // Remove `web` (its Service and endpoints); `other` must not notice.
+    mesh.remove("web.yaml");
+    mesh.remove("vs.yaml");
+    eventually(PATIENCE, "the removed service's listener to close", || async move {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => anyhow::bail!("{addr} still accepts connections"),
+            Err(_) => Ok(()),
+        }
+    })
+    .await;
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+    report.assert_no_failures("on another service while one was removed");
+    assert_all_ok("removing another service", slow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_listener_finishes_its_in_flight_requests() {
+    let (mesh, backends, addr) = web_mesh("rmlis", |ns| split(ns, 50, 50)).await;
+    let received: u64 = backends.iter().map(|b| b.requests()).sum();
+    let slow = slow_requests(addr, 2, "/delay/1000");
+    eventually(PATIENCE, "the slow requests to reach the backends", || {
+        let now: u64 = backends.iter().map(|b| b.requests()).sum();
+        async move {
+            anyhow::ensure!(now >= received + 2, "{} of 2", now - received);
+            Ok(())
+        }
+    })
+    .await;
+    mesh.remove("web.yaml");
+    mesh.remove("vs.yaml");
+    assert_all_ok("removing the service they were sent to", slow).await;
 }

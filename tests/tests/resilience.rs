@@ -85,3 +85,34 @@ async fn gateway_resyncs_after_the_controller_restarts() {
     mesh.write("vs.yaml", &route_to(&mesh.ns, "v1"));
     wait_for_reply(&client, addr, "/", "a change after the resync", |r| r.backend() == "a").await;
 }
+
+#[tokio::test]
+async fn gateway_is_ready_only_after_its_first_config() {
+    let mut mesh = Mesh::new("ready");
+    let backends = mesh.backends(&["a"]).await;
+    mesh.write(
+        "web.yaml",
+        &manifests::yaml(mesh.service_objects("web", ServicePort::new("http", PORT), &[(&backends[0], "v1")])),
+    );
+    // The gateway starts first, pointed at a controller that does not run yet.
+    mesh.reserve_xds_addr();
+    mesh.spawn_gateway(&[]).await;
+    let ready = mesh.admin_get("/ready").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(ready.status, 503, "ready without any config: {}", ready.text());
+    let health = mesh.admin_get("/healthz").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(health.status, 200, "alive even when not ready");
+
+    // Once the controller is up, the gateway's reconnect backoff finds it.
+    mesh.start_controller().await;
+    eventually(RESYNC_PATIENCE, "the gateway to connect and become ready", || {
+        let reply = mesh.admin_get("/ready");
+        async move {
+            let reply = reply.await?;
+            anyhow::ensure!(reply.status == 200, "/ready answered {}", reply.status);
+            Ok(())
+        }
+    })
+    .await;
+    let addr = mesh.service_addr("web", PORT).await;
+    wait_for_reply(&HttpClient::http1(), addr, "/", "traffic after the first config", |r| r.backend() == "a").await;
+}
