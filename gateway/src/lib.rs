@@ -4,6 +4,8 @@
 //! [`app::build`] starts everything from a [`config::Config`]; the binary and the tests
 //! both go through it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod admin;
 pub mod app;
 pub mod cluster;

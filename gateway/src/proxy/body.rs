@@ -193,7 +193,7 @@ impl ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.state.lock().map(|s| s.hint.clone()).unwrap_or_default()
+        self.state.lock().map(|s| s.hint).unwrap_or_default()
     }
 }
 
