@@ -41,7 +41,11 @@ fn write(dir: &PathBuf, file: &str, text: &str) {
     std::fs::rename(&staged, dir.join(file)).unwrap();
 }
 
-async fn until(rx: &mut watch::Receiver<std::sync::Arc<Snapshot>>, what: &str, check: impl Fn(&Snapshot) -> bool) {
+async fn until(
+    rx: &mut watch::Receiver<std::sync::Arc<Snapshot>>,
+    what: &str,
+    check: impl Fn(&Snapshot) -> bool,
+) {
     let wait = async {
         loop {
             if check(&rx.borrow_and_update()) {
@@ -50,11 +54,14 @@ async fn until(rx: &mut watch::Receiver<std::sync::Arc<Snapshot>>, what: &str, c
             rx.changed().await.unwrap();
         }
     };
-    tokio::time::timeout(PATIENCE, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 fn has_listener(s: &Snapshot, name: &str) -> bool {
-    s.get(type_url::LISTENER).is_some_and(|t| t.resources.contains_key(name))
+    s.get(type_url::LISTENER)
+        .is_some_and(|t| t.resources.contains_key(name))
 }
 
 #[tokio::test]
@@ -65,17 +72,30 @@ async fn manifests_changes_reach_the_snapshot_and_ads() {
     config.debounce_ms = 20;
     let bound = build(config).await.unwrap();
     let mut snapshots = bound.snapshots();
-    assert!(has_listener(&snapshots.borrow(), "alpha.default.svc.cluster.local:80"), "first snapshot is complete");
+    assert!(
+        has_listener(&snapshots.borrow(), "alpha.default.svc.cluster.local:80"),
+        "first snapshot is complete"
+    );
 
     // ADS serves it.
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", bound.xds_addr)).await.unwrap();
-    let request = DiscoveryRequest { type_url: type_url::LISTENER.into(), ..Default::default() };
+    let mut client =
+        AggregatedDiscoveryServiceClient::connect(format!("http://{}", bound.xds_addr))
+            .await
+            .unwrap();
+    let request = DiscoveryRequest {
+        type_url: type_url::LISTENER.into(),
+        ..Default::default()
+    };
     let mut responses = client
         .stream_aggregated_resources(tokio_stream::iter([request]))
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(PATIENCE, responses.message()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(PATIENCE, responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(first.resources.len(), 1);
 
     // A new file, next to an invalid VirtualService in another file: the service appears.
@@ -83,13 +103,22 @@ async fn manifests_changes_reach_the_snapshot_and_ads() {
                   spec:\n  hosts: [alpha]\n  http:\n  - route: [ { destination: { host: nowhere } } ]\n";
     write(&dir, "bad.yaml", bad_vs);
     write(&dir, "b.yaml", &service("beta", 81));
-    until(&mut snapshots, "beta's listener", |s| has_listener(s, "beta.default.svc.cluster.local:81")).await;
+    until(&mut snapshots, "beta's listener", |s| {
+        has_listener(s, "beta.default.svc.cluster.local:81")
+    })
+    .await;
 
     // Deleting a file removes its objects.
     std::fs::remove_file(dir.join("a.yaml")).unwrap();
-    until(&mut snapshots, "alpha's listener to go", |s| !has_listener(s, "alpha.default.svc.cluster.local:80")).await;
+    until(&mut snapshots, "alpha's listener to go", |s| {
+        !has_listener(s, "alpha.default.svc.cluster.local:80")
+    })
+    .await;
 
-    tokio::time::timeout(PATIENCE, bound.shutdown()).await.expect("shutdown in time").unwrap();
+    tokio::time::timeout(PATIENCE, bound.shutdown())
+        .await
+        .expect("shutdown in time")
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

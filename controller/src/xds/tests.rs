@@ -180,6 +180,21 @@ async fn sotw_initial_fetch_ack_push_and_nack() {
     let rds = s.recv().await;
     assert_eq!(rds.type_url, type_url::ROUTE);
     assert_eq!(rds.resources.len(), 1);
+
+    // A client reconnecting with the version and nonce of an earlier stream is answered.
+    let mut again = Sotw::open(server.addr).await;
+    again
+        .send(
+            type_url::CLUSTER,
+            &[],
+            &cds2.version_info,
+            &cds2.nonce,
+            None,
+        )
+        .await;
+    let resync = again.recv().await;
+    assert_eq!(resync.type_url, type_url::CLUSTER);
+    assert_eq!(resync.version_info, cds2.version_info);
 }
 
 struct Delta {
