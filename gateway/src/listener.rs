@@ -232,7 +232,8 @@ async fn accept_loop(
                 match &ctx {
                     ListenerCtx::Http(h) => {
                         let h = h.clone();
-                        let svc = service_fn(move |req| http::handle(h.clone(), remote, req));
+                        let peer = http::Peer::new(remote);
+                        let svc = service_fn(move |req| http::handle(h.clone(), peer.clone(), req));
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         let conn = graceful.watch(conn);
                         tokio::spawn(async move {

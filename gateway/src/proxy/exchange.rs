@@ -86,8 +86,8 @@ pub struct Exchange {
     pub grpc: bool,
     /// gRPC status from headers or trailers.
     pub grpc_status: Option<u16>,
-    /// Request body bytes read from downstream.
-    pub bytes_in: Arc<AtomicU64>,
+    /// Request body bytes read from downstream (allocated only for non-empty bodies).
+    pub bytes_in: Option<Arc<AtomicU64>>,
     /// Response body bytes sent downstream.
     pub bytes_out: u64,
     pub(crate) cluster_active: Option<ClusterActive>,
@@ -123,7 +123,7 @@ impl Exchange {
             flags: 0,
             grpc,
             grpc_status: None,
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: None,
             bytes_out: 0,
             cluster_active: None,
             endpoint_active: None,
@@ -162,6 +162,16 @@ impl Exchange {
         }
     }
 
+    /// Request body bytes read so far.
+    pub fn request_bytes(&self) -> u64 {
+        self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    /// The counter request bodies add to.
+    pub fn bytes_in_counter(&mut self) -> Arc<AtomicU64> {
+        self.bytes_in.get_or_insert_with(|| Arc::new(AtomicU64::new(0))).clone()
+    }
+
     /// Marks the response as complete without an upstream body.
     pub(crate) fn mark_complete(&mut self) {
         self.complete = true;
@@ -176,11 +186,14 @@ impl Drop for Exchange {
         }
         let duration = self.start.elapsed();
         let outcome = Outcome { status: self.status, flags: self.flags, grpc_status: self.grpc_status, grpc: self.grpc };
-        let h = self.listener.metrics.handles(outcome);
-        h.requests.increment(1);
-        h.duration.record(duration.as_secs_f64() * 1000.0);
-        h.request_bytes.record(self.bytes_in.load(Ordering::Relaxed) as f64);
-        h.response_bytes.record(self.bytes_out as f64);
+        let request_bytes = self.request_bytes() as f64;
+        let bytes_out = self.bytes_out as f64;
+        self.listener.metrics.record(outcome, |h| {
+            h.requests.increment(1);
+            h.duration.record(duration.as_secs_f64() * 1000.0);
+            h.request_bytes.record(request_bytes);
+            h.response_bytes.record(bytes_out);
+        });
         access_log::emit(self, duration);
     }
 }

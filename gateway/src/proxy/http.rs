@@ -32,16 +32,32 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// What the proxy knows about a downstream connection, computed once per connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP as an `x-forwarded-for` value.
+    pub forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// Describes a newly accepted connection.
+    pub fn new(addr: SocketAddr) -> Self {
+        Peer { addr, forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok() }
+    }
+}
+
 /// The hyper service function of an HTTP listener.
 pub async fn handle(
     l: Arc<HttpListener>,
-    remote: SocketAddr,
+    peer: Peer,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    Ok(proxy(l, remote, req).await)
+    Ok(proxy(l, peer, req).await)
 }
 
-async fn proxy(l: Arc<HttpListener>, remote: SocketAddr, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Response<ResponseBody> {
     let start = Instant::now();
     // The request keeps this snapshot (and so its routes, clusters and endpoints) until
     // its response is done, whatever pushes happen meanwhile.
@@ -101,7 +117,7 @@ async fn proxy(l: Arc<HttpListener>, remote: SocketAddr, req: Request<Incoming>)
     // The upstream request head, built once and cloned per try.
     strip_hop_by_hop(&mut parts.headers);
     if !parts.headers.contains_key(&X_FORWARDED_FOR)
-        && let Ok(v) = HeaderValue::from_str(&remote.ip().to_string())
+        && let Some(v) = peer.forwarded_for
     {
         parts.headers.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -120,7 +136,7 @@ async fn proxy(l: Arc<HttpListener>, remote: SocketAddr, req: Request<Incoming>)
     let body_kind = if body.is_end_stream() {
         BodyKind::Empty
     } else if action.retry.is_some() {
-        BodyKind::Replay(ReplayBody::new(body, ex.bytes_in.clone()))
+        BodyKind::Replay(ReplayBody::new(body, ex.bytes_in_counter()))
     } else {
         BodyKind::Stream(Some(body))
     };
@@ -232,7 +248,7 @@ impl Attempts<'_> {
         let body = match &mut self.body {
             BodyKind::Empty => RequestBody::Empty,
             BodyKind::Stream(b) => match b.take() {
-                Some(b) => RequestBody::Stream(b, self.ex.bytes_in.clone()),
+                Some(b) => RequestBody::Stream(b, self.ex.bytes_in_counter()),
                 None => RequestBody::Empty,
             },
             BodyKind::Replay(r) => RequestBody::Replay(r.next_try()),
@@ -418,9 +434,18 @@ fn upstream_uri(http2: bool, host: &HeaderValue, rewritten: Option<PathAndQuery>
     Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/"))
 }
 
+/// A random UUID-shaped request id, formatted without intermediate strings.
 fn new_request_id() -> HeaderValue {
-    let n: u128 = rand::random();
-    let hex = format!("{n:032x}");
-    let id = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n: u128 = rand::random();
+    let mut buf = [0u8; 36];
+    for i in (0..36).rev() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            buf[i] = b'-';
+        } else {
+            buf[i] = HEX[(n & 0xf) as usize];
+            n >>= 4;
+        }
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }

@@ -18,7 +18,7 @@ pub fn emit(ex: &Exchange, duration: Duration) {
     let path = ex.uri.path_and_query().map_or("-", |p| p.as_str());
     let cluster: &str = ex.cluster.as_deref().unwrap_or("-");
     let upstream = match ex.upstream {
-        Some(a) => tracing::field::display(a as std::net::SocketAddr).to_string(),
+        Some(a) => a.to_string(),
         None => "-".to_string(),
     };
     let grpc_status = match ex.grpc_status {
@@ -37,7 +37,7 @@ pub fn emit(ex: &Exchange, duration: Duration) {
         cluster,
         upstream = upstream.as_str(),
         duration_ms = duration.as_millis() as u64,
-        bytes_in = ex.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+        bytes_in = ex.request_bytes(),
         bytes_out = ex.bytes_out,
         request_id = ex.request_id.to_str().unwrap_or("-"),
         grpc_status = grpc_status.as_str(),

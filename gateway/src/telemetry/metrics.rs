@@ -177,6 +177,16 @@ impl ServiceMetrics {
         ServiceMetrics { metrics, base, cache: DashMap::new() }
     }
 
+    /// Runs `f` on the handles of one outcome (registered on first use) without cloning
+    /// them.
+    pub fn record(&self, o: Outcome, f: impl FnOnce(&RequestHandles)) {
+        if let Some(h) = self.cache.get(&o) {
+            f(&h);
+            return;
+        }
+        f(&self.handles(o));
+    }
+
     /// Handles for one outcome (registered on first use).
     pub fn handles(&self, o: Outcome) -> RequestHandles {
         if let Some(h) = self.cache.get(&o) {
