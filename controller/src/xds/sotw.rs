@@ -106,7 +106,11 @@ impl SotwStream {
         }
         let short = type_url::short(&r.type_url);
         let state = self.types.entry(r.type_url.clone()).or_default();
-        if !r.response_nonce.is_empty() && state.nonce.as_deref() != Some(r.response_nonce.as_str())
+        // A nonce from before this stream (a client reconnecting) is not stale: it is the
+        // first request of this type here and must be answered.
+        if !r.response_nonce.is_empty()
+            && state.nonce.is_some()
+            && state.nonce.as_deref() != Some(r.response_nonce.as_str())
         {
             tracing::debug!(node = %self.node, r#type = short, nonce = %r.response_nonce, "ignoring a request with a stale nonce");
             return Ok(());
