@@ -212,6 +212,22 @@ pub fn http_listener(name: &str, addr: SocketAddr, route: &str) -> lis::Listener
     }
 }
 
+/// A TCP proxy listener on `addr` to `cluster`.
+pub fn tcp_listener(name: &str, addr: SocketAddr, cluster: &str) -> lis::Listener {
+    use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+    let cfg = tcp::TcpProxy {
+        stat_prefix: name.into(),
+        cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    };
+    let mut l = http_listener(name, addr, "unused");
+    l.filter_chains[0].filters[0] = lis::Filter {
+        name: crate::model::listener::TCP_PROXY_FILTER.into(),
+        config_type: Some(lis::filter::ConfigType::TypedConfig(pack_any(cfg))),
+    };
+    l
+}
+
 /// An EDS cluster; `http2` adds explicit HTTP/2 protocol options.
 pub fn cluster(name: &str, http2: bool) -> cl::Cluster {
     let mut c = cl::Cluster {

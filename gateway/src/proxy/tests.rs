@@ -23,7 +23,7 @@ use crate::testing::*;
 type TestClient = Client<HttpConnector, Full<Bytes>>;
 
 struct Harness {
-    _ads: TestAds,
+    ads: TestAds,
     gw: Bound,
     addr: SocketAddr,
     h1: TestClient,
@@ -49,7 +49,7 @@ impl Harness {
         let addr = gw.listeners()[0].1;
         let h1 = Client::builder(TokioExecutor::new()).build_http();
         let h2 = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
-        Harness { _ads: ads, gw, addr, h1, h2 }
+        Harness { ads, gw, addr, h1, h2 }
     }
 
     fn req(&self, path: &str) -> Request<Full<Bytes>> {
@@ -259,4 +259,91 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"done");
     // The listener no longer accepts.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn config_pushes_never_drop_in_flight_requests() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let slow = backend(Arc::new(move |_req| {
+        let s = s.clone();
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Response::new(full("slow"))
+        })
+    }))
+    .await;
+    let other = text_backend(200, "other").await;
+    let mut h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(slow, true)])]).await;
+    let client = h.h1.clone();
+    let req = h.req("/");
+    let inflight = tokio::spawn(async move { client.request(req).await });
+    eventually(|| async { (started.load(Ordering::SeqCst) == 1).then_some(()) }).await;
+    // Move the route to another cluster and take the slow endpoint away.
+    h.ads.push(CLUSTER, vec![resource("c2", "1", cluster("c2", false))], vec![]);
+    h.ads.push(ENDPOINT, vec![resource("c2", "1", assignment("c2", &[(other, true)]))], vec![]);
+    h.ads.push(ROUTE, vec![resource("svc", "2", route_config("svc", vec![prefix_route("all", "/", "c2")]))], vec![]);
+    h.ads.push(ENDPOINT, vec![resource("c", "2", assignment("c", &[]))], vec![]);
+    eventually(|| async {
+        let (_, _, body) = h.get("/").await;
+        (body == "other").then_some(())
+    })
+    .await;
+    let resp = inflight.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"slow");
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_drain_and_logging() {
+    let be = text_backend(200, "ok").await;
+    let h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(be, true)])]).await;
+    assert_eq!(h.admin("/ready").await, "LIVE\n");
+    assert_eq!(h.admin("/healthz").await, "OK\n");
+    let post = |path: &str| {
+        Request::post(format!("http://{}{path}", h.gw.admin_addr)).body(Full::<Bytes>::default()).unwrap()
+    };
+    // No reloadable subscriber in tests: the endpoint says so instead of pretending.
+    let resp = h.h1.request(post("/logging?level=debug")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_IMPLEMENTED);
+    let resp = h.h1.request(post("/drain")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(h.admin("/ready").await, "DRAINING\n");
+    let addr = h.addr;
+    eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_err().then_some(()) }).await;
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn tcp_proxy_relays_bytes() {
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let mut ads = TestAds::start().await;
+    let mut c = Config::new(ads.addr.to_string());
+    c.admin_address = "127.0.0.1:0".parse().unwrap();
+    let gw = build(c).await.unwrap();
+    ads.request_where(CLUSTER, |_| true).await;
+    ads.push(LISTENER, vec![resource("t", "1", tcp_listener("t", "127.0.0.1:0".parse().unwrap(), "tc"))], vec![]);
+    ads.push(CLUSTER, vec![resource("tc", "1", cluster("tc", false))], vec![]);
+    ads.push(ENDPOINT, vec![resource("tc", "1", assignment("tc", &[(echo_addr, true)]))], vec![]);
+    eventually(|| async { gw.ready().is_ready().then_some(()) }).await;
+    let addr = gw.listeners()[0].1;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"ping over tcp").await.unwrap();
+    let mut buf = [0u8; 13];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping over tcp");
+    drop(s);
+    gw.shutdown().await;
 }
