@@ -3,14 +3,15 @@
 
 pub mod file;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc, time::Duration};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     admission::Admission,
-    translate::{TranslateOptions, translate},
+    store::ObjectKey,
+    translate::{TranslateOptions, gateway_addresses, translate},
     xds::snapshot::Snapshot,
 };
 
@@ -26,6 +27,8 @@ pub struct Pipeline {
     dir: ManifestDir,
     admission: Admission,
     opts: TranslateOptions,
+    /// Gateway addresses last logged, so that only changes are logged.
+    addresses: BTreeMap<ObjectKey, Ipv4Addr>,
 }
 
 impl Pipeline {
@@ -35,6 +38,7 @@ impl Pipeline {
             dir,
             admission: Admission::default(),
             opts,
+            addresses: BTreeMap::new(),
         }
     }
 
@@ -55,7 +59,22 @@ impl Pipeline {
                 .map_or_else(|| "<unknown file>".to_string(), |p| p.display().to_string())
         };
         self.admission.admit(&mut store, &self.opts, &origin);
+        self.log_addresses(&store);
         translate(&store, &self.opts)
+    }
+
+    /// Logs which gateway address each newly meshed service got, and unmeshed services.
+    fn log_addresses(&mut self, store: &crate::store::Store) {
+        let now = gateway_addresses(store, &self.opts);
+        for (key, addr) in &now {
+            if self.addresses.get(key) != Some(addr) {
+                tracing::info!(service = %key, gateway_address = %addr, "service meshed");
+            }
+        }
+        for key in self.addresses.keys().filter(|k| !now.contains_key(*k)) {
+            tracing::info!(service = %key, "service no longer meshed");
+        }
+        self.addresses = now;
     }
 }
 
