@@ -20,6 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::drain::{self, DrainTrigger, DrainWatch};
 use crate::model::listener::Listener;
@@ -236,14 +237,19 @@ async fn accept_loop(
                         let svc = service_fn(move |req| http::handle(h.clone(), peer.clone(), req));
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(%remote, error = %e, "downstream connection error");
+                        let span = tracing::debug_span!("conn", listener = %name, %remote);
+                        tokio::spawn(
+                            async move {
+                                if let Err(e) = conn.await {
+                                    tracing::debug!(error = %e, "downstream connection error");
+                                }
                             }
-                        });
+                            .instrument(span),
+                        );
                     }
                     ListenerCtx::Tcp(t) => {
-                        tokio::spawn(tcp::serve(t.clone(), stream));
+                        let span = tracing::debug_span!("tcp", listener = %name, %remote);
+                        tokio::spawn(tcp::serve(t.clone(), stream).instrument(span));
                     }
                 }
             }

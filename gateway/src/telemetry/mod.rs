@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod metrics;
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
@@ -52,7 +53,7 @@ pub fn init_tracing(level: &str) -> Result<LogHandle, TelemetryError> {
     let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()))
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
     Ok(LogHandle::new(move |level| {
