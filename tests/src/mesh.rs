@@ -233,6 +233,21 @@ impl Mesh {
         self.controller.as_ref().map(|p| p.stderr.clone()).unwrap_or_default()
     }
 
+    /// The gateway's stderr (log and access log) lines.
+    pub fn gateway_log(&self) -> Lines {
+        self.gateway.as_ref().map(|p| p.stderr.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the gateway's log has a line containing every one of `needles`.
+    pub async fn wait_for_gateway_log(&self, needles: &[&str]) -> String {
+        let log = self.gateway_log();
+        eventually(PATIENCE, &format!("a gateway log line with {needles:?}"), || {
+            let found = log.find(needles);
+            async move { found.ok_or_else(|| anyhow!("no such line yet")) }
+        })
+        .await
+    }
+
     /// Kills the controller with SIGKILL (the xDS address is kept for a restart).
     pub fn kill_controller(&mut self) {
         if let Some(mut controller) = self.controller.take() {

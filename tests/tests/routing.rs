@@ -104,7 +104,7 @@ async fn h2c_prior_knowledge_works_on_an_http_port() {
 async fn request_no_route_matches_gets_404() {
     // The controller always ends a route table with a catch-all (`prefix: /`), so the only
     // request no route can match is one whose path does not start with "/": `OPTIONS *`.
-    let (_mesh, backends, addr) = web_mesh("nr", ServicePort::new("http-web", PORT), |ns| {
+    let (mesh, backends, addr) = web_mesh("nr", ServicePort::new("http-web", PORT), |ns| {
         vec![VirtualService::new("web", ns)
             .host("web")
             .http(HttpRoute::new().matching(Match::new().uri_prefix("/api")).to(Destination::new("web")))
@@ -125,6 +125,7 @@ async fn request_no_route_matches_gets_404() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 404"), "OPTIONS * should get a local 404, got: {response}");
     assert_eq!(backends.iter().map(|b| b.requests()).sum::<u64>(), before, "a local reply reaches no backend");
+    mesh.wait_for_gateway_log(&["OPTIONS", "404", "NR"]).await;
 }
 
 #[tokio::test]
@@ -154,6 +155,7 @@ async fn service_without_healthy_endpoints_gets_503() {
         assert_eq!(reply.status, 503, "{service}: {}", reply.text());
     }
     assert_eq!(backend.requests(), 0, "an unready endpoint takes no requests");
+    mesh.wait_for_gateway_log(&[&format!("empty.{ns}"), "503", "UH"]).await;
     let text = mesh.admin_get("/metrics").await.unwrap_or_else(|e| panic!("{e:#}")).text();
     let host = format!("empty.{ns}.svc.cluster.local");
     assert!(
@@ -164,7 +166,7 @@ async fn service_without_healthy_endpoints_gets_503() {
 
 #[tokio::test]
 async fn route_timeout_gets_504() {
-    let (_mesh, _backends, addr) = web_mesh("to", ServicePort::new("http-web", PORT), |ns| {
+    let (mesh, _backends, addr) = web_mesh("to", ServicePort::new("http-web", PORT), |ns| {
         vec![VirtualService::new("web", ns)
             .host("web")
             .http(HttpRoute::new().to(Destination::new("web")).timeout("0.3s"))
@@ -177,6 +179,7 @@ async fn route_timeout_gets_504() {
     assert_eq!(reply.status, 504, "a request slower than the route timeout: {}", reply.text());
     let reply = client.get(addr, "/delay/10").await.unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(reply.status, 200, "the connection and route still work after a timeout");
+    mesh.wait_for_gateway_log(&["/delay/5000", "504", "UT"]).await;
 }
 
 #[tokio::test]
