@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use corridor_controller::{
     app::{Config, build},
@@ -35,7 +38,7 @@ fn tempdir(tag: &str) -> PathBuf {
 }
 
 /// Writes atomically (write elsewhere, rename in), as editors and `kubectl` tooling do.
-fn write(dir: &PathBuf, file: &str, text: &str) {
+fn write(dir: &Path, file: &str, text: &str) {
     let staged = dir.with_extension(format!("staged-{file}"));
     std::fs::write(&staged, text).unwrap();
     std::fs::rename(&staged, dir.join(file)).unwrap();
