@@ -100,6 +100,13 @@ impl Load {
         Load { stop, completed, tasks, started: Instant::now() }
     }
 
+    /// Runs `clients` HTTP/1.1 keep-alive clients against `addr` for `duration`, then stops.
+    pub async fn run_for(addr: SocketAddr, path: &str, clients: usize, duration: Duration) -> LoadReport {
+        let load = Load::start(addr, path, clients);
+        tokio::time::sleep(duration).await;
+        load.stop().await
+    }
+
     /// Requests completed so far (successful or not).
     pub fn completed(&self) -> u64 {
         self.completed.load(Ordering::SeqCst)

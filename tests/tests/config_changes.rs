@@ -308,3 +308,33 @@ async fn removed_listener_finishes_its_in_flight_requests() {
     mesh.remove("vs.yaml");
     assert_all_ok("removing the service they were sent to", slow).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_load_survives_pushes() {
+    let mut mesh = Mesh::new("h2push");
+    let backends = mesh.backends(&["a", "b"]).await;
+    let mut objects = mesh.service_objects(
+        "web",
+        ServicePort::new("http2-web", PORT),
+        &[(&backends[0], "v1"), (&backends[1], "v2")],
+    );
+    objects.push(subsets(&mesh.ns));
+    mesh.write("web.yaml", &manifests::yaml(objects));
+    mesh.write("vs.yaml", &split(&mesh.ns, 100, 0));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("web", PORT).await;
+    let probe = HttpClient::h2c();
+    wait_for_reply(&probe, addr, "/", "a first h2c 200", |r| r.status == 200).await;
+
+    let load = Load::start_with(addr, "/", CLIENTS, HttpClient::h2c);
+    for (v1, v2, expect) in [(0, 100, "b"), (100, 0, "a"), (0, 100, "b")] {
+        load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+        mesh.write("vs.yaml", &split(&mesh.ns, v1, v2));
+        wait_for_reply(&probe, addr, "/", &format!("{v1}/{v2} to apply"), |r| r.backend() == expect).await;
+    }
+    load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let report = load.stop().await;
+    report.assert_no_failures("on h2c connections across three pushes");
+    assert_eq!(report.by_backend().len(), 2, "both subsets served during the run: {:?}", report.by_backend());
+}
