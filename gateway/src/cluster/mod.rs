@@ -25,7 +25,7 @@ pub struct Endpoint {
     /// Tries that failed (connect failure, reset, timeout, 5xx).
     pub failed_rq: AtomicU64,
     /// Connections.
-    pub pool: Pool,
+    pub pool: Arc<Pool>,
 }
 
 impl Endpoint {
@@ -35,7 +35,7 @@ impl Endpoint {
             active_rq: AtomicU64::new(0),
             total_rq: AtomicU64::new(0),
             failed_rq: AtomicU64::new(0),
-            pool: Pool::new(addr, http2),
+            pool: Arc::new(Pool::new(addr, http2)),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! one shared multiplexed connection, replaced when it closes.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -94,11 +94,9 @@ impl Pool {
         }
         loop {
             let popped = self.idle.lock().ok().and_then(|mut v| v.pop());
-            let Some(mut s) = popped else { break };
-            if s.is_closed() {
-                continue;
-            }
-            if s.is_ready() || s.ready().await.is_ok() {
+            let Some(s) = popped else { break };
+            // Only ready connections are pooled; one that is not ready any more has closed.
+            if s.is_ready() {
                 return Ok((Conn::H1(s), true));
             }
         }
@@ -117,11 +115,27 @@ impl Pool {
         Ok((Conn::H1(self.connect_h1(connect_timeout).await?), false))
     }
 
-    /// Returns an HTTP/1.1 connection whose exchange completed.
-    pub fn checkin(&self, s: http1::SendRequest<RequestBody>) {
+    /// Returns an HTTP/1.1 connection whose response was read to the end. It goes back
+    /// on the idle stack once it can take another request (the request body may still be
+    /// on its way); a connection that never gets there is dropped when it closes.
+    pub fn checkin(self: &Arc<Self>, s: http1::SendRequest<RequestBody>) {
+        if s.is_ready() {
+            self.push_idle(s);
+            return;
+        }
         if s.is_closed() {
             return;
         }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let mut s = s;
+            if s.ready().await.is_ok() {
+                pool.push_idle(s);
+            }
+        });
+    }
+
+    fn push_idle(&self, s: http1::SendRequest<RequestBody>) {
         if let Ok(mut v) = self.idle.lock()
             && v.len() < MAX_IDLE_PER_ENDPOINT
         {
