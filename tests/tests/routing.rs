@@ -294,3 +294,52 @@ async fn header_match_routes_to_a_subset() {
         assert_eq!(not_book.backend(), "a", "the regex is a full match");
     }
 }
+
+#[tokio::test]
+async fn connect_failure_is_retried_on_another_endpoint() {
+    let mut mesh = Mesh::new("cf");
+    let backends = mesh.backends(&["a", "b"]).await;
+    // b is listed as ready but its process is gone before any traffic: every connect to it
+    // is refused, and the default retry policy (connect-failure) must hide that. (Stopping
+    // it after it served would test stale pooled connections instead, a different race.)
+    backends[1].stop();
+    let objects = mesh.service_objects("web", ServicePort::new("http-web", PORT), &[(&backends[0], "v1"), (&backends[1], "v1")]);
+    mesh.write("web.yaml", &manifests::yaml(objects));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("web", PORT).await;
+    let client = HttpClient::http1();
+    wait_for_reply(&client, addr, "/", "the listener to serve", |r| r.status == 200).await;
+    for i in 0..20 {
+        let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"), "request {i}");
+    }
+}
+
+#[tokio::test]
+async fn app_protocol_takes_precedence_over_the_port_name() {
+    // Named like opaque TCP, declared h2c: the port is HTTP/2, upstream included.
+    let port = ServicePort::new("tcp-web", PORT).app_protocol("kubernetes.io/h2c");
+    let (_mesh, _backends, addr) = web_mesh("approto", port, |_| vec![]).await;
+    let reply = wait_for_reply(&HttpClient::h2c(), addr, "/", "a 200 over h2c", |r| r.status == 200).await;
+    assert_eq!(reply.header("x-version"), "HTTP/2.0", "appProtocol kubernetes.io/h2c means an HTTP/2 upstream");
+}
+
+#[tokio::test]
+async fn opaque_tcp_port_is_proxied_per_connection() {
+    let (_mesh, backends, addr) = web_mesh("tcp", ServicePort::new("tcp-web", PORT), |_| vec![]).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..4 {
+        // One keep-alive connection per client: a TCP proxy picks the endpoint once per
+        // connection, so every request on it lands on the same backend.
+        let client = HttpClient::http1();
+        let first = wait_for_reply(&client, addr, "/", "a 200 through the TCP proxy", |r| r.status == 200).await;
+        for _ in 0..5 {
+            let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(reply.backend(), first.backend(), "requests on one TCP connection split across endpoints");
+        }
+        seen.insert(first.backend().to_string());
+    }
+    assert_eq!(seen.len(), 2, "connections are balanced over both endpoints: {seen:?}");
+    assert!(backends.iter().all(|b| b.requests() > 0));
+}
