@@ -177,6 +177,8 @@ impl Attempts<'_> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut retries: Vec<RetryActive> = Vec::new();
         let mut attempt = 0u32;
+        let mut resent_stale = false;
+        let mut fresh_next = false;
         loop {
             attempt += 1;
             let Some(ep) = lb::pick(self.cluster, &tried, &mut rand::rng()) else {
@@ -185,7 +187,6 @@ impl Attempts<'_> {
             self.ex.upstream = Some(ep.addr);
             self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
             let last_try = attempt >= max_tries;
-            let req = self.request(last_try);
             let now = Instant::now();
             let remaining = deadline.map(|d| d.saturating_duration_since(now));
             let per_try = policy.and_then(|p| p.per_try_timeout);
@@ -193,12 +194,26 @@ impl Attempts<'_> {
                 (Some(r), Some(p)) => Some(r.min(p)),
                 (r, p) => r.or(p),
             };
+            let fresh = std::mem::take(&mut fresh_next);
             let res = match budget {
-                Some(t) => tokio::time::timeout(t, send(&ep, &self.cluster.config, req))
+                Some(t) => tokio::time::timeout(t, self.try_once(&ep, last_try, fresh))
                     .await
-                    .unwrap_or(Err(TryFailure::PerTryTimeout)),
-                None => send(&ep, &self.cluster.config, req).await,
+                    .unwrap_or(Err((TryFailure::PerTryTimeout, false))),
+                None => self.try_once(&ep, last_try, fresh).await,
             };
+            // An idempotent request that died on a reused HTTP/1.1 connection (closed by
+            // the peer while idle, a race no pool can rule out) is sent once more on a new
+            // connection, outside the retry policy, as browsers and HTTP clients do.
+            if let Err((TryFailure::Reset, true)) = res
+                && !resent_stale
+                && self.resendable()
+            {
+                resent_stale = true;
+                fresh_next = true;
+                attempt -= 1;
+                continue;
+            }
+            let res = res.map_err(|(f, _)| f);
             let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
             let failure = match res {
                 Ok((resp, pooled)) => {
@@ -241,6 +256,38 @@ impl Attempts<'_> {
             };
             return reply(self.ex, reason);
         }
+    }
+
+    /// One try on a connection to `ep`: a pooled one unless `fresh`. On failure, says
+    /// whether the request died on a reused HTTP/1.1 connection.
+    async fn try_once(
+        &mut self,
+        ep: &Arc<Endpoint>,
+        last_try: bool,
+        fresh: bool,
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), (TryFailure, bool)> {
+        let cfg = &self.cluster.config;
+        let checkout = if fresh {
+            ep.pool.checkout_fresh(cfg.connect_timeout).await
+        } else {
+            ep.pool.checkout(cfg.connect_timeout).await
+        };
+        let (conn, reused) = checkout.map_err(|e| {
+            tracing::debug!(error = %e, "upstream connect failed");
+            (TryFailure::Connect, false)
+        })?;
+        let stale_risk = reused && matches!(conn, Conn::H1(_)) && self.resendable();
+        let req = self.request(last_try && !stale_risk);
+        send(ep, cfg, conn, reused, req).await.map_err(|f| (f, stale_risk))
+    }
+
+    /// Whether the request may be sent again after an upstream connection died under it.
+    fn resendable(&self) -> bool {
+        let idempotent = matches!(
+            self.parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::PUT | http::Method::DELETE
+        );
+        idempotent && matches!(self.body, BodyKind::Empty) && !self.parts.headers.is_empty()
     }
 
     /// The request for one try. Only the last try may consume the head and the body.
@@ -307,12 +354,10 @@ impl Attempts<'_> {
 async fn send(
     ep: &Arc<Endpoint>,
     c: &Cluster,
+    conn: Conn,
+    reused: bool,
     req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure> {
-    let (conn, reused) = ep.pool.checkout(c.connect_timeout).await.map_err(|e| {
-        tracing::debug!(error = %e, "upstream connect failed");
-        TryFailure::Connect
-    })?;
     match conn {
         Conn::H1(mut s) => match s.try_send_request(req).await {
             Ok(resp) => Ok((resp, Some(s))),

@@ -347,3 +347,39 @@ async fn tcp_proxy_relays_bytes() {
     drop(s);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn idempotent_requests_survive_a_pooled_connection_dying_under_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers the first request of each connection, then closes on the second one without
+    // answering: what a keep-alive timeout racing with a new request looks like.
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raw_addr = raw.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = raw.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                let _ = s.read(&mut chunk).await;
+                // Dropped: closed with the second request unanswered.
+            });
+        }
+    });
+    let h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(raw_addr, true)])]).await;
+    for i in 0..5 {
+        let (status, _, body) = h.get("/").await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "request {i}");
+    }
+    h.gw.shutdown().await;
+}
