@@ -383,3 +383,23 @@ async fn idempotent_requests_survive_a_pooled_connection_dying_under_them() {
     }
     h.gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_route_to_a_new_cluster_waits_for_its_endpoints() {
+    let a = text_backend(200, "a").await;
+    let b = text_backend(200, "b").await;
+    let mut h = Harness::start(vec![prefix_route("all", "/", "c")], vec![(cluster("c", false), vec![(a, true)])]).await;
+    // The controller's order: the new cluster, then the route; the endpoints only after
+    // the gateway subscribes to them.
+    let n = h.ads.push(CLUSTER, vec![resource("c2", "1", cluster("c2", false))], vec![]);
+    h.ads.request_where(CLUSTER, |r| r.response_nonce == n).await;
+    let n = h.ads.push(ROUTE, vec![resource("svc", "2", route_config("svc", vec![prefix_route("all", "/", "c2")]))], vec![]);
+    h.ads.request_where(ROUTE, |r| r.response_nonce == n).await;
+    let (status, _, body) = h.get("/").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "a"), "the old route serves while c2 warms up");
+    let n = h.ads.push(ENDPOINT, vec![resource("c2", "1", assignment("c2", &[(b, true)]))], vec![]);
+    h.ads.request_where(ENDPOINT, |r| r.response_nonce == n).await;
+    let (status, _, body) = h.get("/").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "b"));
+    h.gw.shutdown().await;
+}

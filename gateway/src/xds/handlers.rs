@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use corridor_proto::envoy::config::cluster::v3::Cluster as PbCluster;
@@ -47,6 +47,9 @@ pub struct ConfigStore {
     pub endpoints: BTreeMap<String, Entry<Endpoints>>,
     /// Last `system_version_info` per type URL.
     pub system_versions: BTreeMap<String, String>,
+    /// Route configurations whose newest version waits for its clusters to warm up,
+    /// and since when.
+    pub warming: BTreeMap<String, Instant>,
 }
 
 impl ConfigStore {
@@ -60,6 +63,10 @@ impl ConfigStore {
         self.clusters.values().map(|e| e.model.eds_name.clone()).collect()
     }
 }
+
+/// How long a new route configuration may wait for its clusters to get endpoints before
+/// it applies anyway (Envoy's initial fetch timeout).
+pub const WARMING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The outcome of applying one response.
 #[derive(Debug, Default)]
@@ -242,7 +249,7 @@ impl XdsState {
                 return out;
             }
         }
-        self.publish(&store);
+        self.publish(&mut store);
         out
     }
 
@@ -260,15 +267,55 @@ impl XdsState {
                 _ => {}
             }
         }
-        self.publish(&store);
+        self.publish(&mut store);
     }
 
-    fn publish(&self, store: &ConfigStore) {
-        let routes = store.routes.iter().map(|(k, e)| (k.clone(), e.model.clone())).collect();
+    /// Publishes a new snapshot. A route configuration update that sends traffic to a
+    /// cluster whose endpoints have not arrived yet (its EDS subscription only starts when
+    /// the cluster arrives, often after the route) keeps the previous version in service
+    /// until they do, or until [`WARMING_TIMEOUT`]: switching at once would fail requests.
+    fn publish(&self, store: &mut ConfigStore) {
+        let prev = self.snapshot.load();
+        let now = Instant::now();
+        let warm = |c: &str| store.clusters.get(c).is_some_and(|e| store.endpoints.contains_key(&e.model.eds_name));
+        let mut routes = BTreeMap::new();
+        let mut warming = BTreeMap::new();
+        for (name, e) in &store.routes {
+            let old = prev.routes.get(name).filter(|old| !Arc::ptr_eq(old, &e.model));
+            let cold = e.model.clusters.iter().any(|c| !warm(c));
+            let since = store.warming.get(name).copied().unwrap_or(now);
+            let chosen = match old {
+                Some(old) if cold && now.duration_since(since) < WARMING_TIMEOUT => {
+                    if !store.warming.contains_key(name) {
+                        tracing::debug!(route_config = %name, "new version waits for its clusters' endpoints");
+                        self.republish_after(WARMING_TIMEOUT);
+                    }
+                    warming.insert(name.clone(), since);
+                    old.clone()
+                }
+                _ => {
+                    if cold && old.is_some() {
+                        tracing::warn!(route_config = %name, "clusters still without endpoints after the warming timeout; applying anyway");
+                    }
+                    e.model.clone()
+                }
+            };
+            routes.insert(name.clone(), chosen);
+        }
+        store.warming = warming;
         let clusters = store.clusters.iter().map(|(k, e)| (k.clone(), e.model.clone())).collect();
         let endpoints = store.endpoints.iter().map(|(k, e)| (k.clone(), e.model.clone())).collect();
-        let prev = self.snapshot.load();
         let next = Snapshot::build(&routes, &clusters, &endpoints, &prev);
         self.snapshot.store(Arc::new(next));
+    }
+
+    fn republish_after(&self, delay: Duration) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay + Duration::from_millis(10)).await;
+            if let Ok(mut store) = state.store.lock() {
+                state.publish(&mut store);
+            }
+        });
     }
 }
