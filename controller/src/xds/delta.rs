@@ -2,24 +2,16 @@
 //! explicit names for RDS and EDS), only changed resources sent, removals named,
 //! `initial_resource_versions` honoured on reconnect.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::{
+    Closed, Nonces, Outbox, Session,
+    snapshot::{Snapshot, TYPE_URLS},
+    wildcard_type,
+};
 use corridor_proto::{
     envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource},
     type_url,
-};
-use tokio::sync::watch;
-use tonic::Streaming;
-use tracing::Instrument;
-
-use super::{
-    Nonces, Outbox,
-    snapshot::{Snapshot, TYPE_URLS},
-    wildcard_type,
 };
 
 /// One type's subscription on this stream.
@@ -35,64 +27,18 @@ struct TypeState {
 pub(super) struct DeltaStream {
     tx: Outbox<DeltaDiscoveryResponse>,
     nonces: Nonces,
-    peer: Option<SocketAddr>,
     node: String,
     types: BTreeMap<String, TypeState>,
 }
 
-struct Closed;
-
 impl DeltaStream {
-    pub fn new(
-        tx: Outbox<DeltaDiscoveryResponse>,
-        nonces: Nonces,
-        peer: Option<SocketAddr>,
-    ) -> Self {
+    pub fn new(tx: Outbox<DeltaDiscoveryResponse>, nonces: Nonces) -> Self {
         Self {
             tx,
             nonces,
-            peer,
             node: String::new(),
             types: BTreeMap::new(),
         }
-    }
-
-    pub async fn run(
-        mut self,
-        mut requests: Streaming<DeltaDiscoveryRequest>,
-        mut snapshots: watch::Receiver<Arc<Snapshot>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let span = tracing::info_span!("ads", kind = "delta", peer = ?self.peer);
-        async move {
-            tracing::debug!("stream opened");
-            loop {
-                if *shutdown.borrow() {
-                    break;
-                }
-                let outcome = tokio::select! {
-                    _ = shutdown.changed() => break,
-                    request = requests.message() => match request {
-                        Ok(Some(r)) => {
-                            let snapshot = snapshots.borrow_and_update().clone();
-                            self.on_request(r, &snapshot).await
-                        }
-                        Ok(None) => { tracing::debug!(node = %self.node, "client closed the stream"); break }
-                        Err(status) => { tracing::debug!(node = %self.node, %status, "stream ended"); break }
-                    },
-                    changed = snapshots.changed() => {
-                        if changed.is_err() { break }
-                        let snapshot = snapshots.borrow_and_update().clone();
-                        self.on_snapshot(&snapshot).await
-                    }
-                };
-                if outcome.is_err() {
-                    break;
-                }
-            }
-        }
-        .instrument(span)
-        .await
     }
 
     async fn on_request(
@@ -223,5 +169,25 @@ impl DeltaStream {
             ..Default::default()
         };
         self.tx.send(Ok(response)).await.map_err(|_| Closed)
+    }
+}
+
+impl Session for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn handle_request(
+        &mut self,
+        r: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Result<(), Closed> {
+        self.on_request(r, snapshot).await
+    }
+
+    async fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Closed> {
+        self.on_snapshot(snapshot).await
     }
 }

@@ -26,6 +26,7 @@ use corridor_proto::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use snapshot::Snapshot;
 
@@ -74,6 +75,65 @@ impl Nonces {
 /// Where a stream's task sends its responses.
 pub(crate) type Outbox<T> = mpsc::Sender<Result<T, Status>>;
 
+/// The stream cannot continue (the client went away).
+pub(crate) struct Closed;
+
+/// One ADS stream variant (SotW or Delta): what it does with a client request and with a
+/// newly published snapshot. [`drive`] runs the loop common to both.
+pub(crate) trait Session: Send {
+    /// The request message of this variant.
+    type Request: Send;
+    /// The client's node id, once known (for logs).
+    fn node(&self) -> &str;
+    /// Answers one request against the current snapshot.
+    fn handle_request(
+        &mut self,
+        r: Self::Request,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), Closed>> + Send;
+    /// Pushes what changed in a new snapshot.
+    fn handle_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), Closed>> + Send;
+}
+
+/// Serves one stream until the client leaves, the stream fails or shutdown is requested.
+async fn drive<S: Session>(
+    mut session: S,
+    mut requests: Streaming<S::Request>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S::Request: prost::Message + Default + 'static,
+{
+    tracing::debug!("stream opened");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let outcome = tokio::select! {
+            _ = shutdown.changed() => break,
+            request = requests.message() => match request {
+                Ok(Some(r)) => {
+                    let snapshot = snapshots.borrow_and_update().clone();
+                    session.handle_request(r, &snapshot).await
+                }
+                Ok(None) => { tracing::debug!(node = %session.node(), "client closed the stream"); break }
+                Err(status) => { tracing::debug!(node = %session.node(), %status, "stream ended"); break }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() { break }
+                let snapshot = snapshots.borrow_and_update().clone();
+                session.handle_snapshot(&snapshot).await
+            }
+        };
+        if outcome.is_err() {
+            break;
+        }
+    }
+}
+
 type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -87,12 +147,17 @@ impl AggregatedDiscoveryService for AdsServer {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let stream = sotw::SotwStream::new(tx, Nonces(self.nonces.clone()), peer);
-        tokio::spawn(stream.run(
-            request.into_inner(),
-            self.snapshots.clone(),
-            self.shutdown.clone(),
-        ));
+        let stream = sotw::SotwStream::new(tx, Nonces(self.nonces.clone()));
+        let span = tracing::info_span!("ads", kind = "sotw", peer = ?peer);
+        tokio::spawn(
+            drive(
+                stream,
+                request.into_inner(),
+                self.snapshots.clone(),
+                self.shutdown.clone(),
+            )
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -102,12 +167,17 @@ impl AggregatedDiscoveryService for AdsServer {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let stream = delta::DeltaStream::new(tx, Nonces(self.nonces.clone()), peer);
-        tokio::spawn(stream.run(
-            request.into_inner(),
-            self.snapshots.clone(),
-            self.shutdown.clone(),
-        ));
+        let stream = delta::DeltaStream::new(tx, Nonces(self.nonces.clone()));
+        let span = tracing::info_span!("ads", kind = "delta", peer = ?peer);
+        tokio::spawn(
+            drive(
+                stream,
+                request.into_inner(),
+                self.snapshots.clone(),
+                self.shutdown.clone(),
+            )
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -1,24 +1,16 @@
 //! State-of-the-World ADS streams: LDS and CDS answer with every resource, RDS and EDS
 //! with the requested names; each response carries the type's version and a fresh nonce.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::{
+    Closed, Nonces, Outbox, Session,
+    snapshot::{Snapshot, TYPE_URLS},
+    wildcard_type,
+};
 use corridor_proto::{
     envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse},
     type_url,
-};
-use tokio::sync::watch;
-use tonic::Streaming;
-use tracing::Instrument;
-
-use super::{
-    Nonces, Outbox,
-    snapshot::{Snapshot, TYPE_URLS},
-    wildcard_type,
 };
 
 /// What one type's subscription looks like on this stream.
@@ -36,61 +28,18 @@ struct TypeState {
 pub(super) struct SotwStream {
     tx: Outbox<DiscoveryResponse>,
     nonces: Nonces,
-    peer: Option<SocketAddr>,
     node: String,
     types: BTreeMap<String, TypeState>,
 }
 
-/// The stream cannot continue (the client went away).
-struct Closed;
-
 impl SotwStream {
-    pub fn new(tx: Outbox<DiscoveryResponse>, nonces: Nonces, peer: Option<SocketAddr>) -> Self {
+    pub fn new(tx: Outbox<DiscoveryResponse>, nonces: Nonces) -> Self {
         Self {
             tx,
             nonces,
-            peer,
             node: String::new(),
             types: BTreeMap::new(),
         }
-    }
-
-    pub async fn run(
-        mut self,
-        mut requests: Streaming<DiscoveryRequest>,
-        mut snapshots: watch::Receiver<Arc<Snapshot>>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let span = tracing::info_span!("ads", kind = "sotw", peer = ?self.peer);
-        async move {
-            tracing::debug!("stream opened");
-            loop {
-                if *shutdown.borrow() {
-                    break;
-                }
-                let outcome = tokio::select! {
-                    _ = shutdown.changed() => break,
-                    request = requests.message() => match request {
-                        Ok(Some(r)) => {
-                            let snapshot = snapshots.borrow_and_update().clone();
-                            self.on_request(r, &snapshot).await
-                        }
-                        Ok(None) => { tracing::debug!(node = %self.node, "client closed the stream"); break }
-                        Err(status) => { tracing::debug!(node = %self.node, %status, "stream ended"); break }
-                    },
-                    changed = snapshots.changed() => {
-                        if changed.is_err() { break }
-                        let snapshot = snapshots.borrow_and_update().clone();
-                        self.on_snapshot(&snapshot).await
-                    }
-                };
-                if outcome.is_err() {
-                    break;
-                }
-            }
-        }
-        .instrument(span)
-        .await
     }
 
     async fn on_request(&mut self, r: DiscoveryRequest, snapshot: &Snapshot) -> Result<(), Closed> {
@@ -182,5 +131,25 @@ impl SotwStream {
             ..Default::default()
         };
         self.tx.send(Ok(response)).await.map_err(|_| Closed)
+    }
+}
+
+impl Session for SotwStream {
+    type Request = DiscoveryRequest;
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn handle_request(
+        &mut self,
+        r: DiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> Result<(), Closed> {
+        self.on_request(r, snapshot).await
+    }
+
+    async fn handle_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Closed> {
+        self.on_snapshot(snapshot).await
     }
 }
