@@ -32,7 +32,7 @@ VENV=${CORRIDOR_VENV:-$HOME/.cache/corridor/venv}
 ENVOY=$VENV/bin/envoy
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
-cargo build -q --release --bin corridor-controller --bin corridor-gateway --bin corridor-load
+cargo build -q --release -p corridor-controller -p corridor-gateway -p corridor-load
 BIN=$CARGO_TARGET_DIR/release
 
 T=$(mktemp -d)
