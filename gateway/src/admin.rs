@@ -76,7 +76,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: DrainWat
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -84,14 +86,20 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: DrainWat
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn json_response(v: &Value) -> Response<Body> {
     let body = serde_json::to_vec_pretty(v).unwrap_or_default();
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -103,8 +111,10 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "OK\n"),
         (&Method::GET, "/metrics" | "/stats/prometheus") => {
             let mut r = text(StatusCode::OK, state.metrics.render());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; version=0.0.4"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
             r
         }
         (&Method::GET, "/config_dump") => json_response(&config_dump(state)),
@@ -131,18 +141,27 @@ fn ready(state: &AdminState) -> Response<Body> {
     if pending.is_empty() {
         text(StatusCode::OK, "LIVE\n")
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", pending.join("; ")))
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", pending.join("; ")),
+        )
     }
 }
 
 fn logging(state: &AdminState, query: &str) -> Response<Body> {
     let level = query.split('&').find_map(|kv| kv.strip_prefix("level="));
     let Some(level) = level.filter(|l| !l.is_empty()) else {
-        return text(StatusCode::BAD_REQUEST, "usage: POST /logging?level=<filter, e.g. debug or info,access_log=off>\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "usage: POST /logging?level=<filter, e.g. debug or info,access_log=off>\n",
+        );
     };
     let level = level.replace("%2C", ",").replace("%3D", "=");
     let Some(log) = &state.log else {
-        return text(StatusCode::NOT_IMPLEMENTED, "log level is not reloadable in this process\n");
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "log level is not reloadable in this process\n",
+        );
     };
     match log.set(&level) {
         Ok(()) => {
@@ -174,25 +193,75 @@ fn clusters(state: &AdminState) -> String {
     names.sort();
     let mut out = String::new();
     for name in names {
-        let Some(c) = snap.clusters.get(name) else { continue };
+        let Some(c) = snap.clusters.get(name) else {
+            continue;
+        };
         let k = &c.counters;
-        let _ = writeln!(out, "{name}::default_priority::max_requests::{}", c.config.max_requests);
-        let _ = writeln!(out, "{name}::default_priority::max_retries::{}", c.config.max_retries);
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_requests::{}",
+            c.config.max_requests
+        );
+        let _ = writeln!(
+            out,
+            "{name}::default_priority::max_retries::{}",
+            c.config.max_retries
+        );
         let _ = writeln!(out, "{name}::lb_policy::{:?}", c.config.lb);
         let _ = writeln!(out, "{name}::http2::{}", c.config.http2);
-        let _ = writeln!(out, "{name}::rq_active::{}", k.active_rq.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}::rq_total::{}", k.total_rq.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}::rq_overflow::{}", k.overflow_rq.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}::rq_retry::{}", k.retries.load(Ordering::Relaxed));
-        let _ = writeln!(out, "{name}::rq_retry_overflow::{}", k.retry_overflow.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}::rq_active::{}",
+            k.active_rq.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}::rq_total::{}",
+            k.total_rq.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}::rq_overflow::{}",
+            k.overflow_rq.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}::rq_retry::{}",
+            k.retries.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "{name}::rq_retry_overflow::{}",
+            k.retry_overflow.load(Ordering::Relaxed)
+        );
         for (ep, health) in &c.members {
             let a = ep.addr;
             let _ = writeln!(out, "{name}::{a}::health_flags::{}", health.as_str());
-            let _ = writeln!(out, "{name}::{a}::rq_active::{}", ep.active_rq.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}::{a}::rq_total::{}", ep.total_rq.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}::{a}::rq_error::{}", ep.failed_rq.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}::{a}::cx_total::{}", ep.pool.opened.load(Ordering::Relaxed));
-            let _ = writeln!(out, "{name}::{a}::cx_connect_fail::{}", ep.pool.connect_failures.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}::{a}::rq_active::{}",
+                ep.active_rq.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{a}::rq_total::{}",
+                ep.total_rq.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{a}::rq_error::{}",
+                ep.failed_rq.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{a}::cx_total::{}",
+                ep.pool.opened.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{a}::cx_connect_fail::{}",
+                ep.pool.connect_failures.load(Ordering::Relaxed)
+            );
             let _ = writeln!(out, "{name}::{a}::cx_idle::{}", ep.pool.idle_count());
         }
     }
@@ -211,9 +280,21 @@ fn config_dump(state: &AdminState) -> Value {
         .iter()
         .map(|(name, e)| json!({"name": name, "active_state": active_state(e, "listener")}))
         .collect();
-    let clusters: Vec<Value> = store.clusters.values().map(|e| dynamic(e, "cluster")).collect();
-    let routes: Vec<Value> = store.routes.values().map(|e| dynamic(e, "route_config")).collect();
-    let endpoints: Vec<Value> = store.endpoints.values().map(|e| dynamic(e, "endpoint_config")).collect();
+    let clusters: Vec<Value> = store
+        .clusters
+        .values()
+        .map(|e| dynamic(e, "cluster"))
+        .collect();
+    let routes: Vec<Value> = store
+        .routes
+        .values()
+        .map(|e| dynamic(e, "route_config"))
+        .collect();
+    let endpoints: Vec<Value> = store
+        .endpoints
+        .values()
+        .map(|e| dynamic(e, "endpoint_config"))
+        .collect();
     json!({
         "configs": [
             {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": state.bootstrap, "last_updated": now()},
@@ -226,7 +307,8 @@ fn config_dump(state: &AdminState) -> Value {
 }
 
 fn rendered<M>(e: &Entry<M>) -> Value {
-    corridor_proto::json::any_to_json(&e.resource).unwrap_or_else(|err| json!({"error": err.to_string()}))
+    corridor_proto::json::any_to_json(&e.resource)
+        .unwrap_or_else(|err| json!({"error": err.to_string()}))
 }
 
 fn active_state<M>(e: &Entry<M>, key: &str) -> Value {

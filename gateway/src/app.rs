@@ -77,19 +77,29 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
 
     let metrics = Metrics::new();
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let shared = Arc::new(Shared { snapshot: snapshot.clone(), metrics: metrics.clone() });
+    let shared = Arc::new(Shared {
+        snapshot: snapshot.clone(),
+        metrics: metrics.clone(),
+    });
     let listeners = Arc::new(ListenerManager::new(shared, config.drain_timeout));
     let store = Arc::new(Mutex::new(ConfigStore::default()));
     let ready = Ready::new();
     let xds_ready = ready.register_task("xds: waiting for lds, cds");
     let (stop, stop_watch) = drain::channel();
 
-    let admin_listener = admin::bind(config.admin_address)
-        .await
-        .map_err(|source| AppError::AdminBind { addr: config.admin_address, source })?;
+    let admin_listener =
+        admin::bind(config.admin_address)
+            .await
+            .map_err(|source| AppError::AdminBind {
+                addr: config.admin_address,
+                source,
+            })?;
     let admin_addr = admin_listener
         .local_addr()
-        .map_err(|source| AppError::AdminBind { addr: config.admin_address, source })?;
+        .map_err(|source| AppError::AdminBind {
+            addr: config.admin_address,
+            source,
+        })?;
 
     let drain_listeners = listeners.clone();
     let admin_state = Arc::new(AdminState {
@@ -106,9 +116,16 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         }),
     });
 
-    let state = XdsState { store, snapshot, listeners: listeners.clone() };
+    let state = XdsState {
+        store,
+        snapshot,
+        listeners: listeners.clone(),
+    };
     let xds = XdsClient::new(
-        XdsConfig { address: config.xds_address.clone(), node_id: config.node_id.clone() },
+        XdsConfig {
+            address: config.xds_address.clone(),
+            node_id: config.node_id.clone(),
+        },
         state,
         metrics.clone(),
         xds_ready,
@@ -116,7 +133,11 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     );
     let mut tasks = vec![
         tokio::spawn(xds.run()),
-        tokio::spawn(admin::serve(admin_listener, admin_state, stop_watch.clone())),
+        tokio::spawn(admin::serve(
+            admin_listener,
+            admin_state,
+            stop_watch.clone(),
+        )),
     ];
     let upkeep_stop = stop_watch.clone();
     tasks.push(tokio::spawn(async move {
@@ -131,5 +152,11 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         }
     }));
     tracing::info!(admin = %admin_addr, xds = %config.xds_address, node = %config.node_id, "corridor-gateway bound");
-    Ok(Bound { admin_addr, listeners, ready, stop, tasks })
+    Ok(Bound {
+        admin_addr,
+        listeners,
+        ready,
+        stop,
+        tasks,
+    })
 }

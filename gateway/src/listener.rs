@@ -42,7 +42,9 @@ pub enum ListenerChange {
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
     /// Binding the address failed.
-    #[error("cannot bind {addr}: {source} (is another process using it, or is the address not local?)")]
+    #[error(
+        "cannot bind {addr}: {source} (is another process using it, or is the address not local?)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -74,7 +76,9 @@ pub struct ListenerManager {
 
 impl std::fmt::Debug for ListenerManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerManager").field("bound", &self.bound()).finish()
+        f.debug_struct("ListenerManager")
+            .field("bound", &self.bound())
+            .finish()
     }
 }
 
@@ -95,7 +99,9 @@ impl ListenerManager {
     /// Must run inside the tokio runtime (it binds sockets and spawns accept loops).
     pub fn apply(&self, changes: Vec<ListenerChange>) -> Vec<(String, ListenerError)> {
         let mut errors = Vec::new();
-        let Ok(mut running) = self.running.lock() else { return errors };
+        let Ok(mut running) = self.running.lock() else {
+            return errors;
+        };
         for change in changes {
             match change {
                 ListenerChange::Remove(name) => {
@@ -154,11 +160,19 @@ impl ListenerManager {
             let _ = self.drained.subscribe().wait_for(|d| *d).await;
             return;
         }
-        let running = self.running.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        let running = self
+            .running
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
         for r in running.into_values() {
             self.retire(r);
         }
-        let tasks = self.retired.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        let tasks = self
+            .retired
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
         let all = futures::future::join_all(tasks);
         // Each accept loop bounds its own drain; this bound only guards against a stuck task.
         let _ = tokio::time::timeout(self.drain_timeout + Duration::from_secs(1), all).await;
@@ -180,17 +194,41 @@ impl ListenerManager {
 
     fn start(&self, l: Arc<Listener>) -> Result<Running, ListenerError> {
         let bind = |addr: SocketAddr| -> std::io::Result<TcpListener> {
-            let s = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            let s = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
             s.set_reuseaddr(true)?;
             s.bind(addr)?;
             s.listen(BACKLOG)
         };
-        let listener = bind(l.address).map_err(|source| ListenerError::Bind { addr: l.address, source })?;
-        let local_addr = listener.local_addr().map_err(|source| ListenerError::Bind { addr: l.address, source })?;
+        let listener = bind(l.address).map_err(|source| ListenerError::Bind {
+            addr: l.address,
+            source,
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ListenerError::Bind {
+                addr: l.address,
+                source,
+            })?;
         let (ctx_tx, ctx_rx) = watch::channel(ListenerCtx::new(&l, &self.shared));
         let (stop, stop_watch) = drain::channel();
-        let task = tokio::spawn(accept_loop(l.name.clone(), listener, ctx_rx, stop_watch, self.drain_timeout));
-        Ok(Running { listener: l, local_addr, ctx: ctx_tx, stop, task })
+        let task = tokio::spawn(accept_loop(
+            l.name.clone(),
+            listener,
+            ctx_rx,
+            stop_watch,
+            self.drain_timeout,
+        ));
+        Ok(Running {
+            listener: l,
+            local_addr,
+            ctx: ctx_tx,
+            stop,
+            task,
+        })
     }
 }
 
@@ -203,7 +241,10 @@ async fn accept_loop(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).adaptive_window(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true);
     let mut graceful = GracefulShutdown::new();
     let mut ctx = ctx_rx.borrow_and_update().clone();
     let stopped = stop.signaled();
@@ -260,7 +301,10 @@ async fn accept_loop(
 }
 
 async fn drain_connections(name: String, graceful: GracefulShutdown, timeout: Duration) {
-    if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(listener = %name, ?timeout, "drain timeout reached; closing remaining connections");
     }
 }

@@ -12,7 +12,11 @@ use corridor_gateway::telemetry;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
-#[command(name = "corridor-gateway", version, about = "Corridor's east-west L7 gateway, configured over xDS")]
+#[command(
+    name = "corridor-gateway",
+    version,
+    about = "Corridor's east-west L7 gateway, configured over xDS"
+)]
 struct Args {
     /// Control plane (ADS) address, e.g. 127.0.0.1:15010.
     #[arg(long, env = "CORRIDOR_XDS")]
@@ -53,7 +57,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = config.worker_threads {
         rt.worker_threads(n.max(1));
     }
-    let rt = rt.enable_all().build().context("cannot start the tokio runtime")?;
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     rt.block_on(async move {
         let bound = app::build(config).await?;
         let mut out = std::io::stdout().lock();

@@ -31,17 +31,28 @@ impl Ready {
         if let Ok(mut p) = self.inner.pending.lock() {
             p.insert(id, name.into());
         }
-        BlockReady { ready: self.clone(), id }
+        BlockReady {
+            ready: self.clone(),
+            id,
+        }
     }
 
     /// Names of the pending tasks, in registration order.
     pub fn pending(&self) -> Vec<String> {
-        self.inner.pending.lock().map(|p| p.values().cloned().collect()).unwrap_or_default()
+        self.inner
+            .pending
+            .lock()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether nothing is pending.
     pub fn is_ready(&self) -> bool {
-        self.inner.pending.lock().map(|p| p.is_empty()).unwrap_or(false)
+        self.inner
+            .pending
+            .lock()
+            .map(|p| p.is_empty())
+            .unwrap_or(false)
     }
 }
 

@@ -9,8 +9,8 @@ use http::{HeaderMap, Method};
 use rand::Rng;
 
 use crate::model::route::{
-    ClusterTarget, DomainMatch, HeaderKey, HeaderMatcher, PathMatch, QueryMatcher, Route, RouteConfig,
-    StringMatch, VirtualHost,
+    ClusterTarget, DomainMatch, HeaderKey, HeaderMatcher, PathMatch, QueryMatcher, Route,
+    RouteConfig, StringMatch, VirtualHost,
 };
 
 /// The parts of a request routing looks at.
@@ -52,7 +52,11 @@ fn virtual_host<'r>(rc: &'r RouteConfig, authority: &str) -> Option<&'r VirtualH
             // Rank as Envoy does: exact, then longest suffix wildcard, then prefix, then `*`.
             let rank = match d {
                 DomainMatch::Exact(e) if *e == lower_full || *e == lower_host => Some((4, e.len())),
-                DomainMatch::Suffix(s) if lower_host.ends_with(s.as_str()) || lower_full.ends_with(s.as_str()) => Some((3, s.len())),
+                DomainMatch::Suffix(s)
+                    if lower_host.ends_with(s.as_str()) || lower_full.ends_with(s.as_str()) =>
+                {
+                    Some((3, s.len()))
+                }
                 DomainMatch::Prefix(p) if lower_host.starts_with(p.as_str()) => Some((2, p.len())),
                 DomainMatch::Any => Some((1, 0)),
                 _ => None,
@@ -69,7 +73,9 @@ fn virtual_host<'r>(rc: &'r RouteConfig, authority: &str) -> Option<&'r VirtualH
 
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split_once(']').map_or(authority, |(h, _)| &h[1..]);
+        return authority
+            .split_once(']')
+            .map_or(authority, |(h, _)| &h[1..]);
     }
     match authority.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -81,12 +87,25 @@ fn strip_port(authority: &str) -> &str {
 pub fn route_matches(route: &Route, req: &RequestView<'_>) -> bool {
     let m = &route.matcher;
     let path_ok = match &m.path {
-        PathMatch::Prefix { value, case_sensitive: true } => req.path.starts_with(value.as_str()),
-        PathMatch::Exact { value, case_sensitive: true } => req.path == value,
-        PathMatch::Prefix { value, case_sensitive: false } => {
-            req.path.len() >= value.len() && req.path.as_bytes()[..value.len()].eq_ignore_ascii_case(value.as_bytes())
+        PathMatch::Prefix {
+            value,
+            case_sensitive: true,
+        } => req.path.starts_with(value.as_str()),
+        PathMatch::Exact {
+            value,
+            case_sensitive: true,
+        } => req.path == value,
+        PathMatch::Prefix {
+            value,
+            case_sensitive: false,
+        } => {
+            req.path.len() >= value.len()
+                && req.path.as_bytes()[..value.len()].eq_ignore_ascii_case(value.as_bytes())
         }
-        PathMatch::Exact { value, case_sensitive: false } => req.path.eq_ignore_ascii_case(value),
+        PathMatch::Exact {
+            value,
+            case_sensitive: false,
+        } => req.path.eq_ignore_ascii_case(value),
         PathMatch::Regex(re) => re.is_match(req.path),
     };
     path_ok
@@ -107,8 +126,12 @@ fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
                 (None, _) => None,
                 (Some(v), None) => v.to_str().ok(),
                 (Some(_), Some(_)) => {
-                    let joined: Vec<&str> =
-                        req.headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+                    let joined: Vec<&str> = req
+                        .headers
+                        .get_all(name)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect();
                     return apply_invert(h, eval_header(h, Some(&joined.join(","))));
                 }
             }

@@ -22,7 +22,9 @@ use corridor_proto::envoy::service::discovery::v3::aggregated_discovery_service_
 use corridor_proto::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
 };
-use corridor_proto::google::protobuf::{Duration as PbDuration, Struct, UInt32Value, Value, value::Kind};
+use corridor_proto::google::protobuf::{
+    Duration as PbDuration, Struct, UInt32Value, Value, value::Kind,
+};
 use corridor_proto::pack_any;
 use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
@@ -65,7 +67,9 @@ impl AggregatedDiscoveryService for AdsService {
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
         *self.0.current.lock().unwrap() = Some(tx);
-        self.0.streams.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .streams
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let shared = self.0.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = incoming.message().await {
@@ -75,7 +79,9 @@ impl AggregatedDiscoveryService for AdsService {
                 }
             }
         });
-        Ok(tonic::Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+        Ok(tonic::Response::new(Box::pin(
+            UnboundedReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -104,7 +110,12 @@ impl TestAds {
                 .await
                 .unwrap();
         });
-        TestAds { addr, shared, requests: rx, nonce: 0 }
+        TestAds {
+            addr,
+            shared,
+            requests: rx,
+            nonce: 0,
+        }
     }
 
     /// The next request the client sent (panics after 10 s).
@@ -130,7 +141,12 @@ impl TestAds {
     }
 
     /// Sends a response on the current stream; returns its nonce.
-    pub fn push(&mut self, type_url: &str, resources: Vec<Resource>, removed: Vec<String>) -> String {
+    pub fn push(
+        &mut self,
+        type_url: &str,
+        resources: Vec<Resource>,
+        removed: Vec<String>,
+    ) -> String {
         self.nonce += 1;
         let nonce = format!("n{}", self.nonce);
         let resp = DeltaDiscoveryResponse {
@@ -141,7 +157,13 @@ impl TestAds {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let tx = self.shared.current.lock().unwrap().clone().expect("no stream");
+        let tx = self
+            .shared
+            .current
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("no stream");
         tx.send(Ok(resp)).unwrap();
         nonce
     }
@@ -153,20 +175,29 @@ impl TestAds {
 
     /// Streams opened so far.
     pub fn streams(&self) -> usize {
-        self.shared.streams.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared
+            .streams
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 /// Wraps a message as a delta resource.
 pub fn resource<M: prost::Message + prost::Name>(name: &str, version: &str, m: M) -> Resource {
-    Resource { name: name.into(), version: version.into(), resource: Some(pack_any(m)), ..Default::default() }
+    Resource {
+        name: name.into(),
+        version: version.into(),
+        resource: Some(pack_any(m)),
+        ..Default::default()
+    }
 }
 
 fn socket(addr: SocketAddr) -> core::Address {
     core::Address {
         address: Some(core::address::Address::SocketAddress(core::SocketAddress {
             address: addr.ip().to_string(),
-            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(addr.port()))),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(
+                addr.port(),
+            ))),
             ..Default::default()
         })),
     }
@@ -176,20 +207,32 @@ fn corridor_metadata(fields: &[(&str, &str)]) -> core::Metadata {
     let s = Struct {
         fields: fields
             .iter()
-            .map(|(k, v)| (k.to_string(), Value { kind: Some(Kind::StringValue(v.to_string())) }))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Value {
+                        kind: Some(Kind::StringValue(v.to_string())),
+                    },
+                )
+            })
             .collect(),
     };
-    core::Metadata { filter_metadata: [("corridor".to_string(), s)].into_iter().collect(), ..Default::default() }
+    core::Metadata {
+        filter_metadata: [("corridor".to_string(), s)].into_iter().collect(),
+        ..Default::default()
+    }
 }
 
 /// An HTTP listener on `addr` using RDS `route`.
 pub fn http_listener(name: &str, addr: SocketAddr, route: &str) -> lis::Listener {
     let hcm = hcm::HttpConnectionManager {
         stat_prefix: name.into(),
-        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
-            route_config_name: route.into(),
-            ..Default::default()
-        })),
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+            hcm::Rds {
+                route_config_name: route.into(),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     };
     lis::Listener {
@@ -232,9 +275,17 @@ pub fn tcp_listener(name: &str, addr: SocketAddr, cluster: &str) -> lis::Listene
 pub fn cluster(name: &str, http2: bool) -> cl::Cluster {
     let mut c = cl::Cluster {
         name: name.into(),
-        cluster_discovery_type: Some(cl::cluster::ClusterDiscoveryType::Type(cl::cluster::DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(cl::cluster::EdsClusterConfig { service_name: name.into(), ..Default::default() }),
-        connect_timeout: Some(PbDuration { seconds: 1, nanos: 0 }),
+        cluster_discovery_type: Some(cl::cluster::ClusterDiscoveryType::Type(
+            cl::cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cl::cluster::EdsClusterConfig {
+            service_name: name.into(),
+            ..Default::default()
+        }),
+        connect_timeout: Some(PbDuration {
+            seconds: 1,
+            nanos: 0,
+        }),
         ..Default::default()
     };
     if http2 {
@@ -248,8 +299,10 @@ pub fn cluster(name: &str, http2: bool) -> cl::Cluster {
             )),
             ..Default::default()
         };
-        c.typed_extension_protocol_options
-            .insert(crate::model::cluster::HTTP_PROTOCOL_OPTIONS.into(), pack_any(opts));
+        c.typed_extension_protocol_options.insert(
+            crate::model::cluster::HTTP_PROTOCOL_OPTIONS.into(),
+            pack_any(opts),
+        );
     }
     c
 }
@@ -262,11 +315,17 @@ pub fn assignment(name: &str, endpoints: &[(SocketAddr, bool)]) -> ep::ClusterLo
             lb_endpoints: endpoints
                 .iter()
                 .map(|(a, healthy)| ep::LbEndpoint {
-                    health_status: if *healthy { core::HealthStatus::Healthy } else { core::HealthStatus::Unhealthy } as i32,
-                    host_identifier: Some(ep::lb_endpoint::HostIdentifier::Endpoint(ep::Endpoint {
-                        address: Some(socket(*a)),
-                        ..Default::default()
-                    })),
+                    health_status: if *healthy {
+                        core::HealthStatus::Healthy
+                    } else {
+                        core::HealthStatus::Unhealthy
+                    } as i32,
+                    host_identifier: Some(ep::lb_endpoint::HostIdentifier::Endpoint(
+                        ep::Endpoint {
+                            address: Some(socket(*a)),
+                            ..Default::default()
+                        },
+                    )),
                     ..Default::default()
                 })
                 .collect(),
@@ -302,14 +361,23 @@ pub fn action_mut(r: &mut rt::Route) -> &mut rt::RouteAction {
 
 /// A retry policy.
 pub fn retry_policy(on: &str, n: u32) -> rt::RetryPolicy {
-    rt::RetryPolicy { retry_on: on.into(), num_retries: Some(UInt32Value { value: n }), ..Default::default() }
+    rt::RetryPolicy {
+        retry_on: on.into(),
+        num_retries: Some(UInt32Value { value: n }),
+        ..Default::default()
+    }
 }
 
 /// A route configuration with one `*` virtual host.
 pub fn route_config(name: &str, routes: Vec<rt::Route>) -> rt::RouteConfiguration {
     rt::RouteConfiguration {
         name: name.into(),
-        virtual_hosts: vec![rt::VirtualHost { name: name.into(), domains: vec!["*".into()], routes, ..Default::default() }],
+        virtual_hosts: vec![rt::VirtualHost {
+            name: name.into(),
+            domains: vec!["*".into()],
+            routes,
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -323,7 +391,11 @@ pub fn full(s: impl Into<Bytes>) -> TestBody {
 }
 
 /// A handler of the test backend.
-pub type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Starts an HTTP/1.1 + h2c backend on a free port.
 pub async fn backend(handler: Handler) -> SocketAddr {
@@ -331,7 +403,9 @@ pub async fn backend(handler: Handler) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = listener.accept().await else { return };
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
             let h = handler.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
@@ -366,7 +440,10 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(mut f: impl FnMut() ->
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "condition not met within 10s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -11,7 +11,11 @@ use crate::model::cluster::LbPolicy;
 
 /// Picks an endpoint by the cluster's policy, avoiding `avoid` (endpoints that already
 /// failed this request) when another healthy endpoint exists.
-pub fn pick<R: Rng + ?Sized>(cluster: &ClusterState, avoid: &[SocketAddr], rng: &mut R) -> Option<Arc<Endpoint>> {
+pub fn pick<R: Rng + ?Sized>(
+    cluster: &ClusterState,
+    avoid: &[SocketAddr],
+    rng: &mut R,
+) -> Option<Arc<Endpoint>> {
     let hosts = &cluster.healthy;
     let n = hosts.len();
     if n == 0 {
@@ -37,12 +41,16 @@ pub fn pick<R: Rng + ?Sized>(cluster: &ClusterState, avoid: &[SocketAddr], rng: 
                 b += 1;
             }
             let (ea, eb) = (&hosts[a], &hosts[b]);
-            let (first, second) = if eb.active_rq.load(Ordering::Relaxed) < ea.active_rq.load(Ordering::Relaxed) {
-                (eb, ea)
-            } else {
-                (ea, eb)
-            };
-            [first, second].into_iter().find(|e| ok(e)).or_else(|| hosts.iter().find(|e| ok(e)))
+            let (first, second) =
+                if eb.active_rq.load(Ordering::Relaxed) < ea.active_rq.load(Ordering::Relaxed) {
+                    (eb, ea)
+                } else {
+                    (ea, eb)
+                };
+            [first, second]
+                .into_iter()
+                .find(|e| ok(e))
+                .or_else(|| hosts.iter().find(|e| ok(e)))
         }
     };
     // Every healthy endpoint failed already: reuse one rather than fail the try.
@@ -60,13 +68,19 @@ mod tests {
     fn round_robin_cycles_over_healthy_endpoints() {
         let c = state(LbPolicy::RoundRobin, 3);
         let mut rng = StdRng::seed_from_u64(1);
-        let picks: Vec<_> = (0..6).map(|_| pick(&c, &[], &mut rng).unwrap().addr.port()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| pick(&c, &[], &mut rng).unwrap().addr.port())
+            .collect();
         assert_eq!(picks, vec![1, 2, 3, 1, 2, 3]);
     }
 
     #[test]
     fn retries_avoid_the_failed_endpoint() {
-        for lb in [LbPolicy::RoundRobin, LbPolicy::Random, LbPolicy::LeastRequest] {
+        for lb in [
+            LbPolicy::RoundRobin,
+            LbPolicy::Random,
+            LbPolicy::LeastRequest,
+        ] {
             let c = state(lb, 2);
             let mut rng = StdRng::seed_from_u64(7);
             for _ in 0..50 {

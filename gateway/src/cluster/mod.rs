@@ -104,9 +104,19 @@ impl Snapshot {
                 out.insert(name.clone(), old.clone());
                 continue;
             }
-            out.insert(name.clone(), Arc::new(ClusterState::build(config.clone(), assignment, old.map(|o| &**o))));
+            out.insert(
+                name.clone(),
+                Arc::new(ClusterState::build(
+                    config.clone(),
+                    assignment,
+                    old.map(|o| &**o),
+                )),
+            );
         }
-        Snapshot { routes, clusters: out }
+        Snapshot {
+            routes,
+            clusters: out,
+        }
     }
 }
 
@@ -121,23 +131,38 @@ fn opt_ptr_eq<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
 impl ClusterState {
     /// Builds a cluster's runtime state, reusing endpoints of `prev` with the same
     /// address (and protocol), so counters and pooled connections carry over.
-    pub fn build(config: Arc<Cluster>, assignment: Option<Arc<Endpoints>>, prev: Option<&ClusterState>) -> Self {
+    pub fn build(
+        config: Arc<Cluster>,
+        assignment: Option<Arc<Endpoints>>,
+        prev: Option<&ClusterState>,
+    ) -> Self {
         let counters = prev.map(|p| p.counters.clone()).unwrap_or_default();
         let mut members = Vec::new();
         let mut healthy = Vec::new();
         if let Some(a) = &assignment {
             for spec in &a.endpoints {
                 let reused = prev.and_then(|p| {
-                    p.members.iter().find(|(e, _)| e.addr == spec.addr && e.pool.is_http2() == config.http2).map(|(e, _)| e.clone())
+                    p.members
+                        .iter()
+                        .find(|(e, _)| e.addr == spec.addr && e.pool.is_http2() == config.http2)
+                        .map(|(e, _)| e.clone())
                 });
                 let ep = reused.unwrap_or_else(|| Arc::new(Endpoint::new(spec.addr, config.http2)));
-                if spec.health == Health::Healthy && !healthy.iter().any(|e: &Arc<Endpoint>| e.addr == spec.addr) {
+                if spec.health == Health::Healthy
+                    && !healthy.iter().any(|e: &Arc<Endpoint>| e.addr == spec.addr)
+                {
                     healthy.push(ep.clone());
                 }
                 members.push((ep, spec.health));
             }
         }
-        ClusterState { config, assignment, members, healthy, counters }
+        ClusterState {
+            config,
+            assignment,
+            members,
+            healthy,
+            counters,
+        }
     }
 
     /// Whether the circuit breaker lets one more request in.
@@ -171,7 +196,11 @@ pub(crate) mod tests {
         let eps = Endpoints {
             name: "c".into(),
             endpoints: (1..=n)
-                .map(|p| EndpointSpec { addr: SocketAddr::from(([127, 0, 0, 1], p)), health: Health::Healthy, zone: String::new() })
+                .map(|p| EndpointSpec {
+                    addr: SocketAddr::from(([127, 0, 0, 1], p)),
+                    health: Health::Healthy,
+                    zone: String::new(),
+                })
                 .collect(),
         };
         ClusterState::build(Arc::new(cluster(lb)), Some(Arc::new(eps)), None)

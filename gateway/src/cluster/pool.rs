@@ -5,8 +5,8 @@
 //! one shared multiplexed connection, replaced when it closes.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -82,7 +82,11 @@ impl Pool {
     /// to try again on a fresh one).
     pub async fn checkout(&self, connect_timeout: Duration) -> Result<(Conn, bool), ConnectError> {
         if self.http2 {
-            let existing = self.shared.lock().ok().and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
+            let existing = self
+                .shared
+                .lock()
+                .ok()
+                .and_then(|g| g.as_ref().filter(|s| !s.is_closed()).cloned());
             if let Some(s) = existing {
                 return Ok((Conn::H2(s), true));
             }
@@ -104,7 +108,10 @@ impl Pool {
     }
 
     /// A new connection, never a pooled one (after a pooled one turned out stale).
-    pub async fn checkout_fresh(&self, connect_timeout: Duration) -> Result<(Conn, bool), ConnectError> {
+    pub async fn checkout_fresh(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<(Conn, bool), ConnectError> {
         if self.http2 {
             let s = self.connect_h2(connect_timeout).await?;
             if let Ok(mut g) = self.shared.lock() {
@@ -169,7 +176,10 @@ impl Pool {
         Ok(stream)
     }
 
-    async fn connect_h1(&self, connect_timeout: Duration) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
+    async fn connect_h1(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
         let stream = self.tcp(connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -184,7 +194,10 @@ impl Pool {
         Ok(sender)
     }
 
-    async fn connect_h2(&self, connect_timeout: Duration) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
+    async fn connect_h2(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
         let stream = self.tcp(connect_timeout).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())

@@ -11,9 +11,7 @@ use corridor_proto::envoy::config::core::v3::HealthStatus;
 use corridor_proto::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use corridor_proto::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions,
-    http_protocol_options::{
-        UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
-    },
+    http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
 };
 
 use super::listener::socket_addr;
@@ -81,7 +79,11 @@ impl TryFrom<&PbCluster> for Cluster {
         }
         match c.cluster_discovery_type {
             Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
-            _ => return Err(ModelError::Unsupported("cluster type other than EDS".into())),
+            _ => {
+                return Err(ModelError::Unsupported(
+                    "cluster type other than EDS".into(),
+                ));
+            }
         }
         let eds_name = c
             .eds_cluster_config
@@ -102,17 +104,29 @@ impl TryFrom<&PbCluster> for Cluster {
         };
         #[allow(deprecated)]
         let mut http2 = c.http2_protocol_options.is_some();
-        if let Some(any) = c.typed_extension_protocol_options.get(HTTP_PROTOCOL_OPTIONS) {
+        if let Some(any) = c
+            .typed_extension_protocol_options
+            .get(HTTP_PROTOCOL_OPTIONS)
+        {
             let opts: HttpProtocolOptions = decode_any(any)?;
-            if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) = opts.upstream_protocol_options {
-                http2 = matches!(e.protocol_config, Some(ProtocolConfig::Http2ProtocolOptions(_)));
+            if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) =
+                opts.upstream_protocol_options
+            {
+                http2 = matches!(
+                    e.protocol_config,
+                    Some(ProtocolConfig::Http2ProtocolOptions(_))
+                );
             }
         }
         let mut max_requests = DEFAULT_MAX_REQUESTS;
         let mut max_retries = DEFAULT_MAX_RETRIES;
         let mut retry_budget = None;
         // Only the default-priority thresholds apply: the gateway has no priorities.
-        if let Some(t) = c.circuit_breakers.as_ref().and_then(|cb| cb.thresholds.iter().find(|t| t.priority == 0)) {
+        if let Some(t) = c
+            .circuit_breakers
+            .as_ref()
+            .and_then(|cb| cb.thresholds.iter().find(|t| t.priority == 0))
+        {
             if let Some(v) = &t.max_requests {
                 max_requests = v.value;
             }
@@ -123,10 +137,16 @@ impl TryFrom<&PbCluster> for Cluster {
                 // Envoy's defaults: 20 % and 3.
                 let percent = b.budget_percent.as_ref().map_or(20.0, |p| p.value);
                 if !(0.0..=100.0).contains(&percent) {
-                    return Err(ModelError::invalid("retry_budget.budget_percent", percent.to_string()));
+                    return Err(ModelError::invalid(
+                        "retry_budget.budget_percent",
+                        percent.to_string(),
+                    ));
                 }
                 let min_concurrency = b.min_retry_concurrency.as_ref().map_or(3, |v| v.value);
-                retry_budget = Some(RetryBudget { percent, min_concurrency });
+                retry_budget = Some(RetryBudget {
+                    percent,
+                    min_concurrency,
+                });
             }
         }
         Ok(Cluster {
@@ -138,7 +158,8 @@ impl TryFrom<&PbCluster> for Cluster {
             max_requests,
             max_retries,
             retry_budget,
-            service: metadata_string(c.metadata.as_ref(), "corridor", "service").unwrap_or_default(),
+            service: metadata_string(c.metadata.as_ref(), "corridor", "service")
+                .unwrap_or_default(),
         })
     }
 }
@@ -194,7 +215,11 @@ impl TryFrom<&ClusterLoadAssignment> for Endpoints {
         }
         let mut endpoints = Vec::new();
         for loc in &cla.endpoints {
-            let zone = loc.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default();
+            let zone = loc
+                .locality
+                .as_ref()
+                .map(|l| l.zone.clone())
+                .unwrap_or_default();
             for lbe in &loc.lb_endpoints {
                 let Some(lb_endpoint::HostIdentifier::Endpoint(ep)) = &lbe.host_identifier else {
                     return Err(ModelError::Missing("lb_endpoints.endpoint"));
@@ -205,9 +230,16 @@ impl TryFrom<&ClusterLoadAssignment> for Endpoints {
                     Ok(HealthStatus::Draining) => Health::Draining,
                     _ => Health::Unhealthy,
                 };
-                endpoints.push(EndpointSpec { addr, health, zone: zone.clone() });
+                endpoints.push(EndpointSpec {
+                    addr,
+                    health,
+                    zone: zone.clone(),
+                });
             }
         }
-        Ok(Endpoints { name: cla.cluster_name.clone(), endpoints })
+        Ok(Endpoints {
+            name: cla.cluster_name.clone(),
+            endpoints,
+        })
     }
 }

@@ -85,7 +85,11 @@ impl TryFrom<&PbListener> for Listener {
         let f = match chain.filters.as_slice() {
             [one] => one,
             [] => return Err(ModelError::Missing("filter_chains[0].filters")),
-            _ => return Err(ModelError::Unsupported("more than one network filter".into())),
+            _ => {
+                return Err(ModelError::Unsupported(
+                    "more than one network filter".into(),
+                ));
+            }
         };
         let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
             return Err(ModelError::Missing("filters[0].typed_config"));
@@ -95,7 +99,9 @@ impl TryFrom<&PbListener> for Listener {
                 let hcm: HttpConnectionManager = decode_any(any)?;
                 match hcm.route_specifier {
                     Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
-                        ListenerKind::Http { route_config: rds.route_config_name }
+                        ListenerKind::Http {
+                            route_config: rds.route_config_name,
+                        }
                     }
                     Some(RouteSpecifier::Rds(_)) => {
                         return Err(ModelError::Missing("rds.route_config_name"));
@@ -126,7 +132,12 @@ impl TryFrom<&PbListener> for Listener {
             namespace: metadata_string(md, "corridor", "namespace").unwrap_or_default(),
             protocol: metadata_string(md, "corridor", "protocol").unwrap_or_default(),
         };
-        Ok(Listener { name: l.name.clone(), address, kind, service })
+        Ok(Listener {
+            name: l.name.clone(),
+            address,
+            kind,
+            service,
+        })
     }
 }
 
@@ -137,14 +148,19 @@ pub(crate) fn socket_addr(
     let Some(address::Address::SocketAddress(sa)) = a.and_then(|a| a.address.as_ref()) else {
         return Err(ModelError::Missing("address.socket_address"));
     };
-    let ip: IpAddr = sa
-        .address
-        .parse()
-        .map_err(|_| ModelError::invalid("socket_address.address", format!("{:?} is not an IP address", sa.address)))?;
+    let ip: IpAddr = sa.address.parse().map_err(|_| {
+        ModelError::invalid(
+            "socket_address.address",
+            format!("{:?} is not an IP address", sa.address),
+        )
+    })?;
     let port = match sa.port_specifier {
         Some(socket_address::PortSpecifier::PortValue(p)) if p <= u16::MAX as u32 => p as u16,
         Some(socket_address::PortSpecifier::PortValue(p)) => {
-            return Err(ModelError::invalid("socket_address.port_value", format!("{p} out of range")));
+            return Err(ModelError::invalid(
+                "socket_address.port_value",
+                format!("{p} out of range"),
+            ));
         }
         _ => return Err(ModelError::Missing("socket_address.port_value")),
     };

@@ -41,7 +41,10 @@ pub enum ModelError {
 
 impl ModelError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        ModelError::Invalid { field, reason: reason.into() }
+        ModelError::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 

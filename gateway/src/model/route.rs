@@ -221,11 +221,18 @@ impl TryFrom<&pb::RouteConfiguration> for RouteConfig {
         }
         clusters.sort();
         clusters.dedup();
-        Ok(RouteConfig { name: rc.name.clone(), virtual_hosts, clusters })
+        Ok(RouteConfig {
+            name: rc.name.clone(),
+            virtual_hosts,
+            clusters,
+        })
     }
 }
 
-fn convert_vhost(vh: &pb::VirtualHost, clusters: &mut Vec<Arc<str>>) -> Result<VirtualHost, ModelError> {
+fn convert_vhost(
+    vh: &pb::VirtualHost,
+    clusters: &mut Vec<Arc<str>>,
+) -> Result<VirtualHost, ModelError> {
     if vh.domains.is_empty() {
         return Err(ModelError::Missing("virtual_hosts.domains"));
     }
@@ -244,7 +251,11 @@ fn convert_vhost(vh: &pb::VirtualHost, clusters: &mut Vec<Arc<str>>) -> Result<V
         }
         routes.push(route);
     }
-    Ok(VirtualHost { name: vh.name.clone(), domains, routes })
+    Ok(VirtualHost {
+        name: vh.name.clone(),
+        domains,
+        routes,
+    })
 }
 
 fn domain(d: &str) -> DomainMatch {
@@ -265,25 +276,59 @@ fn convert_route(r: &pb::Route) -> Result<Route, ModelError> {
     let case_sensitive = m.case_sensitive.as_ref().is_none_or(|b| b.value);
     use pb::route_match::PathSpecifier as P;
     let path = match &m.path_specifier {
-        Some(P::Prefix(p)) => PathMatch::Prefix { value: fold(p, case_sensitive), case_sensitive },
-        Some(P::Path(p)) => PathMatch::Exact { value: fold(p, case_sensitive), case_sensitive },
+        Some(P::Prefix(p)) => PathMatch::Prefix {
+            value: fold(p, case_sensitive),
+            case_sensitive,
+        },
+        Some(P::Path(p)) => PathMatch::Exact {
+            value: fold(p, case_sensitive),
+            case_sensitive,
+        },
         Some(P::SafeRegex(re)) => PathMatch::Regex(full_regex(&re.regex, !case_sensitive)?),
         Some(_) => return Err(ModelError::Unsupported("path specifier".into())),
         None => return Err(ModelError::Missing("match.path_specifier")),
     };
-    let headers = m.headers.iter().map(header_matcher).collect::<Result<_, _>>()?;
-    let query = m.query_parameters.iter().map(query_matcher).collect::<Result<_, _>>()?;
+    let headers = m
+        .headers
+        .iter()
+        .map(header_matcher)
+        .collect::<Result<_, _>>()?;
+    let query = m
+        .query_parameters
+        .iter()
+        .map(query_matcher)
+        .collect::<Result<_, _>>()?;
     let action = match &r.action {
         Some(pb::route::Action::Route(ra)) => forward_action(ra)?,
-        Some(_) => return Err(ModelError::Unsupported("route action other than `route`".into())),
+        Some(_) => {
+            return Err(ModelError::Unsupported(
+                "route action other than `route`".into(),
+            ));
+        }
         None => return Err(ModelError::Missing("action")),
     };
-    let name: Arc<str> = if r.name.is_empty() { Arc::from("-") } else { Arc::from(r.name.as_str()) };
-    Ok(Route { name, matcher: RouteMatcher { path, headers, query }, action })
+    let name: Arc<str> = if r.name.is_empty() {
+        Arc::from("-")
+    } else {
+        Arc::from(r.name.as_str())
+    };
+    Ok(Route {
+        name,
+        matcher: RouteMatcher {
+            path,
+            headers,
+            query,
+        },
+        action,
+    })
 }
 
 fn fold(s: &str, case_sensitive: bool) -> String {
-    if case_sensitive { s.to_string() } else { s.to_ascii_lowercase() }
+    if case_sensitive {
+        s.to_string()
+    } else {
+        s.to_ascii_lowercase()
+    }
 }
 
 /// Compiles `re` anchored at both ends (Envoy's safe_regex is a full match).
@@ -295,7 +340,13 @@ pub(crate) fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, ModelErro
 
 fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {
     let ic = sm.ignore_case;
-    let f = |s: &String| if ic { s.to_ascii_lowercase() } else { s.clone() };
+    let f = |s: &String| {
+        if ic {
+            s.to_ascii_lowercase()
+        } else {
+            s.clone()
+        }
+    };
     Ok(match &sm.match_pattern {
         Some(MatchPattern::Exact(s)) => StringMatch::Exact(f(s), ic),
         Some(MatchPattern::Prefix(s)) => StringMatch::Prefix(f(s), ic),
@@ -328,10 +379,18 @@ fn header_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
         Some(H::PrefixMatch(s)) => (Some(StringMatch::Prefix(s.clone(), false)), true),
         Some(H::SuffixMatch(s)) => (Some(StringMatch::Suffix(s.clone(), false)), true),
         Some(H::ContainsMatch(s)) => (Some(StringMatch::Contains(s.clone(), false)), true),
-        Some(H::SafeRegexMatch(re)) => (Some(StringMatch::Regex(full_regex(&re.regex, false)?)), true),
+        Some(H::SafeRegexMatch(re)) => (
+            Some(StringMatch::Regex(full_regex(&re.regex, false)?)),
+            true,
+        ),
         Some(H::RangeMatch(_)) => return Err(ModelError::Unsupported("header range_match".into())),
     };
-    Ok(HeaderMatcher { key, value, present, invert: h.invert_match })
+    Ok(HeaderMatcher {
+        key,
+        value,
+        present,
+        invert: h.invert_match,
+    })
 }
 
 fn query_matcher(q: &pb::QueryParameterMatcher) -> Result<QueryMatcher, ModelError> {
@@ -343,7 +402,10 @@ fn query_matcher(q: &pb::QueryParameterMatcher) -> Result<QueryMatcher, ModelErr
         Some(Q::StringMatch(sm)) => Some(string_match(sm)?),
         Some(Q::PresentMatch(_)) | None => None,
     };
-    Ok(QueryMatcher { name: q.name.clone(), value })
+    Ok(QueryMatcher {
+        name: q.name.clone(),
+        value,
+    })
 }
 
 fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
@@ -382,16 +444,31 @@ fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
                 .map_err(|_| ModelError::invalid("host_rewrite_literal", format!("{h:?}")))?,
         ),
         Some(HR::HostRewriteLiteral(_)) | None => None,
-        Some(_) => return Err(ModelError::Unsupported("host rewrite other than literal".into())),
+        Some(_) => {
+            return Err(ModelError::Unsupported(
+                "host rewrite other than literal".into(),
+            ));
+        }
     };
     let prefix_rewrite = Some(ra.prefix_rewrite.clone()).filter(|p| !p.is_empty());
-    Ok(ForwardAction { target, timeout, retry, prefix_rewrite, host_rewrite })
+    Ok(ForwardAction {
+        target,
+        timeout,
+        retry,
+        prefix_rewrite,
+        host_rewrite,
+    })
 }
 
 fn retry_policy(rp: &pb::RetryPolicy) -> Result<RetryPolicy, ModelError> {
     use retry_on::*;
     let mut on = 0;
-    for cond in rp.retry_on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+    for cond in rp
+        .retry_on
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
         on |= match cond {
             "connect-failure" => CONNECT_FAILURE,
             "refused-stream" => REFUSED_STREAM,
@@ -420,7 +497,12 @@ fn retry_policy(rp: &pb::RetryPolicy) -> Result<RetryPolicy, ModelError> {
     for c in &rp.retriable_status_codes {
         match u16::try_from(*c) {
             Ok(c) if (100..600).contains(&c) => codes.push(c),
-            _ => return Err(ModelError::invalid("retriable_status_codes", format!("{c}"))),
+            _ => {
+                return Err(ModelError::invalid(
+                    "retriable_status_codes",
+                    format!("{c}"),
+                ));
+            }
         }
     }
     Ok(RetryPolicy {

@@ -20,9 +20,15 @@ fn addr(s: &str) -> SocketAddr {
 
 #[test]
 fn http_listener_converts_with_service_labels() {
-    let l = Listener::try_from(&http_listener("svc:80", addr("127.100.1.2:9080"), "svc:80")).unwrap();
+    let l =
+        Listener::try_from(&http_listener("svc:80", addr("127.100.1.2:9080"), "svc:80")).unwrap();
     assert_eq!(l.address, addr("127.100.1.2:9080"));
-    assert_eq!(l.kind, ListenerKind::Http { route_config: "svc:80".into() });
+    assert_eq!(
+        l.kind,
+        ListenerKind::Http {
+            route_config: "svc:80".into()
+        }
+    );
     assert_eq!(l.service.service, "svc.default.svc.cluster.local");
     assert_eq!(l.service.namespace, "default");
 }
@@ -31,50 +37,94 @@ fn http_listener_converts_with_service_labels() {
 fn listener_rejections_name_the_problem() {
     let mut l = http_listener("x", addr("127.0.0.1:1"), "r");
     l.address = None;
-    assert_eq!(Listener::try_from(&l), Err(ModelError::Missing("address.socket_address")));
+    assert_eq!(
+        Listener::try_from(&l),
+        Err(ModelError::Missing("address.socket_address"))
+    );
     let mut l = http_listener("x", addr("127.0.0.1:1"), "r");
     l.filter_chains[0].filters[0].name = "envoy.filters.network.redis_proxy".into();
-    assert!(matches!(Listener::try_from(&l), Err(ModelError::Unsupported(_))));
+    assert!(matches!(
+        Listener::try_from(&l),
+        Err(ModelError::Unsupported(_))
+    ));
 }
 
 #[test]
 fn route_with_bad_regex_is_rejected() {
     let mut r = prefix_route("bad", "/", "c");
     r.r#match = Some(rt::RouteMatch {
-        path_specifier: Some(rt::route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: "a(".into(), ..Default::default() })),
+        path_specifier: Some(rt::route_match::PathSpecifier::SafeRegex(RegexMatcher {
+            regex: "a(".into(),
+            ..Default::default()
+        })),
         ..Default::default()
     });
-    let err = RouteConfig::try_from(&route_config("rc", vec![r])).unwrap_err().to_string();
-    assert!(err.contains("\"bad\"") && err.contains("does not compile"), "{err}");
+    let err = RouteConfig::try_from(&route_config("rc", vec![r]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"bad\"") && err.contains("does not compile"),
+        "{err}"
+    );
 }
 
 #[test]
 fn route_without_cluster_or_match_is_rejected() {
     let mut r = prefix_route("x", "/", "c");
     action_mut(&mut r).cluster_specifier = None;
-    assert!(RouteConfig::try_from(&route_config("rc", vec![r])).unwrap_err().to_string().contains("route.cluster"));
+    assert!(
+        RouteConfig::try_from(&route_config("rc", vec![r]))
+            .unwrap_err()
+            .to_string()
+            .contains("route.cluster")
+    );
     let mut r = prefix_route("x", "/", "c");
     r.r#match = None;
-    assert!(RouteConfig::try_from(&route_config("rc", vec![r])).unwrap_err().to_string().contains("missing field match"));
+    assert!(
+        RouteConfig::try_from(&route_config("rc", vec![r]))
+            .unwrap_err()
+            .to_string()
+            .contains("missing field match")
+    );
 }
 
 #[test]
 fn route_action_timeout_retry_and_rewrites() {
     let mut r = prefix_route("x", "/", "c");
     let a = action_mut(&mut r);
-    a.timeout = Some(PbDuration { seconds: 2, nanos: 0 });
-    let mut p = retry_policy("connect-failure,5xx,unavailable,retriable-status-codes,some-future-thing", 3);
-    p.per_try_timeout = Some(PbDuration { seconds: 0, nanos: 500_000_000 });
+    a.timeout = Some(PbDuration {
+        seconds: 2,
+        nanos: 0,
+    });
+    let mut p = retry_policy(
+        "connect-failure,5xx,unavailable,retriable-status-codes,some-future-thing",
+        3,
+    );
+    p.per_try_timeout = Some(PbDuration {
+        seconds: 0,
+        nanos: 500_000_000,
+    });
     p.retriable_status_codes = vec![409];
     a.retry_policy = Some(p);
-    a.host_rewrite_specifier = Some(rt::route_action::HostRewriteSpecifier::HostRewriteLiteral("new.host".into()));
+    a.host_rewrite_specifier = Some(rt::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+        "new.host".into(),
+    ));
     let rc = RouteConfig::try_from(&route_config("rc", vec![r])).unwrap();
     let a = &rc.virtual_hosts[0].routes[0].action;
     assert_eq!(a.timeout, Some(std::time::Duration::from_secs(2)));
     let retry = a.retry.as_ref().unwrap();
     assert_eq!(retry.num_retries, 3);
-    assert_eq!(retry.on, retry_on::CONNECT_FAILURE | retry_on::FIVE_XX | retry_on::UNAVAILABLE | retry_on::RETRIABLE_STATUS_CODES);
-    assert_eq!(retry.per_try_timeout, Some(std::time::Duration::from_millis(500)));
+    assert_eq!(
+        retry.on,
+        retry_on::CONNECT_FAILURE
+            | retry_on::FIVE_XX
+            | retry_on::UNAVAILABLE
+            | retry_on::RETRIABLE_STATUS_CODES
+    );
+    assert_eq!(
+        retry.per_try_timeout,
+        Some(std::time::Duration::from_millis(500))
+    );
     assert_eq!(a.host_rewrite.as_ref().unwrap(), "new.host");
     assert!(matches!(&a.target, ClusterTarget::Single(c) if &**c == "c"));
 }
@@ -82,11 +132,22 @@ fn route_action_timeout_retry_and_rewrites() {
 #[test]
 fn weighted_clusters_with_zero_total_are_rejected() {
     let mut r = prefix_route("x", "/", "c");
-    action_mut(&mut r).cluster_specifier = Some(rt::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
-        clusters: vec![rt::weighted_cluster::ClusterWeight { name: "a".into(), weight: Some(UInt32Value { value: 0 }), ..Default::default() }],
-        ..Default::default()
-    }));
-    assert!(RouteConfig::try_from(&route_config("rc", vec![r])).unwrap_err().to_string().contains("weights sum to 0"));
+    action_mut(&mut r).cluster_specifier = Some(
+        rt::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
+            clusters: vec![rt::weighted_cluster::ClusterWeight {
+                name: "a".into(),
+                weight: Some(UInt32Value { value: 0 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    );
+    assert!(
+        RouteConfig::try_from(&route_config("rc", vec![r]))
+            .unwrap_err()
+            .to_string()
+            .contains("weights sum to 0")
+    );
 }
 
 #[test]
@@ -115,15 +176,25 @@ fn cluster_protocol_lb_and_breakers() {
 
     let mut c = cluster("c", false);
     c.lb_policy = cl::cluster::LbPolicy::Maglev as i32;
-    assert!(matches!(Cluster::try_from(&c), Err(ModelError::Unsupported(_))));
+    assert!(matches!(
+        Cluster::try_from(&c),
+        Err(ModelError::Unsupported(_))
+    ));
     let mut c = cluster("c", false);
     c.cluster_discovery_type = None;
-    assert!(matches!(Cluster::try_from(&c), Err(ModelError::Unsupported(_))));
+    assert!(matches!(
+        Cluster::try_from(&c),
+        Err(ModelError::Unsupported(_))
+    ));
 }
 
 #[test]
 fn endpoints_health() {
-    let e = Endpoints::try_from(&assignment("c", &[(addr("10.0.0.1:80"), true), (addr("10.0.0.2:80"), false)])).unwrap();
+    let e = Endpoints::try_from(&assignment(
+        "c",
+        &[(addr("10.0.0.1:80"), true), (addr("10.0.0.2:80"), false)],
+    ))
+    .unwrap();
     assert_eq!(e.endpoints.len(), 2);
     assert_eq!(e.endpoints[0].health, Health::Healthy);
     assert_eq!(e.endpoints[1].health, Health::Unhealthy);

@@ -33,7 +33,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Stream(b, count) => match Pin::new(b).poll_frame(cx) {
@@ -110,7 +113,12 @@ impl ReplayBody {
             hint,
             count,
         };
-        ReplayBody { state: Arc::new(Mutex::new(state)), attempt: 0, pos: 0, trailers_sent: false }
+        ReplayBody {
+            state: Arc::new(Mutex::new(state)),
+            attempt: 0,
+            pos: 0,
+            trailers_sent: false,
+        }
     }
 
     /// Whether the body can still be sent again from the start.
@@ -127,7 +135,12 @@ impl ReplayBody {
             }
             Err(_) => u32::MAX,
         };
-        ReplayBody { state: self.state.clone(), attempt, pos: 0, trailers_sent: false }
+        ReplayBody {
+            state: self.state.clone(),
+            attempt,
+            pos: 0,
+            trailers_sent: false,
+        }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -187,7 +200,12 @@ impl ReplayBody {
 
     fn is_end(&self) -> bool {
         match self.state.lock() {
-            Ok(s) => s.attempt == self.attempt && s.complete && self.trailers_sent && (s.overflow || self.pos >= s.chunks.len()),
+            Ok(s) => {
+                s.attempt == self.attempt
+                    && s.complete
+                    && self.trailers_sent
+                    && (s.overflow || self.pos >= s.chunks.len())
+            }
             Err(_) => true,
         }
     }
@@ -230,7 +248,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ResponseBody::Upstream(b, ex) => match Pin::new(&mut *b).poll_frame(cx) {
                 Poll::Ready(Some(Ok(f))) => {
@@ -276,7 +297,9 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ResponseBody::Upstream(b, _) => b.size_hint(),
-            ResponseBody::Local(d, _) => SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64)),
+            ResponseBody::Local(d, _) => {
+                SizeHint::with_exact(d.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

@@ -106,7 +106,11 @@ impl Exchange {
         request_id: HeaderValue,
         grpc: bool,
     ) -> Self {
-        let host = if parts.uri.authority().is_none() { parts.headers.get(http::header::HOST).cloned() } else { None };
+        let host = if parts.uri.authority().is_none() {
+            parts.headers.get(http::header::HOST).cloned()
+        } else {
+            None
+        };
         Exchange {
             listener,
             _snapshot: snapshot,
@@ -157,19 +161,27 @@ impl Exchange {
 
     /// Reads `grpc-status` from response headers or trailers.
     pub fn observe_grpc_status(&mut self, headers: &HeaderMap) {
-        if let Some(s) = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+        if let Some(s) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
             self.grpc_status = Some(s);
         }
     }
 
     /// Request body bytes read so far.
     pub fn request_bytes(&self) -> u64 {
-        self.bytes_in.as_ref().map_or(0, |b| b.load(Ordering::Relaxed))
+        self.bytes_in
+            .as_ref()
+            .map_or(0, |b| b.load(Ordering::Relaxed))
     }
 
     /// The counter request bodies add to.
     pub fn bytes_in_counter(&mut self) -> Arc<AtomicU64> {
-        self.bytes_in.get_or_insert_with(|| Arc::new(AtomicU64::new(0))).clone()
+        self.bytes_in
+            .get_or_insert_with(|| Arc::new(AtomicU64::new(0)))
+            .clone()
     }
 
     /// Marks the response as complete without an upstream body.
@@ -185,7 +197,12 @@ impl Drop for Exchange {
             self.flags |= ResponseFlags::DC;
         }
         let duration = self.start.elapsed();
-        let outcome = Outcome { status: self.status, flags: self.flags, grpc_status: self.grpc_status, grpc: self.grpc };
+        let outcome = Outcome {
+            status: self.status,
+            flags: self.flags,
+            grpc_status: self.grpc_status,
+            grpc: self.grpc,
+        };
         let request_bytes = self.request_bytes() as f64;
         let bytes_out = self.bytes_out as f64;
         self.listener.metrics.record(outcome, |h| {

@@ -44,7 +44,10 @@ pub struct Peer {
 impl Peer {
     /// Describes a newly accepted connection.
     pub fn new(addr: SocketAddr) -> Self {
-        Peer { addr, forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok() }
+        Peer {
+            addr,
+            forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+        }
     }
 }
 
@@ -81,12 +84,16 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
         return reply(ex, LocalReason::NoRoute);
     };
     let authority: HeaderValue = match (parts.uri.authority(), parts.headers.get(HOST)) {
-        (Some(a), _) => HeaderValue::from_str(a.as_str()).unwrap_or_else(|_| HeaderValue::from_static("")),
+        (Some(a), _) => {
+            HeaderValue::from_str(a.as_str()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
         (None, Some(h)) => h.clone(),
         (None, None) => HeaderValue::from_static(""),
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
     let view = RequestView {
         method: &parts.method,
         authority: authority.to_str().unwrap_or(""),
@@ -122,7 +129,9 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
         parts.headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     if !parts.headers.contains_key(&X_FORWARDED_PROTO) {
-        parts.headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     let host = action.host_rewrite.clone().unwrap_or(authority);
     let pq = rewrite_path(route, parts.uri.path_and_query());
@@ -140,7 +149,17 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
     } else {
         BodyKind::Stream(Some(body))
     };
-    Attempts { ex, cluster, route, uri, parts, body: body_kind, start }.run().await
+    Attempts {
+        ex,
+        cluster,
+        route,
+        uri,
+        parts,
+        body: body_kind,
+        start,
+    }
+    .run()
+    .await
 }
 
 enum BodyKind {
@@ -164,7 +183,10 @@ struct RetryActive(Arc<ClusterState>);
 
 impl Drop for RetryActive {
     fn drop(&mut self) {
-        self.0.counters.active_retries.fetch_sub(1, Ordering::Relaxed);
+        self.0
+            .counters
+            .active_retries
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -218,11 +240,13 @@ impl Attempts<'_> {
             let failure = match res {
                 Ok((resp, pooled)) => {
                     let status = resp.status().as_u16();
-                    let wants_retry = policy.is_some_and(|p| retry::retries_response(p, status, resp.headers()));
+                    let wants_retry =
+                        policy.is_some_and(|p| retry::retries_response(p, status, resp.headers()));
                     if wants_retry {
                         ep.failed_rq.fetch_add(1, Ordering::Relaxed);
                     }
-                    if wants_retry && !last_try && !overall_expired && self.may_retry(&mut retries) {
+                    if wants_retry && !last_try && !overall_expired && self.may_retry(&mut retries)
+                    {
                         tried.push(ep.addr);
                         drop(resp);
                         if !self.backoff(attempt, deadline).await {
@@ -265,7 +289,8 @@ impl Attempts<'_> {
         ep: &Arc<Endpoint>,
         last_try: bool,
         fresh: bool,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), (TryFailure, bool)> {
+    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), (TryFailure, bool)>
+    {
         let cfg = &self.cluster.config;
         let checkout = if fresh {
             ep.pool.checkout_fresh(cfg.connect_timeout).await
@@ -278,14 +303,20 @@ impl Attempts<'_> {
         })?;
         let stale_risk = reused && matches!(conn, Conn::H1(_)) && self.resendable();
         let req = self.request(last_try && !stale_risk);
-        send(ep, cfg, conn, reused, req).await.map_err(|f| (f, stale_risk))
+        send(ep, cfg, conn, reused, req)
+            .await
+            .map_err(|f| (f, stale_risk))
     }
 
     /// Whether the request may be sent again after an upstream connection died under it.
     fn resendable(&self) -> bool {
         let idempotent = matches!(
             self.parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::PUT | http::Method::DELETE
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::OPTIONS
+                | http::Method::PUT
+                | http::Method::DELETE
         );
         idempotent && matches!(self.body, BodyKind::Empty) && !self.parts.headers.is_empty()
     }
@@ -303,9 +334,16 @@ impl Attempts<'_> {
         let mut req = Request::new(body);
         *req.method_mut() = self.parts.method.clone();
         *req.uri_mut() = self.uri.clone();
-        *req.version_mut() = if self.cluster.config.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-        *req.headers_mut() =
-            if last_try { std::mem::take(&mut self.parts.headers) } else { self.parts.headers.clone() };
+        *req.version_mut() = if self.cluster.config.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        *req.headers_mut() = if last_try {
+            std::mem::take(&mut self.parts.headers)
+        } else {
+            self.parts.headers.clone()
+        };
         req
     }
 
@@ -326,13 +364,17 @@ impl Attempts<'_> {
         let active_retries = c.counters.active_retries.load(Ordering::Relaxed);
         if !retry::budget_allows(&c.config, active, active_retries) {
             c.counters.retry_overflow.fetch_add(1, Ordering::Relaxed);
-            metrics.cluster_counter(UPSTREAM_RETRY_OVERFLOW, &c.config.name).increment(1);
+            metrics
+                .cluster_counter(UPSTREAM_RETRY_OVERFLOW, &c.config.name)
+                .increment(1);
             return false;
         }
         c.counters.active_retries.fetch_add(1, Ordering::Relaxed);
         c.counters.retries.fetch_add(1, Ordering::Relaxed);
         retries.push(RetryActive(c.clone()));
-        metrics.cluster_counter(UPSTREAM_RETRIES, &c.config.name).increment(1);
+        metrics
+            .cluster_counter(UPSTREAM_RETRIES, &c.config.name)
+            .increment(1);
         true
     }
 
@@ -363,8 +405,14 @@ async fn send(
             Ok(resp) => Ok((resp, Some(s))),
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => {
-                    let (conn, _) = ep.pool.checkout_fresh(c.connect_timeout).await.map_err(|_| TryFailure::Connect)?;
-                    let Conn::H1(mut s) = conn else { return Err(TryFailure::Reset) };
+                    let (conn, _) = ep
+                        .pool
+                        .checkout_fresh(c.connect_timeout)
+                        .await
+                        .map_err(|_| TryFailure::Connect)?;
+                    let Conn::H1(mut s) = conn else {
+                        return Err(TryFailure::Reset);
+                    };
                     let resp = s.send_request(req).await.map_err(|e| classify(&e))?;
                     Ok((resp, Some(s)))
                 }
@@ -379,10 +427,18 @@ async fn send(
                 }
                 match e.take_message() {
                     Some(req) if reused => {
-                        let (conn, _) =
-                            ep.pool.checkout_fresh(c.connect_timeout).await.map_err(|_| TryFailure::Connect)?;
-                        let Conn::H2(mut s) = conn else { return Err(TryFailure::Reset) };
-                        s.send_request(req).await.map(|r| (r, None)).map_err(|e| classify(&e))
+                        let (conn, _) = ep
+                            .pool
+                            .checkout_fresh(c.connect_timeout)
+                            .await
+                            .map_err(|_| TryFailure::Connect)?;
+                        let Conn::H2(mut s) = conn else {
+                            return Err(TryFailure::Reset);
+                        };
+                        s.send_request(req)
+                            .await
+                            .map(|r| (r, None))
+                            .map_err(|e| classify(&e))
                     }
                     _ => Err(classify(e.error())),
                 }
@@ -393,7 +449,11 @@ async fn send(
 
 fn classify(e: &hyper::Error) -> TryFailure {
     tracing::debug!(error = ?e, "upstream request failed");
-    if format!("{e:?}").contains("REFUSED_STREAM") { TryFailure::RefusedStream } else { TryFailure::Reset }
+    if format!("{e:?}").contains("REFUSED_STREAM") {
+        TryFailure::RefusedStream
+    } else {
+        TryFailure::Reset
+    }
 }
 
 fn forward_response(
@@ -433,7 +493,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(TRANSFER_ENCODING);
     h.remove(UPGRADE);
     h.remove(TRAILER);
-    if h.get(TE).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers")) {
+    if h.get(TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
         h.remove(TE);
     }
 }
@@ -465,12 +527,21 @@ fn rewrite_path(route: &Route, pq: Option<&PathAndQuery>) -> Option<PathAndQuery
 }
 
 /// Origin-form for HTTP/1.1, absolute form (which becomes `:authority`) for HTTP/2.
-fn upstream_uri(http2: bool, host: &HeaderValue, rewritten: Option<PathAndQuery>, orig: &Uri) -> Uri {
-    let pq = rewritten.or_else(|| orig.path_and_query().cloned()).unwrap_or_else(|| PathAndQuery::from_static("/"));
+fn upstream_uri(
+    http2: bool,
+    host: &HeaderValue,
+    rewritten: Option<PathAndQuery>,
+    orig: &Uri,
+) -> Uri {
+    let pq = rewritten
+        .or_else(|| orig.path_and_query().cloned())
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut parts = http::uri::Parts::default();
     parts.path_and_query = Some(pq);
     if http2 {
-        let authority = Authority::try_from(host.as_bytes()).ok().or_else(|| orig.authority().cloned());
+        let authority = Authority::try_from(host.as_bytes())
+            .ok()
+            .or_else(|| orig.authority().cloned());
         if let Some(a) = authority {
             parts.scheme = Some(Scheme::HTTP);
             parts.authority = Some(a);
@@ -493,4 +564,63 @@ fn new_request_id() -> HeaderValue {
         }
     }
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+    use crate::model::route::RouteConfig;
+    use crate::testing::{action_mut, prefix_route, route_config};
+
+    #[test]
+    fn hop_by_hop_headers_go_te_trailers_stays() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "keep-alive, x-private".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert(TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(TE, "trailers".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, vec!["te", "x-keep"]);
+        let mut h = HeaderMap::new();
+        h.insert(TE, "gzip".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn prefix_rewrite_keeps_the_rest_and_the_query() {
+        let mut r = prefix_route("r", "/api/", "c");
+        action_mut(&mut r).prefix_rewrite = "/".into();
+        let rc = RouteConfig::try_from(&route_config("rc", vec![r])).unwrap();
+        let route = &rc.virtual_hosts[0].routes[0];
+        let pq = PathAndQuery::from_static("/api/users/1?x=y");
+        assert_eq!(
+            rewrite_path(route, Some(&pq)).unwrap().as_str(),
+            "/users/1?x=y"
+        );
+    }
+
+    #[test]
+    fn request_ids_look_like_uuids() {
+        let id = new_request_id();
+        let s = id.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(s.matches('-').count(), 4);
+        assert_ne!(new_request_id(), id);
+    }
+
+    #[test]
+    fn upstream_uri_is_absolute_only_for_http2() {
+        let orig: Uri = "/a?b".parse().unwrap();
+        let host = HeaderValue::from_static("svc:80");
+        assert_eq!(upstream_uri(false, &host, None, &orig).to_string(), "/a?b");
+        assert_eq!(
+            upstream_uri(true, &host, None, &orig).to_string(),
+            "http://svc:80/a?b"
+        );
+    }
 }

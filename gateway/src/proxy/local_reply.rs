@@ -104,11 +104,24 @@ impl LocalReason {
     fn parts(self) -> (StatusCode, u16, u16, &'static str) {
         use LocalReason::*;
         match self {
-            NoRoute => (StatusCode::NOT_FOUND, ResponseFlags::NR, grpc_code::UNIMPLEMENTED, "no route"),
-            NoCluster => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::NC, grpc_code::UNAVAILABLE, "no cluster"),
-            NoHealthyUpstream => {
-                (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UH, grpc_code::UNAVAILABLE, "no healthy upstream")
-            }
+            NoRoute => (
+                StatusCode::NOT_FOUND,
+                ResponseFlags::NR,
+                grpc_code::UNIMPLEMENTED,
+                "no route",
+            ),
+            NoCluster => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ResponseFlags::NC,
+                grpc_code::UNAVAILABLE,
+                "no cluster",
+            ),
+            NoHealthyUpstream => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ResponseFlags::UH,
+                grpc_code::UNAVAILABLE,
+                "no healthy upstream",
+            ),
             ConnectFailure => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 ResponseFlags::UF,
@@ -121,8 +134,18 @@ impl LocalReason {
                 grpc_code::UNAVAILABLE,
                 "upstream reset before response",
             ),
-            Timeout => (StatusCode::GATEWAY_TIMEOUT, ResponseFlags::UT, grpc_code::DEADLINE_EXCEEDED, "upstream request timeout"),
-            Overflow => (StatusCode::SERVICE_UNAVAILABLE, ResponseFlags::UO, grpc_code::UNAVAILABLE, "upstream overflow"),
+            Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                ResponseFlags::UT,
+                grpc_code::DEADLINE_EXCEEDED,
+                "upstream request timeout",
+            ),
+            Overflow => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ResponseFlags::UO,
+                grpc_code::UNAVAILABLE,
+                "upstream overflow",
+            ),
         }
     }
 }
@@ -161,6 +184,9 @@ mod tests {
     fn flags_render_like_envoy() {
         assert_eq!(ResponseFlags(0).to_string(), "-");
         assert_eq!(ResponseFlags(ResponseFlags::NR).to_string(), "NR");
-        assert_eq!(ResponseFlags(ResponseFlags::UF | ResponseFlags::URX).to_string(), "UF,URX");
+        assert_eq!(
+            ResponseFlags(ResponseFlags::UF | ResponseFlags::URX).to_string(),
+            "UF,URX"
+        );
     }
 }

@@ -49,7 +49,10 @@ pub fn retries_response(p: &RetryPolicy, status: u16, headers: &HeaderMap) -> bo
     }
     let grpc_bits = UNAVAILABLE | CANCELLED | DEADLINE_EXCEEDED | RESOURCE_EXHAUSTED | INTERNAL;
     if on & grpc_bits != 0
-        && let Some(code) = headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u16>().ok())
+        && let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u16>().ok())
     {
         let bit = match code {
             1 => CANCELLED,
@@ -86,7 +89,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(250);
 
 /// Full-jitter exponential backoff before retry number `n` (1-based).
 pub fn backoff<R: Rng + ?Sized>(n: u32, rng: &mut R) -> Duration {
-    let ceiling = BACKOFF_BASE.saturating_mul(1 << n.saturating_sub(1).min(8)).min(BACKOFF_MAX);
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << n.saturating_sub(1).min(8))
+        .min(BACKOFF_MAX);
     Duration::from_micros(rng.random_range(0..=ceiling.as_micros() as u64))
 }
 
@@ -98,13 +103,21 @@ mod tests {
     use rand::SeedableRng;
 
     fn policy(on: u16) -> RetryPolicy {
-        RetryPolicy { on, num_retries: 2, per_try_timeout: None, retriable_status_codes: vec![409] }
+        RetryPolicy {
+            on,
+            num_retries: 2,
+            per_try_timeout: None,
+            retriable_status_codes: vec![409],
+        }
     }
 
     #[test]
     fn budget_is_a_percentage_of_active_requests_with_a_floor() {
         let mut c = cluster(LbPolicy::RoundRobin);
-        c.retry_budget = Some(RetryBudget { percent: 20.0, min_concurrency: 3 });
+        c.retry_budget = Some(RetryBudget {
+            percent: 20.0,
+            min_concurrency: 3,
+        });
         // 100 active requests: 20 concurrent retries.
         assert!(budget_allows(&c, 100, 19));
         assert!(!budget_allows(&c, 100, 20));
@@ -122,9 +135,21 @@ mod tests {
         let none = HeaderMap::new();
         assert!(retries_response(&policy(retry_on::FIVE_XX), 503, &none));
         assert!(!retries_response(&policy(retry_on::FIVE_XX), 404, &none));
-        assert!(retries_response(&policy(retry_on::GATEWAY_ERROR), 502, &none));
-        assert!(!retries_response(&policy(retry_on::GATEWAY_ERROR), 500, &none));
-        assert!(retries_response(&policy(retry_on::RETRIABLE_STATUS_CODES), 409, &none));
+        assert!(retries_response(
+            &policy(retry_on::GATEWAY_ERROR),
+            502,
+            &none
+        ));
+        assert!(!retries_response(
+            &policy(retry_on::GATEWAY_ERROR),
+            500,
+            &none
+        ));
+        assert!(retries_response(
+            &policy(retry_on::RETRIABLE_STATUS_CODES),
+            409,
+            &none
+        ));
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", "14".parse().unwrap());
         assert!(retries_response(&policy(retry_on::UNAVAILABLE), 200, &grpc));
@@ -133,10 +158,22 @@ mod tests {
 
     #[test]
     fn failure_conditions() {
-        assert!(retries_failure(&policy(retry_on::CONNECT_FAILURE), TryFailure::Connect));
-        assert!(!retries_failure(&policy(retry_on::CONNECT_FAILURE), TryFailure::Reset));
-        assert!(retries_failure(&policy(retry_on::REFUSED_STREAM), TryFailure::RefusedStream));
-        assert!(retries_failure(&policy(retry_on::FIVE_XX), TryFailure::PerTryTimeout));
+        assert!(retries_failure(
+            &policy(retry_on::CONNECT_FAILURE),
+            TryFailure::Connect
+        ));
+        assert!(!retries_failure(
+            &policy(retry_on::CONNECT_FAILURE),
+            TryFailure::Reset
+        ));
+        assert!(retries_failure(
+            &policy(retry_on::REFUSED_STREAM),
+            TryFailure::RefusedStream
+        ));
+        assert!(retries_failure(
+            &policy(retry_on::FIVE_XX),
+            TryFailure::PerTryTimeout
+        ));
     }
 
     #[test]

@@ -18,11 +18,14 @@ pub async fn serve(l: Arc<TcpProxyListener>, mut down: TcpStream) {
         };
         let ep = lb::pick(cluster, &[], &mut rand::rng()).ok_or("no healthy upstream")?;
         let _active = EndpointActive::new(ep.clone());
-        let mut up = match tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(ep.addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("connect to {}: {e}", ep.addr)),
-            Err(_) => return Err(format!("connect to {} timed out", ep.addr)),
-        };
+        let mut up =
+            match tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(ep.addr))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("connect to {}: {e}", ep.addr)),
+                Err(_) => return Err(format!("connect to {} timed out", ep.addr)),
+            };
         let _ = up.set_nodelay(true);
         let _ = down.set_nodelay(true);
         match tokio::io::copy_bidirectional(&mut down, &mut up).await {

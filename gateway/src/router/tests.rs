@@ -1,7 +1,9 @@
 use std::collections::HashMap;
 
 use corridor_proto::envoy::config::route::v3 as rt;
-use corridor_proto::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern};
+use corridor_proto::envoy::r#type::matcher::v3::{
+    RegexMatcher, StringMatcher, string_matcher::MatchPattern,
+};
 use corridor_proto::google::protobuf::{BoolValue, UInt32Value};
 use http::{HeaderMap, Method};
 use rand::SeedableRng;
@@ -15,7 +17,9 @@ fn route(name: &str, m: rt::RouteMatch) -> rt::Route {
         name: name.into(),
         r#match: Some(m),
         action: Some(rt::route::Action::Route(rt::RouteAction {
-            cluster_specifier: Some(rt::route_action::ClusterSpecifier::Cluster(format!("c-{name}"))),
+            cluster_specifier: Some(rt::route_action::ClusterSpecifier::Cluster(format!(
+                "c-{name}"
+            ))),
             ..Default::default()
         })),
         ..Default::default()
@@ -23,7 +27,10 @@ fn route(name: &str, m: rt::RouteMatch) -> rt::Route {
 }
 
 fn path(p: rt::route_match::PathSpecifier) -> rt::RouteMatch {
-    rt::RouteMatch { path_specifier: Some(p), ..Default::default() }
+    rt::RouteMatch {
+        path_specifier: Some(p),
+        ..Default::default()
+    }
 }
 
 fn prefix(p: &str) -> rt::RouteMatch {
@@ -31,11 +38,23 @@ fn prefix(p: &str) -> rt::RouteMatch {
 }
 
 fn sm(p: MatchPattern) -> StringMatcher {
-    StringMatcher { match_pattern: Some(p), ignore_case: false }
+    StringMatcher {
+        match_pattern: Some(p),
+        ignore_case: false,
+    }
 }
 
-fn header(name: &str, spec: rt::header_matcher::HeaderMatchSpecifier, invert: bool) -> rt::HeaderMatcher {
-    rt::HeaderMatcher { name: name.into(), header_match_specifier: Some(spec), invert_match: invert, ..Default::default() }
+fn header(
+    name: &str,
+    spec: rt::header_matcher::HeaderMatchSpecifier,
+    invert: bool,
+) -> rt::HeaderMatcher {
+    rt::HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(spec),
+        invert_match: invert,
+        ..Default::default()
+    }
 }
 
 fn config(routes: Vec<rt::Route>) -> RouteConfig {
@@ -68,7 +87,12 @@ struct Req {
 
 impl Req {
     fn get(pq: &'static str) -> Req {
-        Req { method: Method::GET, authority: "svc:80", pq, headers: HeaderMap::new() }
+        Req {
+            method: Method::GET,
+            authority: "svc:80",
+            pq,
+            headers: HeaderMap::new(),
+        }
     }
     fn header(mut self, k: &'static str, v: &'static str) -> Req {
         self.headers.append(k, v.parse().unwrap());
@@ -92,19 +116,33 @@ fn pick<'a>(rc: &'a RouteConfig, r: &Req) -> Option<&'a str> {
 #[test]
 fn first_match_wins_in_order() {
     let rc = config(vec![
-        route("exact", path(rt::route_match::PathSpecifier::Path("/a".into()))),
+        route(
+            "exact",
+            path(rt::route_match::PathSpecifier::Path("/a".into())),
+        ),
         route("prefix", prefix("/a")),
         route(
             "regex",
-            path(rt::route_match::PathSpecifier::SafeRegex(RegexMatcher { regex: "/r/[0-9]+".into(), ..Default::default() })),
+            path(rt::route_match::PathSpecifier::SafeRegex(RegexMatcher {
+                regex: "/r/[0-9]+".into(),
+                ..Default::default()
+            })),
         ),
         route("default", prefix("/")),
     ]);
     assert_eq!(pick(&rc, &Req::get("/a")), Some("exact"));
-    assert_eq!(pick(&rc, &Req::get("/a?x=1")), Some("exact"), "query is not part of the path");
+    assert_eq!(
+        pick(&rc, &Req::get("/a?x=1")),
+        Some("exact"),
+        "query is not part of the path"
+    );
     assert_eq!(pick(&rc, &Req::get("/ab")), Some("prefix"));
     assert_eq!(pick(&rc, &Req::get("/r/42")), Some("regex"));
-    assert_eq!(pick(&rc, &Req::get("/r/42x")), Some("default"), "regex is a full match");
+    assert_eq!(
+        pick(&rc, &Req::get("/r/42x")),
+        Some("default"),
+        "regex is a full match"
+    );
 }
 
 #[test]
@@ -120,26 +158,66 @@ fn case_insensitive_paths() {
 #[test]
 fn header_matchers_including_pseudo_headers() {
     use rt::header_matcher::HeaderMatchSpecifier as H;
-    let with = |headers: Vec<rt::HeaderMatcher>| rt::RouteMatch { headers, ..prefix("/") };
+    let with = |headers: Vec<rt::HeaderMatcher>| rt::RouteMatch {
+        headers,
+        ..prefix("/")
+    };
     let rc = config(vec![
-        route("post", with(vec![header(":method", H::StringMatch(sm(MatchPattern::Exact("POST".into()))), false)])),
-        route("canary", with(vec![header("x-user", H::StringMatch(sm(MatchPattern::Suffix("@test".into()))), false)])),
-        route("no-debug", with(vec![header("x-debug", H::PresentMatch(true), true)])),
+        route(
+            "post",
+            with(vec![header(
+                ":method",
+                H::StringMatch(sm(MatchPattern::Exact("POST".into()))),
+                false,
+            )]),
+        ),
+        route(
+            "canary",
+            with(vec![header(
+                "x-user",
+                H::StringMatch(sm(MatchPattern::Suffix("@test".into()))),
+                false,
+            )]),
+        ),
+        route(
+            "no-debug",
+            with(vec![header("x-debug", H::PresentMatch(true), true)]),
+        ),
         route("rest", prefix("/")),
     ]);
     let mut post = Req::get("/");
     post.method = Method::POST;
     assert_eq!(pick(&rc, &post), Some("post"));
-    assert_eq!(pick(&rc, &Req::get("/").header("x-user", "jason@test")), Some("canary"));
+    assert_eq!(
+        pick(&rc, &Req::get("/").header("x-user", "jason@test")),
+        Some("canary")
+    );
     assert_eq!(pick(&rc, &Req::get("/")), Some("no-debug"));
-    assert_eq!(pick(&rc, &Req::get("/").header("x-debug", "1")), Some("rest"));
+    assert_eq!(
+        pick(&rc, &Req::get("/").header("x-debug", "1")),
+        Some("rest")
+    );
 
     let rc = config(vec![
         route(
             "auth",
-            with(vec![header(":authority", H::StringMatch(sm(MatchPattern::Prefix("svc".into()))), false)]),
+            with(vec![header(
+                ":authority",
+                H::StringMatch(sm(MatchPattern::Prefix("svc".into()))),
+                false,
+            )]),
         ),
-        route("re", with(vec![header("x-v", H::StringMatch(sm(MatchPattern::SafeRegex(RegexMatcher { regex: "v[12]".into(), ..Default::default() }))), false)])),
+        route(
+            "re",
+            with(vec![header(
+                "x-v",
+                H::StringMatch(sm(MatchPattern::SafeRegex(RegexMatcher {
+                    regex: "v[12]".into(),
+                    ..Default::default()
+                }))),
+                false,
+            )]),
+        ),
     ]);
     assert_eq!(pick(&rc, &Req::get("/")), Some("auth"));
     let mut other = Req::get("/").header("x-v", "v2");
@@ -156,13 +234,17 @@ fn query_parameter_matchers() {
         query_parameters: vec![
             rt::QueryParameterMatcher {
                 name: "debug".into(),
-                query_parameter_match_specifier: Some(rt::query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true)),
+                query_parameter_match_specifier: Some(
+                    rt::query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
+                ),
             },
             rt::QueryParameterMatcher {
                 name: "v".into(),
-                query_parameter_match_specifier: Some(rt::query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
-                    sm(MatchPattern::Exact("2".into())),
-                )),
+                query_parameter_match_specifier: Some(
+                    rt::query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(sm(
+                        MatchPattern::Exact("2".into()),
+                    )),
+                ),
             },
         ],
         ..prefix("/")
@@ -177,8 +259,16 @@ fn query_parameter_matchers() {
 fn virtual_hosts_by_authority() {
     let rc = config_hosts(vec![
         ("any", vec!["*"], vec![route("any", prefix("/"))]),
-        ("wild", vec!["*.example.com"], vec![route("wild", prefix("/"))]),
-        ("exact", vec!["api.example.com"], vec![route("exact", prefix("/"))]),
+        (
+            "wild",
+            vec!["*.example.com"],
+            vec![route("wild", prefix("/"))],
+        ),
+        (
+            "exact",
+            vec!["api.example.com"],
+            vec![route("exact", prefix("/"))],
+        ),
     ]);
     let mut r = Req::get("/");
     r.authority = "api.example.com:8080";
@@ -193,21 +283,37 @@ fn virtual_hosts_by_authority() {
 fn weighted_pick_follows_the_weights() {
     let mut r = route("w", prefix("/"));
     if let Some(rt::route::Action::Route(a)) = &mut r.action {
-        a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
-            clusters: vec![
-                rt::weighted_cluster::ClusterWeight { name: "v1".into(), weight: Some(UInt32Value { value: 90 }), ..Default::default() },
-                rt::weighted_cluster::ClusterWeight { name: "v2".into(), weight: Some(UInt32Value { value: 10 }), ..Default::default() },
-                rt::weighted_cluster::ClusterWeight { name: "off".into(), weight: Some(UInt32Value { value: 0 }), ..Default::default() },
-            ],
-            ..Default::default()
-        }));
+        a.cluster_specifier = Some(rt::route_action::ClusterSpecifier::WeightedClusters(
+            rt::WeightedCluster {
+                clusters: vec![
+                    rt::weighted_cluster::ClusterWeight {
+                        name: "v1".into(),
+                        weight: Some(UInt32Value { value: 90 }),
+                        ..Default::default()
+                    },
+                    rt::weighted_cluster::ClusterWeight {
+                        name: "v2".into(),
+                        weight: Some(UInt32Value { value: 10 }),
+                        ..Default::default()
+                    },
+                    rt::weighted_cluster::ClusterWeight {
+                        name: "off".into(),
+                        weight: Some(UInt32Value { value: 0 }),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        ));
     }
     let rc = config(vec![r]);
     let target = &rc.virtual_hosts[0].routes[0].action.target;
     let mut rng = StdRng::seed_from_u64(42);
     let mut counts: HashMap<String, u32> = HashMap::new();
     for _ in 0..10_000 {
-        *counts.entry(pick_cluster(target, &mut rng).to_string()).or_default() += 1;
+        *counts
+            .entry(pick_cluster(target, &mut rng).to_string())
+            .or_default() += 1;
     }
     let v2 = counts.get("v2").copied().unwrap_or(0);
     assert!((800..1200).contains(&v2), "{counts:?}");

@@ -8,17 +8,29 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use metrics::{Counter, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::model::listener::ServiceLabels;
 
 /// Istio's duration buckets, in milliseconds.
 pub const DURATION_BUCKETS_MS: &[f64] = &[
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0, 60000.0,
-    300000.0, 600000.0, 1800000.0, 3600000.0,
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 /// Istio's size buckets, in bytes.
-pub const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0, 100000000.0];
+pub const SIZE_BUCKETS: &[f64] = &[
+    1.0,
+    10.0,
+    100.0,
+    1000.0,
+    10000.0,
+    100000.0,
+    1000000.0,
+    10000000.0,
+    100000000.0,
+];
 
 /// `istio_requests_total`.
 pub const REQUESTS_TOTAL: &str = "istio_requests_total";
@@ -69,42 +81,78 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), DURATION_BUCKETS_MS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(REQUEST_BYTES.into()), SIZE_BUCKETS))
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RESPONSE_BYTES.into()), SIZE_BUCKETS));
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(REQUEST_BYTES.into()), SIZE_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RESPONSE_BYTES.into()), SIZE_BUCKETS)
+            });
         // Bucket lists are non-empty constants, so the builder cannot refuse them.
-        let recorder = builder.unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
+        let recorder = builder
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
         let handle = recorder.handle();
-        let m = Metrics { recorder, handle, by_cluster: DashMap::new() };
+        let m = Metrics {
+            recorder,
+            handle,
+            by_cluster: DashMap::new(),
+        };
         m.describe();
         Arc::new(m)
     }
 
     fn describe(&self) {
         let d = |n: &'static str, u: Option<Unit>, h: &'static str| {
-            self.recorder.describe_counter(KeyName::from_const_str(n), u, SharedString::const_str(h))
+            self.recorder.describe_counter(
+                KeyName::from_const_str(n),
+                u,
+                SharedString::const_str(h),
+            )
         };
-        d(REQUESTS_TOTAL, None, "Requests proxied, by destination service, response code and flags.");
-        d(XDS_STREAM_TERMINATIONS, None, "xDS streams that ended, by reason.");
+        d(
+            REQUESTS_TOTAL,
+            None,
+            "Requests proxied, by destination service, response code and flags.",
+        );
+        d(
+            XDS_STREAM_TERMINATIONS,
+            None,
+            "xDS streams that ended, by reason.",
+        );
         d(XDS_NACKS, None, "xDS responses rejected (NACKed), by type.");
         d(XDS_ACKS, None, "xDS responses accepted (ACKed), by type.");
         d(UPSTREAM_RETRIES, None, "Upstream retries, by cluster.");
-        d(UPSTREAM_RETRY_OVERFLOW, None, "Retries refused by the cluster's retry budget.");
+        d(
+            UPSTREAM_RETRY_OVERFLOW,
+            None,
+            "Retries refused by the cluster's retry budget.",
+        );
         let h = |n: &'static str, u: Option<Unit>, t: &'static str| {
-            self.recorder.describe_histogram(KeyName::from_const_str(n), u, SharedString::const_str(t))
+            self.recorder.describe_histogram(
+                KeyName::from_const_str(n),
+                u,
+                SharedString::const_str(t),
+            )
         };
-        h(REQUEST_DURATION, Some(Unit::Milliseconds), "Request duration in milliseconds.");
+        h(
+            REQUEST_DURATION,
+            Some(Unit::Milliseconds),
+            "Request duration in milliseconds.",
+        );
         h(REQUEST_BYTES, Some(Unit::Bytes), "Request body sizes.");
         h(RESPONSE_BYTES, Some(Unit::Bytes), "Response body sizes.");
     }
 
     /// Registers (or finds) a counter.
     pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
-        self.recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
     }
 
     /// Registers (or finds) a histogram.
     pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
-        self.recorder.register_histogram(&Key::from_parts(name, labels), &METADATA)
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
     }
 
     /// A counter labelled by one cluster, cached.
@@ -113,7 +161,8 @@ impl Metrics {
             return c.clone();
         }
         let c = self.counter(name, vec![Label::new("cluster", cluster.to_string())]);
-        self.by_cluster.insert((name, cluster.to_string()), c.clone());
+        self.by_cluster
+            .insert((name, cluster.to_string()), c.clone());
         c
     }
 
@@ -165,7 +214,13 @@ pub struct ServiceMetrics {
 impl ServiceMetrics {
     /// Label sets for one destination service.
     pub fn new(metrics: Arc<Metrics>, svc: &ServiceLabels) -> Self {
-        let or_unknown = |s: &str| if s.is_empty() { "unknown".to_string() } else { s.to_string() };
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "unknown".to_string()
+            } else {
+                s.to_string()
+            }
+        };
         let base = vec![
             Label::new("reporter", "source"),
             Label::new("source_workload", "unknown"),
@@ -174,7 +229,11 @@ impl ServiceMetrics {
             Label::new("destination_service_name", or_unknown(&svc.name)),
             Label::new("destination_service_namespace", or_unknown(&svc.namespace)),
         ];
-        ServiceMetrics { metrics, base, cache: DashMap::new() }
+        ServiceMetrics {
+            metrics,
+            base,
+            cache: DashMap::new(),
+        }
     }
 
     /// Runs `f` on the handles of one outcome (registered on first use) without cloning
@@ -193,10 +252,19 @@ impl ServiceMetrics {
             return h.clone();
         }
         let mut labels = self.base.clone();
-        labels.push(Label::new("request_protocol", if o.grpc { "grpc" } else { "http" }));
+        labels.push(Label::new(
+            "request_protocol",
+            if o.grpc { "grpc" } else { "http" },
+        ));
         labels.push(Label::new("response_code", o.status.to_string()));
-        labels.push(Label::new("grpc_response_status", o.grpc_status.map(|s| s.to_string()).unwrap_or_default()));
-        labels.push(Label::new("response_flags", crate::proxy::local_reply::ResponseFlags(o.flags).to_string()));
+        labels.push(Label::new(
+            "grpc_response_status",
+            o.grpc_status.map(|s| s.to_string()).unwrap_or_default(),
+        ));
+        labels.push(Label::new(
+            "response_flags",
+            crate::proxy::local_reply::ResponseFlags(o.flags).to_string(),
+        ));
         let h = RequestHandles {
             requests: self.metrics.counter(REQUESTS_TOTAL, labels.clone()),
             duration: self.metrics.histogram(REQUEST_DURATION, labels.clone()),

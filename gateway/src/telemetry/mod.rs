@@ -49,15 +49,23 @@ impl LogHandle {
 
 /// Installs the global subscriber: fmt to stderr, filtered by `level`, reloadable.
 pub fn init_tracing(level: &str) -> Result<LogHandle, TelemetryError> {
-    let filter = EnvFilter::try_new(level).map_err(|e| TelemetryError::BadLevel(level.into(), e.to_string()))?;
+    let filter = EnvFilter::try_new(level)
+        .map_err(|e| TelemetryError::BadLevel(level.into(), e.to_string()))?;
     let (layer, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .try_init()
         .map_err(|e| TelemetryError::Install(e.to_string()))?;
     Ok(LogHandle::new(move |level| {
-        let filter = EnvFilter::try_new(level).map_err(|e| TelemetryError::BadLevel(level.into(), e.to_string()))?;
-        handle.reload(filter).map_err(|e| TelemetryError::Install(e.to_string()))
+        let filter = EnvFilter::try_new(level)
+            .map_err(|e| TelemetryError::BadLevel(level.into(), e.to_string()))?;
+        handle
+            .reload(filter)
+            .map_err(|e| TelemetryError::Install(e.to_string()))
     }))
 }

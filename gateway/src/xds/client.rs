@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use corridor_proto::envoy::config::core::v3::Node;
 use corridor_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use corridor_proto::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
+use corridor_proto::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use corridor_proto::google::rpc::Status;
 use corridor_proto::type_url;
 use metrics::Label;
@@ -48,7 +50,9 @@ pub struct XdsConfig {
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
 enum Termination {
-    #[error("cannot connect to the control plane at {0}: {1} (is corridor-controller running and listening there?)")]
+    #[error(
+        "cannot connect to the control plane at {0}: {1} (is corridor-controller running and listening there?)"
+    )]
     Connect(String, String),
     #[error("the control plane refused the stream: {0}")]
     Rpc(tonic::Status),
@@ -64,7 +68,9 @@ impl Termination {
     fn reason(&self) -> String {
         match self {
             Termination::Connect(..) => "connect".into(),
-            Termination::Rpc(s) | Termination::Stream(s) => format!("{:?}", s.code()).to_ascii_lowercase(),
+            Termination::Rpc(s) | Termination::Stream(s) => {
+                format!("{:?}", s.code()).to_ascii_lowercase()
+            }
             Termination::Closed => "closed".into(),
             Termination::Shutdown => "shutdown".into(),
         }
@@ -95,23 +101,50 @@ pub struct XdsClient {
 
 impl std::fmt::Debug for XdsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XdsClient").field("config", &self.config).finish()
+        f.debug_struct("XdsClient")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
 fn static_type(t: &str) -> Option<&'static str> {
-    [type_url::LISTENER, type_url::ROUTE, type_url::CLUSTER, type_url::ENDPOINT].into_iter().find(|s| *s == t)
+    [
+        type_url::LISTENER,
+        type_url::ROUTE,
+        type_url::CLUSTER,
+        type_url::ENDPOINT,
+    ]
+    .into_iter()
+    .find(|s| *s == t)
 }
 
 impl XdsClient {
     /// A client that applies into `state`, and drops `ready` once the first complete
     /// configuration is applied.
-    pub fn new(config: XdsConfig, state: XdsState, metrics: Arc<Metrics>, ready: BlockReady, shutdown: DrainWatch) -> Self {
-        let types = [type_url::LISTENER, type_url::CLUSTER, type_url::ROUTE, type_url::ENDPOINT]
-            .into_iter()
-            .map(|t| (t, TypeState::default()))
-            .collect();
-        XdsClient { config, state, metrics, ready: Some(ready), shutdown, types }
+    pub fn new(
+        config: XdsConfig,
+        state: XdsState,
+        metrics: Arc<Metrics>,
+        ready: BlockReady,
+        shutdown: DrainWatch,
+    ) -> Self {
+        let types = [
+            type_url::LISTENER,
+            type_url::CLUSTER,
+            type_url::ROUTE,
+            type_url::ENDPOINT,
+        ]
+        .into_iter()
+        .map(|t| (t, TypeState::default()))
+        .collect();
+        XdsClient {
+            config,
+            state,
+            metrics,
+            ready: Some(ready),
+            shutdown,
+            types,
+        }
     }
 
     /// Runs until shutdown, reconnecting with jittered exponential backoff.
@@ -124,7 +157,10 @@ impl XdsClient {
                 return;
             }
             self.metrics
-                .counter(XDS_STREAM_TERMINATIONS, vec![Label::new("reason", end.reason())])
+                .counter(
+                    XDS_STREAM_TERMINATIONS,
+                    vec![Label::new("reason", end.reason())],
+                )
                 .increment(1);
             if progressed {
                 delay = BACKOFF_MIN;
@@ -166,12 +202,16 @@ impl XdsClient {
             Ok(c) => c,
             Err(e) => return Termination::Connect(self.config.address.clone(), error_chain(&e)),
         };
-        let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let (tx, rx) = mpsc::unbounded_channel();
         for req in self.initial_requests() {
             let _ = tx.send(req);
         }
-        let mut responses = match client.delta_aggregated_resources(UnboundedReceiverStream::new(rx)).await {
+        let mut responses = match client
+            .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+            .await
+        {
             Ok(r) => r.into_inner(),
             Err(s) => return Termination::Rpc(s),
         };
@@ -201,8 +241,15 @@ impl XdsClient {
             ..Default::default()
         };
         let mut out = Vec::new();
-        for t in [type_url::LISTENER, type_url::CLUSTER, type_url::ROUTE, type_url::ENDPOINT] {
-            let Some(ts) = self.types.get_mut(t) else { continue };
+        for t in [
+            type_url::LISTENER,
+            type_url::CLUSTER,
+            type_url::ROUTE,
+            type_url::ENDPOINT,
+        ] {
+            let Some(ts) = self.types.get_mut(t) else {
+                continue;
+            };
             ts.responded = false;
             let wildcard = t == type_url::LISTENER || t == type_url::CLUSTER;
             if !wildcard && ts.subscribed.is_empty() {
@@ -211,7 +258,11 @@ impl XdsClient {
             let mut req = DeltaDiscoveryRequest {
                 type_url: t.to_string(),
                 // An empty first request is the (legacy) wildcard subscription.
-                resource_names_subscribe: if wildcard { Vec::new() } else { ts.subscribed.iter().cloned().collect() },
+                resource_names_subscribe: if wildcard {
+                    Vec::new()
+                } else {
+                    ts.subscribed.iter().cloned().collect()
+                },
                 initial_resource_versions: ts.known.clone(),
                 ..Default::default()
             };
@@ -229,7 +280,12 @@ impl XdsClient {
             tracing::warn!(type_url = %resp.type_url, "ignoring response of an unknown type");
             return vec![nack(&resp, format!("unsupported type {}", resp.type_url))];
         };
-        let applied = self.state.apply(t, &resp.system_version_info, &resp.resources, &resp.removed_resources);
+        let applied = self.state.apply(
+            t,
+            &resp.system_version_info,
+            &resp.resources,
+            &resp.removed_resources,
+        );
         let short = type_url::short(t);
         if let Some(ts) = self.types.get_mut(t) {
             ts.responded = true;
@@ -247,17 +303,31 @@ impl XdsClient {
         }
         let mut out = Vec::new();
         if applied.rejected.is_empty() {
-            tracing::debug!(r#type = short, accepted = applied.accepted.len(), removed = applied.removed.len(), "ACK");
-            self.metrics.counter(XDS_ACKS, vec![Label::new("type", short)]).increment(1);
+            tracing::debug!(
+                r#type = short,
+                accepted = applied.accepted.len(),
+                removed = applied.removed.len(),
+                "ACK"
+            );
+            self.metrics
+                .counter(XDS_ACKS, vec![Label::new("type", short)])
+                .increment(1);
             out.push(DeltaDiscoveryRequest {
                 type_url: t.to_string(),
                 response_nonce: resp.nonce.clone(),
                 ..Default::default()
             });
         } else {
-            let detail = applied.rejected.iter().map(|(n, why)| format!("{n}: {why}")).collect::<Vec<_>>().join("; ");
+            let detail = applied
+                .rejected
+                .iter()
+                .map(|(n, why)| format!("{n}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             tracing::warn!(r#type = short, rejected = applied.rejected.len(), accepted = applied.accepted.len(), %detail, "NACK: rejected resources keep their last good version");
-            self.metrics.counter(XDS_NACKS, vec![Label::new("type", short)]).increment(1);
+            self.metrics
+                .counter(XDS_NACKS, vec![Label::new("type", short)])
+                .increment(1);
             out.push(nack(&resp, detail));
         }
         out.extend(self.resubscribe());
@@ -273,7 +343,9 @@ impl XdsClient {
         };
         let mut out = Vec::new();
         for (t, wanted) in [(type_url::ROUTE, routes), (type_url::ENDPOINT, endpoints)] {
-            let Some(ts) = self.types.get_mut(t) else { continue };
+            let Some(ts) = self.types.get_mut(t) else {
+                continue;
+            };
             let add: Vec<String> = wanted.difference(&ts.subscribed).cloned().collect();
             let remove: Vec<String> = ts.subscribed.difference(&wanted).cloned().collect();
             if add.is_empty() && remove.is_empty() {
@@ -329,7 +401,11 @@ fn nack(resp: &DeltaDiscoveryResponse, message: String) -> DeltaDiscoveryRequest
         type_url: resp.type_url.clone(),
         response_nonce: resp.nonce.clone(),
         // google.rpc.Code INVALID_ARGUMENT
-        error_detail: Some(Status { code: 3, message, details: Vec::new() }),
+        error_detail: Some(Status {
+            code: 3,
+            message,
+            details: Vec::new(),
+        }),
         ..Default::default()
     }
 }

@@ -55,12 +55,18 @@ pub struct ConfigStore {
 impl ConfigStore {
     /// RDS names the listeners reference.
     pub fn referenced_routes(&self) -> BTreeSet<String> {
-        self.listeners.values().filter_map(|e| e.model.route_config().map(str::to_string)).collect()
+        self.listeners
+            .values()
+            .filter_map(|e| e.model.route_config().map(str::to_string))
+            .collect()
     }
 
     /// EDS names the clusters reference.
     pub fn referenced_endpoints(&self) -> BTreeSet<String> {
-        self.clusters.values().map(|e| e.model.eds_name.clone()).collect()
+        self.clusters
+            .values()
+            .map(|e| e.model.eds_name.clone())
+            .collect()
     }
 }
 
@@ -174,7 +180,10 @@ fn apply_typed<H: Handler>(
         }
         let converted = decode_any::<H::Proto>(any).and_then(|p| {
             if !name.is_empty() && H::name(&p) != name {
-                return Err(ModelError::invalid("name", format!("resource named {:?} carries {:?}", name, H::name(&p))));
+                return Err(ModelError::invalid(
+                    "name",
+                    format!("resource named {:?} carries {:?}", name, H::name(&p)),
+                ));
             }
             H::convert(&p)
         });
@@ -204,19 +213,32 @@ fn apply_typed<H: Handler>(
 
 impl XdsState {
     /// Applies one response's resources of `type_url`.
-    pub fn apply(&self, type_url: &str, system_version: &str, resources: &[Resource], removed: &[String]) -> Applied {
+    pub fn apply(
+        &self,
+        type_url: &str,
+        system_version: &str,
+        resources: &[Resource],
+        removed: &[String],
+    ) -> Applied {
         let mut out = Applied::default();
         let Ok(mut store) = self.store.lock() else {
-            out.rejected.extend(resources.iter().map(|r| (r.name.clone(), "internal: store poisoned".to_string())));
+            out.rejected.extend(
+                resources
+                    .iter()
+                    .map(|r| (r.name.clone(), "internal: store poisoned".to_string())),
+            );
             return out;
         };
         if !system_version.is_empty() {
-            store.system_versions.insert(type_url.to_string(), system_version.to_string());
+            store
+                .system_versions
+                .insert(type_url.to_string(), system_version.to_string());
         }
         match type_url {
             type_url::LISTENER => {
                 let before: BTreeMap<String, Entry<Listener>> = store.listeners.clone();
-                let changed = apply_typed::<Lds>(&mut store.listeners, resources, removed, &mut out);
+                let changed =
+                    apply_typed::<Lds>(&mut store.listeners, resources, removed, &mut out);
                 let changes = changed
                     .iter()
                     .map(|n| match store.listeners.get(n) {
@@ -245,7 +267,11 @@ impl XdsState {
                 apply_typed::<Eds>(&mut store.endpoints, resources, removed, &mut out);
             }
             other => {
-                out.rejected.extend(resources.iter().map(|r| (r.name.clone(), format!("unsupported type {other}"))));
+                out.rejected.extend(
+                    resources
+                        .iter()
+                        .map(|r| (r.name.clone(), format!("unsupported type {other}"))),
+                );
                 return out;
             }
         }
@@ -255,7 +281,9 @@ impl XdsState {
 
     /// Drops resources the gateway no longer subscribes to.
     pub fn forget(&self, type_url: &str, names: &[String]) {
-        let Ok(mut store) = self.store.lock() else { return };
+        let Ok(mut store) = self.store.lock() else {
+            return;
+        };
         for n in names {
             match type_url {
                 type_url::ROUTE => {
@@ -277,11 +305,19 @@ impl XdsState {
     fn publish(&self, store: &mut ConfigStore) {
         let prev = self.snapshot.load();
         let now = Instant::now();
-        let warm = |c: &str| store.clusters.get(c).is_some_and(|e| store.endpoints.contains_key(&e.model.eds_name));
+        let warm = |c: &str| {
+            store
+                .clusters
+                .get(c)
+                .is_some_and(|e| store.endpoints.contains_key(&e.model.eds_name))
+        };
         let mut routes = BTreeMap::new();
         let mut warming = BTreeMap::new();
         for (name, e) in &store.routes {
-            let old = prev.routes.get(name).filter(|old| !Arc::ptr_eq(old, &e.model));
+            let old = prev
+                .routes
+                .get(name)
+                .filter(|old| !Arc::ptr_eq(old, &e.model));
             let cold = e.model.clusters.iter().any(|c| !warm(c));
             let since = store.warming.get(name).copied().unwrap_or(now);
             let chosen = match old {
@@ -303,8 +339,16 @@ impl XdsState {
             routes.insert(name.clone(), chosen);
         }
         store.warming = warming;
-        let clusters = store.clusters.iter().map(|(k, e)| (k.clone(), e.model.clone())).collect();
-        let endpoints = store.endpoints.iter().map(|(k, e)| (k.clone(), e.model.clone())).collect();
+        let clusters = store
+            .clusters
+            .iter()
+            .map(|(k, e)| (k.clone(), e.model.clone()))
+            .collect();
+        let endpoints = store
+            .endpoints
+            .iter()
+            .map(|(k, e)| (k.clone(), e.model.clone()))
+            .collect();
         let next = Snapshot::build(&routes, &clusters, &endpoints, &prev);
         self.snapshot.store(Arc::new(next));
     }
