@@ -40,6 +40,9 @@ impl std::fmt::Debug for Backend {
 #[derive(Default)]
 struct State {
     requests: AtomicU64,
+    /// Every request target (path and query) received, so a test can tell whether one
+    /// particular request got here.
+    targets: std::sync::Mutex<std::collections::HashSet<String>>,
     /// 0 = answer normally, else the status every ordinary request gets.
     forced_status: AtomicU16,
 }
@@ -69,6 +72,11 @@ impl Backend {
     /// How many requests it has received (counted when they arrive).
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Whether a request for `target` (path and query, e.g. `/x?n=3`) has arrived.
+    pub fn received(&self, target: &str) -> bool {
+        self.state.targets.lock().map(|t| t.contains(target)).unwrap_or(false)
     }
 
     /// Makes every ordinary request (not `/delay` or `/status`) answer with `status`;
@@ -128,6 +136,11 @@ async fn accept_loop(listener: TcpListener, name: String, state: Arc<State>) {
 
 async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<Full<Bytes>> {
     state.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(target) = req.uri().path_and_query()
+        && let Ok(mut targets) = state.targets.lock()
+    {
+        targets.insert(target.as_str().to_string());
+    }
     let path = req.uri().path().to_string();
     let version = format!("{:?}", req.version());
     let host = req

@@ -20,6 +20,9 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 pub struct Outcome {
     /// Which client sent it.
     pub client: usize,
+    /// The request target sent: the load's path plus a unique `n=<client>.<seq>` query
+    /// parameter, so a backend can tell which requests reached it.
+    pub target: String,
     /// When it was sent.
     pub start: Instant,
     /// When its response (or error) arrived.
@@ -80,14 +83,18 @@ impl Load {
                 let http = make_client();
                 tokio::spawn(async move {
                     let mut outcomes = Vec::new();
+                    let separator = if path.contains('?') { '&' } else { '?' };
+                    let mut seq = 0u64;
                     while !stop.load(Ordering::SeqCst) {
+                        seq += 1;
+                        let target = format!("{path}{separator}n={client}.{seq}");
                         let start = Instant::now();
-                        let result = match http.get(addr, &path).await {
+                        let result = match http.get(addr, &target).await {
                             Ok(reply) => Ok((reply.status.as_u16(), reply.backend().to_string())),
                             Err(err) => Err(format!("{err:#}")),
                         };
                         let failed = result.is_err();
-                        outcomes.push(Outcome { client, start, end: Instant::now(), result });
+                        outcomes.push(Outcome { client, target, start, end: Instant::now(), result });
                         completed.fetch_add(1, Ordering::SeqCst);
                         if failed {
                             tokio::time::sleep(ERROR_PAUSE).await;

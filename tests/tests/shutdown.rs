@@ -30,10 +30,37 @@ async fn sigterm_under_load_fails_no_accepted_request() {
     let report = load.stop().await;
 
     assert!(status.success(), "the gateway should exit 0 after a clean drain, got {status}");
-    // Everything sent before the signal was accepted and must complete.
+    // Everything the gateway accepted before the signal must complete. A request is
+    // accepted once the gateway has read it; the client cannot see that moment, so:
+    // - a request that reached a backend was accepted, whenever it was sent;
+    // - a request sent well before the signal (GRACE) had time to be read: accepted;
+    // - a request written on a keep-alive connection just before the signal that dies
+    //   unanswered and never reached a backend may have been sitting unread in the socket
+    //   when the gateway closed that idle connection: the HTTP/1.1 keep-alive race, which
+    //   a client retries like a refused connection. Those are reported, not failed.
+    const GRACE: Duration = Duration::from_millis(50);
     let before: Vec<_> = report.outcomes.iter().filter(|o| o.start < signalled).collect();
-    let failed: Vec<_> = before.iter().filter(|o| !o.ok()).collect();
-    assert!(failed.is_empty(), "{} of {} requests sent before SIGTERM failed: {failed:#?}", failed.len(), before.len());
+    let forwarded = |target: &str| backends.iter().any(|b| b.received(target));
+    let (mut failed, mut unread) = (Vec::new(), Vec::new());
+    for o in before.iter().filter(|o| !o.ok()) {
+        let line = format!(
+            "{} sent {:?} before SIGTERM, ended {:?} after it, reached a backend: {}: {:?}",
+            o.target,
+            signalled - o.start,
+            o.end.saturating_duration_since(signalled),
+            forwarded(&o.target),
+            o.result
+        );
+        if o.result.is_err() && !forwarded(&o.target) && signalled - o.start < GRACE {
+            unread.push(line);
+        } else {
+            failed.push(line);
+        }
+    }
+    if !unread.is_empty() {
+        eprintln!("{} requests sent just before SIGTERM were never read (keep-alive race):\n{}", unread.len(), unread.join("\n"));
+    }
+    assert!(failed.is_empty(), "{} of {} requests accepted before SIGTERM failed:\n{}", failed.len(), before.len(), failed.join("\n"));
     let in_flight = before.iter().filter(|o| o.end > signalled).count();
     assert!(in_flight > 0, "no request was in flight at the signal: the test proved nothing");
     eprintln!("{in_flight} requests were in flight at SIGTERM and completed");
