@@ -246,6 +246,8 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .adaptive_window(true);
     let mut graceful = GracefulShutdown::new();
+    // TCP-proxy connections each hold a sender; the channel closes when the last ends.
+    let (tcp_live, mut tcp_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut ctx = ctx_rx.borrow_and_update().clone();
     let stopped = stop.signaled();
     tokio::pin!(stopped);
@@ -289,15 +291,28 @@ async fn accept_loop(
                         );
                     }
                     ListenerCtx::Tcp(t) => {
+                        let t = t.clone();
                         let span = tracing::debug_span!("tcp", listener = %name, %remote);
-                        tokio::spawn(tcp::serve(t.clone(), stream).instrument(span));
+                        let live = tcp_live.clone();
+                        tokio::spawn(
+                            async move {
+                                tcp::serve(t, stream).await;
+                                drop(live);
+                            }
+                            .instrument(span),
+                        );
                     }
                 }
             }
         }
     }
     drop(listener);
-    drain_connections(name, graceful, drain_timeout).await;
+    drop(tcp_live);
+    // Opaque TCP has no graceful close: its connections get the drain timeout to end.
+    let tcp = async {
+        let _ = tokio::time::timeout(drain_timeout, tcp_done.recv()).await;
+    };
+    tokio::join!(drain_connections(name, graceful, drain_timeout), tcp);
 }
 
 async fn drain_connections(name: String, graceful: GracefulShutdown, timeout: Duration) {
