@@ -53,10 +53,17 @@ fn main() -> anyhow::Result<()> {
     config.worker_threads = args.worker_threads;
     config.log_handle = Some(log);
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.worker_threads {
-        rt.worker_threads(n.max(1));
-    }
+    // One worker: the current-thread scheduler does the same job without the cross-thread
+    // synchronisation of the work-stealing one.
+    let mut rt = match config.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt
         .enable_all()
         .build()
