@@ -262,6 +262,19 @@ impl Mesh {
         self.admin_client.get(self.admin(), path).await
     }
 
+    /// Waits until the gateway's `/metrics` has samples of `name` with all of `labels`
+    /// summing to at least `at_least`, and returns that sum.
+    pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
+        eventually(PATIENCE, &format!("{name}{labels:?} >= {at_least}"), || async move {
+            let text = self.admin_get("/metrics").await?.text();
+            match crate::metrics::sum(&text, name, labels) {
+                Some(v) if v >= at_least => Ok(v),
+                other => bail!("{name}{labels:?} is {other:?}; /metrics:\n{text}"),
+            }
+        })
+        .await
+    }
+
     /// The listener name of a service port in this mesh's namespace.
     pub fn listener_name(&self, service: &str, port: u16) -> String {
         format!("{service}.{}.svc.cluster.local:{port}", self.ns)

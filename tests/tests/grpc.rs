@@ -64,7 +64,7 @@ async fn grpc_server_streaming_through_the_gateway() {
 
 #[tokio::test]
 async fn grpc_error_status_and_trailers_pass_through() {
-    let (_mesh, _servers, addr) = echo_mesh("grpc-status").await;
+    let (mesh, _servers, addr) = echo_mesh("grpc-status").await;
     let unary = call(addr, &["--method", "unary", "--fail-code", "5", "--fail-message", "no such book"]).await;
     assert_eq!(unary[0].code(), "NOT_FOUND", "{:?}", unary[0].0);
     assert_eq!(unary[0].details(), "no such book");
@@ -75,4 +75,9 @@ async fn grpc_error_status_and_trailers_pass_through() {
     assert_eq!(stream[0].code(), "FAILED_PRECONDITION", "{:?}", stream[0].0);
     assert_eq!(stream[0].details(), "stopped");
     assert!(!stream[0].trailer("x-served-by").is_empty());
+
+    // Telemetry sees gRPC statuses, not just HTTP 200s, as Istio's metrics do.
+    let host = format!("echo.{}.svc.cluster.local", mesh.ns);
+    let labels = [("destination_service", host.as_str()), ("request_protocol", "grpc"), ("grpc_response_status", "5")];
+    mesh.wait_for_metric("istio_requests_total", &labels, 1.0).await;
 }

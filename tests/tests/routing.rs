@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use corridor_tests::manifests::{
     self, DestinationRule, Destination, EndpointSlice, HttpRoute, Match, Service, ServicePort, VirtualService,
 };
-use corridor_tests::{metrics, wait_for_reply, HttpClient, Mesh};
+use corridor_tests::{wait_for_reply, HttpClient, Mesh};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PORT: u16 = 8080;
@@ -59,15 +59,9 @@ async fn http1_request_reaches_every_endpoint() {
 
     // Telemetry: Istio-standard request metrics for this service.
     let host = format!("web.{}.svc.cluster.local", mesh.ns);
-    let text = mesh.admin_get("/metrics").await.unwrap_or_else(|e| panic!("{e:#}")).text();
-    let ok = metrics::sum(&text, "istio_requests_total", &[("destination_service", &host), ("response_code", "200")]);
-    assert!(ok.unwrap_or(0.0) >= 20.0, "istio_requests_total for {host}/200 is {ok:?}:\n{text}");
-    assert!(
-        metrics::sum(&text, "istio_requests_total", &[("destination_service", &host), ("request_protocol", "http")]).is_some(),
-        "no request_protocol=\"http\" sample:\n{text}"
-    );
-    let count = metrics::sum(&text, "istio_request_duration_milliseconds_count", &[("destination_service", &host)]);
-    assert!(count.unwrap_or(0.0) >= 20.0, "istio_request_duration_milliseconds_count is {count:?}:\n{text}");
+    mesh.wait_for_metric("istio_requests_total", &[("destination_service", &host), ("response_code", "200")], 20.0).await;
+    mesh.wait_for_metric("istio_requests_total", &[("destination_service", &host), ("request_protocol", "http")], 20.0).await;
+    mesh.wait_for_metric("istio_request_duration_milliseconds_count", &[("destination_service", &host)], 20.0).await;
 
     // config_dump is Envoy-shaped and shows this service's listener.
     let dump = mesh.admin_get("/config_dump").await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -156,12 +150,8 @@ async fn service_without_healthy_endpoints_gets_503() {
     }
     assert_eq!(backend.requests(), 0, "an unready endpoint takes no requests");
     mesh.wait_for_gateway_log(&[&format!("empty.{ns}"), "503", "UH"]).await;
-    let text = mesh.admin_get("/metrics").await.unwrap_or_else(|e| panic!("{e:#}")).text();
     let host = format!("empty.{ns}.svc.cluster.local");
-    assert!(
-        metrics::sum(&text, "istio_requests_total", &[("destination_service", &host), ("response_code", "503")]).is_some(),
-        "no 503 sample for {host}:\n{text}"
-    );
+    mesh.wait_for_metric("istio_requests_total", &[("destination_service", &host), ("response_code", "503")], 1.0).await;
 }
 
 #[tokio::test]
