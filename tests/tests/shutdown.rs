@@ -89,3 +89,34 @@ async fn sigterm_when_idle_exits_zero() {
     let status = mesh.gateway().wait_exit(Duration::from_secs(20)).await.unwrap_or_else(|e| panic!("{e:#}"));
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
+
+#[tokio::test]
+async fn admin_drain_turns_unready_and_finishes_in_flight_requests() {
+    let mut mesh = Mesh::new("drain");
+    let backends = mesh.backends(&["a"]).await;
+    mesh.write("web.yaml", &manifests::yaml(mesh.service_objects("web", ServicePort::new("http", PORT), &[(&backends[0], "v1")])));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("web", PORT).await;
+    wait_for_reply(&HttpClient::http1(), addr, "/", "a first 200", |r| r.status == 200).await;
+
+    let received = backends[0].requests();
+    let slow = tokio::spawn(async move { HttpClient::http1().get(addr, "/delay/500").await });
+    corridor_tests::eventually(PATIENCE, "the slow request to reach the backend", || {
+        let now = backends[0].requests();
+        async move {
+            anyhow::ensure!(now > received, "not yet");
+            Ok(())
+        }
+    })
+    .await;
+    let drained = HttpClient::http1()
+        .request(http::Method::POST, mesh.admin(), "/drain", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(drained.status.is_success(), "POST /drain answered {}", drained.status);
+    let ready = mesh.admin_get("/ready").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(ready.status, 503, "a draining gateway must fail readiness so it gets no new traffic");
+    let reply = slow.await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(reply.status, 200, "the in-flight request completes during the drain");
+}
