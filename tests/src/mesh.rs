@@ -5,7 +5,7 @@
 //! Test backends live on `127.<same octet>.250.<n>`, outside the addresses a test looks up.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -366,11 +366,6 @@ pub async fn listener_addr(client: &HttpClient, admin: SocketAddr, name: &str) -
         bail!("listener {name} not bound yet: {listener}");
     }
     Ok(SocketAddr::new(ip, port))
-}
-
-/// A path's file name, for matching log lines that name only the file.
-pub fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The patience for a restarted controller to be found again by the gateway's backoff.

@@ -333,3 +333,37 @@ async fn opaque_tcp_port_is_proxied_per_connection() {
     assert_eq!(seen.len(), 2, "connections are balanced over both endpoints: {seen:?}");
     assert!(backends.iter().all(|b| b.requests() > 0));
 }
+
+#[tokio::test]
+async fn opted_out_services_get_no_listener() {
+    let mut mesh = Mesh::new("optout");
+    let ns = mesh.ns.clone();
+    let quiet_ns = format!("{ns}-off");
+    let backend = mesh.backends(&["a"]).await.remove(0);
+    let port = backend.addr().port();
+    let service = |name: &str, namespace: &str| -> Vec<serde_json::Value> {
+        vec![
+            Service::new(name, namespace).port(ServicePort::new("http", PORT).target(port)).into(),
+            EndpointSlice::new(&format!("{name}-x1"), namespace, name)
+                .port("http", port)
+                .endpoint(manifests::Endpoint::new(backend.addr().ip()))
+                .into(),
+        ]
+    };
+    let mut objects = service("web", &ns);
+    objects.extend(service("hidden", &ns));
+    objects[2] = Service::new("hidden", &ns)
+        .label("corridor.io/mesh", "disabled")
+        .port(ServicePort::new("http", PORT).target(port))
+        .into();
+    objects.push(manifests::Namespace::new(&quiet_ns).label("corridor.io/mesh", "disabled").into());
+    objects.extend(service("web", &quiet_ns));
+    mesh.write("all.yaml", &manifests::yaml(objects));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+
+    mesh.service_addr("web", PORT).await;
+    let listeners = mesh.admin_get("/listeners?format=json").await.unwrap_or_else(|e| panic!("{e:#}")).text();
+    assert!(!listeners.contains(&format!("hidden.{ns}.")), "a Service labelled corridor.io/mesh=disabled was meshed: {listeners}");
+    assert!(!listeners.contains(&format!(".{quiet_ns}.")), "a namespace labelled corridor.io/mesh=disabled was meshed: {listeners}");
+}
