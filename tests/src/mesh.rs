@@ -2,7 +2,8 @@
 //!
 //! Each [`Mesh`] owns a temporary directory, a random gateway CIDR `127.<101..=250>.0.0/16`
 //! and a unique namespace, so tests can run side by side without sharing addresses or names.
-//! Test backends live on `127.<same octet>.250.<n>`, outside the addresses a test looks up.
+//! Test backends live on `127.<same octet>.250.<n>`. The octet is claimed for the life of the
+//! mesh (see `claim_octet`), so concurrent tests never share a range.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ const BACKEND_OCTET: u8 = 250;
 /// A controller and (usually) a gateway on a temporary manifests directory.
 pub struct Mesh {
     _tmp: tempfile::TempDir,
+    /// Held for the mesh's lifetime so no other test process picks the same /16.
+    _claim: std::net::TcpListener,
     /// The directory the controller watches.
     pub manifests: PathBuf,
     staging: PathBuf,
@@ -67,9 +70,10 @@ impl Mesh {
         for dir in [&manifests, &staging] {
             std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         }
-        let octet = rand::rng().random_range(101..=250u8);
+        let (octet, claim) = claim_octet();
         Mesh {
             _tmp: tmp,
+            _claim: claim,
             manifests,
             staging,
             octet,
@@ -339,6 +343,23 @@ pub trait Upstream {
     fn name(&self) -> &str;
     /// Its address.
     fn addr(&self) -> SocketAddr;
+}
+
+/// The port of the socket that marks a /16 as taken (see [`claim_octet`]); any free
+/// unprivileged port would do, it only has to be the same in every test process.
+const CLAIM_PORT: u16 = 47_999;
+
+/// Picks a random second octet for this test's `127.<n>.0.0/16` and claims it by binding
+/// `127.<n>.255.254:CLAIM_PORT`, so tests running at the same time never share a range.
+fn claim_octet() -> (u8, std::net::TcpListener) {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let octet = rng.random_range(101..=250u8);
+        if let Ok(claim) = std::net::TcpListener::bind((Ipv4Addr::new(127, octet, 255, 254), CLAIM_PORT)) {
+            return (octet, claim);
+        }
+    }
+    panic!("no free 127.<101..=250>.0.0/16 range for a test mesh");
 }
 
 /// Looks `name` up in an admin `/listeners` JSON (the gateway's or Envoy's).
