@@ -367,3 +367,23 @@ async fn opted_out_services_get_no_listener() {
     assert!(!listeners.contains(&format!("hidden.{ns}.")), "a Service labelled corridor.io/mesh=disabled was meshed: {listeners}");
     assert!(!listeners.contains(&format!(".{quiet_ns}.")), "a namespace labelled corridor.io/mesh=disabled was meshed: {listeners}");
 }
+
+#[tokio::test]
+async fn endpoint_dying_with_pooled_connections_fails_no_request() {
+    let (_mesh, backends, addr) = web_mesh("stale", ServicePort::new("http-web", PORT), |_| vec![]).await;
+    let client = HttpClient::http1();
+    // Both endpoints serve, so the gateway holds pooled keep-alive connections to both.
+    wait_for_reply(&client, addr, "/", "a first 200", |r| r.status == 200).await;
+    for _ in 0..10 {
+        client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    assert!(backends.iter().all(|b| b.requests() > 0));
+    // b's process dies (closing its connections) while its endpoint is still listed: an
+    // idempotent request that meets a dead pooled connection is resent, and connects that
+    // are refused are retried on a.
+    backends[1].stop();
+    for i in 0..20 {
+        let reply = client.get(addr, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"), "request {i}");
+    }
+}
