@@ -79,3 +79,25 @@ async fn envoy_over_state_of_the_world_ads_proxies_the_same_service() {
 async fn envoy_over_delta_ads_proxies_the_same_service() {
     envoy_proxies_the_same_service(Ads::Delta, "envoy-delta").await;
 }
+
+#[tokio::test]
+async fn envoy_proxies_grpc_with_the_controllers_http2_cluster_options() {
+    use corridor_tests::python::{grpc_client, GrpcServer};
+    const GRPC_PORT: u16 = 7070;
+    let mut mesh = Mesh::new("envoy-grpc");
+    let server_addr = mesh.upstream_addr(0);
+    let server = GrpcServer::start("g1", server_addr).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let objects = mesh.service_objects("echo", ServicePort::new("grpc-echo", GRPC_PORT), &[(&server, "v1")]);
+    mesh.write("echo.yaml", &manifests::yaml(objects));
+    mesh.start_controller().await;
+    let envoy = Envoy::start(mesh.xds(), Ads::Delta).await;
+    let addr = envoy.listener(&mesh.listener_name("echo", GRPC_PORT)).await;
+    let calls = corridor_tests::eventually(corridor_tests::PATIENCE, "a gRPC call through Envoy", || async move {
+        let calls = grpc_client(addr, &["--method", "stream", "--message", "e", "--count", "3"]).await?;
+        anyhow::ensure!(calls[0].code() == "OK", "{:?}", calls[0].0);
+        Ok(calls)
+    })
+    .await;
+    assert_eq!(calls[0].messages(), vec!["e-0", "e-1", "e-2"]);
+    assert_eq!(calls[0].trailer("x-served-by"), "g1");
+}
