@@ -79,6 +79,11 @@ impl Backend {
         self.state.targets.lock().map(|t| t.contains(target)).unwrap_or(false)
     }
 
+    /// How many distinct request targets starting with `prefix` have arrived.
+    pub fn requests_matching(&self, prefix: &str) -> usize {
+        self.state.targets.lock().map(|t| t.iter().filter(|t| t.starts_with(prefix)).count()).unwrap_or(0)
+    }
+
     /// Makes every ordinary request (not `/delay` or `/status`) answer with `status`;
     /// `None` restores normal answers.
     pub fn set_status(&self, status: Option<u16>) {

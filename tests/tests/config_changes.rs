@@ -53,14 +53,51 @@ async fn web_mesh(tag: &str, vs: impl Fn(&str) -> String) -> (Mesh, Vec<Backend>
     (mesh, backends, addr)
 }
 
-/// Starts `n` slow requests (each on its own connection) that will be in flight during a change.
-fn slow_requests(addr: std::net::SocketAddr, n: usize, path: &str) -> Vec<tokio::task::JoinHandle<anyhow::Result<Reply>>> {
-    (0..n)
-        .map(|_| {
-            let path = path.to_string();
-            tokio::spawn(async move { HttpClient::http1().get(addr, &path).await })
+/// Starts `n` slow requests (each on its own connection, each with a unique `slow=` tag)
+/// and waits until every one of them has reached one of `backends`, so that they are
+/// surely in flight during the change that follows.
+async fn slow_requests(
+    addr: std::net::SocketAddr,
+    backends: &[Backend],
+    n: usize,
+    path: &str,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<Reply>>> {
+    let tag = corridor_tests::unique_suffix();
+    let targets: Vec<String> = (0..n).map(|i| format!("{path}?slow={tag}{i}")).collect();
+    let requests = targets
+        .iter()
+        .map(|target| {
+            let target = target.clone();
+            tokio::spawn(async move { HttpClient::http1().get(addr, &target).await })
         })
-        .collect()
+        .collect();
+    eventually(PATIENCE, "the slow requests to reach the backends", || {
+        let arrived = targets.iter().filter(|t| backends.iter().any(|b| b.received(t))).count();
+        async move {
+            anyhow::ensure!(arrived == n, "{arrived} of {n} arrived");
+            Ok(())
+        }
+    })
+    .await;
+    requests
+}
+
+/// Starts slow requests one at a time until one of them is at `target` (at most 32), so
+/// that at least one request is surely in flight on that endpoint during the change.
+async fn slow_requests_reaching(
+    addr: std::net::SocketAddr,
+    backends: &[Backend],
+    target: &Backend,
+    path: &str,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<Reply>>> {
+    let mut requests = Vec::new();
+    for _ in 0..32 {
+        requests.extend(slow_requests(addr, backends, 1, path).await);
+        if target.requests_matching(path) > 0 {
+            return requests;
+        }
+    }
+    panic!("32 slow requests and none reached {}", target.name());
 }
 
 /// Waits for the slow requests and asserts that every one of them succeeded.
@@ -77,18 +114,6 @@ async fn assert_all_ok(what: &str, requests: Vec<tokio::task::JoinHandle<anyhow:
     replies
 }
 
-/// Waits until `backend` has received `at_least` requests.
-async fn until_received(backend: &Backend, at_least: u64) {
-    eventually(PATIENCE, &format!("{} to receive {at_least} requests", backend.name()), || {
-        let received = backend.requests();
-        async move {
-            anyhow::ensure!(received >= at_least, "{received} so far");
-            Ok(())
-        }
-    })
-    .await;
-}
-
 fn assert_fast(what: &str, elapsed: Duration) {
     eprintln!("{what} took effect after {elapsed:?}");
     assert!(elapsed < PROPAGATION_BOUND, "{what} took {elapsed:?} to take effect (bound {PROPAGATION_BOUND:?})");
@@ -100,9 +125,7 @@ async fn new_weights_apply_within_a_second_under_load() {
     let load = Load::start(addr, "/", CLIENTS);
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
     // Slow requests that are in flight (already at the backend) when the push lands.
-    let before = backends[0].requests();
-    let slow = slow_requests(addr, 3, "/delay/1500");
-    until_received(&backends[0], before + 3).await;
+    let slow = slow_requests(addr, &backends, 3, "/delay/1500").await;
 
     let written = Instant::now();
     mesh.write("vs.yaml", &split(&mesh.ns, 0, 100));
@@ -161,10 +184,8 @@ async fn removed_endpoint_applies_within_a_second_under_load() {
     let load = Load::start(addr, "/", CLIENTS);
     load.wait_for_more(LOAD_MARGIN, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
 
-    // Slow requests in flight on both endpoints when b is removed.
-    let received = backends[1].requests();
-    let slow = slow_requests(addr, 4, "/delay/1000");
-    until_received(&backends[1], received + 1).await;
+    // Slow requests in flight when b is removed, one of them on b.
+    let slow = slow_requests_reaching(addr, &backends, &backends[1], "/delay/1000").await;
 
     let written = Instant::now();
     let only_a = mesh.service_objects("web", web_port(), &[(&backends[0], "v1")]);
@@ -271,9 +292,7 @@ async fn removed_service_stops_listening_after_in_flight_requests() {
     wait_for_reply(&HttpClient::http1(), other_addr, "/", "the second service", |r| r.backend() == "c").await;
     let load = Load::start(other_addr, "/", 2);
     load.wait_for_more(100, PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let received = other.requests();
-    let slow = slow_requests(other_addr, 2, "/delay/1000");
-    until_received(&other, received + 2).await;
+    let slow = slow_requests(other_addr, std::slice::from_ref(&other), 2, "/delay/1000").await;
 
     // Remove `web` (its Service and endpoints); `other` must not notice.
     mesh.remove("web.yaml");
@@ -294,16 +313,7 @@ async fn removed_service_stops_listening_after_in_flight_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_listener_finishes_its_in_flight_requests() {
     let (mesh, backends, addr) = web_mesh("rmlis", |ns| split(ns, 50, 50)).await;
-    let received: u64 = backends.iter().map(|b| b.requests()).sum();
-    let slow = slow_requests(addr, 2, "/delay/1000");
-    eventually(PATIENCE, "the slow requests to reach the backends", || {
-        let now: u64 = backends.iter().map(|b| b.requests()).sum();
-        async move {
-            anyhow::ensure!(now >= received + 2, "{} of 2", now - received);
-            Ok(())
-        }
-    })
-    .await;
+    let slow = slow_requests(addr, &backends, 2, "/delay/1000").await;
     mesh.remove("web.yaml");
     mesh.remove("vs.yaml");
     assert_all_ok("removing the service they were sent to", slow).await;
