@@ -1,7 +1,9 @@
 //! The gateway without its controller: it keeps serving the last config, and resyncs when a
 //! controller comes back on the same address.
 
-use corridor_tests::manifests::{self, DestinationRule, Destination, HttpRoute, ServicePort, VirtualService};
+use corridor_tests::manifests::{
+    self, DestinationRule, Destination, Endpoint, EndpointSlice, HttpRoute, Pod, Service, ServicePort, VirtualService,
+};
 use corridor_tests::mesh::RESYNC_PATIENCE;
 use corridor_tests::{eventually, wait_for_reply, HttpClient, Load, Mesh, PATIENCE};
 
@@ -115,4 +117,49 @@ async fn gateway_is_ready_only_after_its_first_config() {
     .await;
     let addr = mesh.service_addr("web", PORT).await;
     wait_for_reply(&HttpClient::http1(), addr, "/", "traffic after the first config", |r| r.backend() == "a").await;
+}
+
+#[tokio::test]
+async fn service_addresses_are_stable_across_restarts_and_other_services() {
+    let mut mesh = Mesh::new("stable");
+    let backends = mesh.backends(&["a", "z"]).await;
+    // Two ports on one service: one gateway address, the service's own port numbers.
+    let web = Service::new("web", &mesh.ns)
+        .port(ServicePort::new("http-web", PORT).target(backends[0].addr().port()))
+        .port(ServicePort::new("http2-alt", PORT + 1).target(backends[0].addr().port()));
+    let (ip, target) = (backends[0].addr().ip(), backends[0].addr().port());
+    let objects: Vec<serde_json::Value> = vec![
+        web.into(),
+        EndpointSlice::new("web-x1", &mesh.ns, "web")
+            .port("http-web", target)
+            .port("http2-alt", target)
+            .endpoint(Endpoint::new(ip).pod("web-a"))
+            .into(),
+        Pod::new("web-a", &mesh.ns).label("app", "web").ip(ip).into(),
+    ];
+    mesh.write("web.yaml", &manifests::yaml(objects));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let first = mesh.service_addr("web", PORT).await;
+    let alt = mesh.service_addr("web", PORT + 1).await;
+    assert_eq!(first.ip(), alt.ip(), "one gateway address per service");
+    assert_eq!((first.port(), alt.port()), (PORT, PORT + 1), "the service's own port numbers");
+    wait_for_reply(&HttpClient::h2c(), alt, "/", "the second port", |r| r.header("x-version") == "HTTP/2.0").await;
+
+    // Restart everything, with another service added that sorts before `web`.
+    mesh.gateway().terminate().unwrap_or_else(|e| panic!("{e:#}"));
+    mesh.gateway().wait_exit(std::time::Duration::from_secs(20)).await.unwrap_or_else(|e| panic!("{e:#}"));
+    mesh.kill_controller();
+    mesh.write(
+        "aaa.yaml",
+        &manifests::yaml(mesh.service_objects("aaa", ServicePort::new("http", PORT), &[(&backends[1], "v1")])),
+    );
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let again = mesh.service_addr("web", PORT).await;
+    assert_eq!(again, first, "same namespace/name, same gateway address across restarts");
+    let other = mesh.service_addr("aaa", PORT).await;
+    assert_ne!(other.ip(), first.ip(), "distinct services get distinct addresses");
+    wait_for_reply(&HttpClient::http1(), again, "/", "web after the restart", |r| r.backend() == "a").await;
+    wait_for_reply(&HttpClient::http1(), other, "/", "aaa after the restart", |r| r.backend() == "z").await;
 }
