@@ -10,8 +10,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,7 +33,10 @@ pub struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("name", &self.name).field("addr", &self.addr).finish()
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -56,7 +59,12 @@ impl Backend {
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
         let task = tokio::spawn(accept_loop(listener, name.to_string(), state.clone()));
-        Ok(Backend { name: name.to_string(), addr, state, task })
+        Ok(Backend {
+            name: name.to_string(),
+            addr,
+            state,
+            task,
+        })
     }
 
     /// The backend's name, as it appears in `x-backend` and the body.
@@ -76,18 +84,28 @@ impl Backend {
 
     /// Whether a request for `target` (path and query, e.g. `/x?n=3`) has arrived.
     pub fn received(&self, target: &str) -> bool {
-        self.state.targets.lock().map(|t| t.contains(target)).unwrap_or(false)
+        self.state
+            .targets
+            .lock()
+            .map(|t| t.contains(target))
+            .unwrap_or(false)
     }
 
     /// How many distinct request targets starting with `prefix` have arrived.
     pub fn requests_matching(&self, prefix: &str) -> usize {
-        self.state.targets.lock().map(|t| t.iter().filter(|t| t.starts_with(prefix)).count()).unwrap_or(0)
+        self.state
+            .targets
+            .lock()
+            .map(|t| t.iter().filter(|t| t.starts_with(prefix)).count())
+            .unwrap_or(0)
     }
 
     /// Makes every ordinary request (not `/delay` or `/status`) answer with `status`;
     /// `None` restores normal answers.
     pub fn set_status(&self, status: Option<u16>) {
-        self.state.forced_status.store(status.unwrap_or(0), Ordering::SeqCst);
+        self.state
+            .forced_status
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Stops accepting and closes every open connection.
@@ -159,9 +177,15 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<F
     let _ = req.into_body().collect().await;
 
     let mut status = StatusCode::OK;
-    if let Some(ms) = path.strip_prefix("/delay/").and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         tokio::time::sleep(Duration::from_millis(ms)).await;
-    } else if let Some(code) = path.strip_prefix("/status/").and_then(|v| v.parse::<u16>().ok()) {
+    } else if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|v| v.parse::<u16>().ok())
+    {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
     } else {
         let forced = state.forced_status.load(Ordering::SeqCst);
@@ -172,7 +196,12 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<F
     let mut response = Response::new(Full::new(Bytes::from(name.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    let fields = [("x-backend", name), ("x-path", &path), ("x-host", &host), ("x-version", &version)];
+    let fields = [
+        ("x-backend", name),
+        ("x-path", &path),
+        ("x-host", &host),
+        ("x-version", &version),
+    ];
     for (key, value) in fields {
         if let Ok(value) = http::HeaderValue::from_str(value) {
             headers.insert(key, value);

@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 
 /// How long a binary may take to print its `bound` line.
 const BOUND_PATIENCE: Duration = Duration::from_secs(20);
@@ -117,7 +117,13 @@ impl Process {
         if let Some(err) = child.stderr.take() {
             pump(label.to_string(), err, stderr.clone());
         }
-        Ok(Process { label: label.to_string(), child, exit: None, stdout, stderr })
+        Ok(Process {
+            label: label.to_string(),
+            child,
+            exit: None,
+            stdout,
+            stderr,
+        })
     }
 
     /// The child's process id.
@@ -131,11 +137,18 @@ impl Process {
         let deadline = Instant::now() + BOUND_PATIENCE;
         let field = format!("{key}=");
         loop {
-            if let Some(line) = self.stdout.snapshot().into_iter().find(|l| l.starts_with(prefix)) {
+            if let Some(line) = self
+                .stdout
+                .snapshot()
+                .into_iter()
+                .find(|l| l.starts_with(prefix))
+            {
                 let value = line
                     .split_whitespace()
                     .find_map(|word| word.strip_prefix(field.as_str()))
-                    .ok_or_else(|| anyhow!("{}: no `{field}` in bound line {line:?}", self.label))?;
+                    .ok_or_else(|| {
+                        anyhow!("{}: no `{field}` in bound line {line:?}", self.label)
+                    })?;
                 return value
                     .parse()
                     .with_context(|| format!("{}: bad address in {line:?}", self.label));

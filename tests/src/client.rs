@@ -9,8 +9,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// Longest a single request (response head and body) may take before the client gives up.
@@ -49,7 +49,10 @@ impl Reply {
 
     /// A header as text, or "" when absent.
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The body as text.
@@ -92,16 +95,25 @@ impl HttpClient {
         path: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
-        let mut builder = Request::builder().method(method).uri(format!("http://{addr}{path}"));
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(Full::new(Bytes::new())).context("building request")?;
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .context("building request")?;
         let exchange = async {
             let response = self.inner.request(request).await?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
-            anyhow::Ok(Reply { status: parts.status, headers: parts.headers, body, version: parts.version })
+            anyhow::Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                version: parts.version,
+            })
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
@@ -125,7 +137,12 @@ pub async fn wait_for_reply(
         if accept(&reply) {
             Ok(reply)
         } else {
-            anyhow::bail!("got {} from {:?}: {}", reply.status, reply.backend(), reply.text())
+            anyhow::bail!(
+                "got {} from {:?}: {}",
+                reply.status,
+                reply.backend(),
+                reply.text()
+            )
         }
     })
     .await

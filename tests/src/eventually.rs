@@ -19,7 +19,9 @@ where
     let deadline = Instant::now() + patience;
     loop {
         let attempt = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()).max(POLL_EVERY),
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(POLL_EVERY),
             check(),
         )
         .await;

@@ -27,8 +27,8 @@ pub mod metrics;
 pub mod python;
 
 pub use backend::Backend;
-pub use client::{time_until_change, wait_for_reply, HttpClient, Reply};
-pub use eventually::{eventually, PATIENCE};
+pub use client::{HttpClient, Reply, time_until_change, wait_for_reply};
+pub use eventually::{PATIENCE, eventually};
 pub use load::{Load, LoadReport};
 pub use mesh::Mesh;
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -57,7 +57,9 @@ pub struct Load {
 
 impl std::fmt::Debug for Load {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Load").field("completed", &self.completed()).finish()
+        f.debug_struct("Load")
+            .field("completed", &self.completed())
+            .finish()
     }
 }
 
@@ -94,7 +96,13 @@ impl Load {
                             Err(err) => Err(format!("{err:#}")),
                         };
                         let failed = result.is_err();
-                        outcomes.push(Outcome { client, target, start, end: Instant::now(), result });
+                        outcomes.push(Outcome {
+                            client,
+                            target,
+                            start,
+                            end: Instant::now(),
+                            result,
+                        });
                         completed.fetch_add(1, Ordering::SeqCst);
                         if failed {
                             tokio::time::sleep(ERROR_PAUSE).await;
@@ -104,11 +112,21 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, completed, tasks, started: Instant::now() }
+        Load {
+            stop,
+            completed,
+            tasks,
+            started: Instant::now(),
+        }
     }
 
     /// Runs `clients` HTTP/1.1 keep-alive clients against `addr` for `duration`, then stops.
-    pub async fn run_for(addr: SocketAddr, path: &str, clients: usize, duration: Duration) -> LoadReport {
+    pub async fn run_for(
+        addr: SocketAddr,
+        path: &str,
+        clients: usize,
+        duration: Duration,
+    ) -> LoadReport {
         let load = Load::start(addr, path, clients);
         tokio::time::sleep(duration).await;
         load.stop().await
@@ -125,7 +143,10 @@ impl Load {
         let deadline = Instant::now() + patience;
         while self.completed() < target {
             if Instant::now() >= deadline {
-                bail!("load completed {} of {target} requests within {patience:?}", self.completed());
+                bail!(
+                    "load completed {} of {target} requests within {patience:?}",
+                    self.completed()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -168,7 +189,9 @@ impl LoadReport {
     pub fn by_backend(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for outcome in self.outcomes.iter().filter(|o| o.ok()) {
-            *counts.entry(outcome.backend().unwrap_or("?").to_string()).or_insert(0) += 1;
+            *counts
+                .entry(outcome.backend().unwrap_or("?").to_string())
+                .or_insert(0) += 1;
         }
         counts
     }
@@ -179,7 +202,11 @@ impl LoadReport {
         if failures.is_empty() {
             return;
         }
-        let t0 = self.outcomes.first().map(|o| o.start).unwrap_or_else(Instant::now);
+        let t0 = self
+            .outcomes
+            .first()
+            .map(|o| o.start)
+            .unwrap_or_else(Instant::now);
         let listed: Vec<String> = failures
             .iter()
             .take(20)

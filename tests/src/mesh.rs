@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 use rand::Rng;
 use serde_json::Value;
 
 use crate::backend::Backend;
-use crate::bin::{binary, Lines, Process};
+use crate::bin::{Lines, Process, binary};
 use crate::client::{HttpClient, Reply};
-use crate::eventually::{eventually, PATIENCE};
+use crate::eventually::{PATIENCE, eventually};
 use crate::manifests::{Endpoint, EndpointSlice, Pod, Service, ServicePort};
 
 /// Debounce passed to the controller: the default push delay, kept explicit so a test can
@@ -132,11 +132,18 @@ impl Mesh {
 
     /// Starts the controller (again on the same xDS address if it ran before).
     pub async fn start_controller(&mut self) {
-        let listen = self.xds.map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        let listen = self
+            .xds
+            .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
         let mut cmd = Command::new(binary("corridor-controller"));
-        cmd.arg("--manifests")
-            .arg(&self.manifests)
-            .args(["--xds-listen", &listen, "--gateway-cidr", &self.cidr(), "--debounce-ms", DEBOUNCE_MS]);
+        cmd.arg("--manifests").arg(&self.manifests).args([
+            "--xds-listen",
+            &listen,
+            "--gateway-cidr",
+            &self.cidr(),
+            "--debounce-ms",
+            DEBOUNCE_MS,
+        ]);
         let mut process = Process::spawn("controller", cmd).unwrap_or_else(|e| panic!("{e:#}"));
         let xds = process
             .wait_bound("corridor-controller bound", "xds")
@@ -172,7 +179,8 @@ impl Mesh {
         }
         let xds = self.xds().to_string();
         let mut cmd = Command::new(binary("corridor-gateway"));
-        cmd.args(["--xds", &xds, "--admin", "127.0.0.1:0"]).args(extra);
+        cmd.args(["--xds", &xds, "--admin", "127.0.0.1:0"])
+            .args(extra);
         let mut process = Process::spawn("gateway", cmd).unwrap_or_else(|e| panic!("{e:#}"));
         let admin = process
             .wait_bound("corridor-gateway bound", "admin")
@@ -202,25 +210,32 @@ impl Mesh {
     /// Picks the xDS address a controller started later will listen on (a port that was
     /// free a moment ago), so a gateway can be pointed at a controller that is not there yet.
     pub fn reserve_xds_addr(&mut self) -> SocketAddr {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-        let addr = probe.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"));
+        let probe =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = probe
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local_addr: {e}"));
         self.xds = Some(addr);
         addr
     }
 
     /// The controller's xDS address.
     pub fn xds(&self) -> SocketAddr {
-        self.xds.unwrap_or_else(|| panic!("the controller has not been started"))
+        self.xds
+            .unwrap_or_else(|| panic!("the controller has not been started"))
     }
 
     /// The gateway's admin address.
     pub fn admin(&self) -> SocketAddr {
-        self.admin.unwrap_or_else(|| panic!("the gateway has not been started"))
+        self.admin
+            .unwrap_or_else(|| panic!("the gateway has not been started"))
     }
 
     /// The controller process.
     pub fn controller(&mut self) -> &mut Process {
-        self.controller.as_mut().unwrap_or_else(|| panic!("no controller running"))
+        self.controller
+            .as_mut()
+            .unwrap_or_else(|| panic!("no controller running"))
     }
 
     /// The gateway process.
@@ -234,21 +249,31 @@ impl Mesh {
 
     /// The controller's stderr (log) lines.
     pub fn controller_log(&self) -> Lines {
-        self.controller.as_ref().map(|p| p.stderr.clone()).unwrap_or_default()
+        self.controller
+            .as_ref()
+            .map(|p| p.stderr.clone())
+            .unwrap_or_default()
     }
 
     /// The gateway's stderr (log and access log) lines.
     pub fn gateway_log(&self) -> Lines {
-        self.gateway.as_ref().map(|p| p.stderr.clone()).unwrap_or_default()
+        self.gateway
+            .as_ref()
+            .map(|p| p.stderr.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until the gateway's log has a line containing every one of `needles`.
     pub async fn wait_for_gateway_log(&self, needles: &[&str]) -> String {
         let log = self.gateway_log();
-        eventually(PATIENCE, &format!("a gateway log line with {needles:?}"), || {
-            let found = log.find(needles);
-            async move { found.ok_or_else(|| anyhow!("no such line yet")) }
-        })
+        eventually(
+            PATIENCE,
+            &format!("a gateway log line with {needles:?}"),
+            || {
+                let found = log.find(needles);
+                async move { found.ok_or_else(|| anyhow!("no such line yet")) }
+            },
+        )
         .await
     }
 
@@ -269,13 +294,17 @@ impl Mesh {
     /// Waits until the gateway's `/metrics` has samples of `name` with all of `labels`
     /// summing to at least `at_least`, and returns that sum.
     pub async fn wait_for_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) -> f64 {
-        eventually(PATIENCE, &format!("{name}{labels:?} >= {at_least}"), || async move {
-            let text = self.admin_get("/metrics").await?.text();
-            match crate::metrics::sum(&text, name, labels) {
-                Some(v) if v >= at_least => Ok(v),
-                other => bail!("{name}{labels:?} is {other:?}; /metrics:\n{text}"),
-            }
-        })
+        eventually(
+            PATIENCE,
+            &format!("{name}{labels:?} >= {at_least}"),
+            || async move {
+                let text = self.admin_get("/metrics").await?.text();
+                match crate::metrics::sum(&text, name, labels) {
+                    Some(v) if v >= at_least => Ok(v),
+                    other => bail!("{name}{labels:?} is {other:?}; /metrics:\n{text}"),
+                }
+            },
+        )
         .await
     }
 
@@ -302,7 +331,10 @@ impl Mesh {
     pub fn upstream_addr(&mut self, port: u16) -> SocketAddr {
         let host = self.next_backend_host;
         self.next_backend_host = self.next_backend_host.checked_add(1).unwrap_or(1);
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, self.octet, BACKEND_OCTET, host)), port)
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(127, self.octet, BACKEND_OCTET, host)),
+            port,
+        )
     }
 
     /// Starts one backend per name, all on the same port, on distinct loopback addresses
@@ -312,7 +344,9 @@ impl Mesh {
         for name in names {
             let port = backends.first().map_or(0, |b| b.addr().port());
             let addr = self.upstream_addr(port);
-            let backend = Backend::start(name, addr).await.unwrap_or_else(|e| panic!("{e:#}"));
+            let backend = Backend::start(name, addr)
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
             backends.push(backend);
         }
         backends
@@ -321,16 +355,32 @@ impl Mesh {
     /// Service + EndpointSlice + Pods for `service` with one port, whose endpoints are the
     /// `upstreams` (all on the port of the first), each pod labelled `app: <service>`,
     /// `version: <v>`.
-    pub fn service_objects<U: Upstream>(&self, service: &str, port: ServicePort, upstreams: &[(&U, &str)]) -> Vec<Value> {
+    pub fn service_objects<U: Upstream>(
+        &self,
+        service: &str,
+        port: ServicePort,
+        upstreams: &[(&U, &str)],
+    ) -> Vec<Value> {
         let target = upstreams.first().map_or(1, |(u, _)| u.addr().port());
         let port_name = port.name().to_string();
-        let mut objects = vec![Service::new(service, &self.ns).port(port.target(target)).into()];
-        let mut slice = EndpointSlice::new(&format!("{service}-x1"), &self.ns, service).port(&port_name, target);
+        let mut objects = vec![
+            Service::new(service, &self.ns)
+                .port(port.target(target))
+                .into(),
+        ];
+        let mut slice = EndpointSlice::new(&format!("{service}-x1"), &self.ns, service)
+            .port(&port_name, target);
         for (upstream, version) in upstreams {
             let pod = format!("{service}-{}", upstream.name());
             let ip = upstream.addr().ip();
             slice = slice.endpoint(Endpoint::new(ip).pod(&pod).zone("zone-a"));
-            objects.push(Pod::new(&pod, &self.ns).label("app", service).label("version", version).ip(ip).into());
+            objects.push(
+                Pod::new(&pod, &self.ns)
+                    .label("app", service)
+                    .label("version", version)
+                    .ip(ip)
+                    .into(),
+            );
         }
         objects.insert(1, slice.into());
         objects
@@ -355,7 +405,9 @@ fn claim_octet() -> (u8, std::net::TcpListener) {
     let mut rng = rand::rng();
     for _ in 0..200 {
         let octet = rng.random_range(101..=250u8);
-        if let Ok(claim) = std::net::TcpListener::bind((Ipv4Addr::new(127, octet, 255, 254), CLAIM_PORT)) {
+        if let Ok(claim) =
+            std::net::TcpListener::bind((Ipv4Addr::new(127, octet, 255, 254), CLAIM_PORT))
+        {
             return (octet, claim);
         }
     }
@@ -363,7 +415,11 @@ fn claim_octet() -> (u8, std::net::TcpListener) {
 }
 
 /// Looks `name` up in an admin `/listeners` JSON (the gateway's or Envoy's).
-pub async fn listener_addr(client: &HttpClient, admin: SocketAddr, name: &str) -> anyhow::Result<SocketAddr> {
+pub async fn listener_addr(
+    client: &HttpClient,
+    admin: SocketAddr,
+    name: &str,
+) -> anyhow::Result<SocketAddr> {
     let reply = client.get(admin, "/listeners?format=json").await?;
     let json: Value = serde_json::from_slice(&reply.body)
         .with_context(|| format!("/listeners is not JSON: {}", reply.text()))?;

@@ -5,7 +5,9 @@
 pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut total = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         let (label_text, value) = match rest.strip_prefix('{') {
             Some(rest) => match rest.rsplit_once('}') {
                 Some((labels, value)) => (labels, value),
@@ -20,7 +22,11 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         if !matches {
             continue;
         }
-        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             total = Some(total.unwrap_or(0.0) + v);
         }
     }
@@ -38,8 +44,25 @@ mod tests {
             istio_requests_total{destination_service=\"a\",response_code=\"503\"} 2\n\
             istio_requests_total{destination_service=\"b\",response_code=\"200\"} 7\n\
             istio_requests_total_other{destination_service=\"a\"} 100\n";
-        assert_eq!(sum(text, "istio_requests_total", &[("destination_service", "a")]), Some(5.0));
-        assert_eq!(sum(text, "istio_requests_total", &[("response_code", "200")]), Some(10.0));
-        assert_eq!(sum(text, "istio_requests_total", &[("destination_service", "c")]), None);
+        assert_eq!(
+            sum(
+                text,
+                "istio_requests_total",
+                &[("destination_service", "a")]
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            sum(text, "istio_requests_total", &[("response_code", "200")]),
+            Some(10.0)
+        );
+        assert_eq!(
+            sum(
+                text,
+                "istio_requests_total",
+                &[("destination_service", "c")]
+            ),
+            None
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::bin::Process;
@@ -21,7 +21,9 @@ pub fn venv_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CORRIDOR_VENV") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache/corridor/venv")
 }
 
@@ -29,14 +31,19 @@ pub fn venv_dir() -> PathBuf {
 pub fn python() -> PathBuf {
     let python = venv_dir().join("bin/python");
     if !python.exists() {
-        panic!("{} not found: run `tests/run` (it creates the test venv)", python.display());
+        panic!(
+            "{} not found: run `tests/run` (it creates the test venv)",
+            python.display()
+        );
     }
     python
 }
 
 /// A script in `tests/python/`.
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }
 
 /// A running `grpc_peer.py serve`: a gRPC server implementing `corridor.test.Echo`.
@@ -60,7 +67,11 @@ impl GrpcServer {
             .env("PYTHONUNBUFFERED", "1");
         let mut process = Process::spawn(&format!("grpc {name}"), cmd)?;
         let addr = process.wait_bound("grpc_peer bound", "addr").await?;
-        Ok(GrpcServer { name: name.to_string(), process, addr })
+        Ok(GrpcServer {
+            name: name.to_string(),
+            process,
+            addr,
+        })
     }
 }
 
@@ -93,7 +104,11 @@ impl GrpcCall {
     pub fn messages(&self) -> Vec<String> {
         self.0["messages"]
             .as_array()
-            .map(|m| m.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -117,7 +132,10 @@ pub async fn grpc_client(target: SocketAddr, args: &[&str]) -> anyhow::Result<Ve
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!("grpc_peer.py call {args:?} failed ({}): {stdout}\n{stderr}", output.status);
+        bail!(
+            "grpc_peer.py call {args:?} failed ({}): {stdout}\n{stderr}",
+            output.status
+        );
     }
     let json: Value = serde_json::from_str(stdout.trim())
         .with_context(|| format!("grpc_peer.py call printed no JSON: {stdout}\n{stderr}"))?;

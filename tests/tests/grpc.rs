@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use corridor_tests::manifests::{self, ServicePort};
-use corridor_tests::python::{grpc_client, GrpcCall, GrpcServer};
-use corridor_tests::{eventually, Mesh, PATIENCE};
+use corridor_tests::python::{GrpcCall, GrpcServer, grpc_client};
+use corridor_tests::{Mesh, PATIENCE, eventually};
 
 const PORT: u16 = 7070;
 
@@ -13,10 +13,18 @@ const PORT: u16 = 7070;
 async fn echo_mesh(tag: &str) -> (Mesh, Vec<GrpcServer>, std::net::SocketAddr) {
     let mut mesh = Mesh::new(tag);
     let first_addr = mesh.upstream_addr(0);
-    let first = GrpcServer::start("g1", first_addr).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let first = GrpcServer::start("g1", first_addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let second_addr = mesh.upstream_addr(first.addr.port());
-    let second = GrpcServer::start("g2", second_addr).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let objects = mesh.service_objects("echo", ServicePort::new("grpc-echo", PORT), &[(&first, "v1"), (&second, "v1")]);
+    let second = GrpcServer::start("g2", second_addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let objects = mesh.service_objects(
+        "echo",
+        ServicePort::new("grpc-echo", PORT),
+        &[(&first, "v1"), (&second, "v1")],
+    );
     mesh.write("echo.yaml", &manifests::yaml(objects));
     mesh.start_controller().await;
     mesh.start_gateway().await;
@@ -25,24 +33,43 @@ async fn echo_mesh(tag: &str) -> (Mesh, Vec<GrpcServer>, std::net::SocketAddr) {
 }
 
 async fn call(addr: std::net::SocketAddr, args: &[&str]) -> Vec<GrpcCall> {
-    eventually(PATIENCE, "the gRPC client to reach the gateway", || async move {
-        let calls = grpc_client(addr, args).await?;
-        // UNAVAILABLE = the listener is not serving yet; anything else is an answer.
-        anyhow::ensure!(calls.iter().all(|c| c.code() != "UNAVAILABLE"), "{:?}", calls.first().map(|c| &c.0));
-        Ok(calls)
-    })
+    eventually(
+        PATIENCE,
+        "the gRPC client to reach the gateway",
+        || async move {
+            let calls = grpc_client(addr, args).await?;
+            // UNAVAILABLE = the listener is not serving yet; anything else is an answer.
+            anyhow::ensure!(
+                calls.iter().all(|c| c.code() != "UNAVAILABLE"),
+                "{:?}",
+                calls.first().map(|c| &c.0)
+            );
+            Ok(calls)
+        },
+    )
     .await
 }
 
 #[tokio::test]
 async fn grpc_unary_through_the_gateway() {
     let (_mesh, _servers, addr) = echo_mesh("grpc-unary").await;
-    let calls = call(addr, &["--method", "unary", "--message", "ping", "--repeat", "10"]).await;
+    let calls = call(
+        addr,
+        &["--method", "unary", "--message", "ping", "--repeat", "10"],
+    )
+    .await;
     let mut served_by = BTreeSet::new();
     for c in &calls {
         assert_eq!(c.code(), "OK", "{:?}", c.0);
         assert_eq!(c.messages(), vec!["ping"], "the echo comes back unchanged");
-        assert!(matches!(c.0["initial_metadata"]["x-backend"].as_str(), Some("g1" | "g2")), "headers pass through: {:?}", c.0);
+        assert!(
+            matches!(
+                c.0["initial_metadata"]["x-backend"].as_str(),
+                Some("g1" | "g2")
+            ),
+            "headers pass through: {:?}",
+            c.0
+        );
         served_by.insert(c.trailer("x-served-by").to_string());
     }
     assert_eq!(
@@ -55,29 +82,78 @@ async fn grpc_unary_through_the_gateway() {
 #[tokio::test]
 async fn grpc_server_streaming_through_the_gateway() {
     let (_mesh, _servers, addr) = echo_mesh("grpc-stream").await;
-    let calls = call(addr, &["--method", "stream", "--message", "m", "--count", "50"]).await;
+    let calls = call(
+        addr,
+        &["--method", "stream", "--message", "m", "--count", "50"],
+    )
+    .await;
     let expected: Vec<String> = (0..50).map(|i| format!("m-{i}")).collect();
     assert_eq!(calls[0].code(), "OK", "{:?}", calls[0].0);
-    assert_eq!(calls[0].messages(), expected, "every streamed message, in order");
-    assert!(!calls[0].trailer("x-served-by").is_empty(), "trailers after a stream: {:?}", calls[0].0);
+    assert_eq!(
+        calls[0].messages(),
+        expected,
+        "every streamed message, in order"
+    );
+    assert!(
+        !calls[0].trailer("x-served-by").is_empty(),
+        "trailers after a stream: {:?}",
+        calls[0].0
+    );
 }
 
 #[tokio::test]
 async fn grpc_error_status_and_trailers_pass_through() {
     let (mesh, _servers, addr) = echo_mesh("grpc-status").await;
-    let unary = call(addr, &["--method", "unary", "--fail-code", "5", "--fail-message", "no such book"]).await;
+    let unary = call(
+        addr,
+        &[
+            "--method",
+            "unary",
+            "--fail-code",
+            "5",
+            "--fail-message",
+            "no such book",
+        ],
+    )
+    .await;
     assert_eq!(unary[0].code(), "NOT_FOUND", "{:?}", unary[0].0);
     assert_eq!(unary[0].details(), "no such book");
-    assert!(!unary[0].trailer("x-served-by").is_empty(), "trailing metadata with an error: {:?}", unary[0].0);
+    assert!(
+        !unary[0].trailer("x-served-by").is_empty(),
+        "trailing metadata with an error: {:?}",
+        unary[0].0
+    );
 
-    let stream = call(addr, &["--method", "stream", "--count", "2", "--fail-code", "9", "--fail-message", "stopped"]).await;
-    assert_eq!(stream[0].messages(), vec!["hello-0", "hello-1"], "messages before the error arrive");
+    let stream = call(
+        addr,
+        &[
+            "--method",
+            "stream",
+            "--count",
+            "2",
+            "--fail-code",
+            "9",
+            "--fail-message",
+            "stopped",
+        ],
+    )
+    .await;
+    assert_eq!(
+        stream[0].messages(),
+        vec!["hello-0", "hello-1"],
+        "messages before the error arrive"
+    );
     assert_eq!(stream[0].code(), "FAILED_PRECONDITION", "{:?}", stream[0].0);
     assert_eq!(stream[0].details(), "stopped");
     assert!(!stream[0].trailer("x-served-by").is_empty());
 
     // Telemetry sees gRPC statuses, not just HTTP 200s, as Istio's metrics do.
     let host = format!("echo.{}.svc.cluster.local", mesh.ns);
-    let labels = [("destination_service", host.as_str()), ("request_protocol", "grpc"), ("grpc_response_status", "5")];
-    mesh.wait_for_metric("istio_requests_total", &labels, 1.0).await;
+    let labels = [
+        ("destination_service", host.as_str()),
+        ("request_protocol", "grpc"),
+        ("grpc_response_status", "5"),
+    ];
+    mesh.wait_for_metric("istio_requests_total", &labels, 1.0)
+        .await;
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use corridor_tests::manifests::{self, Endpoint, EndpointSlice, Service, ServicePort};
-use corridor_tests::python::{grpc_client, GrpcServer};
+use corridor_tests::python::{GrpcServer, grpc_client};
 use corridor_tests::{Backend, HttpClient, Load};
 
 fn loopback() -> std::net::SocketAddr {
@@ -64,7 +64,10 @@ async fn load_driver_records_successes_and_failures() -> anyhow::Result<()> {
     let report = load.stop().await;
     report.assert_no_failures("against a healthy backend");
     assert!(report.successes() >= 100);
-    assert_eq!(report.by_backend().get("gamma").copied(), Some(report.successes()));
+    assert_eq!(
+        report.by_backend().get("gamma").copied(),
+        Some(report.successes())
+    );
 
     backend.set_status(Some(500));
     let load = Load::start(backend.addr(), "/", 2);
@@ -78,7 +81,9 @@ async fn load_driver_records_successes_and_failures() -> anyhow::Result<()> {
 #[test]
 fn manifests_render_as_kubernetes_yaml() -> anyhow::Result<()> {
     let text = manifests::yaml([
-        Service::new("web", "ns1").port(ServicePort::new("http-web", 80).target(8080)).into(),
+        Service::new("web", "ns1")
+            .port(ServicePort::new("http-web", 80).target(8080))
+            .into(),
         EndpointSlice::new("web-1", "ns1", "web")
             .port("http-web", 8080)
             .endpoint(Endpoint::new("10.0.0.1").pod("web-a").zone("z1"))
@@ -92,7 +97,10 @@ fn manifests_render_as_kubernetes_yaml() -> anyhow::Result<()> {
     assert_eq!(docs[0]["kind"], "Service");
     assert_eq!(docs[0]["spec"]["ports"][0]["name"], "http-web");
     assert_eq!(docs[0]["spec"]["ports"][0]["targetPort"], 8080);
-    assert_eq!(docs[1]["metadata"]["labels"]["kubernetes.io/service-name"], "web");
+    assert_eq!(
+        docs[1]["metadata"]["labels"]["kubernetes.io/service-name"],
+        "web"
+    );
     assert_eq!(docs[1]["endpoints"][0]["targetRef"]["name"], "web-a");
     assert_eq!(docs[1]["endpoints"][0]["conditions"]["ready"], true);
     Ok(())
@@ -106,10 +114,18 @@ async fn grpc_peer_serves_and_calls_directly() -> anyhow::Result<()> {
     assert_eq!(calls[0].messages(), vec!["ping"]);
     assert_eq!(calls[0].trailer("x-served-by"), "direct");
 
-    let calls = grpc_client(server.addr, &["--method", "stream", "--message", "m", "--count", "3"]).await?;
+    let calls = grpc_client(
+        server.addr,
+        &["--method", "stream", "--message", "m", "--count", "3"],
+    )
+    .await?;
     assert_eq!(calls[0].messages(), vec!["m-0", "m-1", "m-2"]);
 
-    let calls = grpc_client(server.addr, &["--fail-code", "5", "--fail-message", "no such thing"]).await?;
+    let calls = grpc_client(
+        server.addr,
+        &["--fail-code", "5", "--fail-message", "no such thing"],
+    )
+    .await?;
     assert_eq!(calls[0].code(), "NOT_FOUND");
     assert_eq!(calls[0].details(), "no such thing");
     assert_eq!(calls[0].trailer("x-served-by"), "direct");

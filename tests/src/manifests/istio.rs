@@ -1,6 +1,6 @@
 //! networking.istio.io VirtualService and DestinationRule builders.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::metadata;
 
@@ -18,7 +18,12 @@ pub struct VirtualService {
 impl VirtualService {
     /// A VirtualService without hosts or routes.
     pub fn new(name: &str, namespace: &str) -> Self {
-        VirtualService { name: name.into(), namespace: namespace.into(), hosts: vec![], http: vec![] }
+        VirtualService {
+            name: name.into(),
+            namespace: namespace.into(),
+            hosts: vec![],
+            http: vec![],
+        }
     }
 
     /// Adds a host (short name, FQDN, ...).
@@ -102,10 +107,18 @@ impl HttpRoute {
             route.insert("name".into(), json!(name));
         }
         if !self.matches.is_empty() {
-            let matches: Vec<Value> = self.matches.into_iter().map(|m| Value::Object(m.0)).collect();
+            let matches: Vec<Value> = self
+                .matches
+                .into_iter()
+                .map(|m| Value::Object(m.0))
+                .collect();
             route.insert("match".into(), json!(matches));
         }
-        let routes: Vec<Value> = self.routes.into_iter().map(Destination::into_value).collect();
+        let routes: Vec<Value> = self
+            .routes
+            .into_iter()
+            .map(Destination::into_value)
+            .collect();
         route.insert("route".into(), json!(routes));
         if let Some(timeout) = self.timeout {
             route.insert("timeout".into(), json!(timeout));
@@ -171,7 +184,12 @@ pub struct Destination {
 impl Destination {
     /// A destination host (short name or FQDN).
     pub fn new(host: &str) -> Self {
-        Destination { host: host.into(), subset: None, port: None, weight: None }
+        Destination {
+            host: host.into(),
+            subset: None,
+            port: None,
+            weight: None,
+        }
     }
 
     /// A DestinationRule subset.
@@ -234,7 +252,10 @@ impl DestinationRule {
 
     /// Adds a subset selecting pods with all of `labels`.
     pub fn subset(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
-        let labels = labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
         self.subsets.push((name.into(), labels));
         self
     }

@@ -9,7 +9,7 @@
 //! ]);
 //! ```
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Renders objects as one multi-document YAML file.
 pub fn yaml(objects: impl IntoIterator<Item = Value>) -> String {
@@ -43,7 +43,10 @@ pub struct Namespace {
 impl Namespace {
     /// A namespace without labels.
     pub fn new(name: &str) -> Self {
-        Namespace { name: name.into(), labels: Map::new() }
+        Namespace {
+            name: name.into(),
+            labels: Map::new(),
+        }
     }
 
     /// Adds a label.
@@ -86,12 +89,22 @@ pub struct ServicePort {
 impl ServicePort {
     /// A named port (the name carries the protocol: `http-*`, `http2-*`, `grpc-*`, ...).
     pub fn new(name: &str, port: u16) -> Self {
-        ServicePort { name: Some(name.into()), port, target_port: None, app_protocol: None }
+        ServicePort {
+            name: Some(name.into()),
+            port,
+            target_port: None,
+            app_protocol: None,
+        }
     }
 
     /// An unnamed port.
     pub fn unnamed(port: u16) -> Self {
-        ServicePort { name: None, port, target_port: None, app_protocol: None }
+        ServicePort {
+            name: None,
+            port,
+            target_port: None,
+            app_protocol: None,
+        }
     }
 
     /// The port's name ("" when unnamed).
@@ -115,7 +128,12 @@ impl ServicePort {
 impl Service {
     /// A Service selecting `app: <name>`.
     pub fn new(name: &str, namespace: &str) -> Self {
-        Service { name: name.into(), namespace: namespace.into(), labels: Map::new(), ports: vec![] }
+        Service {
+            name: name.into(),
+            namespace: namespace.into(),
+            labels: Map::new(),
+            ports: vec![],
+        }
     }
 
     /// Adds a port.
@@ -185,7 +203,13 @@ pub struct Endpoint {
 impl Endpoint {
     /// A ready endpoint at `address`.
     pub fn new(address: impl ToString) -> Self {
-        Endpoint { address: address.to_string(), ready: Some(true), terminating: None, pod: None, zone: None }
+        Endpoint {
+            address: address.to_string(),
+            ready: Some(true),
+            terminating: None,
+            pod: None,
+            zone: None,
+        }
     }
 
     /// Sets `conditions.ready`.
@@ -228,7 +252,8 @@ impl EndpointSlice {
 
     /// Adds a port; `name` must equal the Service port's name (or be empty for an unnamed port).
     pub fn port(mut self, name: &str, port: u16) -> Self {
-        self.ports.push(((!name.is_empty()).then(|| name.to_string()), port));
+        self.ports
+            .push(((!name.is_empty()).then(|| name.to_string()), port));
         self
     }
 
@@ -263,7 +288,8 @@ impl From<EndpointSlice> for Value {
                 }
                 let mut endpoint = json!({ "addresses": [e.address], "conditions": conditions });
                 if let Some(pod) = &e.pod {
-                    endpoint["targetRef"] = json!({ "kind": "Pod", "name": pod, "namespace": slice.namespace });
+                    endpoint["targetRef"] =
+                        json!({ "kind": "Pod", "name": pod, "namespace": slice.namespace });
                 }
                 if let Some(zone) = &e.zone {
                     endpoint["zone"] = json!(zone);
@@ -298,7 +324,12 @@ pub struct Pod {
 impl Pod {
     /// A pod without labels or IP.
     pub fn new(name: &str, namespace: &str) -> Self {
-        Pod { name: name.into(), namespace: namespace.into(), labels: Map::new(), ip: None }
+        Pod {
+            name: name.into(),
+            namespace: namespace.into(),
+            labels: Map::new(),
+            ip: None,
+        }
     }
 
     /// Adds a label.
@@ -330,4 +361,4 @@ impl From<Pod> for Value {
 }
 
 mod istio;
-pub use istio::{DestinationRule, Destination, HttpRoute, Match, VirtualService};
+pub use istio::{Destination, DestinationRule, HttpRoute, Match, VirtualService};
