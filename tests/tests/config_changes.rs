@@ -302,7 +302,7 @@ async fn removed_endpoint_applies_within_a_second_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_route_keeps_the_last_good_config() {
-    let (mesh, _backends, addr) = web_mesh("badvs", |ns| split(ns, 100, 0)).await;
+    let (mut mesh, _backends, addr) = web_mesh("badvs", |ns| split(ns, 100, 0)).await;
     let load = Load::start(addr, "/", 2);
     load.wait_for_more(100, PATIENCE)
         .await
@@ -358,6 +358,32 @@ async fn invalid_route_keeps_the_last_good_config() {
         report.by_backend().keys().collect::<Vec<_>>(),
         vec!["a"],
         "the bad VirtualService leaked"
+    );
+
+    // One line, not one per rescan: an unrelated change later does not repeat it.
+    let extra = mesh.backends(&["c"]).await.remove(0);
+    mesh.write(
+        "extra.yaml",
+        &manifests::yaml(mesh.service_objects(
+            "extra",
+            ServicePort::new("http", 9090),
+            &[(&extra, "v1")],
+        )),
+    );
+    let extra_addr = mesh.service_addr("extra", 9090).await;
+    wait_for_reply(&probe, extra_addr, "/", "an unrelated new service", |r| {
+        r.backend() == "c"
+    })
+    .await;
+    let lines: Vec<String> = log
+        .snapshot()
+        .into_iter()
+        .filter(|l| l.contains("vs.yaml") && l.contains("web-routes"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "the rejection should be logged once: {lines:#?}"
     );
 
     // The file is still watched: fixing it applies.
