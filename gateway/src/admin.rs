@@ -197,72 +197,34 @@ fn clusters(state: &AdminState) -> String {
             continue;
         };
         let k = &c.counters;
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_requests::{}",
-            c.config.max_requests
-        );
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_retries::{}",
-            c.config.max_retries
-        );
-        let _ = writeln!(out, "{name}::lb_policy::{:?}", c.config.lb);
-        let _ = writeln!(out, "{name}::http2::{}", c.config.http2);
-        let _ = writeln!(
-            out,
-            "{name}::rq_active::{}",
-            k.active_rq.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::rq_total::{}",
-            k.total_rq.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::rq_overflow::{}",
-            k.overflow_rq.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::rq_retry::{}",
-            k.retries.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{name}::rq_retry_overflow::{}",
-            k.retry_overflow.load(Ordering::Relaxed)
-        );
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed).to_string();
+        let cluster_stats = [
+            ("default_priority::max_requests", c.config.max_requests.to_string()),
+            ("default_priority::max_retries", c.config.max_retries.to_string()),
+            ("lb_policy", format!("{:?}", c.config.lb)),
+            ("http2", c.config.http2.to_string()),
+            ("rq_active", load(&k.active_rq)),
+            ("rq_total", load(&k.total_rq)),
+            ("rq_overflow", load(&k.overflow_rq)),
+            ("rq_retry", load(&k.retries)),
+            ("rq_retry_overflow", load(&k.retry_overflow)),
+        ];
+        for (stat, value) in cluster_stats {
+            let _ = writeln!(out, "{name}::{stat}::{value}");
+        }
         for (ep, health) in &c.members {
-            let a = ep.addr;
-            let _ = writeln!(out, "{name}::{a}::health_flags::{}", health.as_str());
-            let _ = writeln!(
-                out,
-                "{name}::{a}::rq_active::{}",
-                ep.active_rq.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "{name}::{a}::rq_total::{}",
-                ep.total_rq.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "{name}::{a}::rq_error::{}",
-                ep.failed_rq.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "{name}::{a}::cx_total::{}",
-                ep.pool.opened.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "{name}::{a}::cx_connect_fail::{}",
-                ep.pool.connect_failures.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(out, "{name}::{a}::cx_idle::{}", ep.pool.idle_count());
+            let endpoint_stats = [
+                ("health_flags", health.as_str().to_string()),
+                ("rq_active", load(&ep.active_rq)),
+                ("rq_total", load(&ep.total_rq)),
+                ("rq_error", load(&ep.failed_rq)),
+                ("cx_total", load(&ep.pool.opened)),
+                ("cx_connect_fail", load(&ep.pool.connect_failures)),
+                ("cx_idle", ep.pool.idle_count().to_string()),
+            ];
+            for (stat, value) in endpoint_stats {
+                let _ = writeln!(out, "{name}::{}::{stat}::{value}", ep.addr);
+            }
         }
     }
     out
