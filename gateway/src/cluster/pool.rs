@@ -80,6 +80,9 @@ impl Pool {
     /// A connection for one request, and whether it was reused (a reused connection may
     /// have been closed by the peer in the meantime, which makes an unsent request safe
     /// to try again on a fresh one).
+    ///
+    /// Connecting is boxed: it is rare, and its future (TCP connect, timeout, handshake)
+    /// would otherwise make every request's future, moved around by value, kilobytes larger.
     pub async fn checkout(&self, connect_timeout: Duration) -> Result<(Conn, bool), ConnectError> {
         if self.http2 {
             let existing = self
@@ -90,7 +93,7 @@ impl Pool {
             if let Some(s) = existing {
                 return Ok((Conn::H2(s), true));
             }
-            let s = self.connect_h2(connect_timeout).await?;
+            let s = Box::pin(self.connect_h2(connect_timeout)).await?;
             if let Ok(mut g) = self.shared.lock() {
                 *g = Some(s.clone());
             }
@@ -104,7 +107,7 @@ impl Pool {
                 return Ok((Conn::H1(s), true));
             }
         }
-        Ok((Conn::H1(self.connect_h1(connect_timeout).await?), false))
+        Ok((Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?), false))
     }
 
     /// A new connection, never a pooled one (after a pooled one turned out stale).
@@ -113,13 +116,13 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<(Conn, bool), ConnectError> {
         if self.http2 {
-            let s = self.connect_h2(connect_timeout).await?;
+            let s = Box::pin(self.connect_h2(connect_timeout)).await?;
             if let Ok(mut g) = self.shared.lock() {
                 *g = Some(s.clone());
             }
             return Ok((Conn::H2(s), false));
         }
-        Ok((Conn::H1(self.connect_h1(connect_timeout).await?), false))
+        Ok((Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?), false))
     }
 
     /// Returns an HTTP/1.1 connection whose response was read to the end. It goes back

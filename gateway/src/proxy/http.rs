@@ -18,7 +18,7 @@ use super::HttpListener;
 use super::body::{ReplayBody, RequestBody, ResponseBody};
 use super::exchange::{EndpointActive, Exchange};
 use super::local_reply::{LocalReason, ResponseFlags, reply};
-use super::retry::{self, TryFailure};
+use super::retry::{self, Budgeted, TryFailure};
 use crate::cluster::pool::Conn;
 use crate::cluster::{ClusterState, Endpoint, lb};
 use crate::model::cluster::Cluster;
@@ -209,20 +209,16 @@ impl Attempts<'_> {
             self.ex.upstream = Some(ep.addr);
             self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
             let last_try = attempt >= max_tries;
-            let now = Instant::now();
-            let remaining = deadline.map(|d| d.saturating_duration_since(now));
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let per_try = policy.and_then(|p| p.per_try_timeout);
             let budget = match (remaining, per_try) {
                 (Some(r), Some(p)) => Some(r.min(p)),
                 (r, p) => r.or(p),
             };
             let fresh = std::mem::take(&mut fresh_next);
-            let res = match budget {
-                Some(t) => tokio::time::timeout(t, self.try_once(&ep, last_try, fresh))
-                    .await
-                    .unwrap_or(Err((TryFailure::PerTryTimeout, false))),
-                None => self.try_once(&ep, last_try, fresh).await,
-            };
+            let res = Budgeted::new(self.try_once(&ep, last_try, fresh), budget)
+                .await
+                .unwrap_or(Err((TryFailure::PerTryTimeout, false)));
             // An idempotent request that died on a reused HTTP/1.1 connection (closed by
             // the peer while idle, a race no pool can rule out) is sent once more on a new
             // connection, outside the retry policy, as browsers and HTTP clients do.
@@ -400,22 +396,13 @@ async fn send(
     reused: bool,
     req: Request<RequestBody>,
 ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure> {
+    // The resend paths are boxed: they are rare, and inline they would make every
+    // request's future kilobytes larger (it is moved by value into hyper's task).
     match conn {
         Conn::H1(mut s) => match s.try_send_request(req).await {
             Ok(resp) => Ok((resp, Some(s))),
             Err(mut e) => match e.take_message() {
-                Some(req) if reused => {
-                    let (conn, _) = ep
-                        .pool
-                        .checkout_fresh(c.connect_timeout)
-                        .await
-                        .map_err(|_| TryFailure::Connect)?;
-                    let Conn::H1(mut s) = conn else {
-                        return Err(TryFailure::Reset);
-                    };
-                    let resp = s.send_request(req).await.map_err(|e| classify(&e))?;
-                    Ok((resp, Some(s)))
-                }
+                Some(req) if reused => Box::pin(resend_fresh(ep, c, req)).await,
                 _ => Err(classify(e.error())),
             },
         },
@@ -426,24 +413,35 @@ async fn send(
                     ep.pool.reset_shared();
                 }
                 match e.take_message() {
-                    Some(req) if reused => {
-                        let (conn, _) = ep
-                            .pool
-                            .checkout_fresh(c.connect_timeout)
-                            .await
-                            .map_err(|_| TryFailure::Connect)?;
-                        let Conn::H2(mut s) = conn else {
-                            return Err(TryFailure::Reset);
-                        };
-                        s.send_request(req)
-                            .await
-                            .map(|r| (r, None))
-                            .map_err(|e| classify(&e))
-                    }
+                    Some(req) if reused => Box::pin(resend_fresh(ep, c, req)).await,
                     _ => Err(classify(e.error())),
                 }
             }
         },
+    }
+}
+
+/// Sends a request that never left again, on a new connection of the same protocol.
+async fn resend_fresh(
+    ep: &Arc<Endpoint>,
+    c: &Cluster,
+    req: Request<RequestBody>,
+) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure> {
+    let (conn, _) = ep
+        .pool
+        .checkout_fresh(c.connect_timeout)
+        .await
+        .map_err(|_| TryFailure::Connect)?;
+    match conn {
+        Conn::H1(mut s) => {
+            let resp = s.send_request(req).await.map_err(|e| classify(&e))?;
+            Ok((resp, Some(s)))
+        }
+        Conn::H2(mut s) => s
+            .send_request(req)
+            .await
+            .map(|r| (r, None))
+            .map_err(|e| classify(&e)),
     }
 }
 

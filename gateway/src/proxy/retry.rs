@@ -1,5 +1,8 @@
 //! Retry decisions: which outcomes a policy retries, the cluster's retry budget, backoff.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -19,6 +22,44 @@ pub enum TryFailure {
     Reset,
     /// The per-try timeout fired.
     PerTryTimeout,
+}
+
+pin_project_lite::pin_project! {
+    /// A try bounded by an optional time budget. Unlike a `match` between
+    /// `tokio::time::timeout(t, f)` and `f`, it holds the try's future once, and
+    /// registers no timer when there is no budget.
+    pub struct Budgeted<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F> Budgeted<F> {
+    /// Bounds `inner` by `budget`, if any.
+    pub fn new(inner: F, budget: Option<Duration>) -> Self {
+        Budgeted {
+            inner,
+            sleep: budget.map(tokio::time::sleep),
+        }
+    }
+}
+
+impl<F: Future> Future for Budgeted<F> {
+    /// `None` when the budget ran out first.
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.inner.poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        match this.sleep.as_pin_mut() {
+            Some(s) => s.poll(cx).map(|()| None),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// Whether the policy retries a failure.
