@@ -4,6 +4,7 @@
 //! in one process (tests, the umbrella binary). Handles are registered once per label set
 //! and cached, so the data path only bumps atomics.
 
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -208,7 +209,45 @@ pub struct Outcome {
 pub struct ServiceMetrics {
     metrics: Arc<Metrics>,
     base: Vec<Label>,
-    cache: DashMap<Outcome, RequestHandles>,
+    cache: DashMap<Outcome, RequestHandles, BuildHasherDefault<OutcomeHasher>>,
+}
+
+/// Hashes an [`Outcome`] (a few small integers, none chosen by a peer in a way that
+/// could flood one bucket: the status space is tiny) with a multiply-rotate instead of
+/// SipHash, which cost more than the metric updates themselves on every request.
+#[derive(Debug, Default)]
+pub struct OutcomeHasher(u64);
+
+impl Hasher for OutcomeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
 }
 
 impl ServiceMetrics {
@@ -232,7 +271,7 @@ impl ServiceMetrics {
         ServiceMetrics {
             metrics,
             base,
-            cache: DashMap::new(),
+            cache: DashMap::default(),
         }
     }
 
