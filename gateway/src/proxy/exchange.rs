@@ -72,8 +72,9 @@ pub struct Exchange {
     pub version: Version,
     /// `x-request-id`.
     pub request_id: HeaderValue,
-    /// Route name (`-` before routing).
-    pub route: Arc<str>,
+    /// Route name (none before routing; the access log shows `-`). An `Option` rather
+    /// than a `-` string so that starting an exchange allocates nothing.
+    pub route: Option<Arc<str>>,
     /// Upstream cluster.
     pub cluster: Option<Arc<str>>,
     /// Upstream endpoint of the last try.
@@ -120,7 +121,7 @@ impl Exchange {
             host,
             version: parts.version,
             request_id,
-            route: Arc::from("-"),
+            route: None,
             cluster: None,
             upstream: None,
             status: 0,

@@ -105,7 +105,7 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
     let Some(route) = router::select(rc, &view) else {
         return reply(ex, LocalReason::NoRoute);
     };
-    ex.route = route.name.clone();
+    ex.route = Some(route.name.clone());
     let action = &route.action;
     let cluster_name = router::pick_cluster(&action.target, &mut rand::rng());
     ex.cluster = Some(cluster_name.clone());
@@ -491,9 +491,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         for conn in h.get_all(CONNECTION) {
             let Ok(list) = conn.to_str() else { continue };
             for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if name.eq_ignore_ascii_case("keep-alive") {
-                    found |= HOP_KEEP_ALIVE;
-                } else if !name.eq_ignore_ascii_case("te") && !name.eq_ignore_ascii_case("close") {
+                // A `keep-alive` header, if any, was seen by the scan above.
+                if !name.eq_ignore_ascii_case("keep-alive")
+                    && !name.eq_ignore_ascii_case("te")
+                    && !name.eq_ignore_ascii_case("close")
+                {
                     found |= HOP_LISTED;
                 }
             }
@@ -551,22 +553,17 @@ const HOP_TE: u8 = 1 << 6;
 const HOP_LISTED: u8 = 1 << 7;
 
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    if name == CONNECTION {
-        HOP_CONNECTION
-    } else if name == TRANSFER_ENCODING {
-        HOP_TRANSFER_ENCODING
-    } else if name == UPGRADE {
-        HOP_UPGRADE
-    } else if name == TRAILER {
-        HOP_TRAILER
-    } else if name == TE {
-        HOP_TE
-    } else if name == KEEP_ALIVE {
-        HOP_KEEP_ALIVE
-    } else if name == PROXY_CONNECTION {
-        HOP_PROXY_CONNECTION
-    } else {
-        0
+    // Dispatch on the length first: most names are ruled out by one comparison.
+    let s = name.as_str();
+    match s.len() {
+        2 if s == "te" => HOP_TE,
+        7 if s == "upgrade" => HOP_UPGRADE,
+        7 if s == "trailer" => HOP_TRAILER,
+        10 if s == "connection" => HOP_CONNECTION,
+        10 if s == "keep-alive" => HOP_KEEP_ALIVE,
+        16 if s == "proxy-connection" => HOP_PROXY_CONNECTION,
+        17 if s == "transfer-encoding" => HOP_TRANSFER_ENCODING,
+        _ => 0,
     }
 }
 

@@ -33,7 +33,7 @@ pub fn emit(ex: &Exchange, duration: Duration) {
         protocol = ?ex.version,
         code = ex.status,
         flags = %ResponseFlags(ex.flags),
-        route = &*ex.route,
+        route = ex.route.as_deref().unwrap_or("-"),
         cluster,
         upstream = upstream.as_str(),
         duration_ms = duration.as_millis() as u64,
