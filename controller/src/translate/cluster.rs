@@ -8,7 +8,9 @@ use corridor_proto::{
             cluster::v3::{
                 CircuitBreakers, Cluster,
                 circuit_breakers::{Thresholds, thresholds::RetryBudget},
-                cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
+                cluster::{
+                    ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbPolicy,
+                },
             },
             core::v3::{Http2ProtocolOptions, RoutingPriority},
         },
@@ -142,6 +144,12 @@ pub(super) fn build(
         lb_policy: lb_policy(simple).unwrap_or(LbPolicy::RoundRobin) as i32,
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![thresholds],
+            ..Default::default()
+        }),
+        // No panic mode: not-ready endpoints never take traffic, however few are ready
+        // (corridor-gateway has no panic mode; this makes a stock Envoy agree).
+        common_lb_config: Some(CommonLbConfig {
+            healthy_panic_threshold: Some(Percent { value: 0.0 }),
             ..Default::default()
         }),
         ..Default::default()

@@ -184,6 +184,8 @@ fn clusters_per_port_and_subset_with_endpoints() {
         corridor_proto::envoy::config::cluster::v3::cluster::LbPolicy::LeastRequest as i32
     );
     assert!(c.typed_extension_protocol_options.is_empty());
+    let panic_threshold = c.common_lb_config.and_then(|l| l.healthy_panic_threshold);
+    assert_eq!(panic_threshold.map(|p| p.value), Some(0.0), "no panic mode");
     let grpc: Cluster = decode(&s, type_url::CLUSTER, &format!("outbound|9090||{HOST}"));
     assert!(
         grpc.typed_extension_protocol_options
