@@ -29,6 +29,12 @@ use crate::proxy::{ListenerCtx, Shared, http, tcp};
 /// Listen backlog: bursts of new connections must not be refused.
 const BACKLOG: u32 = 4096;
 
+/// On shutdown, how long HTTP/1.1 keep-alive connections stay open (each response then
+/// carrying `Connection: close`) before idle ones are closed. Closing an idle keep-alive
+/// connection at once races with a client writing its next request on it; a client
+/// under load sends one within this window and is told to close cleanly instead.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// A listener change computed from an LDS push.
 #[derive(Debug, Clone)]
 pub enum ListenerChange {
@@ -246,6 +252,8 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .adaptive_window(true);
     let mut graceful = GracefulShutdown::new();
+    // Set once this listener stops accepting: HTTP/1.1 responses then close their connection.
+    let closing = Arc::new(AtomicBool::new(false));
     // TCP-proxy connections each hold a sender; the channel closes when the last ends.
     let (tcp_live, mut tcp_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut ctx = ctx_rx.borrow_and_update().clone();
@@ -277,7 +285,22 @@ async fn accept_loop(
                     ListenerCtx::Http(h) => {
                         let h = h.clone();
                         let peer = http::Peer::new(remote);
-                        let svc = service_fn(move |req| http::handle(h.clone(), peer.clone(), req));
+                        let closing = closing.clone();
+                        let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let h1 = req.version() < hyper::Version::HTTP_2;
+                            let response = http::handle(h.clone(), peer.clone(), req);
+                            let closing = closing.clone();
+                            async move {
+                                let mut response = response.await?;
+                                if h1 && closing.load(Ordering::Relaxed) {
+                                    response.headers_mut().insert(
+                                        hyper::header::CONNECTION,
+                                        hyper::header::HeaderValue::from_static("close"),
+                                    );
+                                }
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        });
                         let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                         let conn = graceful.watch(conn);
                         let span = tracing::debug_span!("conn", listener = %name, %remote);
@@ -308,6 +331,15 @@ async fn accept_loop(
     }
     drop(listener);
     drop(tcp_live);
+    closing.store(true, Ordering::Relaxed);
+    let grace = CLOSE_GRACE.min(drain_timeout / 2);
+    let deadline = tokio::time::Instant::now() + grace;
+    // Keep-alive connections that still receive requests close themselves after the
+    // response; wait for them (or the grace period), then close the idle rest.
+    while graceful.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_timeout = drain_timeout.saturating_sub(grace);
     // Opaque TCP has no graceful close: its connections get the drain timeout to end.
     let tcp = async {
         let _ = tokio::time::timeout(drain_timeout, tcp_done.recv()).await;
