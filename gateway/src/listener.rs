@@ -253,7 +253,7 @@ async fn accept_loop(
         .adaptive_window(true);
     let mut graceful = GracefulShutdown::new();
     // Set once this listener stops accepting: HTTP/1.1 responses then close their connection.
-    let closing = Arc::new(AtomicBool::new(false));
+    let mut closing = Arc::new(AtomicBool::new(false));
     // TCP-proxy connections each hold a sender; the channel closes when the last ends.
     let (tcp_live, mut tcp_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut ctx = ctx_rx.borrow_and_update().clone();
@@ -268,7 +268,8 @@ async fn accept_loop(
                 }
                 ctx = ctx_rx.borrow_and_update().clone();
                 let old = std::mem::replace(&mut graceful, GracefulShutdown::new());
-                tokio::spawn(drain_connections(name.clone(), old, drain_timeout));
+                let old_closing = std::mem::replace(&mut closing, Arc::new(AtomicBool::new(false)));
+                tokio::spawn(drain_connections(name.clone(), old, old_closing, drain_timeout));
             }
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
@@ -331,23 +332,25 @@ async fn accept_loop(
     }
     drop(listener);
     drop(tcp_live);
-    closing.store(true, Ordering::Relaxed);
-    let grace = CLOSE_GRACE.min(drain_timeout / 2);
-    let deadline = tokio::time::Instant::now() + grace;
-    // Keep-alive connections that still receive requests close themselves after the
-    // response; wait for them (or the grace period), then close the idle rest.
-    while graceful.count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let drain_timeout = drain_timeout.saturating_sub(grace);
     // Opaque TCP has no graceful close: its connections get the drain timeout to end.
     let tcp = async {
         let _ = tokio::time::timeout(drain_timeout, tcp_done.recv()).await;
     };
-    tokio::join!(drain_connections(name, graceful, drain_timeout), tcp);
+    tokio::join!(drain_connections(name, graceful, closing, drain_timeout), tcp);
 }
 
-async fn drain_connections(name: String, graceful: GracefulShutdown, timeout: Duration) {
+/// Drains one generation of HTTP connections: first a grace period in which HTTP/1.1
+/// responses carry `Connection: close` (connections still in use close themselves after a
+/// response), then graceful shutdown of the rest (idle HTTP/1.1 closed, HTTP/2 GOAWAY),
+/// all within `timeout`.
+async fn drain_connections(name: String, graceful: GracefulShutdown, closing: Arc<AtomicBool>, timeout: Duration) {
+    closing.store(true, Ordering::Relaxed);
+    let grace = CLOSE_GRACE.min(timeout / 2);
+    let deadline = tokio::time::Instant::now() + grace;
+    while graceful.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let timeout = timeout.saturating_sub(grace);
     if tokio::time::timeout(timeout, graceful.shutdown())
         .await
         .is_err()
