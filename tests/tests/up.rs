@@ -1,0 +1,84 @@
+//! `corridor up`: the example mesh in one process answers through the gateway, routes as
+//! its VirtualService says, and follows edits of its manifests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use corridor_tests::bin::{Process, binary};
+use corridor_tests::{HttpClient, PATIENCE, eventually};
+use hyper::Method;
+
+/// The gateway address `corridor up` printed for `host` (its `curl` line).
+fn printed_addr(up: &Process, host: &str) -> anyhow::Result<SocketAddr> {
+    let line = up
+        .stdout
+        .snapshot()
+        .into_iter()
+        .find(|l| l.contains("curl") && l.ends_with(host))
+        .ok_or_else(|| anyhow::anyhow!("no curl line for {host} yet"))?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?;
+    Ok(addr.parse()?)
+}
+
+#[tokio::test]
+async fn corridor_up_runs_the_example_mesh() {
+    // A copy of examples/, so the test can edit it.
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for entry in std::fs::read_dir(&examples).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap_or_default()))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+    }
+    let mut cmd = std::process::Command::new(binary("corridor"));
+    cmd.args(["up", "--xds-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--examples"])
+        .arg(tmp.path());
+    let up = Process::spawn("corridor-up", cmd).unwrap_or_else(|e| panic!("{e:#}"));
+
+    let reviews = eventually(PATIENCE, "corridor up prints the reviews address", || async {
+        printed_addr(&up, "reviews.default.svc.cluster.local:9080")
+    })
+    .await;
+    let ratings = printed_addr(&up, "ratings.default.svc.cluster.local:9080")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(reviews.ip().to_string().starts_with("127.100."), "{reviews}");
+
+    let client = HttpClient::http1();
+    let reply = client.get(ratings, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("(ratings.default)"), "{}", reply.text());
+
+    // The VirtualService: `end-user: jason` always goes to v2; the rest splits 90/10.
+    for _ in 0..20 {
+        let reply = client
+            .request(Method::GET, reviews, "/", &[("end-user", "jason")])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(reply.text().contains("reviews-v2"), "{}", reply.text());
+    }
+    let mut v1 = 0;
+    for _ in 0..200 {
+        let reply = client.get(reviews, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        v1 += usize::from(reply.text().contains("reviews-v1"));
+    }
+    assert!((160..=199).contains(&v1), "90/10 split gave {v1}/200 to v1");
+
+    // Editing the manifests moves the traffic: all of it to v2.
+    let file = tmp.path().join("reviews.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let edited = text.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 100");
+    assert_ne!(text, edited, "the example's weights changed shape; update this test");
+    std::fs::write(&file, edited).unwrap_or_else(|e| panic!("{e}"));
+    eventually(PATIENCE, "all reviews traffic on v2 after the edit", || async {
+        for _ in 0..20 {
+            let reply = client.get(reviews, "/").await?;
+            anyhow::ensure!(reply.text().contains("reviews-v2"), "still {}", reply.text());
+        }
+        Ok(())
+    })
+    .await;
+}
