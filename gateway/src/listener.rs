@@ -246,7 +246,13 @@ async fn accept_loop(
     drain_timeout: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    // Responses go out as one flat buffer (`send`), not `writev` of head and body: for
+    // small messages the kernel's iovec path cost more than hyper copying the body.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -184,7 +184,11 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
         let stream = self.tcp(connect_timeout).await?;
+        // One flat buffer per write (`send`) rather than `writev` of head and body: for
+        // the small messages a gateway mostly carries, the kernel's iovec path cost more
+        // than hyper copying the body (measured in BENCHMARKS.md).
         let (sender, conn) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ConnectError::Handshake(self.addr, e))?;
