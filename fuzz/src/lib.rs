@@ -1,0 +1,81 @@
+//! The bodies of Corridor's fuzz targets, as plain functions so that they also build and
+//! run as ordinary code (`cargo test` in this crate replays every seed through them).
+//!
+//! Each function must return normally for any input: a panic, an abort or a hang is a bug
+//! in the decoder it drives.
+
+use corridor_controller::{
+    admission::Admission,
+    resources::parse_document,
+    store::Store,
+    translate::{TranslateOptions, translate},
+};
+use corridor_gateway::model::{
+    ModelError,
+    cluster::{Cluster, Endpoints},
+    listener::Listener,
+    route::RouteConfig,
+};
+use corridor_proto::envoy::config::{
+    cluster::v3::Cluster as PbCluster, endpoint::v3::ClusterLoadAssignment,
+    listener::v3::Listener as PbListener, route::v3::RouteConfiguration,
+};
+use prost::Message;
+use serde::Deserialize;
+
+/// The resource types of the `xds_resources` target, by the value of its first byte
+/// (modulo the count).
+pub const XDS_TYPES: [&str; 4] = ["listener", "route", "cluster", "endpoint"];
+
+/// Manifest bytes → UTF-8 → YAML documents → objects → store → admission → translation,
+/// as the controller's manifests-directory source chains them.
+pub fn manifests(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // A file with a document that does not parse contributes nothing (the real source
+    // keeps what the file produced before, which here is nothing).
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        match serde_yaml_ng::Value::deserialize(doc) {
+            Ok(v) => docs.push(v),
+            Err(_) => return,
+        }
+    }
+    let mut store = Store::default();
+    for object in docs.into_iter().flat_map(parse_document).flatten() {
+        store.insert(object);
+    }
+    let opts = TranslateOptions::default();
+    let mut admission = Admission::default();
+    admission.admit(&mut store, &opts, &|_| String::new());
+    let _ = admission.rejections();
+    let _ = translate(&store, &opts);
+}
+
+/// First byte picks the resource type, the rest is its protobuf encoding: decode it and
+/// convert it into the gateway's model.
+pub fn xds_resources(data: &[u8]) {
+    let _ = convert_xds(data);
+}
+
+/// The body of [`xds_resources`], returning why the gateway would reject the resource
+/// (the decoder's or the model's error, as it would appear in a NACK).
+pub fn convert_xds(data: &[u8]) -> Result<(), String> {
+    let Some((&kind, body)) = data.split_first() else {
+        return Err("empty input".to_string());
+    };
+    fn convert<P: Message + Default, M>(
+        body: &[u8],
+        to_model: impl FnOnce(&P) -> Result<M, ModelError>,
+    ) -> Result<(), String> {
+        let pb = P::decode(body).map_err(|e| e.to_string())?;
+        to_model(&pb).map(drop).map_err(|e| e.to_string())
+    }
+    match usize::from(kind) % XDS_TYPES.len() {
+        0 => convert(body, |pb: &PbListener| Listener::try_from(pb)),
+        1 => convert(body, |pb: &RouteConfiguration| RouteConfig::try_from(pb)),
+        2 => convert(body, |pb: &PbCluster| Cluster::try_from(pb)),
+        _ => convert(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
+    }
+}
