@@ -333,9 +333,14 @@ fn fold(s: &str, case_sensitive: bool) -> String {
 
 /// Compiles `re` anchored at both ends (Envoy's safe_regex is a full match).
 pub(crate) fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, ModelError> {
+    let invalid = |e: regex::Error| {
+        ModelError::invalid("safe_regex", format!("{re:?} does not compile: {e}"))
+    };
+    // Alone first: `a)|(b` compiles once wrapped, closing the anchoring group early (it
+    // would match anything starting with `a`).
+    Regex::new(re).map_err(invalid)?;
     let flags = if ignore_case { "(?i)" } else { "" };
-    Regex::new(&format!("{flags}^(?:{re})$"))
-        .map_err(|e| ModelError::invalid("safe_regex", format!("{re:?} does not compile: {e}")))
+    Regex::new(&format!("{flags}^(?:{re})$")).map_err(invalid)
 }
 
 fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {

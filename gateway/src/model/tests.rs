@@ -69,6 +69,22 @@ fn route_with_bad_regex_is_rejected() {
 }
 
 #[test]
+fn route_regex_cannot_escape_its_anchors() {
+    let mut r = prefix_route("escape", "/", "c");
+    r.r#match = Some(rt::RouteMatch {
+        path_specifier: Some(rt::route_match::PathSpecifier::SafeRegex(RegexMatcher {
+            regex: "/a)|(/b".into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    let err = RouteConfig::try_from(&route_config("rc", vec![r]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not compile"), "{err}");
+}
+
+#[test]
 fn route_without_cluster_or_match_is_rejected() {
     let mut r = prefix_route("x", "/", "c");
     action_mut(&mut r).cluster_specifier = None;
