@@ -107,7 +107,10 @@ impl Pool {
                 return Ok((Conn::H1(s), true));
             }
         }
-        Ok((Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?), false))
+        Ok((
+            Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?),
+            false,
+        ))
     }
 
     /// A new connection, never a pooled one (after a pooled one turned out stale).
@@ -122,7 +125,10 @@ impl Pool {
             }
             return Ok((Conn::H2(s), false));
         }
-        Ok((Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?), false))
+        Ok((
+            Conn::H1(Box::pin(self.connect_h1(connect_timeout)).await?),
+            false,
+        ))
     }
 
     /// Returns an HTTP/1.1 connection whose response was read to the end. It goes back

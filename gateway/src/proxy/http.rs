@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures::future::Either;
 use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
-use futures::future::Either;
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -466,8 +466,9 @@ fn send<'a>(
     conn: Conn,
     reused: bool,
     req: Request<RequestBody>,
-) -> impl Future<Output = Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure>>
-+ 'a {
+) -> impl Future<
+    Output = Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), TryFailure>,
+> + 'a {
     match conn {
         Conn::H1(mut s) => {
             let sent = s.try_send_request(req);
