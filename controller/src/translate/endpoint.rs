@@ -2,7 +2,10 @@
 //! `<pod IP>:<targetPort>`, health from the endpoint conditions, subsets through the Pod
 //! each endpoint's `targetRef` names.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
 
 use corridor_proto::envoy::config::{
     core::v3::{Address, HealthStatus, Locality, SocketAddress, address, socket_address},
@@ -39,8 +42,14 @@ pub(super) fn build(
                 continue;
             }
             let status = health(ep);
-            for ip in &ep.addresses {
-                if !seen.insert((ip.clone(), target_port)) {
+            for text in &ep.addresses {
+                // The API server validates addresses, a hand-written manifest may not:
+                // one bad address must not get the whole assignment rejected (NACKed).
+                let Ok(ip) = text.parse::<IpAddr>() else {
+                    tracing::warn!(service = %info.key, address = %text, "EndpointSlice address is not an IP address; skipping it");
+                    continue;
+                };
+                if !seen.insert((ip, target_port)) {
                     continue;
                 }
                 zones
@@ -142,7 +151,7 @@ fn pod_matches(
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
-fn socket(ip: &str, port: u16) -> Address {
+fn socket(ip: IpAddr, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             protocol: socket_address::Protocol::Tcp as i32,

@@ -4,7 +4,7 @@ use corridor_proto::{
     envoy::{
         config::{
             cluster::v3::Cluster,
-            core::v3::HealthStatus,
+            core::v3::{HealthStatus, address},
             endpoint::v3::{ClusterLoadAssignment, lb_endpoint::HostIdentifier},
             listener::v3::{Listener, filter::ConfigType},
             route::v3::{
@@ -221,6 +221,29 @@ fn clusters_per_port_and_subset_with_endpoints() {
         decode(&s, type_url::ENDPOINT, &format!("outbound|9080|v1|{HOST}"));
     let count: usize = v1.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
     assert_eq!(count, 1, "only the pod labelled version=v1");
+}
+
+#[test]
+fn endpoint_addresses_that_are_not_ips_are_skipped() {
+    // Found by fuzz/ (target `manifests`): the gateway rejected the whole assignment.
+    let yaml = MESH.replace("addresses: [10.0.0.1]", "addresses: [10.0.d.1, 10.0.0.2]");
+    let s = translate(&store_from_yaml(&yaml), &TranslateOptions::default());
+    let cla: ClusterLoadAssignment =
+        decode(&s, type_url::ENDPOINT, &format!("outbound|9080||{HOST}"));
+    let mut addresses = Vec::new();
+    for e in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+        let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+            panic!("not an endpoint")
+        };
+        let Some(address::Address::SocketAddress(sa)) =
+            ep.address.as_ref().and_then(|a| a.address.as_ref())
+        else {
+            panic!("not a socket address")
+        };
+        addresses.push(sa.address.clone());
+    }
+    addresses.sort();
+    assert_eq!(addresses, ["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
 }
 
 #[test]
