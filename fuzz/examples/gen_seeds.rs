@@ -11,8 +11,7 @@ use corridor_controller::{
     store::Store,
     translate::{TranslateOptions, translate},
 };
-use corridor_fuzz::XDS_TYPES;
-use corridor_proto::type_url;
+use corridor_fuzz::{XDS_TYPE_URLS, XDS_TYPES};
 use serde::Deserialize;
 
 type Error = Box<dyn std::error::Error>;
@@ -49,26 +48,25 @@ fn write_seeds(path: &Path, out: &Path) -> Result<usize, Error> {
     Admission::default().admit(&mut store, &opts, &|_| String::new());
     let snapshot = translate(&store, &opts);
     let mut written = 0;
-    for (tag, url) in [
-        type_url::LISTENER,
-        type_url::ROUTE,
-        type_url::CLUSTER,
-        type_url::ENDPOINT,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (tag, url) in XDS_TYPE_URLS.into_iter().enumerate() {
         let Some(types) = snapshot.get(url) else {
             continue;
         };
         for (name, resource) in &types.resources {
             let file: String = name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let mut bytes = vec![tag as u8];
             bytes.extend_from_slice(&resource.body.value);
-            fs::write(out.join(format!("{}-{file}", XDS_TYPES[tag])), bytes)?;
+            let from = path.file_stem().unwrap_or_default().to_string_lossy();
+            fs::write(out.join(format!("{from}-{}-{file}", XDS_TYPES[tag])), bytes)?;
             written += 1;
         }
     }

@@ -20,12 +20,20 @@ use corridor_proto::envoy::config::{
     cluster::v3::Cluster as PbCluster, endpoint::v3::ClusterLoadAssignment,
     listener::v3::Listener as PbListener, route::v3::RouteConfiguration,
 };
+use corridor_proto::type_url;
 use prost::Message;
 use serde::Deserialize;
 
 /// The resource types of the `xds_resources` target, by the value of its first byte
 /// (modulo the count).
 pub const XDS_TYPES: [&str; 4] = ["listener", "route", "cluster", "endpoint"];
+/// The type URLs of [`XDS_TYPES`], in the same order.
+pub const XDS_TYPE_URLS: [&str; 4] = [
+    type_url::LISTENER,
+    type_url::ROUTE,
+    type_url::CLUSTER,
+    type_url::ENDPOINT,
+];
 
 /// Manifest bytes → UTF-8 → YAML documents → objects → store → admission → translation,
 /// as the controller's manifests-directory source chains them.
@@ -50,7 +58,16 @@ pub fn manifests(data: &[u8]) {
     let mut admission = Admission::default();
     admission.admit(&mut store, &opts, &|_| String::new());
     let _ = admission.rejections();
-    let _ = translate(&store, &opts);
+    let snapshot = translate(&store, &opts);
+    // Whatever the controller serves, the gateway must accept: a rejection here would be
+    // a NACK in production.
+    for (tag, url) in XDS_TYPE_URLS.into_iter().enumerate() {
+        for (name, resource) in snapshot.get(url).iter().flat_map(|t| &t.resources) {
+            if let Err(e) = convert(tag, &resource.body.value) {
+                panic!("the gateway rejects {url} {name:?} made by the controller: {e}");
+            }
+        }
+    }
 }
 
 /// First byte picks the resource type, the rest is its protobuf encoding: decode it and
@@ -65,17 +82,22 @@ pub fn convert_xds(data: &[u8]) -> Result<(), String> {
     let Some((&kind, body)) = data.split_first() else {
         return Err("empty input".to_string());
     };
-    fn convert<P: Message + Default, M>(
+    convert(usize::from(kind), body)
+}
+
+/// Decodes `body` as the resource type `XDS_TYPES[tag % 4]` and converts it.
+fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
+    fn decode_and<P: Message + Default, M>(
         body: &[u8],
         to_model: impl FnOnce(&P) -> Result<M, ModelError>,
     ) -> Result<(), String> {
         let pb = P::decode(body).map_err(|e| e.to_string())?;
         to_model(&pb).map(drop).map_err(|e| e.to_string())
     }
-    match usize::from(kind) % XDS_TYPES.len() {
-        0 => convert(body, |pb: &PbListener| Listener::try_from(pb)),
-        1 => convert(body, |pb: &RouteConfiguration| RouteConfig::try_from(pb)),
-        2 => convert(body, |pb: &PbCluster| Cluster::try_from(pb)),
-        _ => convert(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
+    match tag % XDS_TYPES.len() {
+        0 => decode_and(body, |pb: &PbListener| Listener::try_from(pb)),
+        1 => decode_and(body, |pb: &RouteConfiguration| RouteConfig::try_from(pb)),
+        2 => decode_and(body, |pb: &PbCluster| Cluster::try_from(pb)),
+        _ => decode_and(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
     }
 }
