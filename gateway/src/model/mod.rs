@@ -48,10 +48,20 @@ impl ModelError {
     }
 }
 
-/// Converts a protobuf duration; negative durations are rejected.
+/// The largest `google.protobuf.Duration` the protobuf spec allows (10,000 years): any
+/// larger value is invalid, and refusing it keeps `Instant + timeout` from overflowing.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+/// Converts a protobuf duration; negative or out-of-range durations are rejected.
 pub(crate) fn duration(d: &PbDuration, field: &'static str) -> Result<Duration, ModelError> {
     if d.seconds < 0 || d.nanos < 0 {
         return Err(ModelError::invalid(field, "negative duration"));
+    }
+    if d.seconds > MAX_DURATION_SECONDS || d.nanos >= 1_000_000_000 {
+        return Err(ModelError::invalid(
+            field,
+            format!("duration {}s {}ns is outside google.protobuf.Duration's range", d.seconds, d.nanos),
+        ));
     }
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }

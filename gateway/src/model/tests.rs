@@ -218,3 +218,15 @@ fn endpoints_health() {
     bad.endpoints[0].lb_endpoints[0].host_identifier = None;
     assert!(Endpoints::try_from(&bad).is_err());
 }
+
+#[test]
+fn durations_outside_the_protobuf_range_are_rejected() {
+    let huge = PbDuration { seconds: i64::MAX, nanos: 0 };
+    assert!(matches!(super::duration(&huge, "timeout"), Err(ModelError::Invalid { field: "timeout", .. })));
+    let bad_nanos = PbDuration { seconds: 1, nanos: 1_000_000_000 };
+    assert!(super::duration(&bad_nanos, "timeout").is_err());
+    let max = PbDuration { seconds: 315_576_000_000, nanos: 999_999_999 };
+    let d = super::duration(&max, "timeout").unwrap();
+    // The largest accepted timeout can still be added to a clock reading.
+    assert!(std::time::Instant::now().checked_add(d).is_some());
+}
