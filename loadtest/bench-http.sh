@@ -3,6 +3,10 @@
 # corridor-gateway, nginx, HAProxy and Envoy, same nginx backend, same load, one run.
 #
 #   loadtest/bench-http.sh [--duration 10s] [--rate 10000] [--connections 50] [--repeat 2]
+#                          [--only corridor,haproxy,...]
+#
+# CORRIDOR_GATEWAY_BIN=/path/to/corridor-gateway runs another gateway build (e.g. a
+# baseline) instead of the one built here.
 #
 # Every proxy is pinned to core 0 with one worker; the backend and the load generators
 # share core 1 (as in shared/PEERS.md's measurements). Max throughput comes from wrk
@@ -17,13 +21,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=10s RATE=10000 CONNS=50 REPEAT=2
+DURATION=10s RATE=10000 CONNS=50 REPEAT=2 ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -41,6 +46,7 @@ ENVOY=$VENV/bin/envoy
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
 cargo build -q --release -p corridor-controller -p corridor-gateway -p corridor-load
 BIN=$CARGO_TARGET_DIR/release
+GATEWAY_BIN=${CORRIDOR_GATEWAY_BIN:-$BIN/corridor-gateway}
 
 T=$(mktemp -d)
 PIDS=()
@@ -128,7 +134,7 @@ taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 
   --gateway-cidr 127.77.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
 for _ in $(seq 100); do grep -q 'bound xds=' "$T/controller.out" 2>/dev/null && break; sleep 0.1; done
 XDS=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/controller.out")
-taskset -c 0 "$BIN/corridor-gateway" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
+taskset -c 0 "$GATEWAY_BIN" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
   --log-level warn > "$T/gateway.out" & PIDS+=($!)
 for _ in $(seq 100); do grep -q 'bound admin=' "$T/gateway.out" 2>/dev/null && break; sleep 0.1; done
 ADMIN=$(sed -n 's/.*bound admin=\([^ ]*\).*/\1/p' "$T/gateway.out")
@@ -143,6 +149,7 @@ wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.
 # One round for one proxy: appends "name req/s {latency json}" to $T/rows.
 round() {
   local name=$1 target=$2
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return; fi
   curl -sf "http://$target/" >/dev/null || { echo "$name unreachable at $target" >&2; return; }
   # Warm up, then closed loop for throughput, then open loop at the fixed rate for latency.
   taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://$target/" >/dev/null
