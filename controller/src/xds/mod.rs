@@ -145,40 +145,45 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = request.remote_addr();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let stream = sotw::SotwStream::new(tx, Nonces(self.nonces.clone()));
-        let span = tracing::info_span!("ads", kind = "sotw", peer = ?peer);
-        tokio::spawn(
-            drive(
-                stream,
-                request.into_inner(),
-                self.snapshots.clone(),
-                self.shutdown.clone(),
-            )
-            .instrument(span),
-        );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(self.open("sotw", request, sotw::SotwStream::new))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(self.open("delta", request, delta::DeltaStream::new))
+    }
+}
+
+impl AdsServer {
+    /// Starts serving one stream of either variant in its own task and hands tonic the
+    /// receiving end of its responses.
+    fn open<S, T>(
+        &self,
+        kind: &'static str,
+        request: Request<Streaming<S::Request>>,
+        new: fn(Outbox<T>, Nonces) -> S,
+    ) -> Response<BoxStream<T>>
+    where
+        S: Session + 'static,
+        S::Request: prost::Message + Default + 'static,
+        T: Send + 'static,
+    {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let stream = delta::DeltaStream::new(tx, Nonces(self.nonces.clone()));
-        let span = tracing::info_span!("ads", kind = "delta", peer = ?peer);
+        let session = new(tx, Nonces(self.nonces.clone()));
+        let span = tracing::info_span!("ads", kind, peer = ?peer);
         tokio::spawn(
             drive(
-                stream,
+                session,
                 request.into_inner(),
                 self.snapshots.clone(),
                 self.shutdown.clone(),
             )
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Response::new(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
