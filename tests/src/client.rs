@@ -82,6 +82,22 @@ impl HttpClient {
         HttpClient { inner }
     }
 
+    /// Sends `n` sequential `GET /` to `addr` and asserts each is a 200 from `backend`
+    /// (`why` goes into the failure message).
+    pub async fn assert_all_served_by(&self, addr: SocketAddr, n: usize, backend: &str, why: &str) {
+        for i in 0..n {
+            let reply = self
+                .get(addr, "/")
+                .await
+                .unwrap_or_else(|e| panic!("request {i}: {e:#}"));
+            assert_eq!(
+                (reply.status.as_u16(), reply.backend()),
+                (200, backend),
+                "request {i} of {n}: {why}"
+            );
+        }
+    }
+
     /// `GET http://addr/path`.
     pub async fn get(&self, addr: SocketAddr, path: &str) -> anyhow::Result<Reply> {
         self.request(Method::GET, addr, path, &[]).await

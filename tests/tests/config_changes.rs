@@ -341,17 +341,9 @@ async fn invalid_route_keeps_the_last_good_config() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let probe = HttpClient::http1();
-    for _ in 0..20 {
-        let reply = probe
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(
-            (reply.status.as_u16(), reply.backend()),
-            (200, "a"),
-            "the last good routes must stay"
-        );
-    }
+    probe
+        .assert_all_served_by(addr, 20, "a", "the last good routes must stay")
+        .await;
     let report = load.stop().await;
     report.assert_no_failures("after an invalid VirtualService");
     assert_eq!(
@@ -416,13 +408,9 @@ async fn unparseable_yaml_keeps_everything_else_serving() {
     )
     .await;
     let client = HttpClient::http1();
-    for _ in 0..10 {
-        let reply = client
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "a"));
-    }
+    client
+        .assert_all_served_by(addr, 10, "a", "every request")
+        .await;
     // Other files keep being applied while the broken one is there.
     let extra = mesh.backends(&["c"]).await.remove(0);
     mesh.write(

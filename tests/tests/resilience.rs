@@ -87,17 +87,9 @@ async fn gateway_resyncs_after_the_controller_restarts() {
     // A change made while no controller runs cannot reach the gateway...
     mesh.write("vs.yaml", &route_to(&mesh.ns, "v2"));
     let client = HttpClient::http1();
-    for _ in 0..20 {
-        let reply = client
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(
-            (reply.status.as_u16(), reply.backend()),
-            (200, "a"),
-            "still the last config"
-        );
-    }
+    client
+        .assert_all_served_by(addr, 20, "a", "still the last config")
+        .await;
 
     // ...and is applied once a controller is back on the same address.
     mesh.start_controller().await;
@@ -118,13 +110,9 @@ async fn gateway_resyncs_after_the_controller_restarts() {
         },
     )
     .await;
-    for _ in 0..10 {
-        let reply = client
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!((reply.status.as_u16(), reply.backend()), (200, "b"));
-    }
+    client
+        .assert_all_served_by(addr, 10, "b", "every request")
+        .await;
 
     // The resynced stream carries later changes as well.
     mesh.write("vs.yaml", &route_to(&mesh.ns, "v1"));

@@ -494,17 +494,9 @@ async fn connect_failure_is_retried_on_another_endpoint() {
         r.status == 200
     })
     .await;
-    for i in 0..20 {
-        let reply = client
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(
-            (reply.status.as_u16(), reply.backend()),
-            (200, "a"),
-            "request {i}"
-        );
-    }
+    client
+        .assert_all_served_by(addr, 20, "a", "every request")
+        .await;
 }
 
 #[tokio::test]
@@ -625,15 +617,7 @@ async fn endpoint_dying_with_pooled_connections_fails_no_request() {
     // idempotent request that meets a dead pooled connection is resent, and connects that
     // are refused are retried on a.
     backends[1].stop();
-    for i in 0..20 {
-        let reply = client
-            .get(addr, "/")
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}"));
-        assert_eq!(
-            (reply.status.as_u16(), reply.backend()),
-            (200, "a"),
-            "request {i}"
-        );
-    }
+    client
+        .assert_all_served_by(addr, 20, "a", "every request")
+        .await;
 }

@@ -35,22 +35,41 @@ async fn corridor_up_runs_the_example_mesh() {
             .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
     }
     let mut cmd = std::process::Command::new(binary("corridor"));
-    cmd.args(["up", "--xds-listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--examples"])
-        .arg(tmp.path());
+    cmd.args([
+        "up",
+        "--xds-listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--examples",
+    ])
+    .arg(tmp.path());
     let up = Process::spawn("corridor-up", cmd).unwrap_or_else(|e| panic!("{e:#}"));
 
-    let reviews = eventually(PATIENCE, "corridor up prints the reviews address", || async {
-        printed_addr(&up, "reviews.default.svc.cluster.local:9080")
-    })
+    let reviews = eventually(
+        PATIENCE,
+        "corridor up prints the reviews address",
+        || async { printed_addr(&up, "reviews.default.svc.cluster.local:9080") },
+    )
     .await;
     let ratings = printed_addr(&up, "ratings.default.svc.cluster.local:9080")
         .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(reviews.ip().to_string().starts_with("127.100."), "{reviews}");
+    assert!(
+        reviews.ip().to_string().starts_with("127.100."),
+        "{reviews}"
+    );
 
     let client = HttpClient::http1();
-    let reply = client.get(ratings, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+    let reply = client
+        .get(ratings, "/")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(reply.status, 200);
-    assert!(reply.text().contains("(ratings.default)"), "{}", reply.text());
+    assert!(
+        reply.text().contains("(ratings.default)"),
+        "{}",
+        reply.text()
+    );
 
     // The VirtualService: `end-user: jason` always goes to v2; the rest splits 90/10.
     for _ in 0..20 {
@@ -62,7 +81,10 @@ async fn corridor_up_runs_the_example_mesh() {
     }
     let mut v1 = 0;
     for _ in 0..200 {
-        let reply = client.get(reviews, "/").await.unwrap_or_else(|e| panic!("{e:#}"));
+        let reply = client
+            .get(reviews, "/")
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
         v1 += usize::from(reply.text().contains("reviews-v1"));
     }
     assert!((160..=199).contains(&v1), "90/10 split gave {v1}/200 to v1");
@@ -70,15 +92,28 @@ async fn corridor_up_runs_the_example_mesh() {
     // Editing the manifests moves the traffic: all of it to v2.
     let file = tmp.path().join("reviews.yaml");
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
-    let edited = text.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 100");
-    assert_ne!(text, edited, "the example's weights changed shape; update this test");
+    let edited = text
+        .replace("weight: 90", "weight: 0")
+        .replace("weight: 10", "weight: 100");
+    assert_ne!(
+        text, edited,
+        "the example's weights changed shape; update this test"
+    );
     std::fs::write(&file, edited).unwrap_or_else(|e| panic!("{e}"));
-    eventually(PATIENCE, "all reviews traffic on v2 after the edit", || async {
-        for _ in 0..20 {
-            let reply = client.get(reviews, "/").await?;
-            anyhow::ensure!(reply.text().contains("reviews-v2"), "still {}", reply.text());
-        }
-        Ok(())
-    })
+    eventually(
+        PATIENCE,
+        "all reviews traffic on v2 after the edit",
+        || async {
+            for _ in 0..20 {
+                let reply = client.get(reviews, "/").await?;
+                anyhow::ensure!(
+                    reply.text().contains("reviews-v2"),
+                    "still {}",
+                    reply.text()
+                );
+            }
+            Ok(())
+        },
+    )
     .await;
 }
