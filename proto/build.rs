@@ -6,6 +6,9 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
+/// Domain of every type URL the project's messages travel under in `Any`, as Envoy's.
+const TYPE_URL_DOMAIN: &str = "type.googleapis.com";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let protos = ["corridor/dns/v1/name_table.proto"];
@@ -13,10 +16,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let ours = protox::compile(protos, ["."])?;
+    // Type names let `prost::Name::type_url()` give the full xDS type URL
+    // (`type.googleapis.com/corridor.dns.v1.NameTable`), which packing into `Any` needs.
+    let mut config = tonic_prost_build::Config::new();
+    config
+        .enable_type_names()
+        .type_name_domain(["."], TYPE_URL_DOMAIN);
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds(ours.clone())?;
+        .compile_fds_with_config(ours.clone(), config)?;
 
     // Envoy's descriptors ship inside the envoy-types crate; merge them with ours.
     let mut all = ours;

@@ -9,6 +9,7 @@ pub use envoy_types::pb::google;
 pub use envoy_types::util::pack_any;
 
 pub mod json;
+pub mod xds_client;
 
 /// Project-owned protos.
 pub mod corridor {
@@ -46,5 +47,18 @@ pub mod type_url {
             NAME_TABLE => "ntds",
             _ => "unknown",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Name;
+
+    #[test]
+    fn name_table_type_url_is_the_served_one() {
+        assert_eq!(
+            super::corridor::dns::v1::NameTable::type_url(),
+            super::type_url::NAME_TABLE
+        );
     }
 }
