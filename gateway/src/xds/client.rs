@@ -10,17 +10,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use corridor_proto::envoy::config::core::v3::Node;
-use corridor_proto::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use corridor_proto::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 use corridor_proto::google::rpc::Status;
 use corridor_proto::type_url;
+use corridor_proto::xds_client::{self, Backoff};
 use metrics::Label;
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -28,15 +26,6 @@ use super::handlers::XdsState;
 use crate::drain::DrainWatch;
 use crate::readiness::BlockReady;
 use crate::telemetry::metrics::{Metrics, XDS_ACKS, XDS_NACKS, XDS_STREAM_TERMINATIONS};
-
-/// First reconnect delay.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// Longest reconnect delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(15);
-/// Bound on connecting to the control plane.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest response accepted (a whole mesh's listeners can be large).
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Where and as whom to fetch configuration.
 #[derive(Debug, Clone)]
@@ -149,7 +138,7 @@ impl XdsClient {
 
     /// Runs until shutdown, reconnecting with jittered exponential backoff.
     pub async fn run(mut self) {
-        let mut delay = BACKOFF_MIN;
+        let mut backoff = Backoff::default();
         loop {
             let mut progressed = false;
             let end = self.run_stream(&mut progressed).await;
@@ -163,16 +152,15 @@ impl XdsClient {
                 )
                 .increment(1);
             if progressed {
-                delay = BACKOFF_MIN;
+                backoff.reset();
             }
-            let jittered = delay.mul_f64(rand::rng().random_range(0.5..1.0));
-            tracing::warn!(error = %end, retry_in = ?jittered, "xDS stream ended; serving the last good configuration");
+            let delay = backoff.next_delay();
+            tracing::warn!(error = %end, retry_in = ?delay, "xDS stream ended; serving the last good configuration");
             let shutdown = self.shutdown.clone().signaled();
             tokio::select! {
-                _ = tokio::time::sleep(jittered) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = shutdown => return,
             }
-            delay = (delay * 2).min(BACKOFF_MAX);
         }
     }
 
@@ -185,25 +173,10 @@ impl XdsClient {
     }
 
     async fn stream(&mut self, progressed: &mut bool) -> Termination {
-        let url = if self.config.address.contains("://") {
-            self.config.address.clone()
-        } else {
-            format!("http://{}", self.config.address)
-        };
-        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
-            Ok(e) => e
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(10)),
-            Err(e) => return Termination::Connect(self.config.address.clone(), e.to_string()),
-        };
-        let channel = match endpoint.connect().await {
+        let mut client = match xds_client::connect(&self.config.address).await {
             Ok(c) => c,
-            Err(e) => return Termination::Connect(self.config.address.clone(), error_chain(&e)),
+            Err(e) => return Termination::Connect(self.config.address.clone(), e),
         };
-        let mut client =
-            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
         let (tx, rx) = mpsc::unbounded_channel();
         for req in self.initial_requests() {
             let _ = tx.send(req);
@@ -408,17 +381,6 @@ fn nack(resp: &DeltaDiscoveryResponse, message: String) -> DeltaDiscoveryRequest
         }),
         ..Default::default()
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
