@@ -14,7 +14,11 @@ use corridor_proto::envoy::config::{
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 
 use super::{Context, PortInfo, ServiceInfo};
-use crate::{resources::istio::Subset, store::ObjectKey, xds::snapshot::Resource};
+use crate::{
+    resources::istio::Subset,
+    store::{ObjectKey, Store},
+    xds::snapshot::Resource,
+};
 
 /// Label tying an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -28,7 +32,7 @@ pub(super) fn build(
 ) -> Resource {
     let mut zones: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
-    for (key, slice) in slices_of(ctx, &info.key) {
+    for (key, slice) in slices_of(ctx.store, &info.key) {
         if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
             continue;
         }
@@ -84,11 +88,12 @@ pub(super) fn build(
     Resource::new(name.to_string(), &cla)
 }
 
-fn slices_of<'a>(
-    ctx: &'a Context<'_>,
+/// The EndpointSlices of a Service: same namespace, labelled with its name.
+pub(super) fn slices_of<'a>(
+    store: &'a Store,
     service: &'a ObjectKey,
 ) -> impl Iterator<Item = (&'a ObjectKey, &'a EndpointSlice)> {
-    ctx.store.endpoint_slices.iter().filter(move |(k, s)| {
+    store.endpoint_slices.iter().filter(move |(k, s)| {
         k.namespace == service.namespace
             && s.metadata
                 .labels

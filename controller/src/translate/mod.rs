@@ -1,9 +1,10 @@
 //! The translator: a pure function from the [`Store`] to a [`Snapshot`] of Envoy v3
-//! resources, shaped as docs/xds.md says.
+//! resources and the DNS name table, shaped as docs/xds.md says.
 
 mod cluster;
 mod endpoint;
 mod listener;
+mod names;
 mod route;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -35,6 +36,7 @@ use crate::{
 };
 
 pub use cluster::validate_destination_rule;
+pub use names::with_gateway_available;
 
 /// Label that opts a Namespace or a Service out of the mesh when set to `disabled`.
 pub const MESH_LABEL: &str = "corridor.io/mesh";
@@ -275,12 +277,15 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         }
     }
 
+    let name_table = names::build(store, &opts.cluster_domain, &addresses);
+
     let mut snapshot = Snapshot::default();
     for (url, resources) in [
         (type_url::LISTENER, listeners),
         (type_url::ROUTE, routes),
         (type_url::CLUSTER, clusters),
         (type_url::ENDPOINT, endpoints),
+        (type_url::NAME_TABLE, vec![name_table]),
     ] {
         snapshot
             .types
