@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Cluster-zone queries against one-worker DNS servers, side by side: corridor-dns (fed by
+# corridor-controller), Knot DNS (knotd) and BIND 9 (named) serving a zone file with the
+# same records, the same dnsperf load, one run.
+#
+#   loadtest/bench-dns.sh [--services 1000] [--duration 10s] [--clients 10] [--outstanding 100]
+#                         [--nxdomain 10] [--repeat 2] [--only corridor,knot,bind9]
+#
+# CORRIDOR_DNS_BIN=/path/to/corridor-dns runs another corridor-dns build (e.g. a baseline)
+# instead of the one built here.
+#
+# One record set, two renderings: --services ClusterIP Services `svc-<i>` in namespace
+# `bench` (a manifests dir for the controller; the namespace opts out of the mesh so every
+# name answers its ClusterIP, like the zone file) and the same names as an RFC 1035 zone
+# file `cluster.local` (SOA, NS, one A per service) for knotd and named. The query file mixes
+# every service name (A) with --nxdomain percent names that do not exist, shuffled.
+#
+# Every server is pinned to core 0 with one worker (knotd `udp-workers: 1`, named `-n 1`,
+# corridor-dns `--worker-threads 1` when it has the flag); dnsperf runs on core 1, the
+# controller too (idle after its first push). Each measurement runs --repeat times per
+# server, the servers taking turns, and the best round counts (highest queries/s); lost
+# queries are summed over all rounds. Prints a Markdown table; ratios are corridor/other.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVICES=1000 DURATION=10s CLIENTS=10 OUTSTANDING=100 NXDOMAIN=10 REPEAT=2 ONLY=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --services) SERVICES=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --outstanding) OUTSTANDING=$2; shift 2 ;;
+    --nxdomain) NXDOMAIN=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+SECONDS_=${DURATION%s}
+wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+need=()
+for b in dnsperf knotd named dig taskset; do command -v "$b" >/dev/null || need+=("$b"); done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    dnsperf knot bind9 dnsutils util-linux >/dev/null
+fi
+
+T=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+# A port free on both UDP and TCP (DNS servers bind both).
+port() { python3 -c '
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try: t.bind(("127.0.0.1", p))
+    except OSError: continue
+    print(p); break'; }
+# Waits until `dig` gets an answer for the first service from $1:$2.
+wait_dns() {
+  for _ in $(seq 200); do
+    [ -n "$(dig @"$1" -p "$2" +short +tries=1 +time=1 svc-0.bench.svc.cluster.local A 2>/dev/null)" ] && return 0
+    sleep 0.1
+  done
+  echo "no answer for svc-0 from $1:$2" >&2; return 1
+}
+
+# --- the record set, rendered three ways --------------------------------------------------
+mkdir -p "$T/manifests"
+python3 - "$SERVICES" "$NXDOMAIN" "$T" <<'PY'
+import random, sys
+n, nx_percent, t = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ip = lambda i: "10.96.%d.%d" % (i // 250, i % 250 + 1)
+with open(t + "/manifests/bench.yaml", "w") as f:
+    # The namespace opts out of the mesh: every name answers its ClusterIP, as in the zone.
+    f.write("apiVersion: v1\nkind: Namespace\nmetadata: {name: bench, labels: {corridor.io/mesh: disabled}}\n")
+    for i in range(n):
+        f.write("---\napiVersion: v1\nkind: Service\nmetadata: {name: svc-%d, namespace: bench}\n"
+                "spec: {clusterIP: %s, clusterIPs: [%s], ports: [{name: http, port: 80, protocol: TCP}]}\n"
+                % (i, ip(i), ip(i)))
+with open(t + "/cluster.local.zone", "w") as f:
+    f.write("$ORIGIN cluster.local.\n$TTL 30\n")
+    f.write("@ IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5\n")
+    f.write("@ IN NS ns.dns.cluster.local.\nns.dns IN A 10.96.0.10\n")
+    for i in range(n):
+        f.write("svc-%d.bench.svc 30 IN A %s\n" % (i, ip(i)))
+queries = ["svc-%d.bench.svc.cluster.local A" % i for i in range(n)]
+queries += ["nosuch-%d.bench.svc.cluster.local A" % i for i in range(n * nx_percent // 100)]
+random.Random(1).shuffle(queries)
+with open(t + "/queries.txt", "w") as f:
+    f.write("\n".join(queries) + "\n")
+PY
+
+declare -A TARGET
+
+# --- Knot DNS -------------------------------------------------------------------------------
+if wanted knot; then
+  KNOT=$(port); mkdir -p "$T/knot"
+  cat > "$T/knot/knot.conf" <<CONF
+server:
+    rundir: "$T/knot"
+    listen: 127.0.0.1@$KNOT
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: stderr
+    any: warning
+database:
+    storage: "$T/knot"
+zone:
+  - domain: cluster.local
+    file: "$T/cluster.local.zone"
+    journal-content: none
+    zonefile-sync: -1
+CONF
+  taskset -c 0 knotd -c "$T/knot/knot.conf" 2> "$T/knot/log" & PIDS+=($!)
+  wait_dns 127.0.0.1 "$KNOT" || { cat "$T/knot/log" >&2; exit 1; }
+  TARGET[knot]=127.0.0.1:$KNOT
+fi
+
+# --- BIND 9 -----------------------------------------------------------------------------------
+if wanted bind9; then
+  BIND=$(port); mkdir -p "$T/bind"
+  cat > "$T/bind/named.conf" <<CONF
+options {
+    directory "$T/bind";
+    pid-file "$T/bind/named.pid";
+    listen-on port $BIND { 127.0.0.1; };
+    listen-on-v6 { none; };
+    recursion no;
+    dnssec-validation no;
+    notify no;
+};
+controls { };
+zone "cluster.local" { type primary; file "$T/cluster.local.zone"; };
+CONF
+  # -n 1: one worker thread; -g: foreground, logs on stderr; no -u (stay the current user).
+  taskset -c 0 named -g -n 1 -c "$T/bind/named.conf" 2> "$T/bind/log" & PIDS+=($!)
+  wait_dns 127.0.0.1 "$BIND" || { cat "$T/bind/log" >&2; exit 1; }
+  TARGET[bind9]=127.0.0.1:$BIND
+fi
+
+# --- corridor-dns, fed by corridor-controller ------------------------------------------------
+if wanted corridor; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
+  cargo build -q --release -p corridor-controller -p corridor-dns
+  BIN=$CARGO_TARGET_DIR/release
+  DNS_BIN=${CORRIDOR_DNS_BIN:-$BIN/corridor-dns}
+  taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
+    --gateway-cidr 127.78.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
+  for _ in $(seq 100); do grep -q 'bound xds=' "$T/controller.out" 2>/dev/null && break; sleep 0.1; done
+  XDS=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/controller.out")
+  workers=()
+  "$DNS_BIN" --help 2>/dev/null | grep -q -- --worker-threads && workers=(--worker-threads 1)
+  taskset -c 0 "$DNS_BIN" --xds "$XDS" --listen 127.0.0.1:0 --health 127.0.0.1:0 \
+    --ready 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level warn "${workers[@]}" \
+    > "$T/dns.out" 2> "$T/dns.log" & PIDS+=($!)
+  for _ in $(seq 100); do grep -q 'bound dns=' "$T/dns.out" 2>/dev/null && break; sleep 0.1; done
+  DNS=$(sed -n 's/.*bound dns=\([^ ]*\).*/\1/p' "$T/dns.out")
+  [ -n "$DNS" ] || { echo "corridor-dns printed no bound line" >&2; cat "$T/dns.log" >&2; exit 1; }
+  wait_dns "${DNS%:*}" "${DNS##*:}" || { cat "$T/dns.log" >&2; exit 1; }
+  TARGET[corridor]=$DNS
+fi
+
+# Every server must give the same answers before its speed means anything.
+for name in "${!TARGET[@]}"; do
+  addr=${TARGET[$name]}
+  last=$((SERVICES - 1))
+  got=$(dig @"${addr%:*}" -p "${addr##*:}" +short "svc-$last.bench.svc.cluster.local" A)
+  want=$(python3 -c "i=$last; print('10.96.%d.%d' % (i // 250, i % 250 + 1))")
+  [ "$got" = "$want" ] || { echo "$name answers svc-$last with '$got', not $want" >&2; exit 1; }
+  status=$(dig @"${addr%:*}" -p "${addr##*:}" nosuch-0.bench.svc.cluster.local A | sed -n 's/.*status: \([A-Z]*\).*/\1/p')
+  [ "$status" = NXDOMAIN ] || { echo "$name answers a missing name with $status, not NXDOMAIN" >&2; exit 1; }
+done
+
+# One round for one server: appends "name qps lost sent avg_latency_s" to $T/rows.
+round() {
+  local name=$1 addr=${TARGET[$1]:-}
+  [ -n "$addr" ] || return 0
+  local out
+  # Warm up (caches, page faults), then measure.
+  taskset -c 1 dnsperf -s "${addr%:*}" -p "${addr##*:}" -d "$T/queries.txt" -l 2 \
+    -c "$CLIENTS" -q "$OUTSTANDING" >/dev/null 2>&1 || true
+  out=$(taskset -c 1 dnsperf -s "${addr%:*}" -p "${addr##*:}" -d "$T/queries.txt" -l "$SECONDS_" \
+        -c "$CLIENTS" -q "$OUTSTANDING" 2>&1)
+  local qps lost sent lat
+  qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
+  lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
+  sent=$(awk '/Queries sent:/ {print $3}' <<<"$out")
+  lat=$(awk '/Average Latency/ {print $4}' <<<"$out")
+  [ -n "$qps" ] || { echo "dnsperf against $name printed no result:" >&2; echo "$out" >&2; return 0; }
+  echo "$name $qps $lost $sent $lat" >> "$T/rows"
+}
+: > "$T/rows"
+for _ in $(seq "$REPEAT"); do
+  for name in corridor bind9 knot; do round "$name"; done
+done
+
+python3 - "$T/rows" "$SERVICES" "$CLIENTS" "$OUTSTANDING" "$NXDOMAIN" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, qps, lost, sent, lat = line.split()
+    best = rows.setdefault(name, [0.0, 0, 0, None])
+    if float(qps) > best[0]:
+        best[0], best[3] = float(qps), float(lat)
+    best[1] += int(lost)   # every round's losses count
+    best[2] += int(sent)
+n, c, q, nx = sys.argv[2:6]
+corridor = rows.get("corridor", [None])[0]
+print(f"| server (1 worker) | queries/s (dnsperf -c{c} -q{q}, {n} names, {nx}% NXDOMAIN) | avg latency ms | lost / sent (all rounds) | corridor / this |")
+print("|---|---:|---:|---:|---:|")
+for name in ("corridor", "bind9", "knot"):
+    if name not in rows:
+        continue
+    qps, lost, sent, lat = rows[name]
+    ratio = f"{corridor / qps:.2f}x" if corridor else "-"
+    print(f"| {name} | {qps:,.0f} | {lat * 1000:.3f} | {lost} / {sent} | {ratio} |")
+PY
