@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod bin;
 pub mod client;
+pub mod dns;
 pub mod envoy;
 mod eventually;
 pub mod load;
