@@ -8,6 +8,8 @@
 //!
 //! [`NameTable`]: corridor_proto::corridor::dns::v1::NameTable
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod app;
 pub mod config;
 pub mod edges;
