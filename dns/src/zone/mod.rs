@@ -8,7 +8,10 @@
 //!
 //! - A meshed ClusterIP service answers its gateway addresses while the table says the
 //!   gateway pool is available (and its PTR records name the service for those addresses
-//!   too); its records carry the meshed TTL whether rewritten or not.
+//!   too); its records carry the meshed TTL whether rewritten or not. Headless and
+//!   ExternalName services are never rewritten and keep the ordinary TTL.
+//! - SRV records have priority 0 and share a weight of 100 equally (rounded down, at
+//!   least 1), as CoreDNS does; SRV at the service name itself lists every port.
 //! - ANY answers every record set the name owns (A, AAAA, SRV, ...); at an ExternalName
 //!   it answers the CNAME alone.
 //! - Endpoint names (`<hostname>.<svc>...`, or the dashed address) and their PTR records
@@ -19,6 +22,7 @@
 
 mod forward;
 mod index;
+mod records;
 mod reverse;
 mod services;
 

@@ -1,21 +1,18 @@
-//! The records one service of the name table puts into the index: its name, its SRV
-//! names, its endpoints' names and the PTR records of all its addresses.
+//! The names one service of the name table puts into the index: its own, its SRV
+//! names, its endpoints' names, and the PTR records of all its addresses.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, PTR, SRV};
-use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::proto::rr::rdata::{CNAME, PTR};
+use hickory_server::proto::rr::{Name, RData, Record};
 
 use corridor_proto::corridor::dns::v1::service::Kind;
-use corridor_proto::corridor::dns::v1::{Endpoint, Port, Service};
+use corridor_proto::corridor::dns::v1::{Endpoint, Service};
 
 use super::ZoneOptions;
-use super::index::{Alias, Index, Node, child};
-
-/// SRV weight shared among the records of one answer, as CoreDNS does: every record gets
-/// an equal share of this, rounded down, at least 1.
-const SRV_WEIGHT_TOTAL: usize = 100;
+use super::index::{Alias, Index, child};
+use super::records::{PortSpec, SrvEntry, Target, add_srv_names, add_srv_set, group_named};
 
 /// One service being indexed.
 struct Ctx<'a> {
@@ -87,7 +84,7 @@ fn cluster_ip(index: &mut Index, ctx: &Ctx<'_>, gateway_available: bool) {
     let ports: Vec<PortSpec> = svc
         .ports
         .iter()
-        .filter_map(|p| PortSpec::parse(ctx, p))
+        .filter_map(|p| PortSpec::parse(&ctx.name, p))
         .collect();
     let targets = [target];
     let entries: Vec<SrvEntry> = ports
@@ -101,7 +98,7 @@ fn cluster_ip(index: &mut Index, ctx: &Ctx<'_>, gateway_available: bool) {
     targets[0].add_address_sets(node);
     add_srv_set(node, &ctx.name, &targets, &entries, ttl);
     let groups = group_named(ports.iter().map(|p| (p, 0)));
-    add_srv_names(index, ctx, &groups, &targets, ttl);
+    add_srv_names(index, &ctx.name, &groups, &targets, ttl);
 
     let ptr_ips = cluster
         .iter()
@@ -141,7 +138,7 @@ fn headless(index: &mut Index, ctx: &Ctx<'_>) {
             .enumerate()
             .flat_map(|(i, (_, ports))| ports.iter().map(move |p| (p, i))),
     );
-    add_srv_names(index, ctx, &groups, &targets, ttl);
+    add_srv_names(index, &ctx.name, &groups, &targets, ttl);
     add_endpoint_names(index, &endpoints);
 }
 
@@ -180,7 +177,7 @@ fn endpoint_targets(ctx: &Ctx<'_>) -> Vec<(Target, Vec<PortSpec>)> {
         let ports: Vec<PortSpec> = ep
             .ports
             .iter()
-            .filter_map(|p| PortSpec::parse(ctx, p))
+            .filter_map(|p| PortSpec::parse(&ctx.name, p))
             .collect();
         let mut named = |label: String, ips: &[IpAddr]| {
             let Some(name) = child(&ctx.name, &[&label]) else {
@@ -231,182 +228,6 @@ fn add_endpoint_names(index: &mut Index, endpoints: &[(Target, Vec<PortSpec>)]) 
         for ip in target.addresses() {
             index.add_ptr(ip, ptr_record(ip, &target.name, target.ttl));
         }
-    }
-}
-
-// === SRV ===
-
-/// One SRV record to be: which target, which port.
-#[derive(Debug, Clone, Copy)]
-struct SrvEntry {
-    target: usize,
-    port: u16,
-}
-
-/// A port as the table gives it, checked.
-#[derive(Debug, Clone, PartialEq)]
-struct PortSpec {
-    /// `_<name>` when the port has a usable name: only named ports get SRV names.
-    name: Option<String>,
-    /// `_tcp`, `_udp` or `_sctp`.
-    proto: &'static str,
-    number: u16,
-}
-
-impl PortSpec {
-    fn parse(ctx: &Ctx<'_>, port: &Port) -> Option<Self> {
-        let proto = match port.protocol.to_ascii_lowercase().as_str() {
-            // Kubernetes defaults a port's protocol to TCP.
-            "tcp" | "" => "_tcp",
-            "udp" => "_udp",
-            "sctp" => "_sctp",
-            other => {
-                tracing::warn!(service = %ctx.name, protocol = %other, "skipping port of unknown protocol");
-                return None;
-            }
-        };
-        let Some(number) = u16::try_from(port.port).ok().filter(|&n| n != 0) else {
-            tracing::warn!(service = %ctx.name, port = port.port, "skipping port: number out of range");
-            return None;
-        };
-        let name = if port.name.is_empty() {
-            None
-        } else {
-            let name = label(&port.name).map(|l| format!("_{l}"));
-            if name.is_none() {
-                tracing::warn!(service = %ctx.name, port = %port.name, "port name is not a DNS label; no SRV name for it");
-            }
-            name
-        };
-        Some(PortSpec {
-            name,
-            proto,
-            number,
-        })
-    }
-}
-
-/// Named ports grouped by `(_name, _proto)`, in table order, each with its SRV entries.
-type Groups<'p> = Vec<((&'p str, &'static str), Vec<SrvEntry>)>;
-
-fn group_named<'p>(ports: impl Iterator<Item = (&'p PortSpec, usize)>) -> Groups<'p> {
-    let mut groups: Groups<'p> = Vec::new();
-    for (p, target) in ports {
-        let Some(name) = p.name.as_deref() else {
-            continue;
-        };
-        let entry = SrvEntry {
-            target,
-            port: p.number,
-        };
-        match groups.iter_mut().find(|(key, _)| *key == (name, p.proto)) {
-            Some((_, entries)) => entries.push(entry),
-            None => groups.push(((name, p.proto), vec![entry])),
-        }
-    }
-    groups
-}
-
-/// `_<port>._<proto>.<svc>` with its SRV set, and the empty non-terminal `_<proto>.<svc>`.
-fn add_srv_names(
-    index: &mut Index,
-    ctx: &Ctx<'_>,
-    groups: &Groups<'_>,
-    targets: &[Target],
-    ttl: u32,
-) {
-    for ((port, proto), entries) in groups {
-        let (Some(proto_name), Some(owner)) =
-            (child(&ctx.name, &[proto]), child(&ctx.name, &[port, proto]))
-        else {
-            tracing::warn!(service = %ctx.name, port = %port, "SRV name too long; skipped");
-            continue;
-        };
-        index.node(proto_name);
-        add_srv_set(index.node(owner.clone()), &owner, targets, entries, ttl);
-    }
-}
-
-/// The SRV set for `entries`, with the targets' addresses as additionals.
-fn add_srv_set(node: &mut Node, owner: &Name, targets: &[Target], entries: &[SrvEntry], ttl: u32) {
-    let weight = u16::try_from((SRV_WEIGHT_TOTAL / entries.len().max(1)).max(1)).unwrap_or(1);
-    let mut records = Vec::with_capacity(entries.len());
-    let mut additionals = Vec::new();
-    let mut seen_targets: Vec<usize> = Vec::new();
-    for entry in entries {
-        let Some(target) = targets.get(entry.target) else {
-            continue;
-        };
-        let srv = SRV::new(0, weight, entry.port, target.name.clone());
-        records.push(Record::from_rdata(owner.clone(), ttl, RData::SRV(srv)));
-        if !seen_targets.contains(&entry.target) {
-            seen_targets.push(entry.target);
-            additionals.extend(target.address_records());
-        }
-    }
-    node.push(RecordType::SRV, records, additionals);
-}
-
-// === targets ===
-
-/// A name with addresses: a service, or one endpoint of it.
-#[derive(Debug, Clone)]
-struct Target {
-    name: Name,
-    ttl: u32,
-    v4: Vec<Ipv4Addr>,
-    v6: Vec<Ipv6Addr>,
-}
-
-impl Target {
-    fn new(name: Name, ttl: u32, ips: &[IpAddr]) -> Self {
-        let mut target = Target {
-            name,
-            ttl,
-            v4: Vec::new(),
-            v6: Vec::new(),
-        };
-        ips.iter().for_each(|&ip| target.push(ip));
-        target
-    }
-
-    /// Adds an address unless already there.
-    fn push(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) if !self.v4.contains(&v4) => self.v4.push(v4),
-            IpAddr::V6(v6) if !self.v6.contains(&v6) => self.v6.push(v6),
-            _ => {}
-        }
-    }
-
-    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let v4 = self.v4.iter().map(|&ip| IpAddr::V4(ip));
-        v4.chain(self.v6.iter().map(|&ip| IpAddr::V6(ip)))
-    }
-
-    fn a_records(&self) -> Vec<Record> {
-        let rdata = self.v4.iter().map(|&ip| RData::A(A(ip)));
-        rdata
-            .map(|data| Record::from_rdata(self.name.clone(), self.ttl, data))
-            .collect()
-    }
-
-    fn aaaa_records(&self) -> Vec<Record> {
-        let rdata = self.v6.iter().map(|&ip| RData::AAAA(AAAA(ip)));
-        rdata
-            .map(|data| Record::from_rdata(self.name.clone(), self.ttl, data))
-            .collect()
-    }
-
-    fn address_records(&self) -> Vec<Record> {
-        let mut records = self.a_records();
-        records.extend(self.aaaa_records());
-        records
-    }
-
-    fn add_address_sets(&self, node: &mut Node) {
-        node.push(RecordType::A, self.a_records(), Vec::new());
-        node.push(RecordType::AAAA, self.aaaa_records(), Vec::new());
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod names;
 mod reverse;
+mod services;
 
 use std::net::IpAddr;
 
