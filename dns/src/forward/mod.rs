@@ -1,10 +1,10 @@
 //! Forwarding of names outside the zone to upstream resolvers, through a TTL-honouring
 //! cache: CoreDNS's `forward` and `cache` plugins in one.
 //!
-//! A question first meets the [cache](cache); on a miss, identical questions in flight
-//! share one upstream exchange ([flight]); the exchange tries the upstreams in order of
-//! health ([upstream]), UDP first and TCP when the answer is truncated ([exchange]), and
-//! the whole thing stays within one time budget per client query.
+//! A question first meets the cache (`cache.rs`); on a miss, identical questions in
+//! flight share one upstream exchange (`flight.rs`); the exchange tries the upstreams in
+//! order of health (`upstream.rs`), UDP first and TCP when the answer is truncated
+//! (`exchange.rs`), and the whole thing stays within one time budget per client query.
 
 mod cache;
 mod exchange;
