@@ -103,7 +103,8 @@ impl From<Svc> for Value {
                 spec["clusterIPs"] = json!(["None"]);
             }
             Kind::ExternalName(target) => {
-                spec = json!({ "type": "ExternalName", "externalName": target, "ports": svc.ports });
+                spec =
+                    json!({ "type": "ExternalName", "externalName": target, "ports": svc.ports });
             }
         }
         if svc.publish_not_ready {

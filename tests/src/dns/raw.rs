@@ -38,7 +38,11 @@ pub fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 /// `name` in wire format (uncompressed labels, root label at the end).
 pub fn encode_name(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         out.push(u8::try_from(label.len()).unwrap_or(63));
         out.extend_from_slice(label.as_bytes());
     }
