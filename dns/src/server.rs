@@ -17,6 +17,7 @@ use crate::forward::{Forwarded, Forwarder};
 use crate::metrics::Metrics;
 use crate::zone::{Lookup, Zone};
 
+mod capture;
 mod stats;
 
 pub use stats::ServerStats;
@@ -251,3 +252,6 @@ pub fn serve(handler: Handler, udp: UdpSocket, tcp: TcpListener, tcp_idle: Durat
     server.register_listener(tcp, tcp_idle, TCP_RESPONSE_BUFFER);
     server
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! The handler end to end on raw bytes: flags, EDNS, truncation, refusals, errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use corridor_proto::corridor::dns::v1::service::Kind;
+use corridor_proto::corridor::dns::v1::{Endpoint, NameTable, Port, Service};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_server::proto::rr::{Name, RecordType};
+
+use super::{Handler, SharedZone};
+use crate::forward::{ForwardConfig, Forwarder};
+use crate::metrics::Metrics;
+use crate::zone::{Zone, ZoneOptions};
+
+fn table() -> NameTable {
+    let endpoints = (0..200)
+        .map(|i| Endpoint {
+            addresses: vec![format!("10.1.{}.{}", i / 250, i % 250 + 1)],
+            ready: true,
+            ..Default::default()
+        })
+        .collect();
+    NameTable {
+        zone: "cluster.local".into(),
+        gateway_available: true,
+        services: vec![
+            Service {
+                namespace: "default".into(),
+                name: "reviews".into(),
+                kind: Kind::ClusterIp as i32,
+                cluster_ips: vec!["10.96.0.20".into()],
+                gateway_ips: vec!["127.100.0.7".into()],
+                meshed: true,
+                ports: vec![Port { name: "http".into(), port: 9080, protocol: "tcp".into() }],
+                ..Default::default()
+            },
+            Service {
+                namespace: "default".into(),
+                name: "big".into(),
+                kind: Kind::Headless as i32,
+                endpoints,
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+fn handler(loaded: bool) -> Handler {
+    let zone_name = Name::from_ascii("cluster.local.").unwrap();
+    let zone: SharedZone = Arc::new(ArcSwapOption::empty());
+    if loaded {
+        let opts = ZoneOptions { zone: zone_name.clone(), ttl: 30, meshed_ttl: 5 };
+        zone.store(Some(Arc::new(Zone::new(&table(), opts))));
+    }
+    let metrics = Metrics::new();
+    let forwarder = Forwarder::new(
+        ForwardConfig { upstreams: Vec::new(), timeout: Duration::from_millis(200), ..ForwardConfig::default() },
+        metrics.clone(),
+    );
+    Handler::new(zone, zone_name, Arc::new(forwarder), metrics, "dns://:53".into())
+}
+
+fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m
+}
+
+const SRC: &str = "127.0.0.1:5300";
+
+async fn ask(h: &Handler, m: &Message, protocol: Protocol) -> Message {
+    let src: SocketAddr = SRC.parse().unwrap();
+    let bytes = h.answer_raw(&m.to_vec().unwrap(), src, protocol).await.expect("a response");
+    Message::from_vec(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn zone_answer_is_authoritative_and_echoes_id_question_and_edns() {
+    let h = handler(true);
+    let r = ask(&h, &query("Reviews.Default.svc.cluster.local.", RecordType::A, Some(4096)), Protocol::Udp).await;
+    assert_eq!(r.metadata.id, 4242);
+    assert_eq!(r.metadata.message_type, MessageType::Response);
+    assert!(r.metadata.authoritative && r.metadata.recursion_desired && r.metadata.recursion_available);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.queries[0].name().to_ascii(), "Reviews.Default.svc.cluster.local.");
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].data.to_string(), "127.100.0.7");
+    // EDNS answered, with our payload ceiling rather than the client's 4096.
+    assert_eq!(r.edns.as_ref().map(|e| e.max_payload()), Some(super::MAX_UDP_PAYLOAD));
+}
+
+#[tokio::test]
+async fn oversize_udp_answer_is_truncated_and_whole_over_tcp() {
+    let h = handler(true);
+    let q = query("big.default.svc.cluster.local.", RecordType::A, None);
+    let udp = ask(&h, &q, Protocol::Udp).await;
+    assert!(udp.metadata.truncation, "200 A records cannot fit 512 bytes");
+    let tcp = ask(&h, &q, Protocol::Tcp).await;
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(tcp.answers.len(), 200);
+    // With EDNS the limit is the advertised size, capped at ours: still truncated.
+    let edns = ask(&h, &query("big.default.svc.cluster.local.", RecordType::A, Some(65000)), Protocol::Udp).await;
+    assert!(edns.metadata.truncation);
+}
+
+#[tokio::test]
+async fn unsupported_requests_get_their_rcodes() {
+    let h = handler(true);
+    let axfr = ask(&h, &query("cluster.local.", RecordType::AXFR, None), Protocol::Tcp).await;
+    assert_eq!(axfr.metadata.response_code, ResponseCode::Refused);
+
+    let mut notify = query("cluster.local.", RecordType::SOA, None);
+    notify.metadata.op_code = OpCode::Notify;
+    assert_eq!(ask(&h, &notify, Protocol::Udp).await.metadata.response_code, ResponseCode::NotImp);
+
+    let mut two = query("reviews.default.svc.cluster.local.", RecordType::A, None);
+    two.add_query(Query::query(Name::from_ascii("big.default.svc.cluster.local.").unwrap(), RecordType::A));
+    assert_eq!(ask(&h, &two, Protocol::Udp).await.metadata.response_code, ResponseCode::FormErr);
+
+    let mut v1 = query("reviews.default.svc.cluster.local.", RecordType::A, Some(1232));
+    if let Some(e) = v1.edns.as_mut() {
+        e.set_version(1);
+    }
+    let r = ask(&h, &v1, Protocol::Udp).await;
+    // 16 on the wire (hickory decodes the shared code as BADSIG).
+    assert_eq!(u16::from(r.metadata.response_code), 16, "{r:?}");
+    assert!(r.answers.is_empty());
+}
+
+#[tokio::test]
+async fn before_the_first_table_cluster_names_servfail_and_others_forward() {
+    let h = handler(false);
+    let r = ask(&h, &query("reviews.default.svc.cluster.local.", RecordType::A, None), Protocol::Udp).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+    assert!(!r.metadata.authoritative);
+    // No upstream configured: SERVFAIL from the forwarder, not a hang.
+    let r = ask(&h, &query("example.com.", RecordType::A, None), Protocol::Udp).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn garbage_is_not_answered_by_the_handler() {
+    let h = handler(true);
+    let src: SocketAddr = SRC.parse().unwrap();
+    for raw in [&[][..], &[0x12, 0x34, 0x01][..], &[0u8; 11][..]] {
+        assert!(h.answer_raw(raw, src, Protocol::Udp).await.is_none());
+    }
+}
