@@ -101,3 +101,113 @@ fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
         _ => decode_and(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
     }
 }
+
+/// First byte: transport (even UDP, odd TCP); the rest: one DNS message as it would arrive
+/// on that transport. It goes through corridor-dns's request path (hickory's decoder, the
+/// zone, the response encoder) against a small cluster; any response must itself be a
+/// well-formed DNS message answering the same ID.
+pub fn dns_request(data: &[u8]) {
+    use hickory_server::net::xfer::Protocol;
+    use hickory_server::proto::op::Message;
+
+    let Some((&transport, message)) = data.split_first() else {
+        return;
+    };
+    let protocol = if transport % 2 == 0 { Protocol::Udp } else { Protocol::Tcp };
+    let (runtime, handler) = dns::fixture();
+    let src = std::net::SocketAddr::from(([127, 0, 0, 1], 5300));
+    let Some(reply) = runtime.block_on(handler.answer_raw(message, src, protocol)) else {
+        return;
+    };
+    let parsed = match Message::from_vec(&reply) {
+        Ok(m) => m,
+        Err(e) => panic!("corridor-dns produced a response that does not parse: {e}"),
+    };
+    if message.len() >= 2 {
+        assert_eq!(parsed.metadata.id, u16::from_be_bytes([message[0], message[1]]));
+    }
+    if protocol == Protocol::Udp {
+        assert!(reply.len() <= usize::from(corridor_dns::server::MAX_UDP_PAYLOAD));
+    }
+}
+
+mod dns {
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    use arc_swap::ArcSwapOption;
+    use corridor_dns::forward::{ForwardConfig, Forwarder};
+    use corridor_dns::metrics::Metrics;
+    use corridor_dns::server::Handler;
+    use corridor_dns::zone::{Zone, ZoneOptions};
+    use corridor_proto::corridor::dns::v1::service::Kind;
+    use corridor_proto::corridor::dns::v1::{Endpoint, NameTable, Port, Service};
+    use hickory_server::proto::rr::Name;
+
+    /// One runtime and one handler for every input (building them per input would
+    /// dominate the fuzzer's time). No upstreams: forwarded names fail fast.
+    pub fn fixture() -> &'static (tokio::runtime::Runtime, Handler) {
+        static FIXTURE: OnceLock<(tokio::runtime::Runtime, Handler)> = OnceLock::new();
+        FIXTURE.get_or_init(|| {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => panic!("cannot build a runtime: {e}"),
+            };
+            let zone_name = Name::from_ascii("cluster.local.").unwrap_or_else(|_| Name::root());
+            let shared = Arc::new(ArcSwapOption::empty());
+            let opts = ZoneOptions { zone: zone_name.clone(), ttl: 30, meshed_ttl: 5 };
+            shared.store(Some(Arc::new(Zone::new(&table(), opts))));
+            let metrics = Metrics::new();
+            let config = ForwardConfig {
+                upstreams: Vec::new(),
+                timeout: Duration::from_millis(10),
+                ..ForwardConfig::default()
+            };
+            let forwarder = Arc::new(Forwarder::new(config, metrics.clone()));
+            let handler = Handler::new(shared, zone_name, forwarder, metrics, "dns://:53".into());
+            (runtime, handler)
+        })
+    }
+
+    fn table() -> NameTable {
+        let port = |name: &str, port| Port { name: name.into(), port, protocol: "tcp".into() };
+        NameTable {
+            zone: "cluster.local".into(),
+            gateway_available: true,
+            services: vec![
+                Service {
+                    namespace: "default".into(),
+                    name: "reviews".into(),
+                    kind: Kind::ClusterIp as i32,
+                    cluster_ips: vec!["10.96.0.20".into(), "fd00::20".into()],
+                    gateway_ips: vec!["127.100.0.7".into()],
+                    meshed: true,
+                    ports: vec![port("http", 9080)],
+                    ..Default::default()
+                },
+                Service {
+                    namespace: "default".into(),
+                    name: "db".into(),
+                    kind: Kind::Headless as i32,
+                    ports: vec![port("pg", 5432)],
+                    endpoints: (1..40)
+                        .map(|i| Endpoint {
+                            addresses: vec![format!("10.1.0.{i}")],
+                            hostname: format!("db-{i}"),
+                            ready: i % 3 != 0,
+                            ports: vec![port("pg", 5432)],
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                Service {
+                    namespace: "default".into(),
+                    name: "ext".into(),
+                    kind: Kind::ExternalName as i32,
+                    external_name: "reviews.default.svc.cluster.local".into(),
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+}

@@ -41,3 +41,8 @@ fn xds_seeds_from_the_translator_are_accepted() {
         }
     }
 }
+
+#[test]
+fn dns_request_seeds() {
+    replay("dns_request", corridor_fuzz::dns_request);
+}
