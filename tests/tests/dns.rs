@@ -39,6 +39,8 @@ const DUAL_IPS: [&str; 2] = ["10.96.1.12", "fd00:96::12"];
 const WEB_PORT: u16 = 8080;
 /// Endpoints of the headless `big`: more A records than fit a 1232-byte UDP answer.
 const BIG_ENDPOINTS: u8 = 100;
+/// Endpoints of the headless `mid`: more than a 512-byte answer holds, fewer than 1232.
+const MID_ENDPOINTS: u8 = 40;
 /// The name the upstream serves, that the ExternalName `outside` points at.
 const OUTSIDE_NAME: &str = "www.example.test";
 
@@ -92,13 +94,15 @@ fn objects(ns: &str) -> Vec<Value> {
             .into(),
         Svc::external_name("alias", ns, &svc_name("plain", ns)).into(),
         Svc::external_name("outside", ns, OUTSIDE_NAME).into(),
-        Svc::headless("big", ns).port("http", 80, "TCP").into(),
     ];
-    let mut big = Slice::new("big-1", ns, "big").port("http", 80, "TCP");
-    for host in 1..=BIG_ENDPOINTS {
-        big = big.endpoint(Ep::new(&format!("10.244.4.{host}")));
+    for (name, third, count) in [("big", 4, BIG_ENDPOINTS), ("mid", 5, MID_ENDPOINTS)] {
+        objects.push(Svc::headless(name, ns).port("http", 80, "TCP").into());
+        let mut slice = Slice::new(&format!("{name}-1"), ns, name).port("http", 80, "TCP");
+        for host in 1..=count {
+            slice = slice.endpoint(Ep::new(&format!("10.244.{third}.{host}")));
+        }
+        objects.push(slice.into());
     }
-    objects.push(big.into());
     objects
 }
 

@@ -7,7 +7,7 @@ use corridor_tests::mesh::RESYNC_PATIENCE;
 use corridor_tests::{Mesh, PATIENCE, eventually, manifests, metrics};
 use serde_json::Value;
 
-use super::{BIG_ENDPOINTS, PLAIN_IP, cluster, objects};
+use super::{BIG_ENDPOINTS, MID_ENDPOINTS, PLAIN_IP, cluster, objects};
 
 /// The A data of a dnspython reply's answer.
 fn answer_a(reply: &Value) -> Vec<String> {
@@ -120,17 +120,25 @@ async fn oversize_udp_answers_set_tc_and_dig_gets_all_over_tcp() {
         no_edns.text
     );
 
-    // A client that advertises 4096 bytes gets all of them over UDP.
-    let large = dns
-        .dig_with(&[&big, "A", "+bufsize=4096"])
+    // An answer over 512 bytes that fits the 1232 dig advertises: over UDP, whole.
+    let mid = svc_name("mid", &mesh.ns);
+    let fits = dns.dig(&mid, "A").await;
+    assert!(!fits.retried_tcp && !fits.has_flag("tc"), "{}", fits.text);
+    assert_eq!(
+        fits.addresses().len(),
+        usize::from(MID_ENDPOINTS),
+        "{}",
+        fits.text
+    );
+    let classic = dns
+        .dig_with(&[&mid, "A", "+ignore", "+noedns"])
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
-        !large.retried_tcp && !large.has_flag("tc"),
-        "{}",
-        large.text
+        classic.has_flag("tc"),
+        "the same answer is over 512 bytes without EDNS:\n{}",
+        classic.text
     );
-    assert_eq!(large.addresses().len(), all, "{}", large.text);
 
     let py = query(dns.addr, &["--name", &big, "--no-edns"])
         .await

@@ -286,7 +286,12 @@ async fn external_name_is_a_cname_chased_inside_the_zone() {
     let target = format!("{}.", svc_name("plain", &mesh.ns));
     let reply = dns.dig(&alias, "A").await;
     assert_eq!(reply.status, "NOERROR", "{}", reply.text);
-    assert_eq!(reply.data("CNAME"), std::slice::from_ref(&target), "{}", reply.text);
+    assert_eq!(
+        reply.data("CNAME"),
+        std::slice::from_ref(&target),
+        "{}",
+        reply.text
+    );
     assert_eq!(
         reply.data("A"),
         [PLAIN_IP],
