@@ -1,16 +1,21 @@
 //! `corridor up`: demo backends for every endpoint of the example manifests, the
-//! controller reading them, and a gateway fed by it, all in this process.
+//! controller reading them, a gateway and a cluster DNS fed by it, all in this process.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use corridor_controller::app as controller;
+use corridor_dns::app as dns;
+use corridor_dns::zone::Lookup;
 use corridor_gateway::{app as gateway, telemetry};
 
 use crate::demo;
 
 /// How long the gateway may take to receive and apply its first full config.
 const READY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// corridor-dns's address locally: 5353 needs no privileges, unlike a cluster's port 53.
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 
 /// Flags of `corridor up`.
 #[derive(Debug, clap::Args)]
@@ -27,11 +32,17 @@ pub struct UpArgs {
     /// Range of gateway addresses for meshed services.
     #[arg(long, default_value = corridor_controller::config::DEFAULT_GATEWAY_CIDR)]
     gateway_cidr: String,
+    /// Where corridor-dns serves DNS (UDP and TCP).
+    #[arg(long, default_value = DEFAULT_DNS_LISTEN)]
+    dns_listen: SocketAddr,
+    /// Do not start corridor-dns.
+    #[arg(long)]
+    no_dns: bool,
     /// Do not start demo backends (the endpoints are served by something else).
     #[arg(long)]
     no_backends: bool,
-    /// Log filter.
-    #[arg(long, default_value = "info")]
+    /// Log filter (hickory's per-query lines are left out by default).
+    #[arg(long, default_value = corridor_dns::config::DEFAULT_LOG_LEVEL)]
     log_level: String,
 }
 
@@ -68,15 +79,53 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for (name, addr) in gw.listeners() {
         println!("  curl -s http://{addr}/        # {name}");
     }
+    let dns = if args.no_dns {
+        None
+    } else {
+        let mut dc = dns::Config::new(control.xds_addr.to_string(), args.dns_listen);
+        dc.log_level = args.log_level.clone();
+        let bound = dns::build(dc).await.context("starting corridor-dns")?;
+        let hints = controller::service_addresses(&controller::Config::new(&args.examples, control.xds_addr));
+        wait_for_rewrite(&bound, hints.iter().next()).await?;
+        println!("Resolve through corridor-dns (meshed names answer their gateway address; health http://{}/health, metrics http://{}/metrics):", bound.edges.health, bound.edges.metrics);
+        for (host, addr) in &hints {
+            println!("  dig @{} -p {} {host} +short        # {addr}", bound.dns_addr.ip(), bound.dns_addr.port());
+        }
+        Some(bound)
+    };
+
     println!("Edit the files in {} and watch the routes change. Ctrl-C stops.", args.examples.display());
 
     shutdown_signal().await;
+    if let Some(d) = dns {
+        d.shutdown().await;
+    }
     gw.shutdown().await;
     control.shutdown().await?;
     for b in backends {
         b.abort();
     }
     Ok(())
+}
+
+/// Waits until corridor-dns answers a meshed name with its gateway address (the name
+/// table arrived and says the gateway pool is available), so the printed `dig` line shows
+/// the rewrite.
+async fn wait_for_rewrite(dns: &dns::Bound, meshed: Option<(&String, &std::net::Ipv4Addr)>) -> anyhow::Result<()> {
+    let Some((host, addr)) = meshed else { return Ok(()) };
+    let name = hickory_server::proto::rr::Name::from_ascii(format!("{host}."))?;
+    let deadline = tokio::time::Instant::now() + READY_PATIENCE;
+    loop {
+        if let Some(Lookup::Answer(a)) = dns.lookup(&name, hickory_server::proto::rr::RecordType::A)
+            && a.answers.iter().any(|r| r.data.to_string() == addr.to_string())
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("corridor-dns does not answer {host} with its gateway address {addr} after {READY_PATIENCE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn shutdown_signal() {

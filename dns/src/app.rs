@@ -67,6 +67,12 @@ impl Bound {
         self.zone.load().is_some()
     }
 
+    /// What the zone answers for `name` now (`None` before the first name table), as a
+    /// query over the wire would get it.
+    pub fn lookup(&self, name: &hickory_server::proto::rr::Name, qtype: hickory_server::proto::rr::RecordType) -> Option<crate::zone::Lookup> {
+        self.zone.load().as_deref().map(|z| z.lookup(name, qtype))
+    }
+
     /// Stops serving: sockets close, in-flight queries get [`SHUTDOWN_GRACE`].
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
