@@ -220,6 +220,6 @@ for name in ("corridor", "bind9", "knot"):
     if name not in rows:
         continue
     qps, lost, sent, lat = rows[name]
-    ratio = f"{corridor / qps:.2f}x" if corridor else "-"
+    ratio = f"{corridor / qps:.2f}x" if corridor and name != "corridor" else "-"
     print(f"| {name} | {qps:,.0f} | {lat * 1000:.3f} | {lost} / {sent} | {ratio} |")
 PY
