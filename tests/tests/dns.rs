@@ -60,9 +60,13 @@ fn objects(ns: &str) -> Vec<Value> {
             .unmeshed()
             .into(),
         // db: three ready endpoints (two with hostnames), one not ready.
-        Svc::headless("db", ns).port("postgres", 5432, "TCP").into(),
+        Svc::headless("db", ns)
+            .port("postgres", 5432, "TCP")
+            .port("metrics", 9187, "TCP")
+            .into(),
         Slice::new("db-1", ns, "db")
             .port("postgres", 5432, "TCP")
+            .port("metrics", 9187, "TCP")
             .endpoint(Ep::new("10.244.1.1").hostname("db-0"))
             .endpoint(Ep::new("10.244.1.2").hostname("db-1"))
             .endpoint(Ep::new("10.244.1.3"))

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use corridor_tests::dns::objects::Svc;
+use corridor_tests::dns::objects::{Ep, Slice, Svc};
 use corridor_tests::dns::{Dns, svc_name};
 use corridor_tests::manifests;
 use corridor_tests::mesh::RESYNC_PATIENCE;
@@ -197,6 +197,47 @@ async fn answers_from_the_last_table_while_the_controller_is_away() {
             }
             Ok(())
         },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn manifest_changes_reach_dns() {
+    let (mesh, dns) = super::cluster("dnsedit", &[]).await;
+    let ns = mesh.ns.clone();
+    let added = Svc::cluster_ip("added", &ns, &["10.96.1.98"])
+        .port("http", 80, "TCP")
+        .unmeshed();
+    mesh.write("added.yaml", &manifests::yaml([added.into()]));
+    // `starting`'s endpoint becomes ready: its name answers instead of NXDOMAIN.
+    let ready = Slice::new("starting-1", &ns, "starting")
+        .port("http", 80, "TCP")
+        .endpoint(Ep::new("10.244.2.1"));
+    let mut edited = objects(&ns);
+    for object in &mut edited {
+        if object["kind"] == "EndpointSlice" && object["metadata"]["name"] == "starting-1" {
+            *object = ready.clone().into();
+        }
+    }
+    mesh.write("cluster.yaml", &manifests::yaml(edited));
+    dns.wait_for(&svc_name("added", &ns), "A", "the added service", |r| {
+        r.addresses() == ["10.96.1.98"]
+    })
+    .await;
+    dns.wait_for(
+        &svc_name("starting", &ns),
+        "A",
+        "the endpoint that became ready",
+        |r| r.addresses() == ["10.244.2.1"],
+    )
+    .await;
+
+    mesh.remove("added.yaml");
+    dns.wait_for(
+        &svc_name("added", &ns),
+        "A",
+        "the removed service to be NXDOMAIN",
+        |r| r.status == "NXDOMAIN",
     )
     .await;
 }

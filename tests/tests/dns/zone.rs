@@ -213,45 +213,44 @@ async fn headless_service_answers_its_ready_endpoints() {
 async fn headless_srv_per_endpoint_and_named_port() {
     let (mesh, dns) = cluster("dnshlsrv", &[]).await;
     let db = svc_name("db", &mesh.ns);
-    let reply = dns.dig(&format!("_postgres._tcp.{db}"), "SRV").await;
-    assert_eq!(reply.status, "NOERROR", "{}", reply.text);
-    let targets: Vec<(String, String, String)> = reply
-        .data("SRV")
-        .iter()
-        .map(|d| {
-            let f: Vec<&str> = d.split_whitespace().collect();
-            assert_eq!(f.len(), 4, "SRV rdata {d}");
-            (f[0].to_string(), f[2].to_string(), f[3].to_lowercase())
-        })
-        .collect();
     let want = sorted([
         format!("db-0.{db}."),
         format!("db-1.{db}."),
         format!("10-244-1-3.{db}."),
     ]);
-    assert_eq!(
-        sorted(targets.iter().map(|t| &t.2)),
-        want,
-        "one SRV per ready endpoint:\n{}",
-        reply.text
-    );
-    assert!(
-        targets.iter().all(|t| t.0 == "0" && t.1 == "5432"),
-        "priority 0, the endpoint port:\n{}",
-        reply.text
-    );
-    let extra = sorted(
-        reply
-            .additional
+    for (port_name, port) in [("postgres", "5432"), ("metrics", "9187")] {
+        let reply = dns.dig(&format!("_{port_name}._tcp.{db}"), "SRV").await;
+        assert_eq!(reply.status, "NOERROR", "{}", reply.text);
+        let srv: Vec<Vec<String>> = reply
+            .data("SRV")
             .iter()
-            .filter(|r| r.rtype == "A")
-            .map(|r| r.name.to_lowercase()),
-    );
-    assert_eq!(
-        extra, want,
-        "each target's A in additional:\n{}",
-        reply.text
-    );
+            .map(|d| d.split_whitespace().map(str::to_lowercase).collect())
+            .collect();
+        assert!(srv.iter().all(|f| f.len() == 4), "{}", reply.text);
+        assert_eq!(
+            sorted(srv.iter().map(|f| &f[3])),
+            want,
+            "{port_name}: one SRV per ready endpoint:\n{}",
+            reply.text
+        );
+        assert!(
+            srv.iter().all(|f| f[0] == "0" && f[2] == port),
+            "{port_name}: priority 0, the endpoint's {port_name} port:\n{}",
+            reply.text
+        );
+        let extra = sorted(
+            reply
+                .additional
+                .iter()
+                .filter(|r| r.rtype == "A")
+                .map(|r| r.name.to_lowercase()),
+        );
+        assert_eq!(
+            extra, want,
+            "each target's A in additional:\n{}",
+            reply.text
+        );
+    }
 }
 
 #[tokio::test]
