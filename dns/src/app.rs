@@ -49,7 +49,7 @@ pub struct Bound {
     pub edges: EdgeAddrs,
     zone: SharedZone,
     stop: watch::Sender<bool>,
-    server: hickory_server::server::Server<Handler>,
+    server: hickory_server::server::Server<server::TcpHandler>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -142,8 +142,12 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     describe_build(&metrics, &server_label, &zone_name.to_ascii());
     tokio::spawn(upkeep(metrics.clone(), stop_rx));
 
-    let handler = Handler::new(zone.clone(), zone_name, forwarder, metrics, server_label);
-    let server = server::serve(handler, udp, tcp, config.tcp_idle_timeout);
+    let handler = Arc::new(Handler::new(zone.clone(), zone_name, forwarder, metrics, server_label));
+    // One UDP receive loop per worker thread, so every core can answer.
+    let udp_loops = config
+        .worker_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let server = server::serve(handler, udp, tcp, config.tcp_idle_timeout, udp_loops, stop.subscribe());
     tracing::info!(%dns_addr, health = %edges.health, ready = %edges.ready, metrics = %edges.metrics, "serving DNS (UDP and TCP)");
     Ok(Bound { dns_addr, edges, zone, stop, server })
 }

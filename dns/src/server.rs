@@ -10,7 +10,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::forward::{Forwarded, Forwarder};
@@ -19,6 +19,7 @@ use crate::zone::{Lookup, Zone};
 
 mod capture;
 mod stats;
+mod udp;
 
 pub use stats::ServerStats;
 
@@ -92,6 +93,63 @@ impl Reply {
     }
 }
 
+/// What an answer still waits for.
+#[derive(Debug)]
+enum Pending {
+    /// The question goes upstream.
+    Forward,
+    /// A zone answer whose ExternalName target lies outside the zone.
+    Chase(Box<(Reply, Name)>),
+}
+
+/// The header and EDNS record of a response.
+#[derive(Debug)]
+struct Head {
+    metadata: Metadata,
+    edns: Option<Edns>,
+}
+
+impl Head {
+    /// Flags from the request and the reply; EDNS answered with EDNS (RFC 6891 §6.1.1),
+    /// a version we do not speak with BADVERS and no records.
+    fn of(request: &Request, reply: &Reply) -> Self {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.message_type = MessageType::Response;
+        metadata.authoritative = reply.authoritative;
+        metadata.recursion_available = true;
+        metadata.response_code = reply.rcode;
+        let edns = request.edns.as_ref().map(|req| {
+            if req.version() > 0 {
+                metadata.response_code = ResponseCode::BADVERS;
+                metadata.authoritative = false;
+            }
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e.set_version(0);
+            e
+        });
+        Head { metadata, edns }
+    }
+
+    /// The response message, borrowing the request's question and the reply's records.
+    fn message<'q>(
+        &'q self,
+        request: &'q Request,
+        reply: &'q Reply,
+    ) -> MessageResponse<'q, 'q, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>> {
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(e) = &self.edns {
+            builder.edns(e);
+        }
+        let sections = if self.metadata.response_code == ResponseCode::BADVERS {
+            (&[][..], &[][..], &[][..])
+        } else {
+            (&reply.answers[..], &reply.authorities[..], &reply.additionals[..])
+        };
+        builder.build(self.metadata, sections.0.iter(), sections.1.iter(), [].iter(), sections.2.iter())
+    }
+}
+
 impl Handler {
     /// A handler answering `zone_name` from `zone` and everything else through `forwarder`.
     pub fn new(zone: SharedZone, zone_name: Name, forwarder: Arc<Forwarder>, metrics: Arc<Metrics>, server_label: String) -> Self {
@@ -103,47 +161,71 @@ impl Handler {
         }
     }
 
-    /// Decides the answer to one well-formed request.
-    async fn answer(&self, request: &Request) -> (Reply, Source) {
+    /// The answer when no upstream is needed; `Err` says what remains to be asked.
+    fn answer_now(&self, request: &Request) -> Result<(Reply, Source), Pending> {
         if request.metadata.op_code != OpCode::Query {
-            return (Reply::error(ResponseCode::NotImp), Source::Server);
+            return Ok((Reply::error(ResponseCode::NotImp), Source::Server));
         }
         // Exactly one question: what every resolver sends, and what CoreDNS accepts.
         let Ok(info) = request.request_info() else {
-            return (Reply::error(ResponseCode::FormErr), Source::Server);
+            return Ok((Reply::error(ResponseCode::FormErr), Source::Server));
         };
         let query = info.query.original();
         let qtype = query.query_type();
         if query.query_class() != DNSClass::IN {
-            return (Reply::error(ResponseCode::NotImp), Source::Server);
+            return Ok((Reply::error(ResponseCode::NotImp), Source::Server));
         }
         if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
             // Zone transfers of the cluster zone would hand out every service at once.
-            return (Reply::error(ResponseCode::Refused), Source::Server);
+            return Ok((Reply::error(ResponseCode::Refused), Source::Server));
         }
         let qname = query.name();
         let zone = self.zone.load();
         match zone.as_deref() {
             Some(zone) => match zone.lookup(qname, qtype) {
                 Lookup::Answer(a) => {
-                    let mut reply = Reply {
+                    let reply = Reply {
                         rcode: a.rcode,
                         authoritative: true,
                         answers: a.answers,
                         authorities: a.authorities,
                         additionals: a.additionals,
                     };
-                    if let Some(target) = a.chase {
-                        self.chase(&mut reply, &target, qtype).await;
+                    match a.chase {
+                        Some(target) => Err(Pending::Chase(Box::new((reply, target)))),
+                        None => Ok((reply, Source::Kubernetes)),
                     }
-                    (reply, Source::Kubernetes)
                 }
-                Lookup::NotOurs => self.forward(qname, qtype).await,
+                Lookup::NotOurs => Err(Pending::Forward),
             },
             // No name table yet: we cannot tell whether a cluster name exists, and an
             // NXDOMAIN now would be cached by clients; SERVFAIL makes them retry.
-            None if self.zone_name.zone_of(qname) => (Reply::error(ResponseCode::ServFail), Source::Server),
-            None => self.forward(qname, qtype).await,
+            None if self.zone_name.zone_of(qname) => Ok((Reply::error(ResponseCode::ServFail), Source::Server)),
+            None => Err(Pending::Forward),
+        }
+    }
+
+    /// Decides the answer to one well-formed request, asking upstreams when needed.
+    async fn answer(&self, request: &Request) -> (Reply, Source) {
+        match self.answer_now(request) {
+            Ok(done) => done,
+            Err(pending) => self.finish(request, pending).await,
+        }
+    }
+
+    /// Completes an answer that needs an upstream.
+    async fn finish(&self, request: &Request, pending: Pending) -> (Reply, Source) {
+        let Ok(info) = request.request_info() else {
+            return (Reply::error(ResponseCode::FormErr), Source::Server);
+        };
+        let query = info.query.original();
+        match pending {
+            Pending::Chase(chase) => {
+                let (mut reply, target) = *chase;
+                self.chase(&mut reply, &target, query.query_type()).await;
+                (reply, Source::Kubernetes)
+            }
+            Pending::Forward => self.forward(query.name(), query.query_type()).await,
         }
     }
 
@@ -184,37 +266,8 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let started = Instant::now();
         let (reply, source) = self.answer(request).await;
-
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        metadata.message_type = MessageType::Response;
-        metadata.authoritative = reply.authoritative;
-        metadata.recursion_available = true;
-        metadata.response_code = reply.rcode;
-        // Answer EDNS with EDNS (RFC 6891 §6.1.1); a version we do not speak gets BADVERS.
-        let edns = request.edns.as_ref().map(|req| {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
-            e.set_version(0);
-            if req.version() > 0 {
-                metadata.response_code = ResponseCode::BADVERS;
-            }
-            e
-        });
-        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            metadata.response_code = ResponseCode::BADVERS;
-        }
-        let ok = metadata.response_code != ResponseCode::BADVERS;
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
-        if let Some(e) = &edns {
-            builder.edns(e);
-        }
-        let none: &[Record] = &[];
-        let (answers, authorities, additionals) = if ok {
-            (&reply.answers[..], &reply.authorities[..], &reply.additionals[..])
-        } else {
-            (none, none, none)
-        };
-        let response = builder.build(metadata, answers.iter(), authorities.iter(), [].iter(), additionals.iter());
+        let head = Head::of(request, &reply);
+        let response = head.message(request, &reply);
         let info = match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
@@ -245,10 +298,32 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)>
     Err(last.unwrap_or_else(|| std::io::Error::other("no port free for both UDP and TCP")))
 }
 
-/// Starts serving on both sockets.
-pub fn serve(handler: Handler, udp: UdpSocket, tcp: TcpListener, tcp_idle: Duration) -> hickory_server::server::Server<Handler> {
-    let mut server = hickory_server::server::Server::new(handler);
-    server.register_socket(udp);
+/// Serves TCP through hickory-server (framing, idle timeouts, per-connection tasks).
+#[derive(Debug)]
+pub struct TcpHandler(Arc<Handler>);
+
+#[async_trait::async_trait]
+impl RequestHandler for TcpHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response_handle: R) -> ResponseInfo {
+        self.0.handle_request::<R, T>(request, response_handle).await
+    }
+}
+
+/// Starts serving: TCP through hickory-server, UDP through [`udp::serve`] (one receive
+/// loop per `udp_loops`, all on the same socket), until `stop` turns true.
+pub fn serve(
+    handler: Arc<Handler>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    tcp_idle: Duration,
+    udp_loops: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> hickory_server::server::Server<TcpHandler> {
+    let udp = Arc::new(udp);
+    for _ in 0..udp_loops.max(1) {
+        tokio::spawn(udp::serve(udp.clone(), handler.clone(), stop.clone()));
+    }
+    let mut server = hickory_server::server::Server::new(TcpHandler(handler));
     server.register_listener(tcp, tcp_idle, TCP_RESPONSE_BUFFER);
     server
 }
