@@ -1,4 +1,10 @@
 //! Wiring: configuration in, a running controller (file source + ADS server) out.
+//!
+//! ```text
+//! manifests ─▶ source::run ─▶ source snapshots ─┐
+//!                                               ├─▶ availability::run ─▶ served snapshots ─▶ ADS
+//! gateway streams' listener ACKs ─▶ pool ───────┘
+//! ```
 
 use std::{collections::BTreeMap, net::Ipv4Addr, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -7,6 +13,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use crate::config::Config;
 use crate::{
+    availability,
     config::ConfigError,
     source::{self, Pipeline, file::ManifestDir},
     translate::{TranslateOptions, service_host},
@@ -59,8 +66,10 @@ pub struct Bound {
     pub xds_addr: SocketAddr,
     shutdown: ShutdownHandle,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    gateway_available: watch::Receiver<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     source: JoinHandle<()>,
+    stamper: JoinHandle<()>,
 }
 
 impl Bound {
@@ -69,9 +78,16 @@ impl Bound {
         self.shutdown.clone()
     }
 
-    /// The published snapshots (the latest one, and change notifications).
+    /// The served snapshots (the latest one, and change notifications), with the gateway
+    /// pool's availability stamped on the name table.
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()
+    }
+
+    /// Whether the gateway pool can take traffic: true while at least one gateway stream
+    /// serves listeners it acknowledged (see [`crate::xds::pool`]).
+    pub fn gateway_available(&self) -> watch::Receiver<bool> {
+        self.gateway_available.clone()
     }
 
     /// Stops gracefully and waits until everything has ended.
@@ -85,6 +101,7 @@ impl Bound {
         let served = self.server.await;
         self.shutdown.shutdown();
         self.source.await?;
+        self.stamper.await?;
         served??;
         Ok(())
     }
@@ -127,7 +144,7 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     })
     .await?;
     tracing::info!(resources = %first.summary(), "initial snapshot");
-    let (snapshot_tx, snapshots) = watch::channel(Arc::new(first));
+    let (source_tx, source_rx) = watch::channel(Arc::new(first));
 
     let listener = TcpListener::bind(config.xds_listen)
         .await
@@ -145,13 +162,26 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
 
     let source = tokio::spawn(source::run(
         pipeline,
-        snapshot_tx,
+        source_tx,
         Duration::from_millis(config.debounce_ms),
         Duration::from_millis(config.rescan_ms),
         shutdown_rx.clone(),
     ));
 
+    // Stamped before the server starts, so no client ever sees an unstamped table.
+    let (served_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let ads = AdsServer::new(snapshots.clone(), shutdown_rx.clone());
+    let gateway_available = ads.gateway_available();
+    served_tx.send_replace(availability::stamp(
+        &source_rx.borrow(),
+        *gateway_available.borrow(),
+    ));
+    let stamper = tokio::spawn(availability::run(
+        source_rx,
+        gateway_available.clone(),
+        served_tx,
+        shutdown_rx.clone(),
+    ));
     let mut stop = shutdown_rx;
     let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -178,7 +208,9 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         xds_addr,
         shutdown,
         snapshots,
+        gateway_available,
         server,
         source,
+        stamper,
     })
 }

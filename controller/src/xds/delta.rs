@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Closed, Nonces, Outbox, Session,
+    pool::StreamAcks,
     snapshot::{Snapshot, TYPE_URLS},
     wildcard_type,
 };
@@ -29,15 +30,18 @@ pub(super) struct DeltaStream {
     nonces: Nonces,
     node: String,
     types: BTreeMap<String, TypeState>,
+    /// Listener answers, for the gateway pool's availability.
+    acks: StreamAcks,
 }
 
 impl DeltaStream {
-    pub fn new(tx: Outbox<DeltaDiscoveryResponse>, nonces: Nonces) -> Self {
+    pub fn new(tx: Outbox<DeltaDiscoveryResponse>, nonces: Nonces, acks: StreamAcks) -> Self {
         Self {
             tx,
             nonces,
             node: String::new(),
             types: BTreeMap::new(),
+            acks,
         }
     }
 
@@ -65,6 +69,8 @@ impl DeltaStream {
         } else if !r.response_nonce.is_empty() {
             tracing::debug!(node = %self.node, r#type = short, nonce = %r.response_nonce, "ACK");
         }
+        self.acks
+            .answered(&r.type_url, &r.response_nonce, r.error_detail.is_some());
         let first = !self.types.contains_key(&r.type_url);
         let state = self.types.entry(r.type_url.clone()).or_default();
         if first {
@@ -156,6 +162,7 @@ impl DeltaStream {
             return Ok(());
         }
         let nonce = self.nonces.next();
+        self.acks.sent(type_url, &nonce);
         tracing::debug!(
             node = %self.node, r#type = type_url::short(type_url), version = %resources.version,
             changed = changed.len(), removed = removed.len(), %nonce, "sending"

@@ -3,6 +3,7 @@
 //! (`DeltaAggregatedResources`), serving the latest published [`snapshot::Snapshot`].
 
 mod delta;
+pub mod pool;
 pub mod snapshot;
 mod sotw;
 
@@ -28,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use pool::{GatewayPool, StreamAcks};
 use snapshot::Snapshot;
 
 /// Responses buffered per stream before the sender waits for the client to read.
@@ -45,6 +47,7 @@ pub struct AdsServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: watch::Receiver<bool>,
     nonces: Arc<AtomicU64>,
+    pool: GatewayPool,
 }
 
 impl AdsServer {
@@ -54,7 +57,13 @@ impl AdsServer {
             snapshots,
             shutdown,
             nonces: Arc::new(AtomicU64::new(0)),
+            pool: GatewayPool::new(),
         }
+    }
+
+    /// Whether a gateway stream serves acknowledged listeners (see [`pool`]).
+    pub fn gateway_available(&self) -> watch::Receiver<bool> {
+        self.pool.available()
     }
 
     /// The tonic service.
@@ -164,7 +173,7 @@ impl AdsServer {
         &self,
         kind: &'static str,
         request: Request<Streaming<S::Request>>,
-        new: fn(Outbox<T>, Nonces) -> S,
+        new: fn(Outbox<T>, Nonces, StreamAcks) -> S,
     ) -> Response<BoxStream<T>>
     where
         S: Session + 'static,
@@ -173,7 +182,7 @@ impl AdsServer {
     {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let session = new(tx, Nonces(self.nonces.clone()));
+        let session = new(tx, Nonces(self.nonces.clone()), self.pool.stream());
         let span = tracing::info_span!("ads", kind, peer = ?peer);
         tokio::spawn(
             drive(

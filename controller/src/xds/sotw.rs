@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Closed, Nonces, Outbox, Session,
+    pool::StreamAcks,
     snapshot::{Snapshot, TYPE_URLS},
     wildcard_type,
 };
@@ -30,15 +31,18 @@ pub(super) struct SotwStream {
     nonces: Nonces,
     node: String,
     types: BTreeMap<String, TypeState>,
+    /// Listener answers, for the gateway pool's availability.
+    acks: StreamAcks,
 }
 
 impl SotwStream {
-    pub fn new(tx: Outbox<DiscoveryResponse>, nonces: Nonces) -> Self {
+    pub fn new(tx: Outbox<DiscoveryResponse>, nonces: Nonces, acks: StreamAcks) -> Self {
         Self {
             tx,
             nonces,
             node: String::new(),
             types: BTreeMap::new(),
+            acks,
         }
     }
 
@@ -64,6 +68,8 @@ impl SotwStream {
             tracing::debug!(node = %self.node, r#type = short, nonce = %r.response_nonce, "ignoring a request with a stale nonce");
             return Ok(());
         }
+        self.acks
+            .answered(&r.type_url, &r.response_nonce, r.error_detail.is_some());
         if let Some(error) = &r.error_detail {
             tracing::warn!(
                 node = %self.node, r#type = short, nonce = %r.response_nonce, kept_version = %r.version_info,
@@ -122,6 +128,7 @@ impl SotwStream {
         let nonce = self.nonces.next();
         state.sent_version = Some(resources.version.clone());
         state.nonce = Some(nonce.clone());
+        self.acks.sent(type_url, &nonce);
         tracing::debug!(node = %self.node, r#type = type_url::short(type_url), version = %resources.version, count = bodies.len(), %nonce, "sending");
         let response = DiscoveryResponse {
             version_info: resources.version.clone(),
