@@ -19,6 +19,7 @@ use tonic::Streaming;
 
 use super::{AdsServer, snapshot::Snapshot};
 use crate::{
+    availability,
     store::store_from_yaml,
     translate::{TranslateOptions, tests::MESH, translate},
 };
@@ -37,15 +38,28 @@ const EXTRA: &str = "---\napiVersion: v1\nkind: Service\nmetadata: { name: extra
 struct Server {
     addr: SocketAddr,
     publish: watch::Sender<Arc<Snapshot>>,
+    /// The gateway pool's availability as the server's streams report it.
+    available: watch::Receiver<bool>,
     _stop: watch::Sender<bool>,
 }
 
+/// An ADS server fed as the controller feeds it: `publish` is the source, and what is
+/// served carries the gateway pool's availability.
 async fn serve(first: Snapshot) -> Server {
-    let (publish, snapshots) = watch::channel(Arc::new(first));
     let (stop, stop_rx) = watch::channel(false);
+    let (served_tx, served) = watch::channel(availability::stamp(&first, false));
+    let (publish, source) = watch::channel(Arc::new(first));
+    let ads = AdsServer::new(served, stop_rx.clone());
+    let available = ads.gateway_available();
+    tokio::spawn(availability::run(
+        source,
+        available.clone(),
+        served_tx,
+        stop_rx,
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = AdsServer::new(snapshots, stop_rx).into_service();
+    let service = ads.into_service();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service)
@@ -54,6 +68,7 @@ async fn serve(first: Snapshot) -> Server {
     Server {
         addr,
         publish,
+        available,
         _stop: stop,
     }
 }
@@ -364,3 +379,5 @@ async fn delta_initial_reconnect_and_removal() {
         "absent resources are reported"
     );
 }
+
+mod gateway_pool;
