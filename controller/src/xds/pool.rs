@@ -133,6 +133,14 @@ mod tests {
     use super::*;
 
     const LDS: &str = type_url::LISTENER;
+    const ACK: bool = false;
+    const NACK: bool = true;
+
+    /// A response of `type_url` sent and answered at once.
+    fn exchange(stream: &mut StreamAcks, type_url: &str, nonce: &str, rejected: bool) {
+        stream.sent(type_url, nonce);
+        stream.answered(type_url, nonce, rejected);
+    }
 
     #[test]
     fn an_ack_makes_the_pool_available_and_the_stream_end_takes_it_away() {
@@ -140,10 +148,10 @@ mod tests {
         let available = pool.available();
         assert!(!*available.borrow(), "no gateway yet");
         let mut gw = pool.stream();
-        gw.answered(LDS, "", false); // the first request is no answer
+        gw.answered(LDS, "", ACK); // the first request is no answer
         gw.sent(LDS, "1");
         assert!(!*available.borrow(), "sent is not acknowledged");
-        gw.answered(LDS, "1", false);
+        gw.answered(LDS, "1", ACK);
         assert!(*available.borrow());
         drop(gw);
         assert!(!*available.borrow());
@@ -154,13 +162,10 @@ mod tests {
         let pool = GatewayPool::new();
         let available = pool.available();
         let mut gw = pool.stream();
-        gw.sent(LDS, "1");
-        gw.answered(LDS, "1", false);
-        gw.sent(LDS, "2");
-        gw.answered(LDS, "2", true);
+        exchange(&mut gw, LDS, "1", ACK);
+        exchange(&mut gw, LDS, "2", NACK);
         assert!(!*available.borrow());
-        gw.sent(LDS, "3");
-        gw.answered(LDS, "3", false);
+        exchange(&mut gw, LDS, "3", ACK);
         assert!(*available.borrow());
     }
 
@@ -169,16 +174,15 @@ mod tests {
         let pool = GatewayPool::new();
         let available = pool.available();
         let mut gw = pool.stream();
-        gw.sent(LDS, "1");
-        gw.answered(LDS, "1", false);
+        exchange(&mut gw, LDS, "1", ACK);
         gw.sent(LDS, "2");
         assert!(
             *available.borrow(),
             "still serving the previous good listeners"
         );
         // An answer to an unknown (or already settled) nonce changes nothing.
-        gw.answered(LDS, "1", true);
-        gw.answered(LDS, "from-an-earlier-stream", true);
+        gw.answered(LDS, "1", NACK);
+        gw.answered(LDS, "from-an-earlier-stream", NACK);
         assert!(*available.borrow());
     }
 
@@ -187,18 +191,16 @@ mod tests {
         let pool = GatewayPool::new();
         let available = pool.available();
         let mut dns = pool.stream();
-        dns.sent(type_url::NAME_TABLE, "1");
-        dns.answered(type_url::NAME_TABLE, "1", false);
+        exchange(&mut dns, type_url::NAME_TABLE, "1", ACK);
         let mut gw = pool.stream();
-        gw.sent(type_url::CLUSTER, "2");
-        gw.answered(type_url::CLUSTER, "2", false);
+        exchange(&mut gw, type_url::CLUSTER, "2", ACK);
         assert!(
             !*available.borrow(),
             "neither stream acknowledged listeners"
         );
         // A nonce of another type is no listener answer, even if the numbers collide.
         gw.sent(LDS, "3");
-        gw.answered(type_url::CLUSTER, "3", false);
+        gw.answered(type_url::CLUSTER, "3", ACK);
         assert!(!*available.borrow());
     }
 
@@ -207,14 +209,11 @@ mod tests {
         let pool = GatewayPool::new();
         let available = pool.available();
         let (mut a, mut b) = (pool.stream(), pool.stream());
-        for (gw, nonce) in [(&mut a, "1"), (&mut b, "2")] {
-            gw.sent(LDS, nonce);
-            gw.answered(LDS, nonce, false);
-        }
+        exchange(&mut a, LDS, "1", ACK);
+        exchange(&mut b, LDS, "2", ACK);
         drop(a);
         assert!(*available.borrow(), "b still serves");
-        b.sent(LDS, "3");
-        b.answered(LDS, "3", true);
+        exchange(&mut b, LDS, "3", NACK);
         assert!(!*available.borrow());
     }
 }
