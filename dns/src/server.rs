@@ -10,7 +10,8 @@ use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use hickory_server::proto::serialize::binary::BinDecoder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::forward::{Forwarded, Forwarder};
@@ -107,6 +108,37 @@ enum Pending {
 struct Head {
     metadata: Metadata,
     edns: Option<Edns>,
+    /// Set when the request's question section must not be echoed (see [`plain_question`]):
+    /// an empty one to answer with instead.
+    no_question: Option<Queries>,
+}
+
+/// Whether a single question's wire form can be echoed as is. hickory echoes the question
+/// bytes the client sent; a compression pointer in them pointed into the *request*
+/// (a legitimate single question has nothing earlier to point to), so in the response it
+/// would point at something else and the response would not parse (found by the
+/// `dns_request` fuzz target).
+fn plain_question(queries: &Queries) -> bool {
+    let bytes = queries.as_bytes();
+    if queries.len() != 1 {
+        return false;
+    }
+    let mut i = 0;
+    while let Some(&len) = bytes.get(i) {
+        if len == 0 {
+            return true;
+        }
+        if len & 0xc0 != 0 {
+            return false;
+        }
+        i += 1 + usize::from(len);
+    }
+    false
+}
+
+/// An empty question section.
+fn no_queries() -> Option<Queries> {
+    Queries::read(&mut BinDecoder::new(&[]), 0).ok()
 }
 
 impl Head {
@@ -128,7 +160,8 @@ impl Head {
             e.set_version(0);
             e
         });
-        Head { metadata, edns }
+        let no_question = if plain_question(&request.queries) { None } else { no_queries() };
+        Head { metadata, edns, no_question }
     }
 
     /// The response message, borrowing the request's question and the reply's records.
@@ -137,7 +170,8 @@ impl Head {
         request: &'q Request,
         reply: &'q Reply,
     ) -> MessageResponse<'q, 'q, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>, std::slice::Iter<'q, Record>> {
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        let queries = self.no_question.as_ref().unwrap_or(&request.queries);
+        let mut builder = MessageResponseBuilder::new(queries, None);
         if let Some(e) = &self.edns {
             builder.edns(e);
         }
@@ -170,6 +204,9 @@ impl Handler {
         let Ok(info) = request.request_info() else {
             return Ok((Reply::error(ResponseCode::FormErr), Source::Server));
         };
+        if !plain_question(&request.queries) {
+            return Ok((Reply::error(ResponseCode::FormErr), Source::Server));
+        }
         let query = info.query.original();
         let qtype = query.query_type();
         if query.query_class() != DNSClass::IN {
