@@ -1,10 +1,12 @@
 //! `corridor up`: the example mesh in one process answers through the gateway, routes as
-//! its VirtualService says, and follows edits of its manifests.
+//! its VirtualService says, resolves meshed names to the gateway through its DNS, and
+//! follows edits of its manifests.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use corridor_tests::bin::{Process, binary};
+use corridor_tests::dns::dig;
 use corridor_tests::{HttpClient, PATIENCE, eventually};
 use hyper::Method;
 
@@ -24,6 +26,20 @@ fn printed_addr(up: &Process, host: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr.parse()?)
 }
 
+/// The `dig` line `corridor up` printed for `host`: the DNS server it names.
+fn printed_dns(up: &Process, host: &str) -> anyhow::Result<SocketAddr> {
+    let line = up
+        .stdout
+        .snapshot()
+        .into_iter()
+        .find(|l| l.trim_start().starts_with("dig @") && l.contains(&format!(" {host} ")))
+        .ok_or_else(|| anyhow::anyhow!("no dig line for {host}"))?;
+    let mut words = line.split_whitespace();
+    let ip = words.nth(1).and_then(|w| w.strip_prefix('@')).ok_or_else(|| anyhow::anyhow!("no server in {line:?}"))?;
+    let port = words.nth(1).ok_or_else(|| anyhow::anyhow!("no port in {line:?}"))?;
+    Ok(format!("{ip}:{port}").parse()?)
+}
+
 #[tokio::test]
 async fn corridor_up_runs_the_example_mesh() {
     // A copy of examples/, so the test can edit it.
@@ -40,6 +56,8 @@ async fn corridor_up_runs_the_example_mesh() {
         "--xds-listen",
         "127.0.0.1:0",
         "--admin",
+        "127.0.0.1:0",
+        "--dns-listen",
         "127.0.0.1:0",
         "--examples",
     ])
@@ -58,6 +76,12 @@ async fn corridor_up_runs_the_example_mesh() {
         reviews.ip().to_string().starts_with("127.100."),
         "{reviews}"
     );
+
+    // The printed dig line works: the meshed name answers its gateway address.
+    let host = "reviews.default.svc.cluster.local";
+    let dns = eventually(PATIENCE, "corridor up prints a dig line", || async { printed_dns(&up, host) }).await;
+    let answer = dig::dig(dns, &[host, "A"]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(answer.addresses(), vec![reviews.ip().to_string()], "{}", answer.text);
 
     let client = HttpClient::http1();
     let reply = client
