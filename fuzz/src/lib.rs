@@ -109,6 +109,7 @@ fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
 pub fn dns_request(data: &[u8]) {
     use hickory_server::net::xfer::Protocol;
     use hickory_server::proto::op::Message;
+    use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
 
     let Some((&transport, message)) = data.split_first() else {
         return;
@@ -119,10 +120,12 @@ pub fn dns_request(data: &[u8]) {
     let Some(reply) = runtime.block_on(handler.answer_raw(message, src, protocol)) else {
         return;
     };
-    let parsed = match Message::from_vec(&reply) {
+    let mut decoder = BinDecoder::new(&reply);
+    let parsed = match Message::read(&mut decoder) {
         Ok(m) => m,
         Err(e) => panic!("corridor-dns produced a response that does not parse: {e}"),
     };
+    assert!(decoder.is_empty(), "{} bytes of trailing junk after the response", decoder.len());
     if message.len() >= 2 {
         assert_eq!(parsed.metadata.id, u16::from_be_bytes([message[0], message[1]]));
     }

@@ -44,6 +44,9 @@ impl ResponseHandler for Capture {
         let mut encoder = BinEncoder::new(&mut buf);
         encoder.set_max_size(max);
         let info = response.destructive_emit(&mut encoder)?;
+        // As on the UDP path: drop the bytes of a record rolled back for not fitting.
+        let end = encoder.offset();
+        buf.truncate(end);
         if let Ok(mut slot) = self.bytes.lock() {
             *slot = Some(buf);
         }

@@ -10,6 +10,7 @@ use corridor_proto::corridor::dns::v1::{Endpoint, NameTable, Port, Service};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::{Handler, SharedZone};
 use crate::forward::{ForwardConfig, Forwarder};
@@ -82,7 +83,11 @@ const SRC: &str = "127.0.0.1:5300";
 async fn ask(h: &Handler, m: &Message, protocol: Protocol) -> Message {
     let src: SocketAddr = SRC.parse().unwrap();
     let bytes = h.answer_raw(&m.to_vec().unwrap(), src, protocol).await.expect("a response");
-    Message::from_vec(&bytes).unwrap()
+    let mut decoder = BinDecoder::new(&bytes);
+    let reply = Message::read(&mut decoder).unwrap();
+    // Strict clients (dnspython) reject trailing bytes, which a truncated answer used to have.
+    assert!(decoder.is_empty(), "{} bytes after the message", decoder.len());
+    reply
 }
 
 #[tokio::test]

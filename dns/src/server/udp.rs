@@ -83,7 +83,13 @@ impl Handler {
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(limit);
         let info = match head.message(request, reply).destructive_emit(&mut encoder) {
-            Ok(info) => info,
+            Ok(info) => {
+                // A record that did not fit is rolled back by moving the encoder's offset,
+                // but its bytes stay in the buffer: cut them, or clients see trailing junk.
+                let end = encoder.offset();
+                bytes.truncate(end);
+                info
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode a response: SERVFAIL");
                 let (bytes, info) = header_only(&request.metadata, ResponseCode::ServFail);
