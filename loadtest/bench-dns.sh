@@ -19,7 +19,10 @@
 # corridor-dns `--worker-threads 1` when it has the flag); dnsperf runs on core 1, the
 # controller too (idle after its first push). Each measurement runs --repeat times per
 # server, the servers taking turns, and the best round counts (highest queries/s); lost
-# queries are summed over all rounds. Prints a Markdown table; ratios are corridor/other.
+# queries are summed over all rounds. Each round also reads the server's own CPU time
+# from /proc: when the single dnsperf thread is the limit (the server's core then idles
+# part of the time), queries per CPU-second still compares the servers. Prints a Markdown
+# table; ratios are corridor/other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,7 +99,7 @@ with open(t + "/queries.txt", "w") as f:
     f.write("\n".join(queries) + "\n")
 PY
 
-declare -A TARGET
+declare -A TARGET PID
 
 # --- Knot DNS -------------------------------------------------------------------------------
 if wanted knot; then
@@ -119,7 +122,7 @@ zone:
     journal-content: none
     zonefile-sync: -1
 CONF
-  taskset -c 0 knotd -c "$T/knot/knot.conf" 2> "$T/knot/log" & PIDS+=($!)
+  taskset -c 0 knotd -c "$T/knot/knot.conf" 2> "$T/knot/log" & PIDS+=($!); PID[knot]=$!
   wait_dns 127.0.0.1 "$KNOT" || { cat "$T/knot/log" >&2; exit 1; }
   TARGET[knot]=127.0.0.1:$KNOT
 fi
@@ -141,7 +144,7 @@ controls { };
 zone "cluster.local" { type primary; file "$T/cluster.local.zone"; };
 CONF
   # -n 1: one worker thread; -g: foreground, logs on stderr; no -u (stay the current user).
-  taskset -c 0 named -g -n 1 -c "$T/bind/named.conf" 2> "$T/bind/log" & PIDS+=($!)
+  taskset -c 0 named -g -n 1 -c "$T/bind/named.conf" 2> "$T/bind/log" & PIDS+=($!); PID[bind9]=$!
   wait_dns 127.0.0.1 "$BIND" || { cat "$T/bind/log" >&2; exit 1; }
   TARGET[bind9]=127.0.0.1:$BIND
 fi
@@ -160,7 +163,7 @@ if wanted corridor; then
   "$DNS_BIN" --help 2>/dev/null | grep -q -- --worker-threads && workers=(--worker-threads 1)
   taskset -c 0 "$DNS_BIN" --xds "$XDS" --listen 127.0.0.1:0 --health 127.0.0.1:0 \
     --ready 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level warn "${workers[@]}" \
-    > "$T/dns.out" 2> "$T/dns.log" & PIDS+=($!)
+    > "$T/dns.out" 2> "$T/dns.log" & PIDS+=($!); PID[corridor]=$!
   for _ in $(seq 100); do grep -q 'bound dns=' "$T/dns.out" 2>/dev/null && break; sleep 0.1; done
   DNS=$(sed -n 's/.*bound dns=\([^ ]*\).*/\1/p' "$T/dns.out")
   [ -n "$DNS" ] || { echo "corridor-dns printed no bound line" >&2; cat "$T/dns.log" >&2; exit 1; }
@@ -179,7 +182,13 @@ for name in "${!TARGET[@]}"; do
   [ "$status" = NXDOMAIN ] || { echo "$name answers a missing name with $status, not NXDOMAIN" >&2; exit 1; }
 done
 
-# One round for one server: appends "name qps lost sent avg_latency_s" to $T/rows.
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
+
+# One round for one server: appends "name qps lost sent avg_latency_s cpu_s" to $T/rows.
+# cpu_s is the server's own CPU time during the measured run: when dnsperf (one thread on
+# a shared core) is what limits queries/s, queries per CPU-second still compares servers.
 round() {
   local name=$1 addr=${TARGET[$1]:-}
   [ -n "$addr" ] || return 0
@@ -187,39 +196,51 @@ round() {
   # Warm up (caches, page faults), then measure.
   taskset -c 1 dnsperf -s "${addr%:*}" -p "${addr##*:}" -d "$T/queries.txt" -l 2 \
     -c "$CLIENTS" -q "$OUTSTANDING" >/dev/null 2>&1 || true
+  local before after
+  before=$(cpu_ticks "${PID[$name]}")
   out=$(taskset -c 1 dnsperf -s "${addr%:*}" -p "${addr##*:}" -d "$T/queries.txt" -l "$SECONDS_" \
         -c "$CLIENTS" -q "$OUTSTANDING" 2>&1)
+  after=$(cpu_ticks "${PID[$name]}")
   local qps lost sent lat
   qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
   lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")
   sent=$(awk '/Queries sent:/ {print $3}' <<<"$out")
   lat=$(awk '/Average Latency/ {print $4}' <<<"$out")
   [ -n "$qps" ] || { echo "dnsperf against $name printed no result:" >&2; echo "$out" >&2; return 0; }
-  echo "$name $qps $lost $sent $lat" >> "$T/rows"
+  echo "$name $qps $lost $sent $lat $(( after - before )) $TICK_HZ" >> "$T/rows"
 }
 : > "$T/rows"
 for _ in $(seq "$REPEAT"); do
   for name in corridor bind9 knot; do round "$name"; done
 done
 
-python3 - "$T/rows" "$SERVICES" "$CLIENTS" "$OUTSTANDING" "$NXDOMAIN" <<'PY'
+python3 - "$T/rows" "$SERVICES" "$CLIENTS" "$OUTSTANDING" "$NXDOMAIN" "$SECONDS_" <<'PY'
 import sys
 rows = {}
+seconds = float(sys.argv[6])
 for line in open(sys.argv[1]):
-    name, qps, lost, sent, lat = line.split()
-    best = rows.setdefault(name, [0.0, 0, 0, None])
-    if float(qps) > best[0]:
-        best[0], best[3] = float(qps), float(lat)
-    best[1] += int(lost)   # every round's losses count
-    best[2] += int(sent)
+    name, qps, lost, sent, lat, ticks, hz = line.split()
+    qps, cpu = float(qps), int(ticks) / int(hz)
+    best = rows.setdefault(name, {"qps": 0.0, "lost": 0, "sent": 0, "per_cpu": 0.0})
+    if qps > best["qps"]:
+        best.update(qps=qps, lat=float(lat), busy=cpu / seconds)
+    # Queries answered per second of the server's own CPU time (its capacity on one core).
+    if cpu > 0:
+        best["per_cpu"] = max(best["per_cpu"], qps * seconds / cpu)
+    best["lost"] += int(lost)   # every round's losses count
+    best["sent"] += int(sent)
 n, c, q, nx = sys.argv[2:6]
-corridor = rows.get("corridor", [None])[0]
-print(f"| server (1 worker) | queries/s (dnsperf -c{c} -q{q}, {n} names, {nx}% NXDOMAIN) | avg latency ms | lost / sent (all rounds) | corridor / this |")
-print("|---|---:|---:|---:|---:|")
+corridor = rows.get("corridor")
+def ratio(name, key):
+    if not corridor or name == "corridor" or not rows[name][key]:
+        return "-"
+    return f"{corridor[key] / rows[name][key]:.2f}x"
+print(f"| server (1 worker) | queries/s (dnsperf -c{c} -q{q}, {n} names, {nx}% NXDOMAIN) | corridor / this | server core busy | queries per CPU-second | corridor / this | avg latency ms | lost / sent (all rounds) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for name in ("corridor", "bind9", "knot"):
     if name not in rows:
         continue
-    qps, lost, sent, lat = rows[name]
-    ratio = f"{corridor / qps:.2f}x" if corridor and name != "corridor" else "-"
-    print(f"| {name} | {qps:,.0f} | {lat * 1000:.3f} | {lost} / {sent} | {ratio} |")
+    r = rows[name]
+    print(f"| {name} | {r['qps']:,.0f} | {ratio(name, 'qps')} | {r['busy'] * 100:.0f}% | {r['per_cpu']:,.0f} | "
+          f"{ratio(name, 'per_cpu')} | {r['lat'] * 1000:.3f} | {r['lost']} / {r['sent']} |")
 PY
