@@ -1,13 +1,15 @@
 //! Answers, caching and coalescing through a single live upstream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::proto::op::{Message, ResponseCode};
-use hickory_server::proto::rr::{RData, RecordType};
+use hickory_server::proto::rr::{Name, RData, RecordType};
 
 use super::fake::{Fake, Reply, Transport};
 use super::{a, eventually, forwarder, metric, name, reply, response, soa, within};
 use crate::forward::cache::Key;
+use crate::forward::{ForwardError, Forwarded, Forwarder};
 use crate::forward::exchange::EDNS_PAYLOAD;
 use crate::metrics::{CACHE_HITS, FORWARD_REQUESTS, FORWARD_RESPONSES};
 
@@ -262,25 +264,40 @@ async fn answers_with_another_id_or_question_are_ignored() {
     assert_eq!(first_a(&got.answers), [192, 0, 2, 1]);
 }
 
-#[tokio::test]
-async fn identical_questions_in_flight_share_one_exchange() {
-    let fake = Fake::gated(|q, _| {
+/// An upstream that holds its answers (`hot.example.com. A 192.0.2.<octet>`) until
+/// released, a forwarder over it, and a way to start a `hot.example.com.` lookup.
+async fn gated_hot(
+    octet: u8,
+) -> (
+    Fake,
+    Arc<Forwarder>,
+    Name,
+    impl Fn() -> tokio::task::JoinHandle<Result<Forwarded, ForwardError>>,
+) {
+    let fake = Fake::gated(move |q, _| {
         reply(
             q,
             ResponseCode::NoError,
-            vec![a("hot.example.com.", 60, [192, 0, 2, 7])],
+            vec![a("hot.example.com.", 60, [192, 0, 2, octet])],
             vec![],
         )
     })
     .await;
     let (fwd, _) = forwarder(vec![fake.addr], BUDGET);
     let asked = name("hot.example.com.");
-
-    let spawn = || {
-        let fwd = fwd.clone();
-        let asked = asked.clone();
-        tokio::spawn(async move { fwd.resolve(&asked, RecordType::A).await })
+    let spawn = {
+        let (fwd, asked) = (fwd.clone(), asked.clone());
+        move || {
+            let (fwd, asked) = (fwd.clone(), asked.clone());
+            tokio::spawn(async move { fwd.resolve(&asked, RecordType::A).await })
+        }
     };
+    (fake, fwd, asked, spawn)
+}
+
+#[tokio::test]
+async fn identical_questions_in_flight_share_one_exchange() {
+    let (fake, fwd, asked, spawn) = gated_hot(7).await;
     let leader = spawn();
     eventually("the leader asked upstream", || fake.udp_queries() == 1).await;
     let followers: Vec<_> = (0..4).map(|_| spawn()).collect();
@@ -297,23 +314,7 @@ async fn identical_questions_in_flight_share_one_exchange() {
 
 #[tokio::test]
 async fn a_follower_leads_when_the_leader_goes_away() {
-    let fake = Fake::gated(|q, _| {
-        reply(
-            q,
-            ResponseCode::NoError,
-            vec![a("hot.example.com.", 60, [192, 0, 2, 8])],
-            vec![],
-        )
-    })
-    .await;
-    let (fwd, _) = forwarder(vec![fake.addr], BUDGET);
-    let asked = name("hot.example.com.");
-    let spawn = || {
-        let fwd = fwd.clone();
-        let asked = asked.clone();
-        tokio::spawn(async move { fwd.resolve(&asked, RecordType::A).await })
-    };
-
+    let (fake, fwd, asked, spawn) = gated_hot(8).await;
     let leader = spawn();
     eventually("the leader asked upstream", || fake.udp_queries() == 1).await;
     let follower = spawn();
