@@ -48,8 +48,8 @@ impl ServerStats {
         }
     }
 
-    /// Counts one answered request.
-    pub fn record(&self, request: &Request, info: &ResponseInfo, source: Source, took: Duration) {
+    /// Counts one answered request whose response was `size` bytes.
+    pub fn record(&self, request: &Request, info: &ResponseInfo, source: Source, took: Duration, size: usize) {
         let tcp = request.protocol() == Protocol::Tcp;
         let v6 = request.src().is_ipv6();
         let qtype = request
@@ -76,7 +76,7 @@ impl ServerStats {
         handles.request_size.record(advertised);
 
         let rkey = (u16::from(info.response_code), source, tcp);
-        let (counter, size) = match self.responses.get(&rkey) {
+        let (counter, size_histogram) = match self.responses.get(&rkey) {
             Some(h) => h.clone(),
             None => {
                 let h = self.response_handles(info.response_code, source, tcp);
@@ -85,8 +85,7 @@ impl ServerStats {
             }
         };
         counter.increment(1);
-        // The exact encoded size is not surfaced by hickory; the record count is a floor.
-        size.record(f64::from(12 + 16 * u32::from(info.counts().answers)));
+        size_histogram.record(size as f64);
     }
 
     fn base(&self) -> Vec<Label> {
@@ -126,6 +125,13 @@ impl ServerStats {
         labels.push(Label::new("proto", if tcp { "tcp" } else { "udp" }));
         (counter, self.metrics.histogram(DNS_RESPONSE_SIZE, labels))
     }
+}
+
+/// A response's size when only its record counts are known (hickory encodes TCP
+/// responses itself): the header plus a typical compressed record each, a floor.
+pub fn estimated_size(info: &ResponseInfo) -> usize {
+    let c = info.counts();
+    12 + 16 * (usize::from(c.answers) + usize::from(c.authorities) + usize::from(c.additionals))
 }
 
 /// Types CoreDNS labels by name; everything else is "other" (bounded label cardinality).

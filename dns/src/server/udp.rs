@@ -1,10 +1,14 @@
 //! DNS over UDP: our own receive loop on hickory-server's request and response types.
 //!
 //! hickory-server's UDP loop spawns a task per datagram and hands every response through
-//! two channels; a cluster DNS mostly answers from memory, so here a zone answer is
-//! decoded, answered, encoded and sent inline, and only questions that need an upstream
-//! get a task of their own. Same decoder, same handler, same encoder as TCP.
+//! two channels; a cluster DNS mostly answers from memory, so here datagrams are read in
+//! batches (`recvmmsg`), zone answers are decoded, answered, encoded and sent inline, and
+//! only questions that need an upstream get a task of their own. Same decoder, same
+//! handler, same encoder as TCP.
 
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,68 +16,132 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Header, HeaderCounts, MessageType, Metadata, ResponseCode};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::server::{Request, ResponseInfo};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::{Handler, Head, MAX_UDP_PAYLOAD, Reply, Source};
 
-/// Largest datagram read: anything bigger than a UDP payload can be is cut by the kernel.
-const RECV_BUFFER: usize = 65_535;
+/// Datagrams read (and answers sent) per system call at most.
+const BATCH: usize = 32;
+/// Room per received datagram: queries are a few dozen bytes and EDNS caps what a client
+/// may send at its own buffer size; a bigger datagram is cut (MSG_TRUNC) and dropped.
+const SLOT: usize = 4096;
 /// Response size limit without EDNS (RFC 1035 §4.2.1).
 const PLAIN_UDP_LIMIT: u16 = 512;
 
 /// Receives and answers until `stop` turns true.
 pub async fn serve(socket: Arc<UdpSocket>, handler: Arc<Handler>, mut stop: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let fd = socket.as_raw_fd();
+    let mut slots = vec![[0u8; SLOT]; BATCH];
+    let mut received: Vec<(usize, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut answers: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
     loop {
-        let (n, src) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from earlier sends and the like: nothing to do per client.
-                    tracing::debug!(error = %e, "UDP receive error");
-                    continue;
-                }
+        tokio::select! {
+            r = socket.readable() => if let Err(e) = r {
+                tracing::warn!(error = %e, "UDP socket failed; DNS over UDP stops");
+                return;
             },
             _ = stop.wait_for(|s| *s) => return,
-        };
-        // Port 0 cannot be answered (and is a classic reflection trick).
-        if src.port() == 0 {
+        }
+        received.clear();
+        let read = socket.try_io(Interest::READABLE, || {
+            // nix's headers hold raw pointers (not Send), so they live only inside the call.
+            let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                slots.iter_mut().map(|s| [IoSliceMut::new(&mut s[..])]).collect();
+            let batch = recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+                .map_err(std::io::Error::from)?;
+            for m in batch {
+                let src = m.address.as_ref().and_then(socket_addr);
+                // A cut datagram cannot be parsed, and port 0 cannot be answered (a
+                // classic reflection trick): both are dropped, keeping their slot.
+                match src {
+                    Some(src) if src.port() != 0 && !m.flags.contains(MsgFlags::MSG_TRUNC) => received.push((m.bytes, src)),
+                    _ => received.push((0, SocketAddr::from(([0, 0, 0, 0], 0)))),
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                // ICMP errors from earlier sends and the like: nothing to do per client.
+                tracing::debug!(error = %e, "UDP receive error");
+            }
             continue;
         }
         let started = Instant::now();
-        let raw = &buf[..n];
-        let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(reply) = format_error(raw) {
-                    tracing::debug!(%src, error = %e, "malformed query: FORMERR");
-                    let _ = socket.send_to(&reply, src).await;
-                }
+        for (slot, &(n, src)) in slots.iter().zip(&received) {
+            if n == 0 {
                 continue;
             }
-        };
-        if request.metadata.message_type == MessageType::Response {
-            // Never answer answers: that is how reflection loops start.
-            continue;
-        }
-        match handler.answer_now(&request) {
-            Ok((reply, source)) => handler.send_udp(&socket, &request, &reply, source, started).await,
-            Err(pending) => {
-                let (socket, handler) = (socket.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let (reply, source) = handler.finish(&request, pending).await;
-                    handler.send_udp(&socket, &request, &reply, source, started).await;
-                });
+            if let Some(bytes) = handler.answer_datagram(&socket, &slot[..n], src, started) {
+                answers.push((bytes, src));
             }
+        }
+        send_batch(&socket, &answers).await;
+        answers.clear();
+    }
+}
+
+/// Sends every answer without waiting when the socket takes it (the usual case), else
+/// waits for room. (`sendmmsg` would batch these too, but nix's results iterator reads
+/// address slots that a send leaves uninitialised, and the count it returns is needed.)
+async fn send_batch(socket: &UdpSocket, answers: &[(Vec<u8>, SocketAddr)]) {
+    for (bytes, dst) in answers {
+        let sent = match socket.try_send_to(bytes, *dst) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.send_to(bytes, *dst).await.map(drop),
+            other => other.map(drop),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, %dst, "cannot send a UDP response");
         }
     }
 }
 
+fn socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::from(*v4));
+    }
+    s.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+}
+
 impl Handler {
-    /// Encodes the response within the client's UDP size (TC when it does not fit), sends
-    /// it and counts it.
-    async fn send_udp(&self, socket: &UdpSocket, request: &Request, reply: &Reply, source: Source, started: Instant) {
+    /// Answers one datagram: the encoded response when it is ready now (zone answers,
+    /// errors), `None` when there is nothing to send or an upstream task will send it.
+    fn answer_datagram(self: &Arc<Self>, socket: &Arc<UdpSocket>, raw: &[u8], src: SocketAddr, started: Instant) -> Option<Vec<u8>> {
+        let request = match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
+            Ok(r) => r,
+            Err(e) => {
+                let reply = format_error(raw)?;
+                tracing::debug!(%src, error = %e, "malformed query: FORMERR");
+                return Some(reply);
+            }
+        };
+        if request.metadata.message_type == MessageType::Response {
+            // Never answer answers: that is how reflection loops start.
+            return None;
+        }
+        match self.answer_now(&request) {
+            Ok((reply, source)) => Some(self.encode_udp(&request, &reply, source, started)),
+            Err(pending) => {
+                let (socket, handler) = (socket.clone(), self.clone());
+                tokio::spawn(async move {
+                    let (reply, source) = handler.finish(&request, pending).await;
+                    let bytes = handler.encode_udp(&request, &reply, source, started);
+                    if let Err(e) = socket.send_to(&bytes, src).await {
+                        tracing::debug!(error = %e, dst = %src, "cannot send a UDP response");
+                    }
+                });
+                None
+            }
+        }
+    }
+
+    /// Encodes the response within the client's UDP size (TC when it does not fit) and
+    /// counts it.
+    fn encode_udp(&self, request: &Request, reply: &Reply, source: Source, started: Instant) -> Vec<u8> {
         let head = Head::of(request, reply);
         let limit = head
             .edns
@@ -92,19 +160,13 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode a response: SERVFAIL");
-                let (bytes, info) = header_only(&request.metadata, ResponseCode::ServFail);
-                if let Some(b) = bytes {
-                    // Best effort, without waiting: failing to encode is already an edge case.
-                    let _ = socket.try_send_to(&b, request.src());
-                }
-                self.stats.record(request, &info, source, started.elapsed());
-                return;
+                let (b, info) = header_only(&request.metadata, ResponseCode::ServFail);
+                bytes = b.unwrap_or_default();
+                info
             }
         };
-        if let Err(e) = socket.send_to(&bytes, request.src()).await {
-            tracing::debug!(error = %e, dst = %request.src(), "cannot send a UDP response");
-        }
-        self.stats.record(request, &info, source, started.elapsed());
+        self.stats.record(request, &info, source, started.elapsed(), bytes.len());
+        bytes
     }
 }
 
