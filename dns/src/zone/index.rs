@@ -50,7 +50,9 @@ pub(super) struct Node {
     /// One set per record type.
     pub(super) rrsets: Vec<RrSet>,
     /// An ExternalName's CNAME; a node with an alias has no other records.
-    pub(super) alias: Option<Alias>,
+    /// Boxed: few names are aliases, and an inline record would make every entry of the
+    /// name map several cache lines long (the lookup's cost is its cache misses).
+    pub(super) alias: Option<Box<Alias>>,
 }
 
 /// The records of one type at one name, with what goes into the additional section.

@@ -161,7 +161,7 @@ fn external_name(index: &mut Index, ctx: &Ctx<'_>) {
         ctx.opts.ttl,
         RData::CNAME(CNAME(target.clone())),
     );
-    index.node(ctx.name.clone()).alias = Some(Alias { record, target });
+    index.node(ctx.name.clone()).alias = Some(Box::new(Alias { record, target }));
 }
 
 // === endpoints ===

@@ -196,3 +196,11 @@ fn assert_soa(answer: &ZoneAnswer) {
     };
     assert_eq!(data.minimum, TTL);
 }
+
+/// The name map is probed once per query and each probe touches an entry: entries must
+/// stay a couple of cache lines (an inline CNAME record once made them 456 bytes).
+#[test]
+fn name_map_entries_stay_small() {
+    let entry = std::mem::size_of::<(Name, super::index::Node)>();
+    assert!(entry <= 192, "(Name, Node) is {entry} bytes");
+}
