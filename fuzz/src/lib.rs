@@ -135,20 +135,12 @@ pub fn dns_request(data: &[u8]) {
 }
 
 mod dns {
-    use std::sync::{Arc, OnceLock};
-    use std::time::Duration;
+    use std::sync::OnceLock;
 
-    use arc_swap::ArcSwapOption;
-    use corridor_dns::forward::{ForwardConfig, Forwarder};
-    use corridor_dns::metrics::Metrics;
-    use corridor_dns::server::Handler;
-    use corridor_dns::zone::{Zone, ZoneOptions};
-    use corridor_proto::corridor::dns::v1::service::Kind;
-    use corridor_proto::corridor::dns::v1::{Endpoint, NameTable, Port, Service};
-    use hickory_server::proto::rr::Name;
+    use corridor_dns::server::{Handler, sample};
 
     /// One runtime and one handler for every input (building them per input would
-    /// dominate the fuzzer's time). No upstreams: forwarded names fail fast.
+    /// dominate the fuzzer's time): the sample cluster, no upstreams.
     pub fn fixture() -> &'static (tokio::runtime::Runtime, Handler) {
         static FIXTURE: OnceLock<(tokio::runtime::Runtime, Handler)> = OnceLock::new();
         FIXTURE.get_or_init(|| {
@@ -156,61 +148,7 @@ mod dns {
                 Ok(r) => r,
                 Err(e) => panic!("cannot build a runtime: {e}"),
             };
-            let zone_name = Name::from_ascii("cluster.local.").unwrap_or_else(|_| Name::root());
-            let shared = Arc::new(ArcSwapOption::empty());
-            let opts = ZoneOptions { zone: zone_name.clone(), ttl: 30, meshed_ttl: 5 };
-            shared.store(Some(Arc::new(Zone::new(&table(), opts))));
-            let metrics = Metrics::new();
-            let config = ForwardConfig {
-                upstreams: Vec::new(),
-                timeout: Duration::from_millis(10),
-                ..ForwardConfig::default()
-            };
-            let forwarder = Arc::new(Forwarder::new(config, metrics.clone()));
-            let handler = Handler::new(shared, zone_name, forwarder, metrics, "dns://:53".into());
-            (runtime, handler)
+            (runtime, sample::handler(true))
         })
-    }
-
-    fn table() -> NameTable {
-        let port = |name: &str, port| Port { name: name.into(), port, protocol: "tcp".into() };
-        NameTable {
-            zone: "cluster.local".into(),
-            gateway_available: true,
-            services: vec![
-                Service {
-                    namespace: "default".into(),
-                    name: "reviews".into(),
-                    kind: Kind::ClusterIp as i32,
-                    cluster_ips: vec!["10.96.0.20".into(), "fd00::20".into()],
-                    gateway_ips: vec!["127.100.0.7".into()],
-                    meshed: true,
-                    ports: vec![port("http", 9080)],
-                    ..Default::default()
-                },
-                Service {
-                    namespace: "default".into(),
-                    name: "db".into(),
-                    kind: Kind::Headless as i32,
-                    ports: vec![port("pg", 5432)],
-                    endpoints: (1..40)
-                        .map(|i| Endpoint {
-                            addresses: vec![format!("10.1.0.{i}")],
-                            hostname: format!("db-{i}"),
-                            ready: i % 3 != 0,
-                            ports: vec![port("pg", 5432)],
-                        })
-                        .collect(),
-                    ..Default::default()
-                },
-                Service {
-                    namespace: "default".into(),
-                    name: "ext".into(),
-                    kind: Kind::ExternalName as i32,
-                    external_name: "reviews.default.svc.cluster.local".into(),
-                    ..Default::default()
-                },
-            ],
-        }
     }
 }

@@ -1,69 +1,14 @@
 //! The handler end to end on raw bytes: flags, EDNS, truncation, refusals, errors.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use corridor_proto::corridor::dns::v1::service::Kind;
-use corridor_proto::corridor::dns::v1::{Endpoint, NameTable, Port, Service};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::{Handler, SharedZone};
-use crate::forward::{ForwardConfig, Forwarder};
-use crate::metrics::Metrics;
-use crate::zone::{Zone, ZoneOptions};
-
-fn table() -> NameTable {
-    let endpoints = (0..200)
-        .map(|i| Endpoint {
-            addresses: vec![format!("10.1.{}.{}", i / 250, i % 250 + 1)],
-            ready: true,
-            ..Default::default()
-        })
-        .collect();
-    NameTable {
-        zone: "cluster.local".into(),
-        gateway_available: true,
-        services: vec![
-            Service {
-                namespace: "default".into(),
-                name: "reviews".into(),
-                kind: Kind::ClusterIp as i32,
-                cluster_ips: vec!["10.96.0.20".into()],
-                gateway_ips: vec!["127.100.0.7".into()],
-                meshed: true,
-                ports: vec![Port { name: "http".into(), port: 9080, protocol: "tcp".into() }],
-                ..Default::default()
-            },
-            Service {
-                namespace: "default".into(),
-                name: "big".into(),
-                kind: Kind::Headless as i32,
-                endpoints,
-                ..Default::default()
-            },
-        ],
-    }
-}
-
-fn handler(loaded: bool) -> Handler {
-    let zone_name = Name::from_ascii("cluster.local.").unwrap();
-    let zone: SharedZone = Arc::new(ArcSwapOption::empty());
-    if loaded {
-        let opts = ZoneOptions { zone: zone_name.clone(), ttl: 30, meshed_ttl: 5 };
-        zone.store(Some(Arc::new(Zone::new(&table(), opts))));
-    }
-    let metrics = Metrics::new();
-    let forwarder = Forwarder::new(
-        ForwardConfig { upstreams: Vec::new(), timeout: Duration::from_millis(200), ..ForwardConfig::default() },
-        metrics.clone(),
-    );
-    Handler::new(zone, zone_name, Arc::new(forwarder), metrics, "dns://:53".into())
-}
+use super::Handler;
+use super::sample::{BIG_ENDPOINTS, handler};
 
 fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
     let mut m = Message::query();
@@ -113,7 +58,7 @@ async fn oversize_udp_answer_is_truncated_and_whole_over_tcp() {
     assert!(udp.metadata.truncation, "200 A records cannot fit 512 bytes");
     let tcp = ask(&h, &q, Protocol::Tcp).await;
     assert!(!tcp.metadata.truncation);
-    assert_eq!(tcp.answers.len(), 200);
+    assert_eq!(tcp.answers.len(), BIG_ENDPOINTS);
     // With EDNS the limit is the advertised size, capped at ours: still truncated.
     let edns = ask(&h, &query("big.default.svc.cluster.local.", RecordType::A, Some(65000)), Protocol::Udp).await;
     assert!(edns.metadata.truncation);
