@@ -19,6 +19,8 @@ use crate::metrics::Metrics;
 use crate::zone::{Lookup, Zone};
 
 mod capture;
+#[cfg(any(test, feature = "testing"))]
+pub mod sample;
 mod stats;
 mod udp;
 
@@ -314,7 +316,7 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(hickory_server::proto::op::Header { metadata: m, counts: Default::default() })
             }
         };
-        self.stats.record(request, &info, source, started.elapsed());
+        self.stats.record(request, &info, source, started.elapsed(), stats::estimated_size(&info));
         info
     }
 }
