@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod cluster;
+pub mod codec;
 pub mod config;
 pub mod drain;
 pub mod listener;
