@@ -11,25 +11,56 @@ const TYPE_URL_DOMAIN: &str = "type.googleapis.com";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    let protos = ["corridor/dns/v1/name_table.proto"];
+    let protos = [
+        "corridor/dns/v1/name_table.proto",
+        "aeraki/meta_protocol_proxy/config/route/v1alpha/route.proto",
+        "aeraki/meta_protocol_proxy/v1alpha/meta_protocol_proxy.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    let ours = protox::compile(protos, ["."])?;
+    // Envoy's descriptors ship inside the envoy-types crate: our protos import Envoy's
+    // messages (HeaderMatcher, WeightedCluster, ...) from them, and the generated code
+    // refers to envoy-types' Rust types instead of generating its own copies.
+    let envoy = envoy_descriptor_set()?;
+    let mut resolver = protox::file::ChainFileResolver::new();
+    resolver.add(protox::file::IncludeFileResolver::new(PathBuf::from(".")));
+    resolver.add(protox::file::DescriptorSetFileResolver::new(envoy.clone()));
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    // prost-build needs every imported message (it inspects their fields to pick derives),
+    // so the set carries Envoy's files too; extern paths keep it from generating them.
+    compiler.include_imports(true);
+    compiler.open_files(protos)?;
+    let with_imports = compiler.file_descriptor_set();
+    let ours = prost_types::FileDescriptorSet {
+        file: with_imports
+            .file
+            .iter()
+            .filter(|f| protos.contains(&f.name()))
+            .cloned()
+            .collect(),
+    };
     // Type names let `prost::Name::type_url()` give the full xDS type URL
     // (`type.googleapis.com/corridor.dns.v1.NameTable`), which packing into `Any` needs.
     let mut config = tonic_prost_build::Config::new();
     config
         .enable_type_names()
-        .type_name_domain(["."], TYPE_URL_DOMAIN);
+        .type_name_domain(["."], TYPE_URL_DOMAIN)
+        // Well-known types from envoy-types too (not prost-types), so that a Duration in
+        // our messages is the same Rust type as in Envoy's.
+        .compile_well_known_types()
+        .extern_path(".envoy", "::envoy_types::pb::envoy")
+        .extern_path(".xds", "::envoy_types::pb::xds")
+        .extern_path(".udpa", "::envoy_types::pb::udpa")
+        .extern_path(".validate", "::envoy_types::pb::validate")
+        .extern_path(".google.protobuf", "::envoy_types::pb::google::protobuf");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .compile_fds_with_config(ours.clone(), config)?;
+        .compile_fds_with_config(with_imports, config)?;
 
     // Envoy's descriptors ship inside the envoy-types crate; merge them with ours.
     let mut all = ours;
-    let envoy = envoy_descriptor_set()?;
     let known: std::collections::HashSet<String> =
         all.file.iter().filter_map(|f| f.name.clone()).collect();
     all.file

@@ -23,6 +23,33 @@ pub mod corridor {
     }
 }
 
+/// Aeraki's MetaProtocol API (same packages, names and field numbers), for Dubbo, Thrift
+/// and other codec-based protocols.
+pub mod aeraki {
+    /// `aeraki.meta_protocol_proxy`.
+    pub mod meta_protocol_proxy {
+        /// The listener filter: `MetaProtocolProxy`.
+        pub mod v1alpha {
+            #![allow(missing_docs, clippy::all)]
+            include!(concat!(env!("OUT_DIR"), "/aeraki.meta_protocol_proxy.v1alpha.rs"));
+        }
+        /// Route configuration.
+        pub mod config {
+            /// Routes.
+            pub mod route {
+                /// `RouteConfiguration`, `Route`, `RouteMatch`, `RouteAction`, `KeyValue`.
+                pub mod v1alpha {
+                    #![allow(missing_docs, clippy::all)]
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/aeraki.meta_protocol_proxy.config.route.v1alpha.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// xDS type URLs served by the controller.
 pub mod type_url {
     /// Listener Discovery Service resources.
@@ -53,6 +80,46 @@ pub mod type_url {
 #[cfg(test)]
 mod tests {
     use prost::Name;
+
+    /// Aeraki's route messages carry Envoy's matchers (envoy-types' Rust types), travel
+    /// under Aeraki's type URL, and render as JSON for `/config_dump`.
+    #[test]
+    fn aeraki_routes_use_envoy_types_and_render_as_json() {
+        use super::aeraki::meta_protocol_proxy::config::route::v1alpha::{
+            KeyValue, Route, RouteAction, RouteConfiguration, RouteMatch, route_action,
+        };
+        use super::envoy::config::route::v3::{HeaderMatcher, header_matcher};
+        let config = RouteConfiguration {
+            name: "greeter".into(),
+            routes: vec![Route {
+                name: "say-hello".into(),
+                r#match: Some(RouteMatch {
+                    metadata: vec![HeaderMatcher {
+                        name: "method".into(),
+                        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::ExactMatch("sayHello".into())),
+                        ..Default::default()
+                    }],
+                }),
+                route: Some(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("outbound|20880||greeter".into())),
+                    ..Default::default()
+                }),
+                request_mutation: vec![KeyValue { key: "foo".into(), value: "bar".into() }],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            RouteConfiguration::type_url(),
+            "type.googleapis.com/aeraki.meta_protocol_proxy.config.route.v1alpha.RouteConfiguration"
+        );
+        let any = super::google::protobuf::Any {
+            type_url: RouteConfiguration::type_url(),
+            value: prost::Message::encode_to_vec(&config),
+        };
+        let json = super::json::any_to_json(&any).unwrap();
+        assert_eq!(json["routes"][0]["match"]["metadata"][0]["exact_match"], "sayHello", "{json}");
+        assert_eq!(json["routes"][0]["request_mutation"][0]["key"], "foo", "{json}");
+    }
 
     #[test]
     fn name_table_type_url_is_the_served_one() {
