@@ -1,1 +1,189 @@
-//! (in progress: issue 4)
+//! Thrift: framed, unframed and THeader transports; binary, lax binary and compact
+//! protocols, detected per message from its first bytes.
+//!
+//! Metadata: `method` (the message name) and every THeader key/value as attributes; the
+//! seqid (its 32 bits, widened) as the request id. Local replies are
+//! `TApplicationException`s in the caller's own transport and protocol. Attribute edits
+//! reach the wire only for THeader callers, as THeader info key/values.
+
+mod exception;
+mod header;
+mod protocol;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{
+    Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, LocalError, MessageType, Metadata,
+    ResponseStatus,
+};
+use header::THeader;
+use protocol::{CALL, ONEWAY, REPLY};
+use transport::{Dialect, Failure, Located, Transport};
+
+/// The codec's name in metrics, logs and errors.
+const NAME: &str = "thrift";
+/// The attribute holding the method name; local replies read it back from there.
+const METHOD: &str = "method";
+
+/// The Thrift codec.
+#[derive(Debug, Clone)]
+pub struct ThriftCodec {
+    /// Largest message accepted, framing included.
+    max_message: usize,
+}
+
+impl ThriftCodec {
+    /// A codec accepting messages of up to `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        Self { max_message }
+    }
+
+    fn error(&self, failure: Failure) -> CodecError {
+        match failure {
+            Failure::TooLarge(len) => CodecError::TooLarge { protocol: NAME, len, max: self.max_message },
+            Failure::NotThrift(reason) => CodecError::NotProtocol { protocol: NAME, reason },
+            Failure::Corrupt(reason) => CodecError::Corrupt { protocol: NAME, reason },
+            Failure::Incomplete => CodecError::Corrupt { protocol: NAME, reason: "truncated message".into() },
+        }
+    }
+}
+
+impl Default for ThriftCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_MESSAGE)
+    }
+}
+
+fn metadata(located: &Located) -> Metadata {
+    let h = &located.header;
+    let (message_type, response_status) = match h.message_type {
+        CALL => (MessageType::Request, ResponseStatus::Ok),
+        ONEWAY => (MessageType::Oneway, ResponseStatus::Ok),
+        REPLY if located.reply_exception => (MessageType::Response, ResponseStatus::Error),
+        REPLY => (MessageType::Response, ResponseStatus::Ok),
+        // EXCEPTION (the only type left: headers with others are rejected).
+        _ => (MessageType::Response, ResponseStatus::Error),
+    };
+    let mut attributes = vec![(METHOD.to_string(), h.name.clone())];
+    if let Some(th) = &located.theader {
+        attributes.extend(th.attributes().cloned());
+    }
+    Metadata {
+        message_type,
+        request_id: u64::from(h.seqid as u32),
+        response_status,
+        attributes,
+        dialect: located.dialect.to_bits(),
+    }
+}
+
+/// Frames `message` in `dialect`'s transport; `theader` is the header to use for THeader.
+fn frame_message(dialect: Dialect, theader: Option<&THeader>, message: &[u8]) -> Option<Vec<u8>> {
+    match (dialect.transport, theader) {
+        (Transport::Header, Some(h)) => h.write_frame(message),
+        (Transport::Unframed, _) => Some(message.to_vec()),
+        _ => {
+            let len = u32::try_from(message.len()).ok()?;
+            let mut out = Vec::with_capacity(4 + message.len());
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(message);
+            Some(out)
+        }
+    }
+}
+
+impl Codec for ThriftCodec {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        let located = match transport::locate(buf, self.max_message, true) {
+            Ok(located) => located,
+            Err(Failure::Incomplete) => return Ok(None),
+            Err(failure) => return Err(self.error(failure)),
+        };
+        let metadata = metadata(&located);
+        let bytes = buf.split_to(located.total_len).freeze();
+        Ok(Some(Frame { metadata, bytes }))
+    }
+
+    fn encode(&self, frame: &Frame, edit: &Edit, out: &mut BytesMut) -> Result<(), CodecError> {
+        let located = match transport::locate(&frame.bytes, usize::MAX, true) {
+            Ok(located) => located,
+            Err(failure) => return Err(self.error(failure)),
+        };
+        if edit.is_empty() || (edit.request_id.is_none() && located.theader.is_none()) {
+            out.extend_from_slice(&frame.bytes);
+            return Ok(());
+        }
+        let message = frame
+            .bytes
+            .get(located.message_start..located.total_len)
+            .unwrap_or_default();
+        let mut theader = located.theader.clone();
+        let message = match edit.request_id {
+            None => message.to_vec(),
+            Some(id) => {
+                // The seqid is 32 bits: ids beyond are cut to their low 32 bits.
+                let seqid = id as u32;
+                if let Some(h) = theader.as_mut() {
+                    h.seq_id = seqid;
+                }
+                let h = &located.header;
+                let (before, after) = (message.get(..h.seqid_start), message.get(h.seqid_end..));
+                let (Some(before), Some(after)) = (before, after) else {
+                    return Err(self.error(Failure::Corrupt("seqid outside the message".into())));
+                };
+                let mut rewritten = before.to_vec();
+                rewritten.extend_from_slice(&protocol::encode_seqid(h.protocol, seqid as i32));
+                rewritten.extend_from_slice(after);
+                rewritten
+            }
+        };
+        if let Some(h) = theader.as_mut() {
+            h.set(&edit.set);
+        }
+        let bytes = frame_message(located.dialect, theader.as_ref(), &message)
+            .ok_or_else(|| self.error(Failure::TooLarge(message.len())))?;
+        out.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn can_mutate(&self, metadata: &Metadata) -> bool {
+        Dialect::from_bits(metadata.dialect).transport == Transport::Header
+    }
+
+    fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes {
+        let dialect = Dialect::from_bits(request.dialect);
+        let method = request.get(METHOD).unwrap_or_default();
+        let kind = exception::type_of(error.kind);
+        reply(dialect, method, request.request_id as u32, kind, &error.message)
+    }
+
+    fn heartbeat_reply(&self, _request: &Metadata) -> Option<Bytes> {
+        None
+    }
+
+    fn error_reply(&self, buf: &[u8], error: &CodecError) -> Option<Bytes> {
+        let located = transport::locate(buf, usize::MAX, false).ok()?;
+        let h = &located.header;
+        let text = error.to_string();
+        Some(reply(located.dialect, &h.name, h.seqid as u32, exception::PROTOCOL_ERROR, &text))
+    }
+}
+
+/// A `TApplicationException` of `kind` in `dialect` (THeader replies echo the flags and
+/// carry the seqid as their seq id, as the reference clients write it).
+fn reply(dialect: Dialect, method: &str, seqid: u32, kind: i32, text: &str) -> Bytes {
+    let message = exception::write_message(dialect.protocol, method, seqid as i32, kind, text);
+    let compact = dialect.protocol == protocol::Protocol::Compact;
+    let theader = THeader::for_reply(dialect.header_flags, seqid, compact);
+    // Only a header beyond 256 KiB fails to frame, and a reply's has no key/values.
+    let framed = frame_message(dialect, Some(&theader), &message).unwrap_or(message);
+    Bytes::from(framed)
+}
