@@ -1,0 +1,68 @@
+//! Responses the gateway writes itself: local errors and heartbeat answers.
+
+use bytes::{Bytes, BytesMut};
+
+use super::header::{FLAG_EVENT, HEADER_LEN, HESSIAN2, Header};
+use super::write::{NULL, write_string};
+use crate::codec::ErrorKind;
+
+/// Dubbo2 response statuses (`org.apache.dubbo.remoting.exchange.Response`).
+pub(crate) mod status {
+    /// The call succeeded.
+    pub(crate) const OK: u8 = 20;
+    /// The server did not answer in time (the client raises a `TimeoutException`
+    /// marked server-side).
+    pub(crate) const SERVER_TIMEOUT: u8 = 31;
+    /// The request could not be read or is refused.
+    pub(crate) const BAD_REQUEST: u8 = 40;
+    /// No provider of the service.
+    pub(crate) const SERVICE_NOT_FOUND: u8 = 60;
+    /// The server side (here: the gateway or its upstream link) failed.
+    pub(crate) const SERVER_ERROR: u8 = 80;
+    /// The server is shedding load.
+    pub(crate) const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
+}
+
+/// The status a local error is reported with. Dubbo clients raise a `RemotingException`
+/// for every non-OK status except 30/31 (a `TimeoutException`), and their failover
+/// cluster retries both, so the choice mostly decides what the caller's log says:
+/// - no route: the service is not found here (60);
+/// - unavailable upstream, broken upstream connection, internal failure: a server error
+///   (80), since the service itself never ran — 70 (service error) would blame the
+///   service's code;
+/// - authorization denial: a refused request (40); Dubbo has no dedicated status;
+/// - rate limit or open circuit breaker: the thread-pool-exhausted status (100), which
+///   is how a Dubbo provider sheds load.
+pub(crate) fn status_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::NoRoute => status::SERVICE_NOT_FOUND,
+        ErrorKind::Timeout => status::SERVER_TIMEOUT,
+        ErrorKind::Unavailable | ErrorKind::UpstreamReset | ErrorKind::Internal => {
+            status::SERVER_ERROR
+        }
+        ErrorKind::Overloaded => status::SERVER_THREADPOOL_EXHAUSTED,
+        ErrorKind::Unauthorized | ErrorKind::BadRequest => status::BAD_REQUEST,
+    }
+}
+
+/// A response with `status` to request `request_id`. Non-OK bodies carry the message as
+/// a string, as Dubbo providers write them. The gateway writes Hessian2 only, so the
+/// header always says Hessian2: Dubbo clients decode a response by the serialization id
+/// in its header, whatever they sent.
+pub(crate) fn error_response(request_id: u64, status: u8, message: &str) -> Bytes {
+    let mut body = BytesMut::new();
+    write_string(&mut body, message);
+    response(request_id, HESSIAN2, status, &body)
+}
+
+/// The answer to a heartbeat: an OK event response with a (Hessian2) null body.
+pub(crate) fn heartbeat_response(request_id: u64) -> Bytes {
+    response(request_id, FLAG_EVENT | HESSIAN2, status::OK, &[NULL])
+}
+
+fn response(request_id: u64, flags: u8, status: u8, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
+    Header { flags, status, request_id, body_len: body.len() }.write(&mut out);
+    out.extend_from_slice(body);
+    out.freeze()
+}
