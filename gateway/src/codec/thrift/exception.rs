@@ -32,7 +32,13 @@ pub(super) fn type_of(kind: ErrorKind) -> i32 {
 
 /// An EXCEPTION message (header and `TApplicationException` struct: field 1 message,
 /// field 2 type) in `protocol`.
-pub(super) fn write_message(protocol: Protocol, method: &str, seqid: i32, kind: i32, text: &str) -> Vec<u8> {
+pub(super) fn write_message(
+    protocol: Protocol,
+    method: &str,
+    seqid: i32,
+    kind: i32,
+    text: &str,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + method.len() + text.len());
     protocol::write_message_header(&mut out, protocol, method, EXCEPTION, seqid);
     match protocol {

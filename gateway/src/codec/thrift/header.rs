@@ -42,17 +42,25 @@ pub(super) fn read(frame: &[u8]) -> Result<THeader, ParseError> {
     let seq_id = r.u32()?;
     let header_len = usize::from(r.u16()?) * 4;
     let payload_start = FIXED_LEN + header_len;
-    let header = frame.get(FIXED_LEN..payload_start).ok_or(ParseError::Incomplete)?;
+    let header = frame
+        .get(FIXED_LEN..payload_start)
+        .ok_or(ParseError::Incomplete)?;
 
     let mut h = Reader::new(header);
     let compact = match h.varint()? {
         PROTOCOL_BINARY => false,
         PROTOCOL_COMPACT => true,
-        id => return Err(ParseError::Corrupt(format!("unsupported THeader protocol id {id}"))),
+        id => {
+            return Err(ParseError::Corrupt(format!(
+                "unsupported THeader protocol id {id}"
+            )));
+        }
     };
     if h.varint()? != 0 {
         // Compressed payloads cannot be read or rewritten here.
-        return Err(ParseError::Corrupt("THeader transforms are not supported".into()));
+        return Err(ParseError::Corrupt(
+            "THeader transforms are not supported".into(),
+        ));
     }
     let prelude = header.get(..h.pos).unwrap_or_default().to_vec();
     let mut info = Vec::new();
@@ -73,7 +81,15 @@ pub(super) fn read(frame: &[u8]) -> Result<THeader, ParseError> {
             into.push((key, value));
         }
     }
-    Ok(THeader { flags, seq_id, compact, prelude, info, persistent, payload_start })
+    Ok(THeader {
+        flags,
+        seq_id,
+        compact,
+        prelude,
+        info,
+        persistent,
+        payload_start,
+    })
 }
 
 /// A header-contained read fails as corrupt, never as incomplete: the frame is whole.
@@ -88,7 +104,11 @@ fn read_string(r: &mut Reader<'_>) -> Result<String, ParseError> {
 impl THeader {
     /// The payload protocol for a payload starting with `first`.
     pub(super) fn payload_protocol(&self, first: u8) -> Protocol {
-        if self.compact { Protocol::Compact } else { Protocol::detect(first) }
+        if self.compact {
+            Protocol::Compact
+        } else {
+            Protocol::detect(first)
+        }
     }
 
     /// Every key/value, as attributes.
@@ -111,7 +131,10 @@ impl THeader {
     /// header outgrows what the 16-bit header size can say.
     pub(super) fn write_frame(&self, payload: &[u8]) -> Option<Vec<u8>> {
         let mut header = self.prelude.clone();
-        for (kind, pairs) in [(INFO_KEY_VALUE, &self.info), (INFO_PERSISTENT_KEY_VALUE, &self.persistent)] {
+        for (kind, pairs) in [
+            (INFO_KEY_VALUE, &self.info),
+            (INFO_PERSISTENT_KEY_VALUE, &self.persistent),
+        ] {
             if pairs.is_empty() {
                 continue;
             }
@@ -141,7 +164,14 @@ impl THeader {
     /// A header for a reply: the same flags, seq id and protocol, no key/values.
     pub(super) fn for_reply(flags: u16, seq_id: u32, compact: bool) -> Self {
         let mut prelude = Vec::with_capacity(2);
-        write_varint(&mut prelude, if compact { PROTOCOL_COMPACT } else { PROTOCOL_BINARY });
+        write_varint(
+            &mut prelude,
+            if compact {
+                PROTOCOL_COMPACT
+            } else {
+                PROTOCOL_BINARY
+            },
+        );
         write_varint(&mut prelude, 0);
         Self {
             flags,

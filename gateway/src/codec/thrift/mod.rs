@@ -44,10 +44,23 @@ impl ThriftCodec {
 
     fn error(&self, failure: Failure) -> CodecError {
         match failure {
-            Failure::TooLarge(len) => CodecError::TooLarge { protocol: NAME, len, max: self.max_message },
-            Failure::NotThrift(reason) => CodecError::NotProtocol { protocol: NAME, reason },
-            Failure::Corrupt(reason) => CodecError::Corrupt { protocol: NAME, reason },
-            Failure::Incomplete => CodecError::Corrupt { protocol: NAME, reason: "truncated message".into() },
+            Failure::TooLarge(len) => CodecError::TooLarge {
+                protocol: NAME,
+                len,
+                max: self.max_message,
+            },
+            Failure::NotThrift(reason) => CodecError::NotProtocol {
+                protocol: NAME,
+                reason,
+            },
+            Failure::Corrupt(reason) => CodecError::Corrupt {
+                protocol: NAME,
+                reason,
+            },
+            Failure::Incomplete => CodecError::Corrupt {
+                protocol: NAME,
+                reason: "truncated message".into(),
+            },
         }
     }
 }
@@ -162,7 +175,13 @@ impl Codec for ThriftCodec {
         let dialect = Dialect::from_bits(request.dialect);
         let method = request.get(METHOD).unwrap_or_default();
         let kind = exception::type_of(error.kind);
-        reply(dialect, method, request.request_id as u32, kind, &error.message)
+        reply(
+            dialect,
+            method,
+            request.request_id as u32,
+            kind,
+            &error.message,
+        )
     }
 
     fn heartbeat_reply(&self, _request: &Metadata) -> Option<Bytes> {
@@ -173,7 +192,13 @@ impl Codec for ThriftCodec {
         let located = transport::locate(buf, usize::MAX, false).ok()?;
         let h = &located.header;
         let text = error.to_string();
-        Some(reply(located.dialect, &h.name, h.seqid as u32, exception::PROTOCOL_ERROR, &text))
+        Some(reply(
+            located.dialect,
+            &h.name,
+            h.seqid as u32,
+            exception::PROTOCOL_ERROR,
+            &text,
+        ))
     }
 }
 

@@ -136,7 +136,7 @@ pub(super) fn read_message_header(
     r: &mut Reader<'_>,
     protocol: Protocol,
 ) -> Result<MessageHeader, ParseError> {
-    let (name, message_type, seqid_start, seqid) = match protocol {
+    let (name, message_type, seqid_start, seqid_end, seqid) = match protocol {
         Protocol::Binary => {
             let version = r.u32()?;
             if version & 0xffff_0000 != BINARY_VERSION_1 {
@@ -144,13 +144,19 @@ pub(super) fn read_message_header(
             }
             let name = read_name(r, protocol)?;
             let start = r.pos;
-            (name, (version & 0xff) as u8, start, r.u32()? as i32)
+            (
+                name,
+                (version & 0xff) as u8,
+                start,
+                start + 4,
+                r.u32()? as i32,
+            )
         }
         Protocol::LaxBinary => {
             let name = read_name(r, protocol)?;
             let message_type = r.u8()?;
             let start = r.pos;
-            (name, message_type, start, r.u32()? as i32)
+            (name, message_type, start, start + 4, r.u32()? as i32)
         }
         Protocol::Compact => {
             if r.u8()? != COMPACT_PROTOCOL_ID {
@@ -163,17 +169,22 @@ pub(super) fn read_message_header(
             let start = r.pos;
             let seqid = r.varint()?;
             let seqid = u32::try_from(seqid).or_else(|_| corrupt("seqid beyond 32 bits"))?;
-            (read_name(r, protocol)?, b >> 5, start, seqid as i32)
+            // The end as read, not as re-encoded: a writer may pad its varints.
+            let end = r.pos;
+            (read_name(r, protocol)?, b >> 5, start, end, seqid as i32)
         }
     };
     if !(CALL..=ONEWAY).contains(&message_type) {
         return corrupt(format!("unknown message type {message_type}"));
     }
-    let seqid_end = match protocol {
-        Protocol::Compact => seqid_start + varint_len(u64::from(seqid as u32)),
-        _ => seqid_start + 4,
-    };
-    Ok(MessageHeader { protocol, name, message_type, seqid, seqid_start, seqid_end })
+    Ok(MessageHeader {
+        protocol,
+        name,
+        message_type,
+        seqid,
+        seqid_start,
+        seqid_end,
+    })
 }
 
 fn read_name(r: &mut Reader<'_>, protocol: Protocol) -> Result<String, ParseError> {
@@ -235,15 +246,6 @@ pub(super) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn varint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
 // === skipping bodies ===
 
 /// Skips a struct; returns whether it had a field other than field 0 (in a reply: an
@@ -252,7 +254,11 @@ pub(super) fn skip_struct(r: &mut Reader<'_>, protocol: Protocol) -> Result<bool
     skip_struct_at(r, protocol, 0)
 }
 
-fn skip_struct_at(r: &mut Reader<'_>, protocol: Protocol, depth: usize) -> Result<bool, ParseError> {
+fn skip_struct_at(
+    r: &mut Reader<'_>,
+    protocol: Protocol,
+    depth: usize,
+) -> Result<bool, ParseError> {
     if depth > MAX_DEPTH {
         return corrupt("nesting too deep");
     }

@@ -9,11 +9,23 @@ use super::*;
 use crate::codec::{ErrorKind, LocalError};
 
 /// (file stem, transport, protocol, message type, seqid, method, response status).
-type Expected = (&'static str, &'static str, Transport, Protocol, MessageType, i32, &'static str, ResponseStatus);
+type Expected = (
+    &'static str,
+    &'static str,
+    Transport,
+    Protocol,
+    MessageType,
+    i32,
+    &'static str,
+    ResponseStatus,
+);
 
 macro_rules! vector {
     ($name:literal) => {
-        ($name, include_str!(concat!("testdata/thrift-", $name, ".hex")))
+        (
+            $name,
+            include_str!(concat!("testdata/thrift-", $name, ".hex")),
+        )
     };
 }
 
@@ -41,6 +53,7 @@ use Protocol::{Binary, Compact, LaxBinary};
 use ResponseStatus::{Error, Ok as Fine};
 use Transport::{Framed, Header, Unframed};
 
+#[rustfmt::skip]
 const EXPECTED: &[Expected] = &[
     ("framed-binary-add-request", "", Framed, Binary, Request, 7, "add", Fine),
     // The shared reply file carries no frame length: it reads as unframed.
@@ -88,7 +101,11 @@ fn decodes_every_vector() {
         let frame = decode_all(&bytes_of(name));
         let m = &frame.metadata;
         let dialect = Dialect::from_bits(m.dialect);
-        assert_eq!((dialect.transport, dialect.protocol), (transport, protocol), "{name}");
+        assert_eq!(
+            (dialect.transport, dialect.protocol),
+            (transport, protocol),
+            "{name}"
+        );
         assert_eq!(m.message_type, kind, "{name}");
         assert_eq!(m.request_id, u64::from(seqid as u32), "{name}");
         assert_eq!(m.get("method"), Some(method), "{name}");
@@ -108,7 +125,10 @@ fn theader_keeps_every_info_header() {
         m.get("traceparent"),
         Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     );
-    assert_eq!(m.attributes.first().map(|(k, _)| k.as_str()), Some("method"));
+    assert_eq!(
+        m.attributes.first().map(|(k, _)| k.as_str()),
+        Some("method")
+    );
 }
 
 #[test]
@@ -118,7 +138,10 @@ fn waits_for_whole_message_at_every_split() {
         let bytes = bytes_of(name);
         for split in 0..bytes.len() {
             let mut buf = BytesMut::from(&bytes[..split]);
-            assert!(codec.decode(&mut buf).unwrap().is_none(), "{name} at {split}");
+            assert!(
+                codec.decode(&mut buf).unwrap().is_none(),
+                "{name} at {split}"
+            );
             assert_eq!(buf.len(), split, "{name}: consumed at {split}");
             buf.extend_from_slice(&bytes[split..]);
             let frame = codec.decode(&mut buf).unwrap().unwrap();
@@ -150,12 +173,18 @@ fn rejects_frames_over_the_limit_before_they_arrive() {
     let codec = ThriftCodec::new(bytes.len() - 5);
     // Only the first six bytes are needed to see the announced length.
     let mut buf = BytesMut::from(&bytes[..6]);
-    assert!(matches!(codec.decode(&mut buf), Err(CodecError::TooLarge { len: 30, .. })));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(CodecError::TooLarge { len: 30, .. })
+    ));
     // Unframed: over the limit once that many bytes are buffered without an end.
     let bytes = bytes_of("unframed-compact-rich-request");
     let codec = ThriftCodec::new(20);
     let mut buf = BytesMut::from(&bytes[..21]);
-    assert!(matches!(codec.decode(&mut buf), Err(CodecError::TooLarge { .. })));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(CodecError::TooLarge { .. })
+    ));
     let mut buf = BytesMut::from(&bytes[..10]);
     assert!(codec.decode(&mut buf).unwrap().is_none());
 }
@@ -163,7 +192,11 @@ fn rejects_frames_over_the_limit_before_they_arrive() {
 #[test]
 fn rejects_what_is_not_thrift() {
     let codec = ThriftCodec::default();
-    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0x80, 0x02, 0, 1, 0, 0, 0, 0][..], &[0xff; 8][..]] {
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[0x80, 0x02, 0, 1, 0, 0, 0, 0][..],
+        &[0xff; 8][..],
+    ] {
         assert!(codec.decode(&mut BytesMut::from(junk)).is_err(), "{junk:?}");
     }
 }
@@ -186,7 +219,10 @@ fn rewrites_the_seqid_in_every_dialect() {
         let frame = decode_all(&bytes_of(name));
         // 0x9000_0001 is negative as i32 and a five-byte varint in compact.
         for id in [5u64, 0x9000_0001, 1 << 20] {
-            let edit = Edit { request_id: Some(id), set: vec![] };
+            let edit = Edit {
+                request_id: Some(id),
+                set: vec![],
+            };
             let mut out = BytesMut::new();
             codec.encode(&frame, &edit, &mut out).unwrap();
             let again = decode_all(&out);
@@ -200,11 +236,21 @@ fn rewrites_the_seqid_in_every_dialect() {
 #[test]
 fn theader_mutation_round_trips() {
     let codec = ThriftCodec::default();
-    for name in ["header-binary-add-request", "header-compact-add-request", "header-binary-rich-oneway"] {
+    for name in [
+        "header-binary-add-request",
+        "header-compact-add-request",
+        "header-binary-rich-oneway",
+    ] {
         let frame = decode_all(&bytes_of(name));
         assert!(codec.can_mutate(&frame.metadata));
-        let set = vec![("user".to_string(), "bob".to_string()), ("x-new".to_string(), "1".to_string())];
-        let edit = Edit { request_id: Some(99), set };
+        let set = vec![
+            ("user".to_string(), "bob".to_string()),
+            ("x-new".to_string(), "1".to_string()),
+        ];
+        let edit = Edit {
+            request_id: Some(99),
+            set,
+        };
         let mut out = BytesMut::new();
         codec.encode(&frame, &edit, &mut out).unwrap();
         let m = decode_all(&out).metadata;
@@ -219,8 +265,11 @@ fn theader_mutation_round_trips() {
             }
         }
         assert_eq!(m.attributes.iter().filter(|(k, _)| k == "user").count(), 1);
-        // The header stays padded to 4 bytes (the decoder reads the size in words).
-        assert_eq!(u16::from_be_bytes([out[12], out[13]]) as usize * 4 + 14 <= out.len(), true);
+        // The frame length was fixed to the new size.
+        assert_eq!(
+            u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize,
+            out.len() - 4
+        );
     }
 }
 
@@ -229,7 +278,10 @@ fn attribute_edits_need_theader() {
     let codec = ThriftCodec::default();
     let frame = decode_all(&bytes_of("framed-binary-add-request"));
     assert!(!codec.can_mutate(&frame.metadata));
-    let edit = Edit { request_id: None, set: vec![("a".into(), "b".into())] };
+    let edit = Edit {
+        request_id: None,
+        set: vec![("a".into(), "b".into())],
+    };
     let mut out = BytesMut::new();
     codec.encode(&frame, &edit, &mut out).unwrap();
     assert_eq!(&out[..], &frame.bytes[..]);
@@ -240,7 +292,10 @@ fn local_replies_decode_as_exceptions_in_the_callers_dialect() {
     let codec = ThriftCodec::default();
     for (name, _) in VECTORS {
         let request = decode_all(&bytes_of(name)).metadata;
-        let error = LocalError { kind: ErrorKind::NoRoute, message: "no route for add".into() };
+        let error = LocalError {
+            kind: ErrorKind::NoRoute,
+            message: "no route for add".into(),
+        };
         let reply = codec.local_reply(&request, &error);
         let m = decode_all(&reply).metadata;
         assert_eq!(m.message_type, Response, "{name}");
@@ -248,22 +303,30 @@ fn local_replies_decode_as_exceptions_in_the_callers_dialect() {
         assert_eq!(m.request_id, request.request_id, "{name}");
         assert_eq!(m.get("method"), request.get("method"), "{name}");
         assert_eq!(m.dialect, request.dialect, "{name}");
-        assert!(reply.windows(16).any(|w| w == b"no route for add"), "{name}");
+        assert!(
+            reply.windows(16).any(|w| w == b"no route for add"),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn binary_local_reply_is_byte_exact() {
     let request = decode_all(&bytes_of("framed-binary-add-request")).metadata;
-    let error = LocalError { kind: ErrorKind::NoRoute, message: "x".into() };
+    let error = LocalError {
+        kind: ErrorKind::NoRoute,
+        message: "x".into(),
+    };
     let reply = ThriftCodec::default().local_reply(&request, &error);
     let expected = unhex(concat!(
-        "0000001f",         // frame length (31)
-        "80010003",         // version 1, EXCEPTION
-        "00000003616464",   // "add"
-        "00000007",         // seqid
-        "0b0001", "0000000178", // field 1 string "x"
-        "080002", "00000001",   // field 2 i32 UNKNOWN_METHOD
+        "0000001f",       // frame length (31)
+        "80010003",       // version 1, EXCEPTION
+        "00000003616464", // "add"
+        "00000007",       // seqid
+        "0b0001",
+        "0000000178", // field 1 string "x"
+        "080002",
+        "00000001", // field 2 i32 UNKNOWN_METHOD
         "00",
     ));
     assert_eq!(&reply[..], &expected[..]);
@@ -289,7 +352,10 @@ fn error_reply_needs_a_readable_header() {
 #[test]
 fn never_panics_on_damaged_vectors() {
     let codec = ThriftCodec::new(4096);
-    let edit = Edit { request_id: Some(1), set: vec![("k".into(), "v".into())] };
+    let edit = Edit {
+        request_id: Some(1),
+        set: vec![("k".into(), "v".into())],
+    };
     let mut inputs = Vec::new();
     for (name, _) in VECTORS {
         let bytes = bytes_of(name);
@@ -310,7 +376,10 @@ fn never_panics_on_damaged_vectors() {
             Ok(Some(frame)) => {
                 let mut out = BytesMut::new();
                 let _ = codec.encode(&frame, &edit, &mut out);
-                let error = LocalError { kind: ErrorKind::Timeout, message: "t".into() };
+                let error = LocalError {
+                    kind: ErrorKind::Timeout,
+                    message: "t".into(),
+                };
                 let _ = codec.local_reply(&frame.metadata, &error);
             }
             Ok(None) => {}
@@ -319,4 +388,54 @@ fn never_panics_on_damaged_vectors() {
             }
         }
     }
+}
+
+/// An unframed binary CALL `f` seqid 1 with `body` as its struct.
+fn unframed_binary_call(body: &[u8]) -> Vec<u8> {
+    let mut out = unhex("80010001000000016600000001");
+    out.extend_from_slice(body);
+    out
+}
+
+#[test]
+fn deep_nesting_is_corrupt_not_a_stack_overflow() {
+    // Field 1 of type struct, 10,000 times over.
+    let body: Vec<u8> = [12, 0, 1].repeat(10_000);
+    let mut buf = BytesMut::from(&unframed_binary_call(&body)[..]);
+    let error = ThriftCodec::default().decode(&mut buf).unwrap_err();
+    assert!(error.to_string().contains("nesting too deep"), "{error}");
+}
+
+#[test]
+fn announced_counts_do_not_outrun_the_bytes() {
+    // A list<i32> announcing 2^31-1 elements, with two present: wait for more, and give
+    // up with TooLarge once the buffer passes the limit.
+    let mut body = unhex("0f0001087fffffff");
+    body.extend_from_slice(&[0; 8]);
+    let bytes = unframed_binary_call(&body);
+    let mut buf = BytesMut::from(&bytes[..]);
+    assert!(ThriftCodec::default().decode(&mut buf).unwrap().is_none());
+    let mut buf = BytesMut::from(&bytes[..]);
+    let small = ThriftCodec::new(bytes.len() - 1);
+    assert!(matches!(
+        small.decode(&mut buf),
+        Err(CodecError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn padded_compact_seqid_is_rewritten_whole() {
+    // Compact CALL `f`, seqid 1 written as a padded two-byte varint (0x81 0x00), empty body.
+    let bytes = unhex("82218100016600");
+    let frame = decode_all(&bytes);
+    assert_eq!(frame.metadata.request_id, 1);
+    let edit = Edit {
+        request_id: Some(300),
+        set: vec![],
+    };
+    let mut out = BytesMut::new();
+    ThriftCodec::default()
+        .encode(&frame, &edit, &mut out)
+        .unwrap();
+    assert_eq!(&out[..], &unhex("8221ac02016600")[..]);
 }

@@ -47,7 +47,11 @@ impl Dialect {
             2 => Protocol::Compact,
             _ => Protocol::Binary,
         };
-        Self { transport, protocol, header_flags: (bits >> 16) as u16 }
+        Self {
+            transport,
+            protocol,
+            header_flags: (bits >> 16) as u16,
+        }
     }
 }
 
@@ -106,13 +110,18 @@ pub(super) fn locate(buf: &[u8], max: usize, whole: bool) -> Result<Located, Fai
         (0x80 | protocol::COMPACT_PROTOCOL_ID | 0, _) => Transport::Framed,
         _ => {
             if announced as usize > max || announced & 0x8000_0000 != 0 {
-                return Err(Failure::NotThrift(format!("unknown first word {announced:#010x}")));
+                return Err(Failure::NotThrift(format!(
+                    "unknown first word {announced:#010x}"
+                )));
             }
             return unframed(buf, Protocol::LaxBinary, max, whole);
         }
     };
     if announced & 0x8000_0000 != 0 {
-        return Err(Failure::NotThrift(format!("negative frame length {}", announced as i32)));
+        return Err(Failure::NotThrift(format!(
+            "negative frame length {}",
+            announced as i32
+        )));
     }
     let len = announced as usize;
     if len > max {
@@ -126,7 +135,9 @@ pub(super) fn locate(buf: &[u8], max: usize, whole: bool) -> Result<Located, Fai
     };
     // Within a whole frame, running out of bytes means the frame lied.
     let inside = |e: ParseError| match e {
-        ParseError::Incomplete if complete => Failure::Corrupt("message runs past its frame".into()),
+        ParseError::Incomplete if complete => {
+            Failure::Corrupt("message runs past its frame".into())
+        }
         e => e.into(),
     };
     let (theader, message_start) = match transport {
@@ -137,8 +148,12 @@ pub(super) fn locate(buf: &[u8], max: usize, whole: bool) -> Result<Located, Fai
         }
         _ => (None, 4),
     };
-    let message = buf.get(message_start..end.min(buf.len())).unwrap_or_default();
-    let first = *message.first().ok_or_else(|| inside(ParseError::Incomplete))?;
+    let message = buf
+        .get(message_start..end.min(buf.len()))
+        .unwrap_or_default();
+    let first = *message
+        .first()
+        .ok_or_else(|| inside(ParseError::Incomplete))?;
     let protocol = match &theader {
         Some(h) => h.payload_protocol(first),
         None => Protocol::detect(first),
@@ -183,7 +198,11 @@ fn unframed(buf: &[u8], protocol: Protocol, max: usize, whole: bool) -> Result<L
         }
     }
     Ok(Located {
-        dialect: Dialect { transport: Transport::Unframed, protocol, header_flags: 0 },
+        dialect: Dialect {
+            transport: Transport::Unframed,
+            protocol,
+            header_flags: 0,
+        },
         header,
         theader: None,
         message_start: 0,
