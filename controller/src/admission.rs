@@ -1,11 +1,11 @@
-//! Admission of routing objects: an invalid VirtualService or DestinationRule never
+//! Admission of routing objects: an invalid VirtualService, DestinationRule or MetaRouter never
 //! reaches the translator; its last good version stays in effect instead, and the reason
 //! is logged once, naming the object and where it came from.
 
 use std::collections::BTreeMap;
 
 use crate::{
-    resources::{DestinationRule, Kind, ObjectRef, VirtualService},
+    resources::{DestinationRule, Kind, MetaRouter, ObjectRef, VirtualService},
     store::{ObjectKey, Store},
     translate::{TranslateOptions, Validator, validate_destination_rule},
 };
@@ -23,6 +23,23 @@ impl<T> Default for Ledger<T> {
             last_good: BTreeMap::new(),
             rejected: BTreeMap::new(),
         }
+    }
+}
+
+impl<T> Ledger<T> {
+    /// The objects rejected now and why.
+    fn rejections(&self, kind: Kind) -> Vec<(ObjectRef, String)> {
+        self.rejected
+            .iter()
+            .map(|(k, (_, reason))| {
+                let object = ObjectRef {
+                    kind,
+                    namespace: k.namespace.clone(),
+                    name: k.name.clone(),
+                };
+                (object, reason.clone())
+            })
+            .collect()
     }
 }
 
@@ -88,6 +105,7 @@ impl<T: Clone + PartialEq> Ledger<T> {
 pub struct Admission {
     virtual_services: Ledger<VirtualService>,
     destination_rules: Ledger<DestinationRule>,
+    meta_routers: Ledger<MetaRouter>,
 }
 
 impl Admission {
@@ -111,13 +129,19 @@ impl Admission {
             origin,
         );
 
-        let verdicts = {
+        let (verdicts, meta_verdicts) = {
             let validator = Validator::new(store, opts);
-            store
+            let vs = store
                 .virtual_services
                 .iter()
                 .map(|(k, vs)| (k.clone(), validator.virtual_service(k, vs)))
-                .collect()
+                .collect();
+            let mr = store
+                .meta_routers
+                .iter()
+                .map(|(k, mr)| (k.clone(), validator.meta_router(k, mr)))
+                .collect();
+            (vs, mr)
         };
         self.virtual_services.apply(
             Kind::VirtualService,
@@ -125,30 +149,19 @@ impl Admission {
             verdicts,
             origin,
         );
+        self.meta_routers.apply(
+            Kind::MetaRouter,
+            &mut store.meta_routers,
+            meta_verdicts,
+            origin,
+        );
     }
 
     /// Rejected objects and why, for status reporting.
     pub fn rejections(&self) -> Vec<(ObjectRef, String)> {
-        let vs = self.virtual_services.rejected.iter().map(|(k, (_, r))| {
-            (
-                ObjectRef {
-                    kind: Kind::VirtualService,
-                    namespace: k.namespace.clone(),
-                    name: k.name.clone(),
-                },
-                r.clone(),
-            )
-        });
-        let dr = self.destination_rules.rejected.iter().map(|(k, (_, r))| {
-            (
-                ObjectRef {
-                    kind: Kind::DestinationRule,
-                    namespace: k.namespace.clone(),
-                    name: k.name.clone(),
-                },
-                r.clone(),
-            )
-        });
-        vs.chain(dr).collect()
+        let mut out = self.virtual_services.rejections(Kind::VirtualService);
+        out.extend(self.destination_rules.rejections(Kind::DestinationRule));
+        out.extend(self.meta_routers.rejections(Kind::MetaRouter));
+        out
     }
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 
-use crate::resources::{DestinationRule, Kind, Object, ObjectRef, VirtualService};
+use crate::resources::{DestinationRule, Kind, MetaRouter, Object, ObjectRef, VirtualService};
 
 /// Namespace and name of a namespaced object (for Namespaces, the namespace is empty).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +57,9 @@ pub struct Store {
     pub virtual_services: BTreeMap<ObjectKey, VirtualService>,
     /// DestinationRules.
     pub destination_rules: BTreeMap<ObjectKey, DestinationRule>,
+    /// Aeraki MetaRouters (stored; translated for Dubbo/Thrift listeners by issue 4's
+    /// MetaProtocol work).
+    pub meta_routers: BTreeMap<ObjectKey, MetaRouter>,
 }
 
 impl Store {
@@ -70,6 +73,7 @@ impl Store {
             Object::EndpointSlice(o) => drop(self.endpoint_slices.insert(key, *o)),
             Object::VirtualService(o) => drop(self.virtual_services.insert(key, *o)),
             Object::DestinationRule(o) => drop(self.destination_rules.insert(key, *o)),
+            Object::MetaRouter(o) => drop(self.meta_routers.insert(key, *o)),
         }
     }
 
@@ -83,6 +87,7 @@ impl Store {
             Kind::EndpointSlice => self.endpoint_slices.remove(&key).is_some(),
             Kind::VirtualService => self.virtual_services.remove(&key).is_some(),
             Kind::DestinationRule => self.destination_rules.remove(&key).is_some(),
+            Kind::MetaRouter => self.meta_routers.remove(&key).is_some(),
         }
     }
 
@@ -94,6 +99,7 @@ impl Store {
             + self.endpoint_slices.len()
             + self.virtual_services.len()
             + self.destination_rules.len()
+            + self.meta_routers.len()
     }
 
     /// True when the store holds nothing.

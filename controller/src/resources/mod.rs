@@ -1,6 +1,7 @@
 //! The Kubernetes and Istio objects the controller understands, and how one manifest
 //! document becomes one typed [`Object`].
 
+pub mod aeraki;
 pub mod duration;
 pub mod istio;
 
@@ -12,6 +13,7 @@ use k8s_openapi::api::{
 };
 use serde_yaml_ng::Value;
 
+pub use aeraki::MetaRouter;
 pub use istio::{DestinationRule, VirtualService};
 
 /// Namespace given to namespaced objects whose manifest names none, as `kubectl` does.
@@ -32,6 +34,8 @@ pub enum Kind {
     VirtualService,
     /// networking.istio.io DestinationRule.
     DestinationRule,
+    /// metaprotocol.aeraki.io MetaRouter.
+    MetaRouter,
 }
 
 impl fmt::Display for Kind {
@@ -76,6 +80,8 @@ pub enum Object {
     VirtualService(Box<VirtualService>),
     /// A DestinationRule.
     DestinationRule(Box<DestinationRule>),
+    /// A MetaRouter.
+    MetaRouter(Box<MetaRouter>),
 }
 
 /// Why a document could not become an object.
@@ -141,6 +147,7 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
         (istio::GROUP, v, "DestinationRule") if istio::VERSIONS.contains(&v) => {
             Kind::DestinationRule
         }
+        (aeraki::GROUP, v, "MetaRouter") if aeraki::VERSIONS.contains(&v) => Kind::MetaRouter,
         _ => {
             tracing::debug!(
                 api_version,
@@ -205,6 +212,10 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
             o.metadata.namespace = ns;
             Object::DestinationRule(o)
         }),
+        Kind::MetaRouter => typed::<MetaRouter>(doc).map(|mut o| {
+            o.metadata.namespace = ns;
+            Object::MetaRouter(o)
+        }),
     };
     parsed.map(Some).map_err(fail)
 }
@@ -219,6 +230,7 @@ impl Object {
             Object::EndpointSlice(o) => (Kind::EndpointSlice, &o.metadata),
             Object::VirtualService(o) => (Kind::VirtualService, &o.metadata),
             Object::DestinationRule(o) => (Kind::DestinationRule, &o.metadata),
+            Object::MetaRouter(o) => (Kind::MetaRouter, &o.metadata),
         };
         ObjectRef {
             kind,

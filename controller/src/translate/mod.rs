@@ -4,6 +4,7 @@
 mod cluster;
 mod endpoint;
 mod listener;
+mod meta;
 mod names;
 mod route;
 #[cfg(test)]
@@ -206,6 +207,11 @@ impl<'a> Validator<'a> {
     /// Checks a VirtualService; the error says which field is wrong and why.
     pub fn virtual_service(&self, key: &ObjectKey, vs: &VirtualService) -> Result<(), String> {
         route::validate(&self.ctx, key, vs)
+    }
+
+    /// Checks a MetaRouter; the error says which field is wrong and why.
+    pub fn meta_router(&self, key: &ObjectKey, mr: &crate::resources::MetaRouter) -> Result<(), String> {
+        meta::validate(&self.ctx, key, mr)
     }
 }
 

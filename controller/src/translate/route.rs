@@ -21,7 +21,7 @@ use crate::{
     resources::{
         VirtualService,
         duration::parse_duration,
-        istio::{HttpMatchRequest, HttpRoute, StringMatch},
+        istio::{Destination, HttpMatchRequest, HttpRoute, StringMatch},
     },
     store::ObjectKey,
     xds::snapshot::Resource,
@@ -316,7 +316,44 @@ fn retry_conditions(retry_on: Option<&str>) -> (String, Vec<u32>) {
 
 // === validation ===
 
-fn check_string_match(path: &str, s: &StringMatch, allow_empty: bool) -> Result<(), String> {
+/// A destination must name a known service, one of its ports, and a subset some
+/// DestinationRule defines for it. `path` names the field in the error.
+pub(super) fn check_destination<'c>(
+    ctx: &'c Context<'_>,
+    key: &ObjectKey,
+    path: &str,
+    d: &Destination,
+) -> Result<&'c ServiceInfo, String> {
+    let host = &d.host;
+    let target = ctx.resolve(host, &key.namespace).ok_or_else(|| {
+        format!(
+            "{path}.host {host:?} is not a known service (from namespace {})",
+            key.namespace
+        )
+    })?;
+    if let Some(n) = d.port.as_ref().and_then(|p| p.number)
+        && u16::try_from(n).ok().and_then(|n| target.port(n)).is_none()
+    {
+        return Err(format!("{path}.port {n} is not a port of {}", target.host));
+    }
+    if let Some(subset) = &d.subset {
+        let defined = ctx
+            .rules
+            .get(&target.key)
+            .is_some_and(|r| r.spec.subsets.iter().any(|s| &s.name == subset));
+        if !defined {
+            return Err(format!(
+                "{path}.subset {subset:?} is not defined by a DestinationRule for {}",
+                target.host
+            ));
+        }
+    }
+    Ok(target)
+}
+
+/// One of exact, prefix or regex (or none, where presence is what is checked), and a
+/// regex that compiles.
+pub(super) fn check_string_match(path: &str, s: &StringMatch, allow_empty: bool) -> Result<(), String> {
     let set = [s.exact.is_some(), s.prefix.is_some(), s.regex.is_some()]
         .iter()
         .filter(|b| **b)
@@ -386,33 +423,7 @@ pub(super) fn validate(
                 return Err(format!("{dp}.weight is negative ({w})"));
             }
             total += w;
-            let host = &d.destination.host;
-            let target = ctx.resolve(host, &key.namespace).ok_or_else(|| {
-                format!(
-                    "{dp}.destination.host {host:?} is not a known service (from namespace {})",
-                    key.namespace
-                )
-            })?;
-            if let Some(n) = d.destination.port.as_ref().and_then(|p| p.number)
-                && u16::try_from(n).ok().and_then(|n| target.port(n)).is_none()
-            {
-                return Err(format!(
-                    "{dp}.destination.port {n} is not a port of {}",
-                    target.host
-                ));
-            }
-            if let Some(subset) = &d.destination.subset {
-                let defined = ctx
-                    .rules
-                    .get(&target.key)
-                    .is_some_and(|r| r.spec.subsets.iter().any(|s| &s.name == subset));
-                if !defined {
-                    return Err(format!(
-                        "{dp}.destination.subset {subset:?} is not defined by a DestinationRule for {}",
-                        target.host
-                    ));
-                }
-            }
+            check_destination(ctx, key, &format!("{dp}.destination"), &d.destination)?;
         }
         if http.route.len() > 1 && http.route.iter().any(|d| d.weight.is_some()) && total <= 0 {
             return Err(format!(
