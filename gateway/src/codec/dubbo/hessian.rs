@@ -299,7 +299,8 @@ impl<'a> Reader<'a> {
                     self.string_chunks(None)?;
                 }
                 self.classes.push(fields);
-                Ok(())
+                // A definition is not a value: it prefixes the object that uses it.
+                self.skip_value()
             }
             b'O' => {
                 let class = self.read_len()?;

@@ -64,7 +64,7 @@ fn waits_for_every_split_point() {
 #[test]
 fn takes_one_message_at_a_time() {
     let first = say_hello();
-    let second = message(0xe2, 0, 9, &[b'N']);
+    let second = message(0xe2, 0, 9, b"N");
     let mut buf = BytesMut::from(&[first.clone(), second.clone()].concat()[..]);
     let codec = DubboCodec::default();
     assert_eq!(codec.decode(&mut buf).unwrap().unwrap().bytes, first);
@@ -102,10 +102,10 @@ fn refuses_oversize_bodies_before_buffering_them() {
 #[test]
 fn answers_heartbeats() {
     let codec = DubboCodec::default();
-    let ping = decode_one(&message(0xe2, 0, 77, &[b'N']));
+    let ping = decode_one(&message(0xe2, 0, 77, b"N"));
     assert_eq!(ping.metadata.message_type, MessageType::Heartbeat);
     let pong = codec.heartbeat_reply(&ping.metadata).unwrap();
-    assert_eq!(&pong[..], &message(0x22, 20, 77, &[b'N'])[..]);
+    assert_eq!(&pong[..], &message(0x22, 20, 77, b"N")[..]);
     let pong = decode_one(&pong);
     assert_eq!(pong.metadata.message_type, MessageType::HeartbeatResponse);
     assert_eq!(pong.metadata.request_id, 77);
@@ -279,4 +279,52 @@ fn writes_strings_java_reads() {
         assert_eq!(r.read_string().unwrap().as_deref(), Some(s.as_str()), "{len}");
         assert!(r.at_end(), "{len}");
     }
+}
+
+#[test]
+fn reads_every_hessian_type_hessian_js_writes() {
+    let bytes = include_bytes!("testdata/complex-request.bin");
+    let frame = decode_one(bytes);
+    let m = &frame.metadata;
+    assert_eq!(m.request_id, 11);
+    assert_eq!(m.get("interface"), Some("com.example.UserService"));
+    assert_eq!(m.get("method"), Some("save"));
+    assert_eq!(m.get("version"), Some("2.1.0"));
+    assert_eq!(m.get("group"), Some("blue"));
+    assert_eq!(m.get("timeout"), Some("3000"));
+    assert_eq!(m.get("x-long"), Some("1234567890123"));
+    assert_eq!(m.get("x-flag"), Some("true"));
+    assert_eq!(m.get("x-text"), Some("héllo 世界"));
+
+    let edit = Edit { request_id: None, set: vec![("group".into(), "green".into())] };
+    let mut out = BytesMut::new();
+    DubboCodec::default().encode(&frame, &edit, &mut out).unwrap();
+    let again = decode_one(&out);
+    assert_eq!(again.metadata.get("group"), Some("green"));
+    assert_eq!(again.metadata.get("timeout"), Some("3000"));
+    assert_eq!(args_of(&out), args_of(bytes));
+}
+
+#[test]
+fn reads_the_long_chunked_string_argument() {
+    let bytes = include_bytes!("testdata/complex-request.bin");
+    let body = &bytes[HEADER_LEN..];
+    let mut r = Reader::new(body);
+    for _ in 0..5 {
+        r.read_string().unwrap();
+    }
+    for _ in 0..11 {
+        r.skip_value().unwrap();
+    }
+    let s = r.read_string().unwrap().unwrap();
+    let want = format!("{}😀{}", "x".repeat(32767), "y".repeat(100));
+    assert_eq!(s, want);
+}
+
+#[test]
+fn reads_a_hessian_js_response() {
+    let frame = decode_one(include_bytes!("testdata/value-response.bin"));
+    assert_eq!(frame.metadata.message_type, MessageType::Response);
+    assert_eq!(frame.metadata.request_id, 11);
+    assert_eq!(frame.metadata.response_status, ResponseStatus::Ok);
 }
