@@ -5,6 +5,16 @@
 //! seqid (its 32 bits, widened) as the request id. Local replies are
 //! `TApplicationException`s in the caller's own transport and protocol. Attribute edits
 //! reach the wire only for THeader callers, as THeader info key/values.
+//!
+//! - Framed and THeader messages are cut by their length, checked against the limit
+//!   before any body is buffered; unframed ones by reading the struct to its end.
+//! - `Metadata::dialect` holds the transport, the protocol and the THeader flags (layout
+//!   in `transport::Dialect`).
+//! - A reply is an error when it is an EXCEPTION, or a REPLY whose struct has a field
+//!   other than 0 (a declared exception instead of the success value).
+//! - A new request id is cut to 32 bits; over THeader it also becomes the header's seq
+//!   id, as the reference clients keep the two equal.
+//! - Local reply types: see `exception::type_of`.
 
 mod exception;
 mod header;

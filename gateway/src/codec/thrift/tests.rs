@@ -175,7 +175,7 @@ fn rejects_frames_over_the_limit_before_they_arrive() {
     let mut buf = BytesMut::from(&bytes[..6]);
     assert!(matches!(
         codec.decode(&mut buf),
-        Err(CodecError::TooLarge { len: 30, .. })
+        Err(CodecError::TooLarge { len: 34, .. })
     ));
     // Unframed: over the limit once that many bytes are buffered without an end.
     let bytes = bytes_of("unframed-compact-rich-request");

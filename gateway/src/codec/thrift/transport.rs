@@ -123,11 +123,12 @@ pub(super) fn locate(buf: &[u8], max: usize, whole: bool) -> Result<Located, Fai
             announced as i32
         )));
     }
-    let len = announced as usize;
-    if len > max {
-        return Err(Failure::TooLarge(len));
+    // The limit counts the frame length's own four bytes, like the unframed one counts
+    // every byte of the message.
+    let end = 4 + announced as usize;
+    if end > max {
+        return Err(Failure::TooLarge(end));
     }
-    let end = 4 + len;
     let (frame, complete) = match buf.get(4..end) {
         Some(frame) => (frame, true),
         None if whole => return Err(Failure::Incomplete),
