@@ -4,6 +4,7 @@ pub mod body;
 pub mod exchange;
 pub mod http;
 pub mod local_reply;
+pub mod meta;
 pub mod retry;
 pub mod tcp;
 
