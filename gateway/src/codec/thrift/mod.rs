@@ -75,6 +75,30 @@ impl ThriftCodec {
     }
 }
 
+impl ThriftCodec {
+    /// Writes `frame` with a binary message's seqid (and a THeader's seq id) set to `seqid`.
+    fn patch_seqid(
+        &self,
+        frame: &Frame,
+        located: &Located,
+        seqid: u32,
+        out: &mut BytesMut,
+    ) -> Result<(), CodecError> {
+        let base = out.len();
+        out.extend_from_slice(&frame.bytes);
+        let at = base + located.message_start + located.header.seqid_start;
+        // Frame length (4), magic (2), flags (2), then the THeader's seq id.
+        let header_seq_id = located.theader.as_ref().map(|_| base + 8);
+        for at in std::iter::once(at).chain(header_seq_id) {
+            let slot = out
+                .get_mut(at..at + 4)
+                .ok_or_else(|| self.error(Failure::Corrupt("seqid outside the message".into())))?;
+            slot.copy_from_slice(&seqid.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
 impl Default for ThriftCodec {
     fn default() -> Self {
         Self::new(DEFAULT_MAX_MESSAGE)
@@ -136,13 +160,28 @@ impl Codec for ThriftCodec {
     }
 
     fn encode(&self, frame: &Frame, edit: &Edit, out: &mut BytesMut) -> Result<(), CodecError> {
+        if edit.is_empty() {
+            out.extend_from_slice(&frame.bytes);
+            return Ok(());
+        }
         let located = match transport::locate(&frame.bytes, usize::MAX, true) {
             Ok(located) => located,
             Err(failure) => return Err(self.error(failure)),
         };
-        if edit.is_empty() || (edit.request_id.is_none() && located.theader.is_none()) {
-            out.extend_from_slice(&frame.bytes);
-            return Ok(());
+        let headers_change = located.theader.is_some() && !edit.set.is_empty();
+        if !headers_change {
+            match edit.request_id {
+                None => {
+                    out.extend_from_slice(&frame.bytes);
+                    return Ok(());
+                }
+                // A fixed-width seqid (binary) is patched in place: the common case costs
+                // one copy.
+                Some(id) if located.header.protocol != protocol::Protocol::Compact => {
+                    return self.patch_seqid(frame, &located, id as u32, out);
+                }
+                Some(_) => {}
+            }
         }
         let message = frame
             .bytes

@@ -229,6 +229,10 @@ fn rewrites_the_seqid_in_every_dialect() {
             let mut expected = frame.metadata.clone();
             expected.request_id = id;
             assert_eq!(again.metadata, expected, "{name} id {id}");
+            if name.starts_with("header") {
+                // The THeader seq id follows the seqid.
+                assert_eq!(out[8..12], (id as u32).to_be_bytes(), "{name}");
+            }
         }
     }
 }
