@@ -41,7 +41,12 @@ pub(crate) fn is_string_start(b: u8) -> bool {
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
     pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, classes: Vec::new(), depth: 0 }
+        Self {
+            buf,
+            pos: 0,
+            classes: Vec::new(),
+            depth: 0,
+        }
     }
 
     /// The offset of the next unread byte.
@@ -73,7 +78,10 @@ impl<'a> Reader<'a> {
 
     /// The next byte, not consumed.
     pub(crate) fn peek(&self) -> Result<u8, HessianError> {
-        self.buf.get(self.pos).copied().ok_or(HessianError::Truncated(self.pos))
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(HessianError::Truncated(self.pos))
     }
 
     fn byte(&mut self) -> Result<u8, HessianError> {
@@ -83,14 +91,23 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], HessianError> {
-        let end = self.pos.checked_add(n).ok_or(HessianError::Truncated(self.pos))?;
-        let bytes = self.buf.get(self.pos..end).ok_or(HessianError::Truncated(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(HessianError::Truncated(self.pos))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(HessianError::Truncated(self.pos))?;
         self.pos = end;
         Ok(bytes)
     }
 
     fn be(&mut self, n: usize) -> Result<u64, HessianError> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     fn invalid<T>(&self, what: &'static str) -> Result<T, HessianError> {
@@ -114,7 +131,10 @@ impl<'a> Reader<'a> {
             let tag = self.byte()?;
             let (len, last) = match tag {
                 0x00..=0x1f => (usize::from(tag), true),
-                0x30..=0x33 => ((usize::from(tag - 0x30) << 8) | usize::from(self.byte()?), true),
+                0x30..=0x33 => (
+                    (usize::from(tag - 0x30) << 8) | usize::from(self.byte()?),
+                    true,
+                ),
                 b'R' | b'S' => (self.be(2)? as usize, tag == b'S'),
                 _ => return self.invalid("a string"),
             };

@@ -53,7 +53,10 @@ impl Default for DubboCodec {
 }
 
 fn corrupt(reason: impl ToString) -> CodecError {
-    CodecError::Corrupt { protocol: NAME, reason: reason.to_string() }
+    CodecError::Corrupt {
+        protocol: NAME,
+        reason: reason.to_string(),
+    }
 }
 
 fn bad_magic(magic: [u8; 2]) -> CodecError {
@@ -81,7 +84,9 @@ fn metadata(header: &Header, body: &[u8]) -> Result<Metadata, CodecError> {
         };
         let exception = header.status == status::OK
             && hessian
-            && Reader::new(body).read_int().is_ok_and(|t| RESPONSE_WITH_EXCEPTION.contains(&t));
+            && Reader::new(body)
+                .read_int()
+                .is_ok_and(|t| RESPONSE_WITH_EXCEPTION.contains(&t));
         if header.status != status::OK || exception {
             meta.response_status = ResponseStatus::Error;
         }
@@ -101,9 +106,18 @@ fn metadata(header: &Header, body: &[u8]) -> Result<Metadata, CodecError> {
     }
     let parsed = request::parse(body).map_err(corrupt)?;
     let attachment = |name: &str| {
-        parsed.attachments.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        parsed
+            .attachments
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     };
-    let interface = attachment("interface").unwrap_or_else(|| parsed.path.clone());
+    // The service path names the service, as in Dubbo's own dispatch; the `interface`
+    // attachment stands in when a caller leaves the path empty.
+    let interface = match parsed.path.as_str() {
+        "" => attachment("interface").unwrap_or_default(),
+        path => path.to_owned(),
+    };
     let version = match parsed.version.as_str() {
         "" => attachment("version"),
         v => Some(v.to_owned()),
@@ -134,7 +148,11 @@ impl Codec for DubboCodec {
         };
         let len = HEADER_LEN.saturating_add(header.body_len);
         if len > self.max_message {
-            return Err(CodecError::TooLarge { protocol: NAME, len, max: self.max_message });
+            return Err(CodecError::TooLarge {
+                protocol: NAME,
+                len,
+                max: self.max_message,
+            });
         }
         if buf.len() < len {
             buf.reserve(len - buf.len());
@@ -182,11 +200,18 @@ impl Codec for DubboCodec {
 
     fn can_mutate(&self, metadata: &Metadata) -> bool {
         metadata.dialect == u32::from(HESSIAN2)
-            && matches!(metadata.message_type, MessageType::Request | MessageType::Oneway)
+            && matches!(
+                metadata.message_type,
+                MessageType::Request | MessageType::Oneway
+            )
     }
 
     fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes {
-        reply::error_response(request.request_id, reply::status_of(error.kind), &error.message)
+        reply::error_response(
+            request.request_id,
+            reply::status_of(error.kind),
+            &error.message,
+        )
     }
 
     fn heartbeat_reply(&self, request: &Metadata) -> Option<Bytes> {
@@ -199,6 +224,10 @@ impl Codec for DubboCodec {
         if !header.is_request() || !header.is_two_way() {
             return None;
         }
-        Some(reply::error_response(header.request_id, status::BAD_REQUEST, &error.to_string()))
+        Some(reply::error_response(
+            header.request_id,
+            status::BAD_REQUEST,
+            &error.to_string(),
+        ))
     }
 }

@@ -62,7 +62,13 @@ pub(crate) fn heartbeat_response(request_id: u64) -> Bytes {
 
 fn response(request_id: u64, flags: u8, status: u8, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
-    Header { flags, status, request_id, body_len: body.len() }.write(&mut out);
+    Header {
+        flags,
+        status,
+        request_id,
+        body_len: body.len(),
+    }
+    .write(&mut out);
     out.extend_from_slice(body);
     out.freeze()
 }

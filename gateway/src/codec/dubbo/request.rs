@@ -36,7 +36,10 @@ pub(crate) struct AttachmentMap {
 
 /// Counts the parameters in a JVM method descriptor such as `Ljava/lang/String;[I`.
 fn count_params(desc: &str) -> Result<usize, HessianError> {
-    let bad = HessianError::Invalid { at: 0, what: "a parameter type descriptor" };
+    let bad = HessianError::Invalid {
+        at: 0,
+        what: "a parameter type descriptor",
+    };
     let mut bytes = desc.bytes();
     let mut count = 0;
     while let Some(mut b) = bytes.next() {
@@ -69,7 +72,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<RequestBody, HessianError> {
         r.skip_value()?;
     }
     let args_end = r.pos();
-    let mut out = RequestBody { path, version, method, span: args_end..args_end, ..Default::default() };
+    let mut out = RequestBody {
+        path,
+        version,
+        method,
+        span: args_end..args_end,
+        ..Default::default()
+    };
     if r.at_end() {
         return Ok(out);
     }
@@ -81,7 +90,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<RequestBody, HessianError> {
             return Ok(out);
         }
         b'H' | b'M' => {}
-        _ => return Err(HessianError::Invalid { at: start, what: "an attachments map" }),
+        _ => {
+            return Err(HessianError::Invalid {
+                at: start,
+                what: "an attachments map",
+            });
+        }
     }
     r.skip_map_head()?;
     let head_end = r.pos();
@@ -105,7 +119,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<RequestBody, HessianError> {
     }
     r.skip_to(r.pos() + 1);
     out.span = start..r.pos();
-    out.map = Some(AttachmentMap { head: start..head_end, entries });
+    out.map = Some(AttachmentMap {
+        head: start..head_end,
+        entries,
+    });
     Ok(out)
 }
 
@@ -113,7 +130,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<RequestBody, HessianError> {
 /// keep their bytes; a replaced value becomes a string in place (a non-string value that
 /// held a referenced object would shift later references: attachments are strings in
 /// practice). A body without attachments gets a map appended.
-pub(crate) fn rewrite(body: &[u8], parsed: &RequestBody, set: &[(String, String)], out: &mut BytesMut) {
+pub(crate) fn rewrite(
+    body: &[u8],
+    parsed: &RequestBody,
+    set: &[(String, String)],
+    out: &mut BytesMut,
+) {
     // Later edits of the same name win, as if applied one after another.
     let mut pending: Vec<(&str, &str)> = Vec::new();
     for (k, v) in set {

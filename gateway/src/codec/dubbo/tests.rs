@@ -8,7 +8,9 @@ use crate::codec::{ErrorKind, LocalError};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 /// The third-party capture (npm hessian.js, dubbo2.js framing).
@@ -26,7 +28,13 @@ fn decode_one(bytes: &[u8]) -> Frame {
 /// A message with `flags`, `status`, `id` and `body`.
 fn message(flags: u8, status: u8, id: u64, body: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    Header { flags, status, request_id: id, body_len: body.len() }.write(&mut out);
+    Header {
+        flags,
+        status,
+        request_id: id,
+        body_len: body.len(),
+    }
+    .write(&mut out);
     out.extend_from_slice(body);
     out.to_vec()
 }
@@ -38,13 +46,26 @@ fn decodes_the_third_party_vector() {
     assert_eq!(m.message_type, MessageType::Request);
     assert_eq!(m.request_id, 1);
     assert_eq!(m.dialect, 2);
-    assert_eq!(m.get("interface"), Some("org.apache.dubbo.demo.DemoService"));
+    assert_eq!(
+        m.get("interface"),
+        Some("org.apache.dubbo.demo.DemoService")
+    );
     assert_eq!(m.get("method"), Some("sayHello"));
     assert_eq!(m.get("version"), Some("1.0.0"));
     assert_eq!(m.get("path"), Some("org.apache.dubbo.demo.DemoService"));
     assert_eq!(m.get("group"), None);
     let names: Vec<&str> = m.attributes.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["interface", "method", "version", "interface", "path", "version"]);
+    assert_eq!(
+        names,
+        [
+            "interface",
+            "method",
+            "version",
+            "interface",
+            "path",
+            "version"
+        ]
+    );
 }
 
 #[test]
@@ -78,11 +99,17 @@ fn takes_one_message_at_a_time() {
 fn refuses_bad_magic_as_soon_as_visible() {
     let codec = DubboCodec::default();
     let mut one = BytesMut::from(&b"G"[..]);
-    assert!(matches!(codec.decode(&mut one), Err(CodecError::NotProtocol { .. })));
+    assert!(matches!(
+        codec.decode(&mut one),
+        Err(CodecError::NotProtocol { .. })
+    ));
     let mut bytes = say_hello();
     bytes[1] = 0xbc;
     let mut buf = BytesMut::from(&bytes[..]);
-    assert!(matches!(codec.decode(&mut buf), Err(CodecError::NotProtocol { .. })));
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Err(CodecError::NotProtocol { .. })
+    ));
 }
 
 #[test]
@@ -93,10 +120,25 @@ fn refuses_oversize_bodies_before_buffering_them() {
     header.extend_from_slice(&1009u32.to_be_bytes());
     let mut buf = BytesMut::from(&header[..]);
     let err = codec.decode(&mut buf).unwrap_err();
-    assert!(matches!(err, CodecError::TooLarge { len: 1025, max: 1024, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CodecError::TooLarge {
+                len: 1025,
+                max: 1024,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Exactly the maximum is fine (and waits for the body).
     header[HEADER_LEN - 1] -= 1;
-    assert!(codec.decode(&mut BytesMut::from(&header[..])).unwrap().is_none());
+    assert!(
+        codec
+            .decode(&mut BytesMut::from(&header[..]))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -116,9 +158,17 @@ fn answers_heartbeats() {
 fn reads_one_way_requests_and_response_statuses() {
     let mut oneway = say_hello();
     oneway[2] = 0x82;
-    assert_eq!(decode_one(&oneway).metadata.message_type, MessageType::Oneway);
+    assert_eq!(
+        decode_one(&oneway).metadata.message_type,
+        MessageType::Oneway
+    );
     // Status 20 with a value (type 1), with an exception (type 0), and status 70.
-    let ok = decode_one(&message(0x02, 20, 5, &[0x91, 0x05, b'h', b'e', b'l', b'l', b'o']));
+    let ok = decode_one(&message(
+        0x02,
+        20,
+        5,
+        &[0x91, 0x05, b'h', b'e', b'l', b'l', b'o'],
+    ));
     assert_eq!(ok.metadata.message_type, MessageType::Response);
     assert_eq!(ok.metadata.response_status, ResponseStatus::Ok);
     let thrown = decode_one(&message(0x02, 20, 5, &[0x90, b'N']));
@@ -134,7 +184,10 @@ fn passes_frames_through_and_rewrites_request_ids() {
     let mut out = BytesMut::new();
     codec.encode(&frame, &Edit::default(), &mut out).unwrap();
     assert_eq!(out, frame.bytes);
-    let edit = Edit { request_id: Some(0x0102_0304_0506_0708), set: vec![] };
+    let edit = Edit {
+        request_id: Some(0x0102_0304_0506_0708),
+        set: vec![],
+    };
     let mut out = BytesMut::new();
     codec.encode(&frame, &edit, &mut out).unwrap();
     assert_eq!(&out[4..12], &[1, 2, 3, 4, 5, 6, 7, 8]);
@@ -173,8 +226,12 @@ fn mutates_attachments() {
     assert_eq!(m.request_id, 42);
     assert_eq!(m.get("x-canary"), Some("blue"));
     assert_eq!(m.get("path"), Some("org.apache.dubbo.demo.DemoService"));
-    let versions: Vec<&str> =
-        m.attributes.iter().filter(|(k, _)| k == "version").map(|(_, v)| v.as_str()).collect();
+    let versions: Vec<&str> = m
+        .attributes
+        .iter()
+        .filter(|(k, _)| k == "version")
+        .map(|(_, v)| v.as_str())
+        .collect();
     // The body's service version comes first, then the replaced attachment.
     assert_eq!(versions, ["1.0.0", "2.0.0"]);
     assert_eq!(args_of(&out), args_of(&frame.bytes));
@@ -190,9 +247,14 @@ fn adds_attachments_to_a_body_without_them() {
     body.extend_from_slice(&[0x91]);
     let frame = decode_one(&message(0xc2, 0, 3, &body));
     assert_eq!(frame.metadata.get("version"), None);
-    let edit = Edit { request_id: None, set: vec![("group".into(), "blue".into())] };
+    let edit = Edit {
+        request_id: None,
+        set: vec![("group".into(), "blue".into())],
+    };
     let mut out = BytesMut::new();
-    DubboCodec::default().encode(&frame, &edit, &mut out).unwrap();
+    DubboCodec::default()
+        .encode(&frame, &edit, &mut out)
+        .unwrap();
     let again = decode_one(&out);
     assert_eq!(again.metadata.get("group"), Some("blue"));
     assert_eq!(again.metadata.get("interface"), Some("com.example.Echo"));
@@ -212,7 +274,10 @@ fn local_replies_decode_as_responses() {
         (ErrorKind::Unauthorized, 40),
         (ErrorKind::Internal, 80),
     ] {
-        let error = LocalError { kind, message: format!("no luck: {kind:?}") };
+        let error = LocalError {
+            kind,
+            message: format!("no luck: {kind:?}"),
+        };
         let bytes: Bytes = codec.local_reply(&request, &error);
         assert_eq!(bytes[3], want, "{kind:?}");
         let reply = decode_one(&bytes);
@@ -227,15 +292,25 @@ fn local_replies_decode_as_responses() {
 #[test]
 fn error_reply_needs_a_readable_request_header() {
     let codec = DubboCodec::default();
-    let err = CodecError::Corrupt { protocol: "dubbo", reason: "bad body".into() };
+    let err = CodecError::Corrupt {
+        protocol: "dubbo",
+        reason: "bad body".into(),
+    };
     let reply = codec.error_reply(&say_hello(), &err).unwrap();
     assert_eq!(reply[3], 40);
     assert_eq!(&reply[4..12], &1u64.to_be_bytes());
-    let text = Reader::new(&reply[HEADER_LEN..]).read_string().unwrap().unwrap();
+    let text = Reader::new(&reply[HEADER_LEN..])
+        .read_string()
+        .unwrap()
+        .unwrap();
     assert!(text.contains("bad body"), "{text}");
     assert!(codec.error_reply(&say_hello()[..10], &err).is_none());
     assert!(codec.error_reply(b"GET / HTTP/1.1\r\n\r\n", &err).is_none());
-    assert!(codec.error_reply(&message(0x02, 20, 1, &[]), &err).is_none());
+    assert!(
+        codec
+            .error_reply(&message(0x02, 20, 1, &[]), &err)
+            .is_none()
+    );
 }
 
 #[test]
@@ -248,15 +323,26 @@ fn corrupt_bodies_are_errors_not_panics() {
         let _ = codec.decode(&mut BytesMut::from(&short[..]));
     }
     // Every byte replaced by a few values, and every mutable outcome re-encoded.
-    let edit = Edit { request_id: Some(3), set: vec![("k".into(), "v".into())] };
+    let edit = Edit {
+        request_id: Some(3),
+        set: vec![("k".into(), "v".into())],
+    };
     for i in 0..bytes.len() {
-        for v in [0x00, 0x1f, 0x30, 0x41, 0x43, 0x4f, 0x51, 0x52, 0x55, 0x56, 0x5a, 0x60, 0x70, 0xff] {
+        for v in [
+            0x00, 0x1f, 0x30, 0x41, 0x43, 0x4f, 0x51, 0x52, 0x55, 0x56, 0x5a, 0x60, 0x70, 0xff,
+        ] {
             let mut bad = bytes.clone();
             bad[i] = v;
             if let Ok(Some(frame)) = codec.decode(&mut BytesMut::from(&bad[..])) {
                 let _ = codec.encode(&frame, &edit, &mut BytesMut::new());
             }
-            let _ = codec.error_reply(&bad, &CodecError::Corrupt { protocol: "d", reason: String::new() });
+            let _ = codec.error_reply(
+                &bad,
+                &CodecError::Corrupt {
+                    protocol: "d",
+                    reason: String::new(),
+                },
+            );
         }
     }
 }
@@ -267,16 +353,26 @@ fn writes_strings_java_reads() {
     write_string(&mut out, "😀");
     // Two UTF-16 units, each as a 3-byte sequence.
     assert_eq!(&out[..], &[0x02, 0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80]);
-    assert_eq!(Reader::new(&out).read_string().unwrap().as_deref(), Some("😀"));
+    assert_eq!(
+        Reader::new(&out).read_string().unwrap().as_deref(),
+        Some("😀")
+    );
     // A 4-byte UTF-8 sequence (as other encoders write) counts as two units too.
     let four = [0x02, 0xf0, 0x9f, 0x98, 0x80];
-    assert_eq!(Reader::new(&four).read_string().unwrap().as_deref(), Some("😀"));
+    assert_eq!(
+        Reader::new(&four).read_string().unwrap().as_deref(),
+        Some("😀")
+    );
     for len in [0, 31, 32, 1023, 1024, 0x8000, 0x8001, 70_000] {
         let s: String = "é😀".chars().cycle().take(len).collect();
         let mut out = BytesMut::new();
         write_string(&mut out, &s);
         let mut r = Reader::new(&out);
-        assert_eq!(r.read_string().unwrap().as_deref(), Some(s.as_str()), "{len}");
+        assert_eq!(
+            r.read_string().unwrap().as_deref(),
+            Some(s.as_str()),
+            "{len}"
+        );
         assert!(r.at_end(), "{len}");
     }
 }
@@ -296,9 +392,14 @@ fn reads_every_hessian_type_hessian_js_writes() {
     assert_eq!(m.get("x-flag"), Some("true"));
     assert_eq!(m.get("x-text"), Some("héllo 世界"));
 
-    let edit = Edit { request_id: None, set: vec![("group".into(), "green".into())] };
+    let edit = Edit {
+        request_id: None,
+        set: vec![("group".into(), "green".into())],
+    };
     let mut out = BytesMut::new();
-    DubboCodec::default().encode(&frame, &edit, &mut out).unwrap();
+    DubboCodec::default()
+        .encode(&frame, &edit, &mut out)
+        .unwrap();
     let again = decode_one(&out);
     assert_eq!(again.metadata.get("group"), Some("green"));
     assert_eq!(again.metadata.get("timeout"), Some("3000"));
@@ -327,4 +428,22 @@ fn reads_a_hessian_js_response() {
     assert_eq!(frame.metadata.message_type, MessageType::Response);
     assert_eq!(frame.metadata.request_id, 11);
     assert_eq!(frame.metadata.response_status, ResponseStatus::Ok);
+}
+
+#[test]
+fn deep_nesting_is_refused_not_followed() {
+    let mut body = BytesMut::new();
+    for s in ["2.0.2", "S", "", "m", "Ljava/util/List;"] {
+        write_string(&mut body, s);
+    }
+    body.extend_from_slice(&vec![b'W'; 100_000]);
+    let err = DubboCodec::default()
+        .decode(&mut BytesMut::from(&message(0xc2, 0, 1, &body)[..]))
+        .unwrap_err();
+    assert!(err.to_string().contains("depth"), "{err}");
+    // Class definitions chained before an object count as nesting too.
+    let defs: Vec<u8> = std::iter::repeat_n([b'C', 0x01, b'X', 0x90], 100_000)
+        .flatten()
+        .collect();
+    assert!(Reader::new(&defs).skip_value().is_err());
 }
