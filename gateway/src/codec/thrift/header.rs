@@ -46,6 +46,26 @@ pub(super) fn read(frame: &[u8]) -> Result<THeader, ParseError> {
         .get(FIXED_LEN..payload_start)
         .ok_or(ParseError::Incomplete)?;
 
+    // The header is all there: running out of it means it lied about its size.
+    let (compact, prelude, info, persistent) = read_header(header).map_err(|e| match e {
+        ParseError::Incomplete => ParseError::Corrupt("THeader header runs past its size".into()),
+        e => e,
+    })?;
+    Ok(THeader {
+        flags,
+        seq_id,
+        compact,
+        prelude,
+        info,
+        persistent,
+        payload_start,
+    })
+}
+
+/// Key/values of a header, and the header's protocol id and transforms as written.
+type Sections = (bool, Vec<u8>, Vec<(String, String)>, Vec<(String, String)>);
+
+fn read_header(header: &[u8]) -> Result<Sections, ParseError> {
     let mut h = Reader::new(header);
     let compact = match h.varint()? {
         PROTOCOL_BINARY => false,
@@ -81,24 +101,13 @@ pub(super) fn read(frame: &[u8]) -> Result<THeader, ParseError> {
             into.push((key, value));
         }
     }
-    Ok(THeader {
-        flags,
-        seq_id,
-        compact,
-        prelude,
-        info,
-        persistent,
-        payload_start,
-    })
+    Ok((compact, prelude, info, persistent))
 }
 
-/// A header-contained read fails as corrupt, never as incomplete: the frame is whole.
 fn read_string(r: &mut Reader<'_>) -> Result<String, ParseError> {
-    let corrupt = |_| ParseError::Corrupt("THeader info runs past the header".into());
-    let len = usize::try_from(r.varint().map_err(corrupt)?)
+    let len = usize::try_from(r.varint()?)
         .map_err(|_| ParseError::Corrupt("THeader string length".into()))?;
-    let bytes = r.take(len).map_err(corrupt)?;
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    Ok(String::from_utf8_lossy(r.take(len)?).into_owned())
 }
 
 impl THeader {

@@ -443,3 +443,21 @@ fn padded_compact_seqid_is_rewritten_whole() {
         .unwrap();
     assert_eq!(&out[..], &unhex("8221ac02016600")[..]);
 }
+
+#[test]
+fn theader_headers_that_lie_are_corrupt() {
+    let codec = ThriftCodec::default();
+    let bytes = bytes_of("header-compact-add-request");
+    let cases = [
+        (12, 0xff, "runs past its frame"), // header size beyond the frame
+        (15, 1, "transforms"),             // a transform (compression) announced
+        (14, 1, "protocol id 1"),          // JSON
+        (17, 9, "runs past its size"),     // nine key/values announced, one present
+    ];
+    for (at, value, expected) in cases {
+        let mut damaged = bytes.clone();
+        damaged[at] = value;
+        let error = codec.decode(&mut BytesMut::from(&damaged[..])).unwrap_err();
+        assert!(error.to_string().contains(expected), "{at}: {error}");
+    }
+}
