@@ -1,0 +1,104 @@
+//! Hessian2 reading and writing against the hessian.js vectors and edge cases.
+
+use super::*;
+
+#[test]
+fn writes_strings_java_reads() {
+    let mut out = BytesMut::new();
+    write_string(&mut out, "😀");
+    // Two UTF-16 units, each as a 3-byte sequence.
+    assert_eq!(&out[..], &[0x02, 0xed, 0xa0, 0xbd, 0xed, 0xb8, 0x80]);
+    assert_eq!(
+        Reader::new(&out).read_string().unwrap().as_deref(),
+        Some("😀")
+    );
+    // A 4-byte UTF-8 sequence (as other encoders write) counts as two units too.
+    let four = [0x02, 0xf0, 0x9f, 0x98, 0x80];
+    assert_eq!(
+        Reader::new(&four).read_string().unwrap().as_deref(),
+        Some("😀")
+    );
+    for len in [0, 31, 32, 1023, 1024, 0x8000, 0x8001, 70_000] {
+        let s: String = "é😀".chars().cycle().take(len).collect();
+        let mut out = BytesMut::new();
+        write_string(&mut out, &s);
+        let mut r = Reader::new(&out);
+        assert_eq!(
+            r.read_string().unwrap().as_deref(),
+            Some(s.as_str()),
+            "{len}"
+        );
+        assert!(r.at_end(), "{len}");
+    }
+}
+
+#[test]
+fn reads_every_hessian_type_hessian_js_writes() {
+    let bytes = include_bytes!("../testdata/complex-request.bin");
+    let frame = decode_one(bytes);
+    let m = &frame.metadata;
+    assert_eq!(m.request_id, 11);
+    assert_eq!(m.get("interface"), Some("com.example.UserService"));
+    assert_eq!(m.get("method"), Some("save"));
+    assert_eq!(m.get("version"), Some("2.1.0"));
+    assert_eq!(m.get("group"), Some("blue"));
+    assert_eq!(m.get("timeout"), Some("3000"));
+    assert_eq!(m.get("x-long"), Some("1234567890123"));
+    assert_eq!(m.get("x-flag"), Some("true"));
+    assert_eq!(m.get("x-text"), Some("héllo 世界"));
+
+    let edit = Edit {
+        request_id: None,
+        set: vec![("group".into(), "green".into())],
+    };
+    let mut out = BytesMut::new();
+    DubboCodec::default()
+        .encode(&frame, &edit, &mut out)
+        .unwrap();
+    let again = decode_one(&out);
+    assert_eq!(again.metadata.get("group"), Some("green"));
+    assert_eq!(again.metadata.get("timeout"), Some("3000"));
+    assert_eq!(args_of(&out), args_of(bytes));
+}
+
+#[test]
+fn reads_the_long_chunked_string_argument() {
+    let bytes = include_bytes!("../testdata/complex-request.bin");
+    let body = &bytes[HEADER_LEN..];
+    let mut r = Reader::new(body);
+    for _ in 0..5 {
+        r.read_string().unwrap();
+    }
+    for _ in 0..11 {
+        r.skip_value().unwrap();
+    }
+    let s = r.read_string().unwrap().unwrap();
+    let want = format!("{}😀{}", "x".repeat(32767), "y".repeat(100));
+    assert_eq!(s, want);
+}
+
+#[test]
+fn reads_a_hessian_js_response() {
+    let frame = decode_one(include_bytes!("../testdata/value-response.bin"));
+    assert_eq!(frame.metadata.message_type, MessageType::Response);
+    assert_eq!(frame.metadata.request_id, 11);
+    assert_eq!(frame.metadata.response_status, ResponseStatus::Ok);
+}
+
+#[test]
+fn deep_nesting_is_refused_not_followed() {
+    let mut body = BytesMut::new();
+    for s in ["2.0.2", "S", "", "m", "Ljava/util/List;"] {
+        write_string(&mut body, s);
+    }
+    body.extend_from_slice(&vec![b'W'; 100_000]);
+    let err = DubboCodec::default()
+        .decode(&mut BytesMut::from(&message(0xc2, 0, 1, &body)[..]))
+        .unwrap_err();
+    assert!(err.to_string().contains("depth"), "{err}");
+    // Class definitions chained before an object count as nesting too.
+    let defs: Vec<u8> = std::iter::repeat_n([b'C', 0x01, b'X', 0x90], 100_000)
+        .flatten()
+        .collect();
+    assert!(Reader::new(&defs).skip_value().is_err());
+}
