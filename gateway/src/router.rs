@@ -1,4 +1,7 @@
-//! Route selection: virtual host by authority, then the first route whose matcher holds.
+//! Route selection for every protocol: for HTTP, the virtual host by authority, then the
+//! first route whose matcher holds; for codec-based protocols (Dubbo, Thrift), the first
+//! MetaProtocol route whose attribute matchers hold. Both evaluate the same
+//! [`HeaderMatcher`]s and [`StringMatch`]es and pick clusters the same way.
 //!
 //! Everything here works on pre-compiled matchers and borrowed request parts, so it
 //! allocates nothing on the common paths (case-insensitive matchers lower-case a copy).
@@ -8,6 +11,8 @@ use std::sync::Arc;
 use http::{HeaderMap, Method};
 use rand::Rng;
 
+use crate::codec::Metadata;
+use crate::model::meta_route::{MetaRoute, MetaRouteConfig};
 use crate::model::route::{
     ClusterTarget, DomainMatch, HeaderKey, HeaderMatcher, PathMatch, QueryMatcher, Route,
     RouteConfig, StringMatch, VirtualHost,
@@ -119,6 +124,8 @@ fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
         HeaderKey::Authority => Some(req.authority),
         HeaderKey::Path => Some(req.path_and_query),
         HeaderKey::Scheme => Some("http"),
+        // An attribute matcher never comes with an HTTP route; it matches nothing here.
+        HeaderKey::Attribute(_) => None,
         HeaderKey::Named(name) => {
             // Several values are matched as Envoy does: joined with commas.
             let mut it = req.headers.get_all(name).iter();
@@ -136,6 +143,22 @@ fn header_matches(h: &HeaderMatcher, req: &RequestView<'_>) -> bool {
                 }
             }
         }
+    };
+    apply_invert(h, eval_header(h, value))
+}
+
+/// The first MetaProtocol route whose every attribute matcher holds for `metadata`.
+pub fn select_meta<'r>(rc: &'r MetaRouteConfig, metadata: &Metadata) -> Option<&'r MetaRoute> {
+    rc.routes
+        .iter()
+        .find(|r| r.matchers.iter().all(|h| attribute_matches(h, metadata)))
+}
+
+fn attribute_matches(h: &HeaderMatcher, metadata: &Metadata) -> bool {
+    let value = match &h.key {
+        HeaderKey::Attribute(name) => metadata.get(name),
+        HeaderKey::Named(name) => metadata.get(name.as_str()),
+        HeaderKey::Method | HeaderKey::Authority | HeaderKey::Path | HeaderKey::Scheme => None,
     };
     apply_invert(h, eval_header(h, value))
 }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod listener;
+pub mod meta_route;
 pub mod route;
 
 use std::time::Duration;

@@ -91,6 +91,9 @@ pub enum HeaderKey {
     Scheme,
     /// A regular header.
     Named(HeaderName),
+    /// An attribute of a codec-decoded message (Dubbo `method`, an attachment, a THeader
+    /// header), by its exact, case-sensitive name.
+    Attribute(String),
 }
 
 /// A header condition.
@@ -363,9 +366,8 @@ fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {
     })
 }
 
-#[allow(deprecated)]
+/// An HTTP header condition (names case-insensitive, pseudo-headers understood).
 fn header_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
-    use pb::header_matcher::HeaderMatchSpecifier as H;
     let key = match h.name.to_ascii_lowercase().as_str() {
         ":method" => HeaderKey::Method,
         ":authority" | "host" => HeaderKey::Authority,
@@ -376,6 +378,21 @@ fn header_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
                 .map_err(|_| ModelError::invalid("header_matcher.name", format!("{other:?}")))?,
         ),
     };
+    matcher_on(key, h)
+}
+
+/// A condition on a codec-decoded message's attribute (MetaProtocol routes: Envoy's
+/// HeaderMatcher with the attribute's exact name).
+pub(crate) fn attribute_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
+    if h.name.is_empty() {
+        return Err(ModelError::Missing("metadata.name"));
+    }
+    matcher_on(HeaderKey::Attribute(h.name.clone()), h)
+}
+
+#[allow(deprecated)]
+fn matcher_on(key: HeaderKey, h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
+    use pb::header_matcher::HeaderMatchSpecifier as H;
     let (value, present) = match &h.header_match_specifier {
         None => (None, true),
         Some(H::PresentMatch(p)) => (None, *p),
@@ -417,24 +434,7 @@ fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
     use pb::route_action::{ClusterSpecifier as C, HostRewriteSpecifier as HR};
     let target = match &ra.cluster_specifier {
         Some(C::Cluster(c)) if !c.is_empty() => ClusterTarget::Single(Arc::from(c.as_str())),
-        Some(C::WeightedClusters(wc)) => {
-            let mut clusters = Vec::new();
-            let mut total = 0u64;
-            for cw in &wc.clusters {
-                if cw.name.is_empty() {
-                    return Err(ModelError::Missing("weighted_clusters.clusters.name"));
-                }
-                let w = cw.weight.as_ref().map_or(0, |w| w.value);
-                if w > 0 {
-                    total += u64::from(w);
-                    clusters.push((Arc::from(cw.name.as_str()), w));
-                }
-            }
-            if total == 0 {
-                return Err(ModelError::invalid("weighted_clusters", "weights sum to 0"));
-            }
-            ClusterTarget::Weighted { clusters, total }
-        }
+        Some(C::WeightedClusters(wc)) => weighted_target(wc)?,
         Some(C::Cluster(_)) | None => return Err(ModelError::Missing("route.cluster")),
         Some(_) => return Err(ModelError::Unsupported("cluster specifier".into())),
     };
@@ -463,6 +463,26 @@ fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
         prefix_rewrite,
         host_rewrite,
     })
+}
+
+/// A weighted split; clusters with weight 0 are left out and the rest must weigh > 0.
+pub(crate) fn weighted_target(wc: &pb::WeightedCluster) -> Result<ClusterTarget, ModelError> {
+    let mut clusters = Vec::new();
+    let mut total = 0u64;
+    for cw in &wc.clusters {
+        if cw.name.is_empty() {
+            return Err(ModelError::Missing("weighted_clusters.clusters.name"));
+        }
+        let w = cw.weight.as_ref().map_or(0, |w| w.value);
+        if w > 0 {
+            total += u64::from(w);
+            clusters.push((Arc::from(cw.name.as_str()), w));
+        }
+    }
+    if total == 0 {
+        return Err(ModelError::invalid("weighted_clusters", "weights sum to 0"));
+    }
+    Ok(ClusterTarget::Weighted { clusters, total })
 }
 
 fn retry_policy(rp: &pb::RetryPolicy) -> Result<RetryPolicy, ModelError> {

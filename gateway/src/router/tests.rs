@@ -320,3 +320,156 @@ fn weighted_pick_follows_the_weights() {
     assert!(!counts.contains_key("off"));
     assert_eq!(rc.clusters.len(), 2);
 }
+
+// === MetaProtocol routes ===
+
+mod meta {
+    use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha as mp;
+    use corridor_proto::envoy::config::core::v3::RuntimeFractionalPercent;
+    use corridor_proto::envoy::config::route::v3 as rt;
+    use corridor_proto::envoy::r#type::v3::FractionalPercent;
+    use corridor_proto::google::protobuf::UInt32Value;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use crate::codec::{MessageType, Metadata, ResponseStatus};
+    use crate::model::meta_route::{MetaRouteConfig, Mirror};
+    use crate::model::route::ClusterTarget;
+    use crate::router::{pick_cluster, select_meta};
+
+    /// `exact_match`, deprecated in Envoy but what Aeraki's control plane sends.
+    #[allow(deprecated)]
+    fn exact(name: &str, value: &str) -> rt::HeaderMatcher {
+        rt::HeaderMatcher {
+            name: name.into(),
+            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(value.into())),
+            ..Default::default()
+        }
+    }
+
+    fn present(name: &str, yes: bool) -> rt::HeaderMatcher {
+        rt::HeaderMatcher {
+            name: name.into(),
+            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::PresentMatch(yes)),
+            ..Default::default()
+        }
+    }
+
+    fn cluster(name: &str) -> Option<mp::RouteAction> {
+        Some(mp::RouteAction {
+            cluster_specifier: Some(mp::route_action::ClusterSpecifier::Cluster(name.into())),
+            ..Default::default()
+        })
+    }
+
+    fn metadata(attrs: &[(&str, &str)]) -> Metadata {
+        Metadata {
+            message_type: MessageType::Request,
+            request_id: 1,
+            response_status: ResponseStatus::Ok,
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            dialect: 0,
+        }
+    }
+
+    fn config() -> MetaRouteConfig {
+        let split = mp::RouteAction {
+            cluster_specifier: Some(mp::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
+                clusters: vec![
+                    rt::weighted_cluster::ClusterWeight { name: "v1".into(), weight: Some(UInt32Value { value: 80 }), ..Default::default() },
+                    rt::weighted_cluster::ClusterWeight { name: "v2".into(), weight: Some(UInt32Value { value: 20 }), ..Default::default() },
+                ],
+                ..Default::default()
+            })),
+            request_mirror_policies: vec![mp::route_action::RequestMirrorPolicy {
+                cluster: "shadow".into(),
+                runtime_fraction: Some(RuntimeFractionalPercent {
+                    default_value: Some(FractionalPercent { numerator: 25, denominator: 0 }),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        };
+        let pb = mp::RouteConfiguration {
+            name: "greeter:20880".into(),
+            routes: vec![
+                mp::Route {
+                    name: "gold".into(),
+                    r#match: Some(mp::RouteMatch { metadata: vec![exact("tier", "Gold"), present("traceId", true)] }),
+                    route: cluster("gold"),
+                    request_mutation: vec![mp::KeyValue { key: "routed-by".into(), value: "corridor".into() }],
+                    ..Default::default()
+                },
+                mp::Route {
+                    name: "say-hello".into(),
+                    r#match: Some(mp::RouteMatch { metadata: vec![exact("method", "sayHello")] }),
+                    route: Some(split),
+                    ..Default::default()
+                },
+                mp::Route { name: "default".into(), route: cluster("v1"), ..Default::default() },
+            ],
+        };
+        MetaRouteConfig::try_from(&pb).unwrap()
+    }
+
+    #[test]
+    fn first_route_whose_attributes_all_match_wins() {
+        let rc = config();
+        assert_eq!(rc.clusters.iter().map(|c| &**c).collect::<Vec<_>>(), ["gold", "shadow", "v1", "v2"]);
+        let gold = select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("traceId", "abc")])).unwrap();
+        assert_eq!(&*gold.name, "gold");
+        assert_eq!(gold.request_mutation, vec![("routed-by".to_string(), "corridor".to_string())]);
+        // Attribute names are exact: `TraceId` is not `traceId`; values are case-sensitive.
+        let r = select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("TraceId", "abc")])).unwrap();
+        assert_eq!(&*r.name, "say-hello");
+        assert_eq!(&*select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "gold")])).unwrap().name, "say-hello");
+        assert_eq!(&*select_meta(&rc, &metadata(&[("method", "other")])).unwrap().name, "default");
+    }
+
+    #[test]
+    fn weighted_split_and_mirror_share_come_from_the_resource() {
+        let rc = config();
+        let r = select_meta(&rc, &metadata(&[("method", "sayHello")])).unwrap();
+        assert_eq!(r.mirrors, vec![Mirror { cluster: "shadow".into(), fraction: 0.25 }]);
+        assert!(matches!(r.target, ClusterTarget::Weighted { total: 100, .. }));
+        let mut rng = StdRng::seed_from_u64(7);
+        let v1 = (0..2000).filter(|_| &**pick_cluster(&r.target, &mut rng) == "v1").count();
+        assert!((1500..1700).contains(&v1), "80/20 split gave {v1}/2000 to v1");
+    }
+
+    #[test]
+    fn no_route_matches_when_nothing_does() {
+        let pb = mp::RouteConfiguration {
+            name: "x".into(),
+            routes: vec![mp::Route {
+                name: "only".into(),
+                r#match: Some(mp::RouteMatch { metadata: vec![exact("method", "a")] }),
+                route: cluster("c"),
+                ..Default::default()
+            }],
+        };
+        let rc = MetaRouteConfig::try_from(&pb).unwrap();
+        assert!(select_meta(&rc, &metadata(&[("method", "b")])).is_none());
+    }
+
+    #[test]
+    fn bad_resources_are_rejected_with_the_route_named() {
+        let no_cluster = mp::RouteConfiguration {
+            name: "x".into(),
+            routes: vec![mp::Route { name: "broken".into(), route: None, ..Default::default() }],
+        };
+        let err = MetaRouteConfig::try_from(&no_cluster).unwrap_err().to_string();
+        assert!(err.contains("broken"), "{err}");
+        let empty_key = mp::RouteConfiguration {
+            name: "x".into(),
+            routes: vec![mp::Route {
+                name: "m".into(),
+                route: cluster("c"),
+                request_mutation: vec![mp::KeyValue { key: String::new(), value: "v".into() }],
+                ..Default::default()
+            }],
+        };
+        assert!(MetaRouteConfig::try_from(&empty_key).is_err());
+        assert!(MetaRouteConfig::try_from(&mp::RouteConfiguration::default()).is_err());
+    }
+}
