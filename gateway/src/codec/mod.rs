@@ -190,4 +190,11 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     /// What to send before closing a stream that failed to decode, when the protocol can
     /// say so (a Dubbo bad-request response when the header was readable).
     fn error_reply(&self, buf: &[u8], error: &CodecError) -> Option<Bytes>;
+
+    /// Whether a caller expects responses in the order of its requests on a connection
+    /// (Thrift clients that pipeline do; Dubbo matches by request id, so answers go out
+    /// as they come).
+    fn responses_in_order(&self) -> bool {
+        false
+    }
 }
