@@ -102,3 +102,61 @@ fn deep_nesting_is_refused_not_followed() {
         .collect();
     assert!(Reader::new(&defs).skip_value().is_err());
 }
+
+#[test]
+fn renders_scalar_attachment_values_as_java_prints_them() {
+    let cases: [(&[u8], Option<&str>); 16] = [
+        (&[0x90], Some("0")),
+        (&[0x80], Some("-16")),
+        (&[0xbf], Some("47")),
+        (&[0xc7, 0x00], Some("-256")),
+        (&[0xcf, 0xff], Some("2047")),
+        (&[0xd0, 0x00, 0x00], Some("-262144")),
+        (b"I\x80\x00\x00\x00", Some("-2147483648")),
+        (&[0xe0], Some("0")),
+        (&[0xd8], Some("-8")),
+        (&[0xf0, 0x00], Some("-2048")),
+        (&[0x38, 0x00, 0x00], Some("-262144")),
+        (b"Y\xff\xff\xff\xff", Some("-1")),
+        (
+            b"L\x7f\xff\xff\xff\xff\xff\xff\xff",
+            Some("9223372036854775807"),
+        ),
+        (b"T", Some("true")),
+        (b"N", None),
+        (b"D\x40\x09\x21\xfb\x54\x44\x2d\x18", None),
+    ];
+    for (bytes, want) in cases {
+        let mut r = Reader::new(bytes);
+        assert_eq!(r.read_text().unwrap().as_deref(), want, "{bytes:02x?}");
+        assert!(r.at_end(), "{bytes:02x?}");
+    }
+}
+
+#[test]
+fn keeps_a_typed_attachments_map_typed() {
+    let mut body = BytesMut::new();
+    for s in ["2.0.2", "com.example.Echo", "1.0", "echo", ""] {
+        write_string(&mut body, s);
+    }
+    body.extend_from_slice(b"M");
+    for s in ["java.util.TreeMap", "group", "red", "z", "last"] {
+        write_string(&mut body, s);
+    }
+    body.extend_from_slice(b"Z");
+    let frame = decode_one(&message(0xc2, 0, 8, &body));
+    assert_eq!(frame.metadata.get("group"), Some("red"));
+    let edit = Edit {
+        request_id: None,
+        set: vec![("group".into(), "blue".into())],
+    };
+    let mut out = BytesMut::new();
+    DubboCodec::default()
+        .encode(&frame, &edit, &mut out)
+        .unwrap();
+    let again = decode_one(&out);
+    assert_eq!(again.metadata.get("group"), Some("blue"));
+    assert_eq!(again.metadata.get("z"), Some("last"));
+    assert!(out.windows(17).any(|w| w == b"java.util.TreeMap"));
+    assert_eq!(out.len(), frame.bytes.len() + 1);
+}
