@@ -18,10 +18,12 @@ const ONEWAY: u8 = 2;
 const PING: u8 = 3;
 const PONG: u8 = 4;
 
-#[derive(Debug)]
-struct Toy;
+mod downstream;
 
-fn frame(id: u64, kind: u8, payload: &[u8]) -> Bytes {
+#[derive(Debug)]
+pub(super) struct Toy;
+
+pub(super) fn frame(id: u64, kind: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::new();
     b.put_u32(9 + payload.len() as u32);
     b.put_u64(id);
@@ -93,7 +95,7 @@ fn request(id: u64, kind: u8, payload: &str) -> Frame {
 
 /// An upstream that waits for `batch` requests, then answers them in reverse order
 /// (`echo:<payload>`); it first pings the gateway and expects a pong.
-async fn reversing_upstream(batch: usize) -> SocketAddr {
+pub(super) async fn reversing_upstream(batch: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
