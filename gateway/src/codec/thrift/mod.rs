@@ -249,6 +249,12 @@ impl Codec for ThriftCodec {
             &text,
         ))
     }
+
+    /// Thrift clients read the next answer on a connection and check its seqid
+    /// (BAD_SEQUENCE_ID otherwise), so a pipelining client needs them in order.
+    fn responses_in_order(&self) -> bool {
+        true
+    }
 }
 
 /// A `TApplicationException` of `kind` in `dialect` (THeader replies echo the flags and
