@@ -46,3 +46,13 @@ fn xds_seeds_from_the_translator_are_accepted() {
 fn dns_request_seeds() {
     replay("dns_request", corridor_fuzz::dns_request);
 }
+
+#[test]
+fn dubbo_codec_seeds() {
+    replay("dubbo_codec", corridor_fuzz::dubbo_codec);
+}
+
+#[test]
+fn thrift_codec_seeds() {
+    replay("thrift_codec", corridor_fuzz::thrift_codec);
+}
