@@ -28,6 +28,21 @@ fn decode_one(bytes: &[u8]) -> Frame {
 }
 
 /// A message with `flags`, `status`, `id` and `body`.
+/// Writes `frame` with attachment `key` set to `value`; returns the bytes and their
+/// decoding.
+fn set_attachment(frame: &Frame, key: &str, value: &str) -> (BytesMut, Frame) {
+    let edit = Edit {
+        request_id: None,
+        set: vec![(key.into(), value.into())],
+    };
+    let mut out = BytesMut::new();
+    DubboCodec::default()
+        .encode(frame, &edit, &mut out)
+        .unwrap();
+    let again = decode_one(&out);
+    (out, again)
+}
+
 fn message(flags: u8, status: u8, id: u64, body: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
     Header {
@@ -249,15 +264,7 @@ fn adds_attachments_to_a_body_without_them() {
     body.extend_from_slice(&[0x91]);
     let frame = decode_one(&message(0xc2, 0, 3, &body));
     assert_eq!(frame.metadata.get("version"), None);
-    let edit = Edit {
-        request_id: None,
-        set: vec![("group".into(), "blue".into())],
-    };
-    let mut out = BytesMut::new();
-    DubboCodec::default()
-        .encode(&frame, &edit, &mut out)
-        .unwrap();
-    let again = decode_one(&out);
+    let (_, again) = set_attachment(&frame, "group", "blue");
     assert_eq!(again.metadata.get("group"), Some("blue"));
     assert_eq!(again.metadata.get("interface"), Some("com.example.Echo"));
 }

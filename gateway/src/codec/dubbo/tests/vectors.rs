@@ -47,15 +47,7 @@ fn reads_every_hessian_type_hessian_js_writes() {
     assert_eq!(m.get("x-flag"), Some("true"));
     assert_eq!(m.get("x-text"), Some("héllo 世界"));
 
-    let edit = Edit {
-        request_id: None,
-        set: vec![("group".into(), "green".into())],
-    };
-    let mut out = BytesMut::new();
-    DubboCodec::default()
-        .encode(&frame, &edit, &mut out)
-        .unwrap();
-    let again = decode_one(&out);
+    let (out, again) = set_attachment(&frame, "group", "green");
     assert_eq!(again.metadata.get("group"), Some("green"));
     assert_eq!(again.metadata.get("timeout"), Some("3000"));
     assert_eq!(args_of(&out), args_of(bytes));
@@ -146,15 +138,7 @@ fn keeps_a_typed_attachments_map_typed() {
     body.extend_from_slice(b"Z");
     let frame = decode_one(&message(0xc2, 0, 8, &body));
     assert_eq!(frame.metadata.get("group"), Some("red"));
-    let edit = Edit {
-        request_id: None,
-        set: vec![("group".into(), "blue".into())],
-    };
-    let mut out = BytesMut::new();
-    DubboCodec::default()
-        .encode(&frame, &edit, &mut out)
-        .unwrap();
-    let again = decode_one(&out);
+    let (out, again) = set_attachment(&frame, "group", "blue");
     assert_eq!(again.metadata.get("group"), Some("blue"));
     assert_eq!(again.metadata.get("z"), Some("last"));
     assert!(out.windows(17).any(|w| w == b"java.util.TreeMap"));
