@@ -332,6 +332,20 @@ async fn accept_loop(
                             .instrument(span),
                         );
                     }
+                    ListenerCtx::Meta(m) => {
+                        let m = m.clone();
+                        let span = tracing::debug_span!("meta", listener = %name, %remote, protocol = m.codec.name());
+                        // Like opaque TCP, a codec connection has no graceful close of its
+                        // own: it gets the drain timeout to end.
+                        let live = tcp_live.clone();
+                        tokio::spawn(
+                            async move {
+                                crate::proxy::meta::downstream::serve(stream, m.codec.clone(), m).await;
+                                drop(live);
+                            }
+                            .instrument(span),
+                        );
+                    }
                 }
             }
         }

@@ -63,6 +63,9 @@ pub mod type_url {
         "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
     /// The DNS name table (project message).
     pub const NAME_TABLE: &str = "type.googleapis.com/corridor.dns.v1.NameTable";
+    /// MetaProtocol (Dubbo, Thrift) route configurations (Aeraki's message).
+    pub const META_ROUTE: &str =
+        "type.googleapis.com/aeraki.meta_protocol_proxy.config.route.v1alpha.RouteConfiguration";
 
     /// Short name used in logs and metrics labels ("lds", "rds", ...).
     pub fn short(type_url: &str) -> &'static str {
@@ -72,6 +75,7 @@ pub mod type_url {
             CLUSTER => "cds",
             ENDPOINT => "eds",
             NAME_TABLE => "ntds",
+            META_ROUTE => "mrds",
             _ => "unknown",
         }
     }
@@ -108,10 +112,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        assert_eq!(
-            RouteConfiguration::type_url(),
-            "type.googleapis.com/aeraki.meta_protocol_proxy.config.route.v1alpha.RouteConfiguration"
-        );
+        assert_eq!(RouteConfiguration::type_url(), super::type_url::META_ROUTE);
         let any = super::google::protobuf::Any {
             type_url: RouteConfiguration::type_url(),
             value: prost::Message::encode_to_vec(&config),

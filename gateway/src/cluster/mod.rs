@@ -26,6 +26,10 @@ pub struct Endpoint {
     pub failed_rq: AtomicU64,
     /// Connections.
     pub pool: Arc<Pool>,
+    /// The shared connection of codec-based protocols (Dubbo, Thrift): one multiplexed
+    /// connection per endpoint; the lock is held while connecting so concurrent calls
+    /// share it.
+    pub mux: tokio::sync::Mutex<Option<crate::proxy::meta::upstream::Multiplexed>>,
 }
 
 impl Endpoint {
@@ -36,6 +40,7 @@ impl Endpoint {
             total_rq: AtomicU64::new(0),
             failed_rq: AtomicU64::new(0),
             pool: Arc::new(Pool::new(addr, http2)),
+            mux: tokio::sync::Mutex::new(None),
         }
     }
 }
@@ -81,6 +86,8 @@ pub struct Snapshot {
     pub routes: HashMap<String, Arc<RouteConfig>>,
     /// Clusters by name.
     pub clusters: HashMap<String, Arc<ClusterState>>,
+    /// MetaProtocol (Dubbo, Thrift) route configurations by name.
+    pub meta_routes: HashMap<String, Arc<crate::model::meta_route::MetaRouteConfig>>,
 }
 
 impl Snapshot {
@@ -116,6 +123,7 @@ impl Snapshot {
         Snapshot {
             routes,
             clusters: out,
+            meta_routes: HashMap::new(),
         }
     }
 }

@@ -11,12 +11,20 @@ use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
+use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::{
+    MetaProtocolProxy, meta_protocol_proxy::RouteSpecifier as MetaRouteSpecifier,
+};
+
 use super::{ModelError, decode_any, metadata_string};
 
 /// Filter name of the HTTP connection manager.
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 /// Filter name of the TCP proxy.
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
+/// Filter name of Aeraki's MetaProtocol proxy (Dubbo, Thrift, ...).
+pub const META_PROTOCOL_FILTER: &str = "aeraki.meta_protocol_proxy";
+/// Prefix of Aeraki's codec names (`aeraki.meta_protocol.codec.dubbo`).
+pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
 /// A validated listener.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +52,34 @@ pub enum ListenerKind {
         /// Cluster name.
         cluster: String,
     },
+    /// A codec-based protocol, routed through the named MetaProtocol route configuration.
+    Meta {
+        /// MetaProtocol RDS resource name.
+        route_config: String,
+        /// Which codec reads the bytes.
+        codec: CodecKind,
+    },
+}
+
+/// The codecs the gateway has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecKind {
+    /// Dubbo2 with Hessian2.
+    Dubbo,
+    /// Thrift, any transport and protocol.
+    Thrift,
+}
+
+impl CodecKind {
+    /// From an Aeraki codec name (`aeraki.meta_protocol.codec.dubbo`) or an application
+    /// protocol name (`dubbo`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.strip_prefix(CODEC_PREFIX).unwrap_or(name) {
+            "dubbo" => Some(CodecKind::Dubbo),
+            "thrift" => Some(CodecKind::Thrift),
+            _ => None,
+        }
+    }
 }
 
 /// Destination-service labels read from `metadata.filter_metadata["corridor"]`.
@@ -64,7 +100,15 @@ impl Listener {
     pub fn route_config(&self) -> Option<&str> {
         match &self.kind {
             ListenerKind::Http { route_config } => Some(route_config),
-            ListenerKind::Tcp { .. } => None,
+            ListenerKind::Tcp { .. } | ListenerKind::Meta { .. } => None,
+        }
+    }
+
+    /// The MetaProtocol route configuration a Dubbo/Thrift listener references.
+    pub fn meta_route_config(&self) -> Option<&str> {
+        match &self.kind {
+            ListenerKind::Meta { route_config, .. } => Some(route_config),
+            ListenerKind::Http { .. } | ListenerKind::Tcp { .. } => None,
         }
     }
 }
@@ -123,6 +167,7 @@ impl TryFrom<&PbListener> for Listener {
                     _ => return Err(ModelError::Missing("tcp_proxy.cluster")),
                 }
             }
+            META_PROTOCOL_FILTER => meta_kind(&decode_any::<MetaProtocolProxy>(any)?)?,
             other => return Err(ModelError::Unsupported(format!("network filter {other:?}"))),
         };
         let md = l.metadata.as_ref();
@@ -139,6 +184,35 @@ impl TryFrom<&PbListener> for Listener {
             service,
         })
     }
+}
+
+/// A MetaProtocol listener: its route configuration (RDS only) and its codec, named by
+/// `protocol.codec` (or the older `codec` / `application_protocol` fields).
+#[allow(deprecated)]
+fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
+    let route_config = match &p.route_specifier {
+        Some(MetaRouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
+            rds.route_config_name.clone()
+        }
+        Some(MetaRouteSpecifier::Rds(_)) | None => {
+            return Err(ModelError::Missing("meta_protocol_proxy.rds.route_config_name"));
+        }
+        Some(MetaRouteSpecifier::RouteConfig(_)) => {
+            return Err(ModelError::Unsupported("inline MetaProtocol route_config".into()));
+        }
+    };
+    let names = [
+        p.protocol.as_ref().and_then(|a| a.codec.as_ref()).map(|c| c.name.as_str()),
+        p.protocol.as_ref().map(|a| a.name.as_str()),
+        p.codec.as_ref().map(|c| c.name.as_str()),
+        Some(p.application_protocol.as_str()),
+    ];
+    let named: Vec<&str> = names.into_iter().flatten().filter(|n| !n.is_empty()).collect();
+    let codec = named
+        .iter()
+        .find_map(|n| CodecKind::from_name(n))
+        .ok_or_else(|| ModelError::Unsupported(format!("MetaProtocol codec {:?}", named.first().unwrap_or(&""))))?;
+    Ok(ListenerKind::Meta { route_config, codec })
 }
 
 /// Converts an Envoy address holding a literal IP and a numeric port.

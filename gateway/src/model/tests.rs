@@ -230,3 +230,42 @@ fn durations_outside_the_protobuf_range_are_rejected() {
     // The largest accepted timeout can still be added to a clock reading.
     assert!(std::time::Instant::now().checked_add(d).is_some());
 }
+
+#[test]
+fn meta_protocol_listener_names_its_codec_and_routes() {
+    use corridor_proto::aeraki::meta_protocol_proxy::v1alpha as mp;
+    use corridor_proto::envoy::config::listener::v3::filter::ConfigType;
+    use super::listener::{CodecKind, META_PROTOCOL_FILTER};
+
+    let proxy = |codec: &str, rds: &str| mp::MetaProtocolProxy {
+        stat_prefix: "greeter".into(),
+        route_specifier: Some(mp::meta_protocol_proxy::RouteSpecifier::Rds(mp::Rds {
+            route_config_name: rds.into(),
+            ..Default::default()
+        })),
+        protocol: Some(mp::ApplicationProtocol {
+            name: "x".into(),
+            codec: Some(mp::Codec { name: codec.into(), config: None }),
+            multiplexing: true,
+        }),
+        ..Default::default()
+    };
+    let listener = |p: mp::MetaProtocolProxy| {
+        let mut l = http_listener("greeter:20880", addr("127.100.1.3:20880"), "unused");
+        l.filter_chains[0].filters[0].name = META_PROTOCOL_FILTER.into();
+        l.filter_chains[0].filters[0].config_type =
+            Some(ConfigType::TypedConfig(corridor_proto::pack_any(p)));
+        Listener::try_from(&l)
+    };
+    let l = listener(proxy("aeraki.meta_protocol.codec.dubbo", "greeter:20880")).unwrap();
+    assert_eq!(
+        l.kind,
+        ListenerKind::Meta { route_config: "greeter:20880".into(), codec: CodecKind::Dubbo }
+    );
+    assert_eq!(l.meta_route_config(), Some("greeter:20880"));
+    assert_eq!(l.route_config(), None);
+    let t = listener(proxy("aeraki.meta_protocol.codec.thrift", "t")).unwrap();
+    assert!(matches!(t.kind, ListenerKind::Meta { codec: CodecKind::Thrift, .. }));
+    assert!(matches!(listener(proxy("aeraki.meta_protocol.codec.trpc", "t")), Err(ModelError::Unsupported(_))));
+    assert!(matches!(listener(proxy("aeraki.meta_protocol.codec.dubbo", "")), Err(ModelError::Missing(_))));
+}

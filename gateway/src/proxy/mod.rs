@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::cluster::Snapshot;
-use crate::model::listener::{Listener, ListenerKind};
+use crate::model::listener::{CodecKind, Listener, ListenerKind};
 use crate::telemetry::metrics::{self, Metrics, ServiceMetrics};
 
 /// State shared by every listener: the current configuration and the metrics registry.
@@ -64,6 +64,8 @@ pub enum ListenerCtx {
     Http(Arc<HttpListener>),
     /// TCP proxy.
     Tcp(Arc<TcpProxyListener>),
+    /// MetaProtocol proxy (Dubbo, Thrift).
+    Meta(Arc<meta::backend::MetaListener>),
 }
 
 impl ListenerCtx {
@@ -88,6 +90,18 @@ impl ListenerCtx {
                     closed: m.counter(metrics::TCP_CONNECTIONS_CLOSED, labels.clone()),
                     sent: m.counter(metrics::TCP_SENT_BYTES, labels.clone()),
                     received: m.counter(metrics::TCP_RECEIVED_BYTES, labels),
+                }))
+            }
+            ListenerKind::Meta { route_config, codec } => {
+                let codec: Arc<dyn crate::codec::Codec> = match codec {
+                    CodecKind::Dubbo => Arc::new(crate::codec::dubbo::DubboCodec::default()),
+                    CodecKind::Thrift => Arc::new(crate::codec::thrift::ThriftCodec::default()),
+                };
+                ListenerCtx::Meta(Arc::new(meta::backend::MetaListener {
+                    name: l.name.clone(),
+                    route_config: route_config.clone(),
+                    codec,
+                    shared: shared.clone(),
                 }))
             }
         }

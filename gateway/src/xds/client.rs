@@ -1,6 +1,7 @@
 //! Delta ADS client.
 //!
-//! One stream carries the four types. LDS and CDS are wildcard subscriptions; RDS and EDS
+//! One stream carries the gateway's types. LDS and CDS are wildcard subscriptions; RDS, EDS
+//! and MetaProtocol RDS (Dubbo/Thrift routes)
 //! subscribe to exactly the names the accepted listeners and clusters reference, and
 //! unsubscribe when nothing references them any more. Each response is applied resource
 //! by resource: good resources take effect, rejected ones keep their last good version,
@@ -102,6 +103,7 @@ fn static_type(t: &str) -> Option<&'static str> {
         type_url::ROUTE,
         type_url::CLUSTER,
         type_url::ENDPOINT,
+        type_url::META_ROUTE,
     ]
     .into_iter()
     .find(|s| *s == t)
@@ -122,6 +124,7 @@ impl XdsClient {
             type_url::CLUSTER,
             type_url::ROUTE,
             type_url::ENDPOINT,
+            type_url::META_ROUTE,
         ]
         .into_iter()
         .map(|t| (t, TypeState::default()))
@@ -219,6 +222,7 @@ impl XdsClient {
             type_url::CLUSTER,
             type_url::ROUTE,
             type_url::ENDPOINT,
+            type_url::META_ROUTE,
         ] {
             let Some(ts) = self.types.get_mut(t) else {
                 continue;
@@ -310,12 +314,20 @@ impl XdsClient {
 
     /// Brings the RDS and EDS subscriptions in line with what is referenced.
     fn resubscribe(&mut self) -> Vec<DeltaDiscoveryRequest> {
-        let (routes, endpoints) = match self.state.store.lock() {
-            Ok(s) => (s.referenced_routes(), s.referenced_endpoints()),
+        let (routes, endpoints, meta_routes) = match self.state.store.lock() {
+            Ok(s) => (
+                s.referenced_routes(),
+                s.referenced_endpoints(),
+                s.referenced_meta_routes(),
+            ),
             Err(_) => return Vec::new(),
         };
         let mut out = Vec::new();
-        for (t, wanted) in [(type_url::ROUTE, routes), (type_url::ENDPOINT, endpoints)] {
+        for (t, wanted) in [
+            (type_url::ROUTE, routes),
+            (type_url::ENDPOINT, endpoints),
+            (type_url::META_ROUTE, meta_routes),
+        ] {
             let Some(ts) = self.types.get_mut(t) else {
                 continue;
             };
@@ -352,7 +364,7 @@ impl XdsClient {
                 pending.push(type_url::short(t).to_string());
             }
         }
-        for t in [type_url::ROUTE, type_url::ENDPOINT] {
+        for t in [type_url::ROUTE, type_url::ENDPOINT, type_url::META_ROUTE] {
             if let Some(ts) = self.types.get(t) {
                 let missing = ts.subscribed.difference(&ts.received).count();
                 if missing > 0 {

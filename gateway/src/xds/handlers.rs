@@ -18,6 +18,8 @@ use crate::cluster::Snapshot;
 use crate::listener::{ListenerChange, ListenerManager};
 use crate::model::cluster::{Cluster, Endpoints};
 use crate::model::listener::Listener;
+use crate::model::meta_route::MetaRouteConfig;
+use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 use crate::model::route::RouteConfig;
 use crate::model::{ModelError, decode_any};
 
@@ -45,6 +47,8 @@ pub struct ConfigStore {
     pub clusters: BTreeMap<String, Entry<Cluster>>,
     /// EDS.
     pub endpoints: BTreeMap<String, Entry<Endpoints>>,
+    /// MetaProtocol RDS (Dubbo, Thrift routes).
+    pub meta_routes: BTreeMap<String, Entry<MetaRouteConfig>>,
     /// Last `system_version_info` per type URL.
     pub system_versions: BTreeMap<String, String>,
     /// Route configurations whose newest version waits for its clusters to warm up,
@@ -58,6 +62,14 @@ impl ConfigStore {
         self.listeners
             .values()
             .filter_map(|e| e.model.route_config().map(str::to_string))
+            .collect()
+    }
+
+    /// MetaProtocol RDS names the listeners reference.
+    pub fn referenced_meta_routes(&self) -> BTreeSet<String> {
+        self.listeners
+            .values()
+            .filter_map(|e| e.model.meta_route_config().map(str::to_string))
             .collect()
     }
 
@@ -106,6 +118,7 @@ trait Handler {
 
 struct Lds;
 struct Rds;
+struct MetaRds;
 struct Cds;
 struct Eds;
 
@@ -127,6 +140,17 @@ impl Handler for Rds {
         RouteConfig::try_from(p)
     }
     fn name(p: &RouteConfiguration) -> &str {
+        &p.name
+    }
+}
+
+impl Handler for MetaRds {
+    type Proto = PbMetaRouteConfiguration;
+    type Model = MetaRouteConfig;
+    fn convert(p: &PbMetaRouteConfiguration) -> Result<MetaRouteConfig, ModelError> {
+        MetaRouteConfig::try_from(p)
+    }
+    fn name(p: &PbMetaRouteConfiguration) -> &str {
         &p.name
     }
 }
@@ -260,6 +284,9 @@ impl XdsState {
             type_url::ROUTE => {
                 apply_typed::<Rds>(&mut store.routes, resources, removed, &mut out);
             }
+            type_url::META_ROUTE => {
+                apply_typed::<MetaRds>(&mut store.meta_routes, resources, removed, &mut out);
+            }
             type_url::CLUSTER => {
                 apply_typed::<Cds>(&mut store.clusters, resources, removed, &mut out);
             }
@@ -291,6 +318,9 @@ impl XdsState {
                 }
                 type_url::ENDPOINT => {
                     store.endpoints.remove(n);
+                }
+                type_url::META_ROUTE => {
+                    store.meta_routes.remove(n);
                 }
                 _ => {}
             }
@@ -349,7 +379,14 @@ impl XdsState {
             .iter()
             .map(|(k, e)| (k.clone(), e.model.clone()))
             .collect();
-        let next = Snapshot::build(&routes, &clusters, &endpoints, &prev);
+        let mut next = Snapshot::build(&routes, &clusters, &endpoints, &prev);
+        // MetaProtocol routes apply as they come (no warming yet: their clusters usually
+        // arrive in the same push as the listener that references them).
+        next.meta_routes = store
+            .meta_routes
+            .iter()
+            .map(|(k, e)| (k.clone(), e.model.clone()))
+            .collect();
         self.snapshot.store(Arc::new(next));
     }
 

@@ -4,6 +4,7 @@
 //! rewrite request ids and match responses back. Being written for issue 4: the
 //! connection handling is here; listener wiring and the controller's translation follow.
 
+pub mod backend;
 pub mod downstream;
 pub mod upstream;
 

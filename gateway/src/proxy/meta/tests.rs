@@ -19,6 +19,7 @@ const PING: u8 = 3;
 const PONG: u8 = 4;
 
 mod downstream;
+mod gateway;
 
 #[derive(Debug)]
 pub(super) struct Toy;

@@ -1,0 +1,81 @@
+//! The listener's [`Backend`]: routes from the current snapshot's MetaProtocol route
+//! configuration, endpoints from its clusters, one multiplexed connection per endpoint.
+
+use std::sync::Arc;
+
+use super::downstream::{Backend, Decision};
+use super::upstream::Multiplexed;
+use crate::cluster::lb;
+use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
+use crate::proxy::Shared;
+use crate::router::{pick_cluster, select_meta};
+
+/// What a Dubbo/Thrift listener's connections need.
+#[derive(Debug)]
+pub struct MetaListener {
+    /// Listener name.
+    pub name: String,
+    /// MetaProtocol RDS name, looked up in the snapshot on each request.
+    pub route_config: String,
+    /// The protocol's codec.
+    pub codec: Arc<dyn Codec>,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+fn local(kind: ErrorKind, message: String) -> LocalError {
+    LocalError { kind, message }
+}
+
+impl Backend for MetaListener {
+    fn route(&self, request: &Metadata) -> Result<Decision, LocalError> {
+        let snapshot = self.shared.snapshot.load();
+        let Some(rc) = snapshot.meta_routes.get(&self.route_config) else {
+            return Err(local(
+                ErrorKind::NoRoute,
+                format!("no route configuration {} (yet)", self.route_config),
+            ));
+        };
+        let Some(route) = select_meta(rc, request) else {
+            let method = request.get("method").unwrap_or("?");
+            return Err(local(
+                ErrorKind::NoRoute,
+                format!("no route for method {method} on {}", self.name),
+            ));
+        };
+        let cluster = pick_cluster(&route.target, &mut rand::rng()).clone();
+        let set = |pairs: &[(String, String)]| Edit {
+            request_id: None,
+            set: pairs.to_vec(),
+        };
+        Ok(Decision {
+            route: route.name.clone(),
+            cluster,
+            request_edit: set(&route.request_mutation),
+            response_edit: set(&route.response_mutation),
+            timeout: None,
+        })
+    }
+
+    async fn connection(&self, cluster: &str) -> Result<Multiplexed, LocalError> {
+        let snapshot = self.shared.snapshot.load_full();
+        let Some(state) = snapshot.clusters.get(cluster) else {
+            return Err(local(ErrorKind::Unavailable, format!("cluster {cluster} not found")));
+        };
+        let Some(endpoint) = lb::pick(state, &[], &mut rand::rng()) else {
+            return Err(local(
+                ErrorKind::Unavailable,
+                format!("no healthy endpoint in {cluster}"),
+            ));
+        };
+        let mut slot = endpoint.mux.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Multiplexed::connect(endpoint.addr, self.codec.clone(), state.config.connect_timeout)
+            .await
+            .map_err(|e| local(ErrorKind::Unavailable, e.to_string()))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+}
