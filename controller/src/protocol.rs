@@ -43,6 +43,11 @@ impl Protocol {
         matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
     }
 
+    /// True for ports served by the MetaProtocol proxy (a codec, one router).
+    pub fn is_meta(self) -> bool {
+        matches!(self, Protocol::Dubbo | Protocol::Thrift)
+    }
+
     /// True when upstream connections must speak HTTP/2.
     pub fn is_http2(self) -> bool {
         matches!(self, Protocol::Http2 | Protocol::Grpc)

@@ -20,19 +20,22 @@ use corridor_proto::envoy::config::{
     cluster::v3::Cluster as PbCluster, endpoint::v3::ClusterLoadAssignment,
     listener::v3::Listener as PbListener, route::v3::RouteConfiguration,
 };
+use corridor_gateway::model::meta_route::MetaRouteConfig;
+use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 use corridor_proto::type_url;
 use prost::Message;
 use serde::Deserialize;
 
 /// The resource types of the `xds_resources` target, by the value of its first byte
 /// (modulo the count).
-pub const XDS_TYPES: [&str; 4] = ["listener", "route", "cluster", "endpoint"];
+pub const XDS_TYPES: [&str; 5] = ["listener", "route", "cluster", "endpoint", "meta_route"];
 /// The type URLs of [`XDS_TYPES`], in the same order.
-pub const XDS_TYPE_URLS: [&str; 4] = [
+pub const XDS_TYPE_URLS: [&str; 5] = [
     type_url::LISTENER,
     type_url::ROUTE,
     type_url::CLUSTER,
     type_url::ENDPOINT,
+    type_url::META_ROUTE,
 ];
 
 /// Manifest bytes → UTF-8 → YAML documents → objects → store → admission → translation,
@@ -85,7 +88,7 @@ pub fn convert_xds(data: &[u8]) -> Result<(), String> {
     convert(usize::from(kind), body)
 }
 
-/// Decodes `body` as the resource type `XDS_TYPES[tag % 4]` and converts it.
+/// Decodes `body` as the resource type `XDS_TYPES[tag % 5]` and converts it.
 fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
     fn decode_and<P: Message + Default, M>(
         body: &[u8],
@@ -98,7 +101,8 @@ fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
         0 => decode_and(body, |pb: &PbListener| Listener::try_from(pb)),
         1 => decode_and(body, |pb: &RouteConfiguration| RouteConfig::try_from(pb)),
         2 => decode_and(body, |pb: &PbCluster| Cluster::try_from(pb)),
-        _ => decode_and(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
+        3 => decode_and(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
+        _ => decode_and(body, |pb: &PbMetaRouteConfiguration| MetaRouteConfig::try_from(pb)),
     }
 }
 

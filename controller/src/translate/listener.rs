@@ -3,6 +3,9 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use corridor_proto::{
+    aeraki::meta_protocol_proxy::v1alpha::{
+        ApplicationProtocol, Codec, MetaProtocolProxy, Rds as MetaRds, meta_protocol_proxy,
+    },
     envoy::{
         config::{
             core::v3::{Address, SocketAddress, address, socket_address},
@@ -30,6 +33,10 @@ pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 /// HTTP filter name of the router.
 pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+/// Network filter name of Aeraki's MetaProtocol proxy (Dubbo, Thrift).
+pub const META_PROTOCOL_FILTER: &str = "aeraki.meta_protocol_proxy";
+/// Prefix of Aeraki's codec names.
+pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
 /// `<host>:<port>`, the name of a listener and of its route configuration.
 pub fn listener_name(host: &str, port: u16) -> String {
@@ -58,6 +65,28 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> R
         Filter {
             name: HCM_FILTER.to_string(),
             config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+        }
+    } else if port.protocol.is_meta() {
+        let protocol = port.protocol.as_str();
+        let proxy = MetaProtocolProxy {
+            stat_prefix: name.clone(),
+            route_specifier: Some(meta_protocol_proxy::RouteSpecifier::Rds(MetaRds {
+                config_source: Some(ads_config_source()),
+                route_config_name: name.clone(),
+            })),
+            protocol: Some(ApplicationProtocol {
+                name: protocol.to_string(),
+                codec: Some(Codec {
+                    name: format!("{CODEC_PREFIX}{protocol}"),
+                    config: None,
+                }),
+                multiplexing: true,
+            }),
+            ..Default::default()
+        };
+        Filter {
+            name: META_PROTOCOL_FILTER.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
         }
     } else {
         let tcp = TcpProxy {

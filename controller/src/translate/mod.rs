@@ -31,7 +31,7 @@ use crate::{
     addressing,
     config::Ipv4Cidr,
     protocol::Protocol,
-    resources::{DestinationRule, VirtualService},
+    resources::{DestinationRule, MetaRouter, VirtualService},
     store::{ObjectKey, Store},
     xds::snapshot::{Snapshot, TypeSnapshot},
 };
@@ -240,20 +240,42 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         }
     }
 
+    // MetaRouter per meshed host (Dubbo/Thrift); in-mesh ones only, its first host only
+    // (as Aeraki does).
+    let mut meta_routing: BTreeMap<ObjectKey, (&ObjectKey, &MetaRouter)> = BTreeMap::new();
+    for (key, mr) in &store.meta_routers {
+        if !mr.spec.gateways.is_empty() && !mr.spec.gateways.iter().any(|g| g == "mesh") {
+            continue;
+        }
+        if let Some(target) = mr
+            .spec
+            .hosts
+            .first()
+            .and_then(|h| store.resolve_host(h, &key.namespace, &opts.cluster_domain))
+        {
+            meta_routing.entry(target).or_insert((key, mr));
+        }
+    }
+
     // Clusters for every meshed service and every service a route sends traffic to.
     let mut targets = meshed.clone();
+    let resolve = |host: &str, ns: &str| store.resolve_host(host, ns, &opts.cluster_domain);
     for (key, vs) in routing.values() {
         for r in vs.spec.http.iter().flat_map(|h| &h.route) {
-            if let Some(t) =
-                store.resolve_host(&r.destination.host, &key.namespace, &opts.cluster_domain)
-            {
-                targets.insert(t);
+            targets.extend(resolve(&r.destination.host, &key.namespace));
+        }
+    }
+    for (key, mr) in meta_routing.values() {
+        for r in &mr.spec.routes {
+            let destinations = r.route.iter().map(|d| &d.destination).chain(&r.mirror);
+            for d in destinations {
+                targets.extend(resolve(&d.host, &key.namespace));
             }
         }
     }
 
-    let (mut listeners, mut routes, mut clusters, mut endpoints) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut listeners, mut routes, mut clusters, mut endpoints, mut meta_routes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for key in &targets {
         let Some(info) = ctx.services.get(key) else {
             continue;
@@ -279,6 +301,8 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
             listeners.push(listener::build(info, port, *address));
             if port.protocol.is_http() {
                 routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
+            } else if port.protocol.is_meta() {
+                meta_routes.push(meta::build(&ctx, info, port, meta_routing.get(key).copied()));
             }
         }
     }
@@ -291,6 +315,7 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         (type_url::ROUTE, routes),
         (type_url::CLUSTER, clusters),
         (type_url::ENDPOINT, endpoints),
+        (type_url::META_ROUTE, meta_routes),
         (type_url::NAME_TABLE, vec![name_table]),
     ] {
         snapshot
