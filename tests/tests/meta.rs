@@ -1,8 +1,9 @@
-//! Thrift through the real controller and gateway: a `tcp-thrift-*` port gets a
-//! MetaProtocol listener, a MetaRouter routes on the method, calls reach the upstream over
-//! the gateway's shared connection and come back under the caller's seqid; a method with
-//! no route gets a TApplicationException. The bytes are PyPI thrift 0.25's (framed binary
-//! `add(40, 2)`, seqid 7).
+//! Dubbo and Thrift through the real controller and gateway: a `tcp-thrift-*` or
+//! `tcp-dubbo-*` port gets a MetaProtocol listener, a MetaRouter routes on the message's
+//! attributes, calls reach the upstream over the gateway's shared connection and come
+//! back under the caller's id; a call with no route gets the protocol's own error
+//! (TApplicationException, Dubbo status 60). The request bytes are third-party encoders'
+//! (PyPI thrift 0.25 framed binary `add(40, 2)`; hessian.js `sayHello("world")`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -129,4 +130,117 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
     assert_eq!(&answer[8..11], b"sub");
     assert_eq!(&answer[seqid_at(3)..seqid_at(3) + 4], &[0, 0, 0, 7]);
     assert!(String::from_utf8_lossy(&answer).contains("no route for method sub"));
+}
+
+/// The Dubbo `sayHello("world")` request hessian.js writes (request id 1, two-way).
+const SAY_HELLO: &str = include_str!("../../gateway/src/codec/dubbo/testdata/sayhello-request.hex");
+
+/// A Dubbo provider that answers every two-way request with a Hessian2 `RESPONSE_VALUE`
+/// string `hello from <name>` under the request's id.
+async fn dubbo_upstream(addr: SocketAddr, name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let bound = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                loop {
+                    let mut header = [0u8; 16];
+                    if s.read_exact(&mut header).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+                    let mut body = vec![0u8; len as usize];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let text = format!("hello from {name}");
+                    // 0x91: int 1 (RESPONSE_VALUE); then a short Hessian2 string.
+                    let mut reply_body = vec![0x91, text.len() as u8];
+                    reply_body.extend_from_slice(text.as_bytes());
+                    let mut reply = vec![0xda, 0xbb, 0x02, 20];
+                    reply.extend_from_slice(&header[4..12]);
+                    reply.extend_from_slice(&(reply_body.len() as u32).to_be_bytes());
+                    reply.extend_from_slice(&reply_body);
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    bound
+}
+
+/// Sends one Dubbo request and reads one response: (status, request id, body).
+async fn dubbo_call(addr: SocketAddr, request: &[u8]) -> anyhow::Result<(u8, u64, Vec<u8>)> {
+    let mut s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+    s.write_all(request).await?;
+    let mut header = [0u8; 16];
+    tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut header)).await??;
+    anyhow::ensure!(header[..2] == [0xda, 0xbb], "not a Dubbo response: {header:02x?}");
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&header[4..12]);
+    let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+    let mut body = vec![0u8; len as usize];
+    s.read_exact(&mut body).await?;
+    Ok((header[3], u64::from_be_bytes(id), body))
+}
+
+#[tokio::test]
+async fn dubbo_calls_route_on_their_interface_and_method_through_the_gateway() {
+    let mut mesh = Mesh::new("dubbo");
+    let ns = mesh.ns.clone();
+    let want = mesh.upstream_addr(0);
+    let upstream = dubbo_upstream(want, "provider").await;
+    let objects: Vec<serde_json::Value> = vec![
+        Service::new("demo", &ns)
+            .port(ServicePort::new("tcp-dubbo-demo", 20880).target(upstream.port()))
+            .into(),
+        EndpointSlice::new("demo-x1", &ns, "demo")
+            .port("tcp-dubbo-demo", upstream.port())
+            .endpoint(Endpoint::new(upstream.ip()))
+            .into(),
+        json!({
+            "apiVersion": "metaprotocol.aeraki.io/v1alpha1",
+            "kind": "MetaRouter",
+            "metadata": {"name": "demo", "namespace": ns},
+            "spec": {
+                "hosts": [format!("demo.{ns}.svc.cluster.local")],
+                "routes": [{
+                    "name": "say-hello",
+                    "match": {"attributes": {
+                        "interface": {"exact": "org.apache.dubbo.demo.DemoService"},
+                        "method": {"prefix": "say"}
+                    }},
+                    "route": [{"destination": {"host": "demo"}}]
+                }]
+            }
+        }),
+    ];
+    mesh.write("demo.yaml", &manifests::yaml(objects));
+    mesh.start_controller().await;
+    mesh.start_gateway().await;
+    let addr = mesh.service_addr("demo", 20880).await;
+
+    let request = hex(SAY_HELLO.trim());
+    let (status, id, body) = eventually(PATIENCE, "an answer to sayHello through the gateway", || {
+        let request = request.clone();
+        async move { dubbo_call(addr, &request).await }
+    })
+    .await;
+    assert_eq!((status, id), (20, 1), "{body:02x?}");
+    assert!(String::from_utf8_lossy(&body).contains("hello from provider"));
+
+    // The same call to another interface: no route, status 60 (SERVICE_NOT_FOUND) with a
+    // readable message, under the caller's id.
+    let mut other = request.clone();
+    let at = other
+        .windows(8)
+        .position(|w| w == b"DemoServ")
+        .unwrap_or_else(|| panic!("interface not in the vector"));
+    other[at..at + 8].copy_from_slice(b"DemoServ".map(|b| b.to_ascii_uppercase()).as_slice());
+    let (status, id, body) = dubbo_call(addr, &other).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!((status, id), (60, 1), "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("no route"), "{}", String::from_utf8_lossy(&body));
 }
