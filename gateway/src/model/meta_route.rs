@@ -38,6 +38,8 @@ pub struct MetaRoute {
     pub mirrors: Vec<Mirror>,
     /// Attributes whose values feed consistent hashing.
     pub hash_policy: Vec<String>,
+    /// The whole call's timeout, when the route sets one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A mirror target and the share of requests it gets.
@@ -128,6 +130,10 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
         response_mutation: pairs(&r.response_mutation)?,
         mirrors,
         hash_policy: action.hash_policy.clone(),
+        timeout: match &action.timeout {
+            Some(d) => Some(super::duration(d, "route.timeout")?).filter(|d| !d.is_zero()),
+            None => None,
+        },
     })
 }
 

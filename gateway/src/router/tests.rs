@@ -438,6 +438,23 @@ mod meta {
     }
 
     #[test]
+    fn a_route_timeout_comes_from_the_extension_field_and_is_range_checked() {
+        use corridor_proto::google::protobuf::Duration as PbDuration;
+        let with = |d: PbDuration| mp::RouteConfiguration {
+            name: "x".into(),
+            routes: vec![mp::Route {
+                name: "t".into(),
+                route: Some(mp::RouteAction { timeout: Some(d), ..cluster("c").unwrap() }),
+                ..Default::default()
+            }],
+        };
+        let rc = MetaRouteConfig::try_from(&with(PbDuration { seconds: 2, nanos: 0 })).unwrap();
+        assert_eq!(rc.routes[0].timeout, Some(std::time::Duration::from_secs(2)));
+        assert!(MetaRouteConfig::try_from(&with(PbDuration { seconds: -1, nanos: 0 })).is_err());
+        assert_eq!(config().routes[0].timeout, None);
+    }
+
+    #[test]
     fn no_route_matches_when_nothing_does() {
         let pb = mp::RouteConfiguration {
             name: "x".into(),

@@ -2,6 +2,7 @@
 //! configuration, endpoints from its clusters, one multiplexed connection per endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::downstream::{Backend, Decision};
 use super::upstream::Multiplexed;
@@ -22,6 +23,10 @@ pub struct MetaListener {
     /// Shared state.
     pub shared: Arc<Shared>,
 }
+
+/// A call's timeout when its route sets none: Envoy's default route timeout, so a hung
+/// upstream never holds a caller forever.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn local(kind: ErrorKind, message: String) -> LocalError {
     LocalError { kind, message }
@@ -53,7 +58,7 @@ impl Backend for MetaListener {
             cluster,
             request_edit: set(&route.request_mutation),
             response_edit: set(&route.response_mutation),
-            timeout: None,
+            timeout: Some(route.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
         })
     }
 
