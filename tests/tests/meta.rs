@@ -130,6 +130,12 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
     assert_eq!(&answer[8..11], b"sub");
     assert_eq!(&answer[seqid_at(3)..seqid_at(3) + 4], &[0, 0, 0, 7]);
     assert!(String::from_utf8_lossy(&answer).contains("no route for method sub"));
+
+    // Istio's request metric counts both, labelled as Thrift calls.
+    for (code, flags) in [("200", "-"), ("404", "NR")] {
+        let labels = [("request_protocol", "thrift"), ("response_code", code), ("response_flags", flags)];
+        mesh.wait_for_metric("istio_requests_total", &labels, 1.0).await;
+    }
 }
 
 /// The Dubbo `sayHello("world")` request hessian.js writes (request id 1, two-way).

@@ -15,7 +15,7 @@ use super::body::RequestBody;
 use super::local_reply::ResponseFlags;
 use crate::cluster::{ClusterState, Endpoint, Snapshot};
 use crate::telemetry::access_log;
-use crate::telemetry::metrics::Outcome;
+use crate::telemetry::metrics::{Outcome, RequestProtocol};
 
 /// Counts a request as active on its cluster while alive.
 #[derive(Debug)]
@@ -202,7 +202,11 @@ impl Drop for Exchange {
             status: self.status,
             flags: self.flags,
             grpc_status: self.grpc_status,
-            grpc: self.grpc,
+            protocol: if self.grpc {
+                RequestProtocol::Grpc
+            } else {
+                RequestProtocol::Http
+            },
         };
         let request_bytes = self.request_bytes() as f64;
         let bytes_out = self.bytes_out as f64;

@@ -93,15 +93,23 @@ impl ListenerCtx {
                 }))
             }
             ListenerKind::Meta { route_config, codec } => {
-                let codec: Arc<dyn crate::codec::Codec> = match codec {
-                    CodecKind::Dubbo => Arc::new(crate::codec::dubbo::DubboCodec::default()),
-                    CodecKind::Thrift => Arc::new(crate::codec::thrift::ThriftCodec::default()),
+                let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {
+                    CodecKind::Dubbo => (
+                        Arc::new(crate::codec::dubbo::DubboCodec::default()),
+                        metrics::RequestProtocol::Dubbo,
+                    ),
+                    CodecKind::Thrift => (
+                        Arc::new(crate::codec::thrift::ThriftCodec::default()),
+                        metrics::RequestProtocol::Thrift,
+                    ),
                 };
                 ListenerCtx::Meta(Arc::new(meta::backend::MetaListener {
                     name: l.name.clone(),
                     route_config: route_config.clone(),
                     codec,
                     shared: shared.clone(),
+                    metrics: svc,
+                    protocol,
                 }))
             }
         }

@@ -200,8 +200,33 @@ pub struct Outcome {
     pub flags: u16,
     /// gRPC status, if any.
     pub grpc_status: Option<u16>,
-    /// Whether the request was gRPC.
-    pub grpc: bool,
+    /// The `request_protocol` label.
+    pub protocol: RequestProtocol,
+}
+
+/// Istio's `request_protocol` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestProtocol {
+    /// HTTP/1.1 or HTTP/2.
+    Http,
+    /// gRPC.
+    Grpc,
+    /// Dubbo.
+    Dubbo,
+    /// Thrift.
+    Thrift,
+}
+
+impl RequestProtocol {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestProtocol::Http => "http",
+            RequestProtocol::Grpc => "grpc",
+            RequestProtocol::Dubbo => "dubbo",
+            RequestProtocol::Thrift => "thrift",
+        }
+    }
 }
 
 /// Per-service request metrics with the destination labels built once.
@@ -291,10 +316,7 @@ impl ServiceMetrics {
             return h.clone();
         }
         let mut labels = self.base.clone();
-        labels.push(Label::new(
-            "request_protocol",
-            if o.grpc { "grpc" } else { "http" },
-        ));
+        labels.push(Label::new("request_protocol", o.protocol.as_str()));
         labels.push(Label::new("response_code", o.status.to_string()));
         labels.push(Label::new(
             "grpc_response_status",

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::downstream::{Backend, Decision};
+use super::downstream::{Backend, CallOutcome, CallRecord, Decision};
 use super::upstream::Multiplexed;
 use crate::cluster::lb;
-use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
+use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata, ResponseStatus};
 use crate::proxy::Shared;
 use crate::router::{pick_cluster, select_meta};
+use crate::telemetry::metrics::{Outcome, RequestProtocol, ServiceMetrics};
 
 /// What a Dubbo/Thrift listener's connections need.
 #[derive(Debug)]
@@ -22,6 +23,31 @@ pub struct MetaListener {
     pub codec: Arc<dyn Codec>,
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// Request metrics with this service's labels.
+    pub metrics: ServiceMetrics,
+    /// The `request_protocol` label.
+    pub protocol: RequestProtocol,
+}
+
+/// Istio's labels for a codec-based call, in HTTP's terms as Envoy reports local replies:
+/// an answer is 200 (500 when it reports an error); a local reply is the status and
+/// response flag Envoy uses for the same cause.
+pub fn istio_outcome(outcome: CallOutcome) -> (u16, u16) {
+    use crate::proxy::local_reply::ResponseFlags as F;
+    match outcome {
+        CallOutcome::Answered(ResponseStatus::Ok) => (200, 0),
+        CallOutcome::Answered(ResponseStatus::Error) => (500, 0),
+        CallOutcome::Local(kind) => match kind {
+            ErrorKind::NoRoute => (404, F::NR),
+            ErrorKind::Unavailable => (503, F::UH),
+            ErrorKind::Timeout => (504, F::UT),
+            ErrorKind::UpstreamReset => (503, F::UC),
+            ErrorKind::Overloaded => (429, F::UO),
+            ErrorKind::Unauthorized => (403, 0),
+            ErrorKind::BadRequest => (400, 0),
+            ErrorKind::Internal => (500, 0),
+        },
+    }
 }
 
 /// A call's timeout when its route sets none: Envoy's default route timeout, so a hung
@@ -60,6 +86,22 @@ impl Backend for MetaListener {
             response_edit: set(&route.response_mutation),
             timeout: Some(route.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
         })
+    }
+
+    fn record(&self, _request: &Metadata, call: &CallRecord) {
+        let (status, flags) = istio_outcome(call.outcome);
+        let outcome = Outcome {
+            status,
+            flags,
+            grpc_status: None,
+            protocol: self.protocol,
+        };
+        self.metrics.record(outcome, |h| {
+            h.requests.increment(1);
+            h.duration.record(call.took.as_secs_f64() * 1000.0);
+            h.request_bytes.record(call.request_bytes as f64);
+            h.response_bytes.record(call.response_bytes as f64);
+        });
     }
 
     async fn connection(&self, cluster: &str) -> Result<Multiplexed, LocalError> {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata};
+use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata, ResponseStatus};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -36,14 +36,40 @@ pub struct Decision {
     pub timeout: Option<Duration>,
 }
 
-/// What the connection needs from the rest of the gateway: routing and upstream
-/// connections (the listener wires these to the current snapshot; tests to fakes).
+/// How a call ended, for telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The upstream answered, with this status (one-way calls: written).
+    Answered(ResponseStatus),
+    /// The gateway answered itself (or, for a one-way call, dropped it), for this reason.
+    Local(ErrorKind),
+}
+
+/// One finished call, for telemetry.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRecord {
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// From the request's arrival to its answer.
+    pub took: Duration,
+    /// Bytes of the request as received.
+    pub request_bytes: usize,
+    /// Bytes of the answer sent (0 for one-way calls).
+    pub response_bytes: usize,
+}
+
+/// What the connection needs from the rest of the gateway: routing, upstream
+/// connections and telemetry (the listener wires these to the current snapshot and its
+/// metrics; tests to fakes).
 pub trait Backend: Send + Sync + 'static {
     /// Routes a request, or says why it cannot be served.
     fn route(&self, request: &Metadata) -> Result<Decision, LocalError>;
 
     /// A connection to an endpoint of `cluster`.
     fn connection(&self, cluster: &str) -> impl Future<Output = Result<Multiplexed, LocalError>> + Send;
+
+    /// Records a finished call.
+    fn record(&self, _request: &Metadata, _call: &CallRecord) {}
 }
 
 /// An answer on its way to the writer, with its position for in-order protocols.
@@ -116,8 +142,17 @@ fn handle<B: Backend>(
         MessageType::Request | MessageType::Oneway => {
             let (codec, backend, answers) = (codec.clone(), backend.clone(), answers.clone());
             tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let (bytes, outcome) = call(&*codec, &*backend, &frame).await;
                 // A one-way call answers nothing: its place stays empty.
-                let bytes = call(&*codec, &*backend, &frame).await.unwrap_or_default();
+                let bytes = bytes.unwrap_or_default();
+                let record = CallRecord {
+                    outcome,
+                    took: started.elapsed(),
+                    request_bytes: frame.bytes.len(),
+                    response_bytes: bytes.len(),
+                };
+                backend.record(&frame.metadata, &record);
                 let _ = answers.send(Answer { seq, bytes }).await;
             });
             None
@@ -129,13 +164,15 @@ fn handle<B: Backend>(
     }
 }
 
-/// One call: route, connect, send, wait (bounded by the route's timeout), and the bytes
-/// to answer with; `None` for one-way calls (never answered, also not on errors).
-async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame) -> Option<Bytes> {
+/// One call: route, connect, send, wait (bounded by the route's timeout); the bytes to
+/// answer with (`None` for one-way calls: never answered, also not on errors) and how it
+/// ended.
+async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame) -> (Option<Bytes>, CallOutcome) {
     let request = &frame.metadata;
     let oneway = request.message_type == MessageType::Oneway;
-    let local = |kind: ErrorKind, message: String| -> Option<Bytes> {
-        (!oneway).then(|| codec.local_reply(request, &LocalError { kind, message }))
+    let local = |kind: ErrorKind, message: String| {
+        let bytes = (!oneway).then(|| codec.local_reply(request, &LocalError { kind, message }));
+        (bytes, CallOutcome::Local(kind))
     };
     let decision = match backend.route(request) {
         Ok(d) => d,
@@ -164,11 +201,11 @@ async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame) -> Opti
             edit.request_id = Some(request.request_id);
             let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
             match codec.encode(&response, &edit, &mut out) {
-                Ok(()) => Some(out.freeze()),
+                Ok(()) => (Some(out.freeze()), CallOutcome::Answered(response.metadata.response_status)),
                 Err(e) => local(ErrorKind::Internal, format!("cannot re-encode the response: {e}")),
             }
         }
-        Ok(None) => None,
+        Ok(None) => (None, CallOutcome::Answered(ResponseStatus::Ok)),
         Err(UpstreamError::Connect { addr, reason }) => {
             local(ErrorKind::Unavailable, format!("cannot connect to {addr}: {reason}"))
         }

@@ -22,7 +22,8 @@ use crate::model::meta_route::MetaRouteConfig;
 use crate::proxy::Shared;
 use crate::proxy::meta::backend::MetaListener;
 use crate::proxy::meta::downstream::serve;
-use crate::telemetry::metrics::Metrics;
+use crate::model::listener::ServiceLabels;
+use crate::telemetry::metrics::{Metrics, RequestProtocol, ServiceMetrics};
 use crate::testing::{assignment, cluster};
 
 fn hex(s: &str) -> Vec<u8> {
@@ -102,14 +103,18 @@ fn snapshot(upstream: std::net::SocketAddr) -> Snapshot {
 #[tokio::test]
 async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
     let (upstream, calls) = thrift_upstream().await;
+    let registry = Metrics::new();
+    let labels = ServiceLabels { service: "calc.default.svc.cluster.local".into(), ..Default::default() };
     let listener = Arc::new(MetaListener {
         name: "calc:9090".into(),
         route_config: "calc:9090".into(),
         codec: Arc::new(ThriftCodec::default()),
         shared: Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot(upstream))),
-            metrics: Metrics::new(),
+            metrics: registry.clone(),
         }),
+        metrics: ServiceMetrics::new(registry.clone(), &labels),
+        protocol: RequestProtocol::Thrift,
     });
     let (mut client, server) = tokio::io::duplex(1 << 16);
     tokio::spawn(serve(server, listener.codec.clone(), listener.clone()));
@@ -143,4 +148,18 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
     assert_eq!(missing.get("method"), Some("sub"));
     assert!(String::from_utf8_lossy(&answers[1].bytes).contains("no route for method sub"));
     assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1, "only the routed call reached the upstream");
+
+    // Istio's request metric, one series per outcome, labelled thrift.
+    let text = registry.render();
+    let series = |code: &str, flags: &str| {
+        text.lines().any(|l| {
+            l.starts_with("istio_requests_total{")
+                && l.contains("request_protocol=\"thrift\"")
+                && l.contains(&format!("response_code=\"{code}\""))
+                && l.contains(&format!("response_flags=\"{flags}\""))
+                && l.ends_with(" 1")
+        })
+    };
+    assert!(series("200", "-"), "{text}");
+    assert!(series("404", "NR"), "{text}");
 }
