@@ -77,38 +77,50 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(answer)
 }
 
-#[tokio::test]
-async fn thrift_calls_route_on_their_method_through_the_gateway() {
-    let mut mesh = Mesh::new("thrift");
+/// A mesh with one service `name` whose port `port_name`/`port` is served by `upstream`,
+/// a MetaRouter with `routes` for it, the controller and a gateway running; returns the
+/// mesh and the service's gateway address.
+async fn meta_mesh(
+    mut mesh: Mesh,
+    name: &str,
+    port_name: &str,
+    port: u16,
+    upstream: SocketAddr,
+    routes: serde_json::Value,
+) -> (Mesh, SocketAddr) {
     let ns = mesh.ns.clone();
-    let want = mesh.upstream_addr(0);
-    let upstream = thrift_upstream(want).await;
     let objects: Vec<serde_json::Value> = vec![
-        Service::new("calc", &ns)
-            .port(ServicePort::new("tcp-thrift-calc", PORT).target(upstream.port()))
+        Service::new(name, &ns)
+            .port(ServicePort::new(port_name, port).target(upstream.port()))
             .into(),
-        EndpointSlice::new("calc-x1", &ns, "calc")
-            .port("tcp-thrift-calc", upstream.port())
+        EndpointSlice::new(&format!("{name}-x1"), &ns, name)
+            .port(port_name, upstream.port())
             .endpoint(Endpoint::new(upstream.ip()))
             .into(),
         json!({
             "apiVersion": "metaprotocol.aeraki.io/v1alpha1",
             "kind": "MetaRouter",
-            "metadata": {"name": "calc", "namespace": ns},
-            "spec": {
-                "hosts": [format!("calc.{ns}.svc.cluster.local")],
-                "routes": [{
-                    "name": "add-only",
-                    "match": {"attributes": {"method": {"exact": "add"}}},
-                    "route": [{"destination": {"host": "calc"}}]
-                }]
-            }
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"hosts": [format!("{name}.{ns}.svc.cluster.local")], "routes": routes}
         }),
     ];
-    mesh.write("calc.yaml", &manifests::yaml(objects));
+    mesh.write(&format!("{name}.yaml"), &manifests::yaml(objects));
     mesh.start_controller().await;
     mesh.start_gateway().await;
-    let addr = mesh.service_addr("calc", PORT).await;
+    let addr = mesh.service_addr(name, port).await;
+    (mesh, addr)
+}
+
+#[tokio::test]
+async fn thrift_calls_route_on_their_method_through_the_gateway() {
+    let mut mesh = Mesh::new("thrift");
+    let upstream = thrift_upstream(mesh.upstream_addr(0)).await;
+    let routes = json!([{
+        "name": "add-only",
+        "match": {"attributes": {"method": {"exact": "add"}}},
+        "route": [{"destination": {"host": "calc"}}]
+    }]);
+    let (mesh, addr) = meta_mesh(mesh, "calc", "tcp-thrift-calc", PORT, upstream, routes).await;
 
     let add = hex(ADD_REQUEST);
     let answer = eventually(PATIENCE, "an answer to add() through the gateway", || {
@@ -196,38 +208,16 @@ async fn dubbo_call(addr: SocketAddr, request: &[u8]) -> anyhow::Result<(u8, u64
 #[tokio::test]
 async fn dubbo_calls_route_on_their_interface_and_method_through_the_gateway() {
     let mut mesh = Mesh::new("dubbo");
-    let ns = mesh.ns.clone();
-    let want = mesh.upstream_addr(0);
-    let upstream = dubbo_upstream(want, "provider").await;
-    let objects: Vec<serde_json::Value> = vec![
-        Service::new("demo", &ns)
-            .port(ServicePort::new("tcp-dubbo-demo", 20880).target(upstream.port()))
-            .into(),
-        EndpointSlice::new("demo-x1", &ns, "demo")
-            .port("tcp-dubbo-demo", upstream.port())
-            .endpoint(Endpoint::new(upstream.ip()))
-            .into(),
-        json!({
-            "apiVersion": "metaprotocol.aeraki.io/v1alpha1",
-            "kind": "MetaRouter",
-            "metadata": {"name": "demo", "namespace": ns},
-            "spec": {
-                "hosts": [format!("demo.{ns}.svc.cluster.local")],
-                "routes": [{
-                    "name": "say-hello",
-                    "match": {"attributes": {
-                        "interface": {"exact": "org.apache.dubbo.demo.DemoService"},
-                        "method": {"prefix": "say"}
-                    }},
-                    "route": [{"destination": {"host": "demo"}}]
-                }]
-            }
-        }),
-    ];
-    mesh.write("demo.yaml", &manifests::yaml(objects));
-    mesh.start_controller().await;
-    mesh.start_gateway().await;
-    let addr = mesh.service_addr("demo", 20880).await;
+    let upstream = dubbo_upstream(mesh.upstream_addr(0), "provider").await;
+    let routes = json!([{
+        "name": "say-hello",
+        "match": {"attributes": {
+            "interface": {"exact": "org.apache.dubbo.demo.DemoService"},
+            "method": {"prefix": "say"}
+        }},
+        "route": [{"destination": {"host": "demo"}}]
+    }]);
+    let (_mesh, addr) = meta_mesh(mesh, "demo", "tcp-dubbo-demo", 20880, upstream, routes).await;
 
     let request = hex(SAY_HELLO.trim());
     let (status, id, body) = eventually(PATIENCE, "an answer to sayHello through the gateway", || {
