@@ -143,6 +143,10 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
     assert_eq!(&answer[seqid_at(3)..seqid_at(3) + 4], &[0, 0, 0, 7]);
     assert!(String::from_utf8_lossy(&answer).contains("no route for method sub"));
 
+    // One access-log line per call.
+    mesh.wait_for_gateway_log(&["method=\"add\"", "code=200", "route=\"add-only\"", "protocol=\"thrift\""]).await;
+    mesh.wait_for_gateway_log(&["method=\"sub\"", "code=404", "flags=NR"]).await;
+
     // Istio's request metric counts both, labelled as Thrift calls.
     for (code, flags) in [("200", "-"), ("404", "NR")] {
         let labels = [("request_protocol", "thrift"), ("response_code", code), ("response_flags", flags)];

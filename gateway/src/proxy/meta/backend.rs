@@ -88,8 +88,9 @@ impl Backend for MetaListener {
         })
     }
 
-    fn record(&self, _request: &Metadata, call: &CallRecord) {
+    fn record(&self, request: &Metadata, call: &CallRecord) {
         let (status, flags) = istio_outcome(call.outcome);
+        crate::telemetry::access_log::emit_meta(&self.name, self.protocol.as_str(), request, call, status, flags);
         let outcome = Outcome {
             status,
             flags,

@@ -46,10 +46,16 @@ pub enum CallOutcome {
 }
 
 /// One finished call, for telemetry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CallRecord {
     /// How it ended.
     pub outcome: CallOutcome,
+    /// The route that matched, if any.
+    pub route: Option<Arc<str>>,
+    /// The cluster picked, if any.
+    pub cluster: Option<Arc<str>>,
+    /// The upstream endpoint used, if any.
+    pub upstream: Option<std::net::SocketAddr>,
     /// From the request's arrival to its answer.
     pub took: Duration,
     /// Bytes of the request as received.
@@ -143,15 +149,20 @@ fn handle<B: Backend>(
             let (codec, backend, answers) = (codec.clone(), backend.clone(), answers.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let (bytes, outcome) = call(&*codec, &*backend, &frame).await;
+                let mut record = CallRecord {
+                    outcome: CallOutcome::Local(ErrorKind::Internal),
+                    route: None,
+                    cluster: None,
+                    upstream: None,
+                    took: Duration::ZERO,
+                    request_bytes: frame.bytes.len(),
+                    response_bytes: 0,
+                };
+                let bytes = call(&*codec, &*backend, &frame, &mut record).await;
                 // A one-way call answers nothing: its place stays empty.
                 let bytes = bytes.unwrap_or_default();
-                let record = CallRecord {
-                    outcome,
-                    took: started.elapsed(),
-                    request_bytes: frame.bytes.len(),
-                    response_bytes: bytes.len(),
-                };
+                record.took = started.elapsed();
+                record.response_bytes = bytes.len();
                 backend.record(&frame.metadata, &record);
                 let _ = answers.send(Answer { seq, bytes }).await;
             });
@@ -165,9 +176,22 @@ fn handle<B: Backend>(
 }
 
 /// One call: route, connect, send, wait (bounded by the route's timeout); the bytes to
-/// answer with (`None` for one-way calls: never answered, also not on errors) and how it
-/// ended.
-async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame) -> (Option<Bytes>, CallOutcome) {
+/// answer with (`None` for one-way calls: never answered, also not on errors). How it
+/// ended, and where it went, are written into `record`.
+async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame, record: &mut CallRecord) -> Option<Bytes> {
+    let request = &frame.metadata;
+    let oneway = request.message_type == MessageType::Oneway;
+    let (bytes, outcome) = exchange(codec, backend, frame, record).await;
+    record.outcome = outcome;
+    if oneway { None } else { bytes }
+}
+
+async fn exchange<B: Backend>(
+    codec: &dyn Codec,
+    backend: &B,
+    frame: &Frame,
+    record: &mut CallRecord,
+) -> (Option<Bytes>, CallOutcome) {
     let request = &frame.metadata;
     let oneway = request.message_type == MessageType::Oneway;
     let local = |kind: ErrorKind, message: String| {
@@ -178,10 +202,13 @@ async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame) -> (Opt
         Ok(d) => d,
         Err(e) => return local(e.kind, e.message),
     };
+    record.route = Some(decision.route.clone());
+    record.cluster = Some(decision.cluster.clone());
     let connection = match backend.connection(&decision.cluster).await {
         Ok(c) => c,
         Err(e) => return local(e.kind, e.message),
     };
+    record.upstream = Some(connection.addr());
     let sent = connection.call(frame, &decision.request_edit);
     let outcome = match decision.timeout {
         Some(t) => match tokio::time::timeout(t, sent).await {
