@@ -32,9 +32,10 @@ fn seqid_at(name_len: usize) -> usize {
     4 + 4 + name_len
 }
 
-/// A framed strict-binary Thrift server answering every call with the captured `add`
-/// reply under the call's seqid (read at its fixed offset).
-async fn thrift_upstream(addr: SocketAddr) -> SocketAddr {
+/// An upstream on `addr` reading messages made of a `header_len`-byte header whose
+/// 4-byte big-endian body length sits at `len_at`, and answering each (header and body)
+/// with `answer(message)`.
+async fn upstream(addr: SocketAddr, header_len: usize, len_at: usize, answer: fn(&[u8]) -> Vec<u8>) -> SocketAddr {
     let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("{e}"));
     let bound = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move {
@@ -42,21 +43,16 @@ async fn thrift_upstream(addr: SocketAddr) -> SocketAddr {
             let Ok((mut s, _)) = listener.accept().await else { return };
             tokio::spawn(async move {
                 loop {
-                    let mut len = [0u8; 4];
-                    if s.read_exact(&mut len).await.is_err() {
+                    let mut message = vec![0u8; header_len];
+                    if s.read_exact(&mut message).await.is_err() {
                         return;
                     }
-                    let mut call = vec![0u8; u32::from_be_bytes(len) as usize];
-                    if s.read_exact(&mut call).await.is_err() {
+                    let len = u32::from_be_bytes([message[len_at], message[len_at + 1], message[len_at + 2], message[len_at + 3]]);
+                    message.resize(header_len + len as usize, 0);
+                    if s.read_exact(&mut message[header_len..]).await.is_err() {
                         return;
                     }
-                    let name_len = u32::from_be_bytes([call[4], call[5], call[6], call[7]]) as usize;
-                    let at = seqid_at(name_len);
-                    let mut reply = hex(ADD_REPLY);
-                    reply[seqid_at(3)..seqid_at(3) + 4].copy_from_slice(&call[at..at + 4]);
-                    let mut framed = (reply.len() as u32).to_be_bytes().to_vec();
-                    framed.extend_from_slice(&reply);
-                    if s.write_all(&framed).await.is_err() {
+                    if s.write_all(&answer(&message)).await.is_err() {
                         return;
                     }
                 }
@@ -64,6 +60,22 @@ async fn thrift_upstream(addr: SocketAddr) -> SocketAddr {
         }
     });
     bound
+}
+
+/// A framed strict-binary Thrift server answering every call with the captured `add`
+/// reply under the call's seqid (read at its fixed offset).
+async fn thrift_upstream(addr: SocketAddr) -> SocketAddr {
+    upstream(addr, 4, 0, |framed| {
+        let call = &framed[4..];
+        let name_len = u32::from_be_bytes([call[4], call[5], call[6], call[7]]) as usize;
+        let at = seqid_at(name_len);
+        let mut reply = hex(ADD_REPLY);
+        reply[seqid_at(3)..seqid_at(3) + 4].copy_from_slice(&call[at..at + 4]);
+        let mut out = (reply.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&reply);
+        out
+    })
+    .await
 }
 
 /// Sends one framed message and reads one framed answer.
@@ -158,40 +170,20 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
 const SAY_HELLO: &str = include_str!("../../gateway/src/codec/dubbo/testdata/sayhello-request.hex");
 
 /// A Dubbo provider that answers every two-way request with a Hessian2 `RESPONSE_VALUE`
-/// string `hello from <name>` under the request's id.
-async fn dubbo_upstream(addr: SocketAddr, name: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("{e}"));
-    let bound = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
-            tokio::spawn(async move {
-                loop {
-                    let mut header = [0u8; 16];
-                    if s.read_exact(&mut header).await.is_err() {
-                        return;
-                    }
-                    let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
-                    let mut body = vec![0u8; len as usize];
-                    if s.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let text = format!("hello from {name}");
-                    // 0x91: int 1 (RESPONSE_VALUE); then a short Hessian2 string.
-                    let mut reply_body = vec![0x91, text.len() as u8];
-                    reply_body.extend_from_slice(text.as_bytes());
-                    let mut reply = vec![0xda, 0xbb, 0x02, 20];
-                    reply.extend_from_slice(&header[4..12]);
-                    reply.extend_from_slice(&(reply_body.len() as u32).to_be_bytes());
-                    reply.extend_from_slice(&reply_body);
-                    if s.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    bound
+/// string `hello from provider` under the request's id.
+async fn dubbo_upstream(addr: SocketAddr) -> SocketAddr {
+    upstream(addr, 16, 12, |request| {
+        let text = "hello from provider";
+        // 0x91: int 1 (RESPONSE_VALUE); then a short Hessian2 string.
+        let mut body = vec![0x91, text.len() as u8];
+        body.extend_from_slice(text.as_bytes());
+        let mut reply = vec![0xda, 0xbb, 0x02, 20];
+        reply.extend_from_slice(&request[4..12]);
+        reply.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        reply.extend_from_slice(&body);
+        reply
+    })
+    .await
 }
 
 /// Sends one Dubbo request and reads one response: (status, request id, body).
@@ -212,7 +204,7 @@ async fn dubbo_call(addr: SocketAddr, request: &[u8]) -> anyhow::Result<(u8, u64
 #[tokio::test]
 async fn dubbo_calls_route_on_their_interface_and_method_through_the_gateway() {
     let mut mesh = Mesh::new("dubbo");
-    let upstream = dubbo_upstream(mesh.upstream_addr(0), "provider").await;
+    let upstream = dubbo_upstream(mesh.upstream_addr(0)).await;
     let routes = json!([{
         "name": "say-hello",
         "match": {"attributes": {

@@ -105,11 +105,6 @@ impl Zone {
         }
     }
 
-    /// The options the zone was built with.
-    pub fn options(&self) -> &ZoneOptions {
-        &self.opts
-    }
-
     /// The SOA serial: a hash of the table, the same on every replica holding that table.
     pub fn serial(&self) -> u32 {
         self.index.serial
