@@ -11,6 +11,8 @@
 //! - [`backend`]: an HTTP test backend that names itself and counts requests;
 //! - [`client`]: HTTP/1.1 keep-alive and h2c clients;
 //! - [`load`]: a steady-load driver that records every failure;
+//! - [`meta`]: Dubbo/Thrift echo backends (`corridor-load serve`) and MetaRouter meshes;
+//! - [`node`]: the npm peers (dubbo2.js) from `$CORRIDOR_NODE`;
 //! - [`metrics`]: reading the gateway's Prometheus `/metrics`;
 //! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
 //! - [`eventually()`]: polling with a bounded patience instead of sleeps.
@@ -24,7 +26,9 @@ mod eventually;
 pub mod load;
 pub mod manifests;
 pub mod mesh;
+pub mod meta;
 pub mod metrics;
+pub mod node;
 pub mod python;
 
 pub use backend::Backend;

@@ -112,6 +112,11 @@ impl ServicePort {
         self.name.as_deref().unwrap_or("")
     }
 
+    /// The Service's port number.
+    pub fn number(&self) -> u16 {
+        self.port
+    }
+
     /// The pods' port (defaults to `port`).
     pub fn target(mut self, port: u16) -> Self {
         self.target_port = Some(port);
