@@ -1,4 +1,6 @@
-//! The Python peers in `tests/python/`, run with the test venv's interpreter.
+//! The Python peers in `tests/python/`, run with the test venv's interpreter: the grpcio
+//! server and client, and the PyPI `thrift` and `dubbo-python` clients. Each client run
+//! prints one JSON object with every call's outcome as the client library reported it.
 //!
 //! The venv lives at `$CORRIDOR_VENV` (default `~/.cache/corridor/venv`); `tests/run`
 //! creates it from `tests/requirements.txt`.
@@ -13,7 +15,7 @@ use serde_json::Value;
 
 use crate::bin::Process;
 
-/// Longest one run of the gRPC client may take.
+/// Longest one run of a Python client may take (2,000 calls included).
 const CLIENT_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The test venv.
@@ -120,25 +122,125 @@ impl GrpcCall {
 
 /// Runs `grpc_peer.py call --target <target> <args>` and returns every call it made.
 pub async fn grpc_client(target: SocketAddr, args: &[&str]) -> anyhow::Result<Vec<GrpcCall>> {
+    let json = run_client("grpc_peer.py", &["call"], target, args).await?;
+    Ok(calls_of(&json).into_iter().map(GrpcCall).collect())
+}
+
+// === Thrift and Dubbo clients ===
+
+/// One call made by `thrift_peer.py`, as the Apache Thrift client saw it.
+#[derive(Debug, Clone)]
+pub struct ThriftCall(pub Value);
+
+impl ThriftCall {
+    /// The method called.
+    pub fn method(&self) -> &str {
+        self.0["method"].as_str().unwrap_or("?")
+    }
+
+    /// The result of a two-way call that got a REPLY.
+    pub fn value(&self) -> Option<&str> {
+        self.0["value"].as_str()
+    }
+
+    /// The exception class the client raised (`TApplicationException`, ...), or "".
+    pub fn error_type(&self) -> &str {
+        self.0["error"]["type"].as_str().unwrap_or("")
+    }
+
+    /// The exception's message, or "".
+    pub fn error_message(&self) -> &str {
+        self.0["error"]["message"].as_str().unwrap_or("")
+    }
+
+    /// The exception's `type` field (a `TApplicationException` or `TTransportException`
+    /// kind), if it has one.
+    pub fn error_kind(&self) -> Option<i64> {
+        self.0["error"]["kind"].as_i64()
+    }
+
+    /// The seqid the call was sent with, and the one its answer carried.
+    pub fn seqids(&self) -> (Option<i64>, Option<i64>) {
+        (self.0["seqid"].as_i64(), self.0["reply"]["seqid"].as_i64())
+    }
+
+    /// A THeader header of the answer.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.0["headers"][key].as_str()
+    }
+}
+
+/// Runs `thrift_peer.py --target <target> <args>` (one connection, the calls in `args`
+/// in order) and returns every call it made; fails if it could not connect.
+pub async fn thrift_client(target: SocketAddr, args: &[&str]) -> anyhow::Result<Vec<ThriftCall>> {
+    let json = run_client("thrift_peer.py", &[], target, args).await?;
+    if let Some(error) = json.get("connect_error") {
+        bail!("thrift_peer.py could not connect to {target}: {error}");
+    }
+    Ok(calls_of(&json).into_iter().map(ThriftCall).collect())
+}
+
+/// One call made by `dubbo_peer.py`, as dubbo-python's client saw it.
+#[derive(Debug, Clone)]
+pub struct DubboCall(pub Value);
+
+impl DubboCall {
+    /// The result, when the call returned a string.
+    pub fn value(&self) -> Option<&str> {
+        self.0["value"].as_str()
+    }
+
+    /// The exception class the client raised (`DubboResponseException`, ...), or "".
+    pub fn error_type(&self) -> &str {
+        self.0["error"]["type"].as_str().unwrap_or("")
+    }
+
+    /// The exception's message, or "".
+    pub fn error_message(&self) -> &str {
+        self.0["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// Runs `dubbo_peer.py --target <target> <args>` (all calls over one connection) and
+/// returns every call it made.
+pub async fn dubbo_client(target: SocketAddr, args: &[&str]) -> anyhow::Result<Vec<DubboCall>> {
+    let json = run_client("dubbo_peer.py", &[], target, args).await?;
+    Ok(calls_of(&json).into_iter().map(DubboCall).collect())
+}
+
+// === running a client ===
+
+/// Runs `<script> <leading> --target <target> <args>` with the venv's Python and parses
+/// the one JSON object it prints.
+async fn run_client(
+    script_name: &str,
+    leading: &[&str],
+    target: SocketAddr,
+    args: &[&str],
+) -> anyhow::Result<Value> {
     let mut cmd = tokio::process::Command::new(python());
-    cmd.arg(script("grpc_peer.py"))
-        .args(["call", "--target", &target.to_string()])
+    cmd.arg(script(script_name))
+        .args(leading)
+        .args(["--target", &target.to_string()])
         .args(args)
         .kill_on_drop(true);
     let output = tokio::time::timeout(CLIENT_PATIENCE, cmd.output())
         .await
-        .context("grpc_peer.py call timed out")?
-        .context("running grpc_peer.py call")?;
+        .with_context(|| format!("{script_name} timed out"))?
+        .with_context(|| format!("running {script_name}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!(
-            "grpc_peer.py call {args:?} failed ({}): {stdout}\n{stderr}",
+            "{script_name} {args:?} failed ({}): {stdout}\n{stderr}",
             output.status
         );
     }
-    let json: Value = serde_json::from_str(stdout.trim())
-        .with_context(|| format!("grpc_peer.py call printed no JSON: {stdout}\n{stderr}"))?;
-    let calls = json["calls"].as_array().cloned().unwrap_or_default();
-    Ok(calls.into_iter().map(GrpcCall).collect())
+    serde_json::from_str(stdout.trim())
+        .with_context(|| format!("{script_name} printed no JSON: {stdout}\n{stderr}"))
+}
+
+/// The `calls` array of a client's JSON.
+fn calls_of(json: &Value) -> Vec<Value> {
+    json["calls"].as_array().cloned().unwrap_or_default()
 }
