@@ -2,14 +2,17 @@
 //!
 //! Today it drives HTTP/1.1 keep-alive load, either open-loop at a constant rate (latency
 //! measured from each request's intended send time, so a stalled server cannot hide its
-//! queueing: no coordinated omission) or closed-loop at maximum throughput.
+//! queueing: no coordinated omission) or closed-loop at maximum throughput. `serve` runs
+//! a Dubbo or Thrift echo backend.
 
 mod http;
 mod report;
 
-use std::time::Duration;
+use std::{io::Write, net::SocketAddr, time::Duration};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use corridor_load::serve::{self, EchoConfig};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
@@ -23,6 +26,42 @@ struct Flags {
 enum Command {
     /// HTTP/1.1 keep-alive load against one URL.
     Http(http::HttpArgs),
+    /// An echo backend: answers every call with its first string argument.
+    Serve(ServeArgs),
+}
+
+/// Flags of `corridor-load serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The protocol to speak.
+    protocol: serve::Protocol,
+    /// Address to listen on.
+    #[arg(long, default_value = serve::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Prefix of every answer: "{name}: {arg}".
+    #[arg(long)]
+    name: Option<String>,
+    /// Delay before every answer.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    delay: Duration,
+    /// Uniformly random extra delay per call, up to this.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    jitter: Duration,
+    /// Share of calls (0.0 to 1.0) answered with the protocol's error.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+    error_rate: f64,
+    /// Print one line per received call on stdout.
+    #[arg(long)]
+    log_calls: bool,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let f: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(format!("{f} is outside 0.0 to 1.0"))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +80,39 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(args))
+        }
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = EchoConfig {
+        protocol: args.protocol,
+        listen: args.listen,
+        name: args.name,
+        delay: args.delay,
+        jitter: args.jitter,
+        error_rate: args.error_rate,
+        log_calls: args.log_calls,
+    };
+    let echo = serve::start(config).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "corridor-load serve bound {}={}", args.protocol.name(), echo.addr())?;
+        out.flush()?;
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+    }
+    echo.shutdown().await;
+    Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod header;
 mod hessian;
+pub mod peer;
 mod reply;
 mod request;
 mod write;
@@ -19,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 
 use self::header::{HEADER_LEN, HESSIAN2, Header, HeaderError};
 use self::hessian::Reader;
-use self::reply::status;
+pub use self::reply::status;
 use super::{
     Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, LocalError, MessageType, Metadata,
     ResponseStatus,

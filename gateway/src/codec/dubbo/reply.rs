@@ -7,20 +7,23 @@ use super::write::{NULL, write_string};
 use crate::codec::ErrorKind;
 
 /// Dubbo2 response statuses (`org.apache.dubbo.remoting.exchange.Response`).
-pub(crate) mod status {
+pub mod status {
     /// The call succeeded.
-    pub(crate) const OK: u8 = 20;
+    pub const OK: u8 = 20;
     /// The server did not answer in time (the client raises a `TimeoutException`
     /// marked server-side).
-    pub(crate) const SERVER_TIMEOUT: u8 = 31;
+    pub const SERVER_TIMEOUT: u8 = 31;
     /// The request could not be read or is refused.
-    pub(crate) const BAD_REQUEST: u8 = 40;
+    pub const BAD_REQUEST: u8 = 40;
     /// No provider of the service.
-    pub(crate) const SERVICE_NOT_FOUND: u8 = 60;
+    pub const SERVICE_NOT_FOUND: u8 = 60;
+    /// The service's own code failed (what a provider answers when its method throws
+    /// and the exception cannot travel as a value).
+    pub const SERVICE_ERROR: u8 = 70;
     /// The server side (here: the gateway or its upstream link) failed.
-    pub(crate) const SERVER_ERROR: u8 = 80;
+    pub const SERVER_ERROR: u8 = 80;
     /// The server is shedding load.
-    pub(crate) const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
+    pub const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
 }
 
 /// The status a local error is reported with. Dubbo clients raise a `RemotingException`
@@ -49,7 +52,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> u8 {
 /// a string, as Dubbo providers write them. The gateway writes Hessian2 only, so the
 /// header always says Hessian2: Dubbo clients decode a response by the serialization id
 /// in its header, whatever they sent.
-pub(crate) fn error_response(request_id: u64, status: u8, message: &str) -> Bytes {
+pub fn error_response(request_id: u64, status: u8, message: &str) -> Bytes {
     let mut body = BytesMut::new();
     write_string(&mut body, message);
     response(request_id, HESSIAN2, status, &body)
@@ -60,7 +63,7 @@ pub(crate) fn heartbeat_response(request_id: u64) -> Bytes {
     response(request_id, FLAG_EVENT | HESSIAN2, status::OK, &[NULL])
 }
 
-fn response(request_id: u64, flags: u8, status: u8, body: &[u8]) -> Bytes {
+pub(super) fn response(request_id: u64, flags: u8, status: u8, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + body.len());
     Header {
         flags,

@@ -169,3 +169,33 @@ pub(crate) fn rewrite(
     out.put_u8(b'Z');
     out.put_slice(body.get(parsed.span.end..).unwrap_or_default());
 }
+
+/// What a provider reads to answer a call: the Dubbo version the caller speaks (it picks
+/// the response body form) and the first argument when it is a string.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct CallHead {
+    /// The caller's Dubbo protocol version (`2.0.2` from current clients).
+    pub(crate) dubbo_version: String,
+    /// The first argument, when the call has one and it is a string.
+    pub(crate) first_string_arg: Option<String>,
+}
+
+/// Reads a request body up to its first argument.
+pub(crate) fn read_call_head(body: &[u8]) -> Result<CallHead, HessianError> {
+    let mut r = Reader::new(body);
+    let dubbo_version = r.read_string()?.unwrap_or_default();
+    // Service path, service version, method.
+    for _ in 0..3 {
+        r.read_string()?;
+    }
+    let desc = r.read_string()?.unwrap_or_default();
+    let first_string_arg = if count_params(&desc)? > 0 && is_string_start(r.peek()?) {
+        r.read_string()?
+    } else {
+        None
+    };
+    Ok(CallHead {
+        dubbo_version,
+        first_string_arg,
+    })
+}

@@ -18,8 +18,12 @@
 
 mod exception;
 mod header;
+pub mod peer;
 mod protocol;
 mod transport;
+
+pub use protocol::Protocol;
+pub use transport::Transport;
 
 #[cfg(test)]
 mod tests;
@@ -32,7 +36,7 @@ use super::{
 };
 use header::THeader;
 use protocol::{CALL, ONEWAY, REPLY};
-use transport::{Dialect, Failure, Located, Transport};
+use transport::{Dialect, Failure, Located};
 
 /// The codec's name in metrics, logs and errors.
 const NAME: &str = "thrift";
@@ -261,9 +265,21 @@ impl Codec for ThriftCodec {
 /// carry the seqid as their seq id, as the reference clients write it).
 fn reply(dialect: Dialect, method: &str, seqid: u32, kind: i32, text: &str) -> Bytes {
     let message = exception::write_message(dialect.protocol, method, seqid as i32, kind, text);
-    let compact = dialect.protocol == protocol::Protocol::Compact;
-    let theader = THeader::for_reply(dialect.header_flags, seqid, compact);
     // Only a header beyond 256 KiB fails to frame, and a reply's has no key/values.
-    let framed = frame_message(dialect, Some(&theader), &message).unwrap_or(message);
-    Bytes::from(framed)
+    frame_reply(dialect, seqid, &message, &[]).unwrap_or_else(|| Bytes::from(message))
+}
+
+/// Frames a reply `message` in `dialect`; over THeader with the request's flags, `seqid`
+/// as the seq id and `headers` as info key/values. `None` when the THeader header or the
+/// frame outgrows its length fields.
+fn frame_reply(
+    dialect: Dialect,
+    seqid: u32,
+    message: &[u8],
+    headers: &[(String, String)],
+) -> Option<Bytes> {
+    let compact = dialect.protocol == protocol::Protocol::Compact;
+    let mut theader = THeader::for_reply(dialect.header_flags, seqid, compact);
+    theader.set(headers);
+    frame_message(dialect, Some(&theader), message).map(Bytes::from)
 }

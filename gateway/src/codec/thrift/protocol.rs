@@ -23,7 +23,7 @@ pub(super) const ONEWAY: u8 = 4;
 
 /// How a message is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Protocol {
+pub enum Protocol {
     /// Binary with the 0x8001 version word.
     Binary = 0,
     /// Binary without a version word (name length first, then the type byte).
@@ -369,6 +369,52 @@ fn skip_compact(r: &mut Reader<'_>, ctype: u8, depth: usize) -> Result<(), Parse
         t => return corrupt(format!("unknown compact type {t}")),
     }
     Ok(())
+}
+
+/// Reads a struct for its field `id` when that field is a string (binary or compact
+/// type code for strings), skipping every other field; `None` when absent or of another
+/// type. Leaves `r` after the struct.
+pub(super) fn read_string_field(
+    r: &mut Reader<'_>,
+    protocol: Protocol,
+    id: i16,
+) -> Result<Option<Vec<u8>>, ParseError> {
+    let mut found = None;
+    let mut last_id: i16 = 0;
+    loop {
+        let b = r.u8()?;
+        if b == 0 {
+            return Ok(found);
+        }
+        match protocol {
+            Protocol::Compact => {
+                let delta = b >> 4;
+                let field = if delta == 0 {
+                    zigzag_i16(r.varint()?)?
+                } else {
+                    last_id.wrapping_add(i16::from(delta))
+                };
+                last_id = field;
+                match b & 0x0f {
+                    1 | 2 => {}
+                    8 if field == id => {
+                        let len = r.length(protocol)?;
+                        found = Some(r.take(len)?.to_vec());
+                    }
+                    t => skip_compact(r, t, 1)?,
+                }
+            }
+            _ => {
+                let field = r.u16()? as i16;
+                if b == 11 && field == id {
+                    let len = r.length(protocol)?;
+                    found = Some(r.take(len)?.to_vec());
+                } else {
+                    skip_binary(r, b, 1)?;
+                }
+            }
+        }
+    }
 }
 
 fn zigzag_i16(v: u64) -> Result<i16, ParseError> {

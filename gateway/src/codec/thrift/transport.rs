@@ -6,7 +6,7 @@ use super::protocol::{self, MessageHeader, ParseError, Protocol, REPLY, Reader};
 
 /// How messages are delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Transport {
+pub enum Transport {
     /// The message begins at once and ends where its struct ends.
     Unframed = 0,
     /// A 4-byte big-endian length, then the message.
