@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "corridor/dns/v1/name_table.proto",
         "aeraki/meta_protocol_proxy/config/route/v1alpha/route.proto",
         "aeraki/meta_protocol_proxy/v1alpha/meta_protocol_proxy.proto",
+        "aeraki/meta_protocol_proxy/filters/local_ratelimit/v1alpha/local_ratelimit.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -47,6 +47,20 @@ pub mod aeraki {
                 }
             }
         }
+        /// MetaProtocol filters configured on the listener.
+        pub mod filters {
+            /// The local rate limit filter.
+            pub mod local_ratelimit {
+                /// `LocalRateLimit`, `LocalRateLimitCondition`.
+                pub mod v1alpha {
+                    #![allow(missing_docs, clippy::all)]
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/aeraki.meta_protocol_proxy.filters.local_ratelimit.v1alpha.rs"
+                    ));
+                }
+            }
+        }
     }
 }
 

@@ -105,8 +105,10 @@ impl Edit {
 pub enum ErrorKind {
     /// No route matched (Dubbo: service not found).
     NoRoute,
-    /// The route's cluster has no healthy endpoint, or connecting failed.
+    /// The route's cluster has no healthy endpoint.
     Unavailable,
+    /// Connecting to the picked endpoint failed or timed out.
+    ConnectFailure,
     /// The upstream did not answer within the route's timeout.
     Timeout,
     /// The upstream connection broke while the call was in flight.
@@ -190,6 +192,17 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     /// What to send before closing a stream that failed to decode, when the protocol can
     /// say so (a Dubbo bad-request response when the header was readable).
     fn error_reply(&self, buf: &[u8], error: &CodecError) -> Option<Bytes>;
+
+    /// A response's outcome in HTTP's terms, the one vocabulary retry conditions (`5xx`,
+    /// `gateway-error`, `retriable-status-codes`) and Istio's `response_code` use for every
+    /// protocol. By default a success is 200 and an error 500; a codec whose protocol has
+    /// richer statuses maps them (Dubbo: timeouts 504, no provider 503, ...).
+    fn http_status(&self, response: &Frame) -> u16 {
+        match response.metadata.response_status {
+            ResponseStatus::Ok => 200,
+            ResponseStatus::Error => 500,
+        }
+    }
 
     /// Whether a caller expects responses in the order of its requests on a connection
     /// (Thrift clients that pipeline do; Dubbo matches by request id, so answers go out

@@ -8,7 +8,7 @@ use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha as pb;
 use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
 
 use super::ModelError;
-use super::route::{ClusterTarget, HeaderMatcher, attribute_matcher, weighted_target};
+use super::route::{ClusterTarget, HeaderMatcher, RetryPolicy, attribute_matcher, retry_policy, weighted_target};
 
 /// A validated MetaProtocol route configuration.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub struct MetaRoute {
     pub hash_policy: Vec<String>,
     /// The whole call's timeout, when the route sets one.
     pub timeout: Option<std::time::Duration>,
+    /// Retries, when the route sets them (Corridor extension).
+    pub retry: Option<RetryPolicy>,
 }
 
 /// A mirror target and the share of requests it gets.
@@ -134,6 +136,7 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
             Some(d) => Some(super::duration(d, "route.timeout")?).filter(|d| !d.is_zero()),
             None => None,
         },
+        retry: action.retry_policy.as_ref().map(retry_policy).transpose()?,
     })
 }
 

@@ -485,7 +485,7 @@ pub(crate) fn weighted_target(wc: &pb::WeightedCluster) -> Result<ClusterTarget,
     Ok(ClusterTarget::Weighted { clusters, total })
 }
 
-fn retry_policy(rp: &pb::RetryPolicy) -> Result<RetryPolicy, ModelError> {
+pub(crate) fn retry_policy(rp: &pb::RetryPolicy) -> Result<RetryPolicy, ModelError> {
     use retry_on::*;
     let mut on = 0;
     for cond in rp

@@ -22,13 +22,12 @@ use super::HttpListener;
 use super::body::{ReplayBody, RequestBody, ResponseBody};
 use super::exchange::{EndpointActive, Exchange};
 use super::local_reply::{LocalReason, ResponseFlags, reply};
-use super::retry::{self, Budgeted, TryFailure};
+use super::retry::{self, Budgeted, RetryActive, TryFailure};
 use crate::cluster::pool::Conn;
 use crate::cluster::{ClusterState, Endpoint, Snapshot, lb};
 use crate::model::cluster::Cluster;
 use crate::model::route::{PathMatch, Route};
 use crate::router::{self, RequestView};
-use crate::telemetry::metrics::{UPSTREAM_RETRIES, UPSTREAM_RETRY_OVERFLOW};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -245,18 +244,6 @@ struct Attempts<'a> {
     start: Instant,
 }
 
-/// Keeps a retry counted as in flight on its cluster.
-struct RetryActive(Arc<ClusterState>);
-
-impl Drop for RetryActive {
-    fn drop(&mut self) {
-        self.0
-            .counters
-            .active_retries
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl Attempts<'_> {
     async fn run(&mut self) -> Done {
         let action = &self.route.action;
@@ -421,24 +408,13 @@ impl Attempts<'_> {
         if !replayable {
             return false;
         }
-        let c = self.cluster;
-        let metrics = &self.ex.listener.shared.metrics;
-        let active = c.counters.active_rq.load(Ordering::Relaxed);
-        let active_retries = c.counters.active_retries.load(Ordering::Relaxed);
-        if !retry::budget_allows(&c.config, active, active_retries) {
-            c.counters.retry_overflow.fetch_add(1, Ordering::Relaxed);
-            metrics
-                .cluster_counter(UPSTREAM_RETRY_OVERFLOW, &c.config.name)
-                .increment(1);
-            return false;
+        match RetryActive::admit(self.cluster, &self.ex.listener.shared.metrics) {
+            Some(r) => {
+                retries.push(r);
+                true
+            }
+            None => false,
         }
-        c.counters.active_retries.fetch_add(1, Ordering::Relaxed);
-        c.counters.retries.fetch_add(1, Ordering::Relaxed);
-        retries.push(RetryActive(c.clone()));
-        metrics
-            .cluster_counter(UPSTREAM_RETRIES, &c.config.name)
-            .increment(1);
-        true
     }
 
     /// Waits before the next try; false when the route deadline passes meanwhile.

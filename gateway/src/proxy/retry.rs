@@ -2,13 +2,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderMap;
 use rand::Rng;
 
+use crate::cluster::ClusterState;
 use crate::model::cluster::Cluster;
+use crate::telemetry::metrics::{Metrics, UPSTREAM_RETRIES, UPSTREAM_RETRY_OVERFLOW};
 use crate::model::route::{RetryPolicy, retry_on};
 
 /// How a try failed before a response arrived.
@@ -120,6 +124,43 @@ pub fn budget_allows(c: &Cluster, active_requests: u64, active_retries: u64) -> 
             active_retries < by_percent.max(u64::from(b.min_concurrency))
         }
         None => active_retries < u64::from(c.max_retries),
+    }
+}
+
+/// A retry counted as in flight on its cluster until dropped.
+#[derive(Debug)]
+pub struct RetryActive(Option<Arc<ClusterState>>);
+
+impl RetryActive {
+    /// Counts one more retry on `cluster` if its budget (or `max_retries` breaker)
+    /// admits it; else counts the overflow and says no. Both land in the cluster's
+    /// counters and metrics.
+    pub fn admit(cluster: &Arc<ClusterState>, metrics: &Metrics) -> Option<RetryActive> {
+        let c = &cluster.counters;
+        let active = c.active_rq.load(Ordering::Relaxed);
+        let active_retries = c.active_retries.load(Ordering::Relaxed);
+        if !budget_allows(&cluster.config, active, active_retries) {
+            c.retry_overflow.fetch_add(1, Ordering::Relaxed);
+            metrics.cluster_counter(UPSTREAM_RETRY_OVERFLOW, &cluster.config.name).increment(1);
+            return None;
+        }
+        c.active_retries.fetch_add(1, Ordering::Relaxed);
+        c.retries.fetch_add(1, Ordering::Relaxed);
+        metrics.cluster_counter(UPSTREAM_RETRIES, &cluster.config.name).increment(1);
+        Some(RetryActive(Some(cluster.clone())))
+    }
+
+    /// A retry no cluster accounts for (tests of the proxy paths).
+    pub fn untracked() -> RetryActive {
+        RetryActive(None)
+    }
+}
+
+impl Drop for RetryActive {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.counters.active_retries.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

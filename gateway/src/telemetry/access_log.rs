@@ -52,7 +52,7 @@ pub fn emit_meta(
     listener: &str,
     protocol: &str,
     request: &crate::codec::Metadata,
-    call: &crate::proxy::meta::downstream::CallRecord,
+    call: &crate::proxy::meta::call::CallRecord,
     code: u16,
     flags: u16,
 ) {

@@ -199,6 +199,13 @@ impl Codec for DubboCodec {
         Ok(())
     }
 
+    fn http_status(&self, response: &Frame) -> u16 {
+        match response.bytes.get(3) {
+            Some(&status) => reply::http_status(status, response.metadata.response_status),
+            None => 500,
+        }
+    }
+
     fn can_mutate(&self, metadata: &Metadata) -> bool {
         metadata.dialect == u32::from(HESSIAN2)
             && matches!(

@@ -10,11 +10,15 @@ use crate::codec::ErrorKind;
 pub mod status {
     /// The call succeeded.
     pub const OK: u8 = 20;
+    /// The client gave up waiting (written by clients, seen only in their logs).
+    pub const CLIENT_TIMEOUT: u8 = 30;
     /// The server did not answer in time (the client raises a `TimeoutException`
     /// marked server-side).
     pub const SERVER_TIMEOUT: u8 = 31;
     /// The request could not be read or is refused.
     pub const BAD_REQUEST: u8 = 40;
+    /// The response could not be read.
+    pub const BAD_RESPONSE: u8 = 50;
     /// No provider of the service.
     pub const SERVICE_NOT_FOUND: u8 = 60;
     /// The service's own code failed (what a provider answers when its method throws
@@ -22,8 +26,26 @@ pub mod status {
     pub const SERVICE_ERROR: u8 = 70;
     /// The server side (here: the gateway or its upstream link) failed.
     pub const SERVER_ERROR: u8 = 80;
+    /// The client side failed.
+    pub const CLIENT_ERROR: u8 = 90;
     /// The server is shedding load.
     pub const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
+}
+
+/// A response status in HTTP's terms (see `Codec::http_status`): timeouts are a gateway
+/// timeout (504), a provider without the service or out of threads is unavailable (503,
+/// another provider may serve it), a bad response a bad gateway (502), the caller's own
+/// errors 400, the service's or server's failures 500. Status 20 carrying an exception
+/// (the service threw) is a 500 too, as an HTTP service that fails answers one.
+pub(crate) fn http_status(status: u8, outcome: crate::codec::ResponseStatus) -> u16 {
+    match status {
+        status::OK if outcome == crate::codec::ResponseStatus::Ok => 200,
+        status::CLIENT_TIMEOUT | status::SERVER_TIMEOUT => 504,
+        status::BAD_REQUEST | status::CLIENT_ERROR => 400,
+        status::BAD_RESPONSE => 502,
+        status::SERVICE_NOT_FOUND | status::SERVER_THREADPOOL_EXHAUSTED => 503,
+        _ => 500,
+    }
 }
 
 /// The status a local error is reported with. Dubbo clients raise a `RemotingException`
@@ -40,7 +62,10 @@ pub(crate) fn status_of(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::NoRoute => status::SERVICE_NOT_FOUND,
         ErrorKind::Timeout => status::SERVER_TIMEOUT,
-        ErrorKind::Unavailable | ErrorKind::UpstreamReset | ErrorKind::Internal => {
+        ErrorKind::Unavailable
+        | ErrorKind::ConnectFailure
+        | ErrorKind::UpstreamReset
+        | ErrorKind::Internal => {
             status::SERVER_ERROR
         }
         ErrorKind::Overloaded => status::SERVER_THREADPOOL_EXHAUSTED,

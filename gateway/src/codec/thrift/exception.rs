@@ -23,6 +23,7 @@ pub(super) fn type_of(kind: ErrorKind) -> i32 {
         ErrorKind::BadRequest => PROTOCOL_ERROR,
         ErrorKind::Unauthorized => UNKNOWN,
         ErrorKind::Unavailable
+        | ErrorKind::ConnectFailure
         | ErrorKind::Timeout
         | ErrorKind::UpstreamReset
         | ErrorKind::Overloaded

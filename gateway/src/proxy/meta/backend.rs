@@ -1,14 +1,18 @@
 //! The listener's [`Backend`]: routes from the current snapshot's MetaProtocol route
 //! configuration, endpoints from its clusters, one multiplexed connection per endpoint.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::downstream::{Backend, CallOutcome, CallRecord, Decision};
-use super::upstream::Multiplexed;
+use rand::Rng;
+
+use super::call::{Backend, CallOutcome, CallRecord, Decision, Unreachable};
+use super::upstream::{Multiplexed, UpstreamError};
 use crate::cluster::lb;
-use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata, ResponseStatus};
+use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
 use crate::proxy::Shared;
+use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
 use crate::telemetry::metrics::{Outcome, RequestProtocol, ServiceMetrics};
 
@@ -30,16 +34,18 @@ pub struct MetaListener {
 }
 
 /// Istio's labels for a codec-based call, in HTTP's terms as Envoy reports local replies:
-/// an answer is 200 (500 when it reports an error); a local reply is the status and
-/// response flag Envoy uses for the same cause.
-pub fn istio_outcome(outcome: CallOutcome) -> (u16, u16) {
+/// an answer is its codec's HTTP equivalent (200, 500, 503, ...) and `URX` when retries
+/// ran out on it; a local reply is the status and response flag Envoy uses for the same
+/// cause.
+pub fn istio_outcome(call: &CallRecord) -> (u16, u16) {
     use crate::proxy::local_reply::ResponseFlags as F;
-    match outcome {
-        CallOutcome::Answered(ResponseStatus::Ok) => (200, 0),
-        CallOutcome::Answered(ResponseStatus::Error) => (500, 0),
+    match call.outcome {
+        CallOutcome::Answered(status) if status >= 500 && call.retries > 0 => (status, F::URX),
+        CallOutcome::Answered(status) => (status, 0),
         CallOutcome::Local(kind) => match kind {
             ErrorKind::NoRoute => (404, F::NR),
             ErrorKind::Unavailable => (503, F::UH),
+            ErrorKind::ConnectFailure => (503, F::UF),
             ErrorKind::Timeout => (504, F::UT),
             ErrorKind::UpstreamReset => (503, F::UC),
             ErrorKind::Overloaded => (429, F::UO),
@@ -74,7 +80,14 @@ impl Backend for MetaListener {
                 format!("no route for method {method} on {}", self.name),
             ));
         };
-        let cluster = pick_cluster(&route.target, &mut rand::rng()).clone();
+        let mut rng = rand::rng();
+        let cluster = pick_cluster(&route.target, &mut rng).clone();
+        let mirrors = route
+            .mirrors
+            .iter()
+            .filter(|m| m.fraction >= 1.0 || rng.random_bool(m.fraction))
+            .map(|m| m.cluster.clone())
+            .collect();
         let set = |pairs: &[(String, String)]| Edit {
             request_id: None,
             set: pairs.to_vec(),
@@ -85,11 +98,13 @@ impl Backend for MetaListener {
             request_edit: set(&route.request_mutation),
             response_edit: set(&route.response_mutation),
             timeout: Some(route.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
+            retry: route.retry.clone(),
+            mirrors,
         })
     }
 
     fn record(&self, request: &Metadata, call: &CallRecord) {
-        let (status, flags) = istio_outcome(call.outcome);
+        let (status, flags) = istio_outcome(call);
         crate::telemetry::access_log::emit_meta(&self.name, self.protocol.as_str(), request, call, status, flags);
         let outcome = Outcome {
             status,
@@ -105,16 +120,21 @@ impl Backend for MetaListener {
         });
     }
 
-    async fn connection(&self, cluster: &str) -> Result<Multiplexed, LocalError> {
+    fn admit_retry(&self, cluster: &str) -> Option<RetryActive> {
+        let snapshot = self.shared.snapshot.load();
+        RetryActive::admit(snapshot.clusters.get(cluster)?, &self.shared.metrics)
+    }
+
+    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Multiplexed, Unreachable> {
         let snapshot = self.shared.snapshot.load_full();
         let Some(state) = snapshot.clusters.get(cluster) else {
-            return Err(local(ErrorKind::Unavailable, format!("cluster {cluster} not found")));
+            return Err(Unreachable::NoEndpoint(local(ErrorKind::Unavailable, format!("cluster {cluster} not found"))));
         };
-        let Some(endpoint) = lb::pick(state, &[], &mut rand::rng()) else {
-            return Err(local(
+        let Some(endpoint) = lb::pick(state, avoid, &mut rand::rng()) else {
+            return Err(Unreachable::NoEndpoint(local(
                 ErrorKind::Unavailable,
                 format!("no healthy endpoint in {cluster}"),
-            ));
+            )));
         };
         let mut slot = endpoint.mux.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
@@ -122,7 +142,10 @@ impl Backend for MetaListener {
         }
         let c = Multiplexed::connect(endpoint.addr, self.codec.clone(), state.config.connect_timeout)
             .await
-            .map_err(|e| local(ErrorKind::Unavailable, e.to_string()))?;
+            .map_err(|e| match e {
+                UpstreamError::Connect { reason, .. } => Unreachable::Connect(endpoint.addr, reason),
+                other => Unreachable::Connect(endpoint.addr, other.to_string()),
+            })?;
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -5,78 +5,19 @@
 //! connections never notice.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::upstream::{Multiplexed, UpstreamError};
-use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata, ResponseStatus};
+use super::call::{Backend, CallRecord, call};
+use crate::codec::{Codec, Frame, MessageType};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
 /// Answers queued for the writer before request tasks wait.
 const ANSWER_QUEUE: usize = 1024;
-
-/// Where a request goes, as the route decided.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    /// The route's name (logs, metrics).
-    pub route: Arc<str>,
-    /// The cluster picked.
-    pub cluster: Arc<str>,
-    /// Attributes to write into the request.
-    pub request_edit: Edit,
-    /// Attributes to write into the response.
-    pub response_edit: Edit,
-    /// Whole-call timeout; `None` waits as long as the connection lives.
-    pub timeout: Option<Duration>,
-}
-
-/// How a call ended, for telemetry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    /// The upstream answered, with this status (one-way calls: written).
-    Answered(ResponseStatus),
-    /// The gateway answered itself (or, for a one-way call, dropped it), for this reason.
-    Local(ErrorKind),
-}
-
-/// One finished call, for telemetry.
-#[derive(Debug, Clone)]
-pub struct CallRecord {
-    /// How it ended.
-    pub outcome: CallOutcome,
-    /// The route that matched, if any.
-    pub route: Option<Arc<str>>,
-    /// The cluster picked, if any.
-    pub cluster: Option<Arc<str>>,
-    /// The upstream endpoint used, if any.
-    pub upstream: Option<std::net::SocketAddr>,
-    /// From the request's arrival to its answer.
-    pub took: Duration,
-    /// Bytes of the request as received.
-    pub request_bytes: usize,
-    /// Bytes of the answer sent (0 for one-way calls).
-    pub response_bytes: usize,
-}
-
-/// What the connection needs from the rest of the gateway: routing, upstream
-/// connections and telemetry (the listener wires these to the current snapshot and its
-/// metrics; tests to fakes).
-pub trait Backend: Send + Sync + 'static {
-    /// Routes a request, or says why it cannot be served.
-    fn route(&self, request: &Metadata) -> Result<Decision, LocalError>;
-
-    /// A connection to an endpoint of `cluster`.
-    fn connection(&self, cluster: &str) -> impl Future<Output = Result<Multiplexed, LocalError>> + Send;
-
-    /// Records a finished call.
-    fn record(&self, _request: &Metadata, _call: &CallRecord) {}
-}
 
 /// An answer on its way to the writer, with its position for in-order protocols.
 struct Answer {
@@ -149,16 +90,8 @@ fn handle<B: Backend>(
             let (codec, backend, answers) = (codec.clone(), backend.clone(), answers.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let mut record = CallRecord {
-                    outcome: CallOutcome::Local(ErrorKind::Internal),
-                    route: None,
-                    cluster: None,
-                    upstream: None,
-                    took: Duration::ZERO,
-                    request_bytes: frame.bytes.len(),
-                    response_bytes: 0,
-                };
-                let bytes = call(&*codec, &*backend, &frame, &mut record).await;
+                let mut record = CallRecord::new(frame.bytes.len());
+                let bytes = call(&*codec, &backend, &frame, &mut record).await;
                 // A one-way call answers nothing: its place stays empty.
                 let bytes = bytes.unwrap_or_default();
                 record.took = started.elapsed();
@@ -172,74 +105,6 @@ fn handle<B: Backend>(
             tracing::debug!(protocol = codec.name(), "ignoring a response sent by a caller");
             Some(Answer { seq, bytes: Bytes::new() })
         }
-    }
-}
-
-/// One call: route, connect, send, wait (bounded by the route's timeout); the bytes to
-/// answer with (`None` for one-way calls: never answered, also not on errors). How it
-/// ended, and where it went, are written into `record`.
-async fn call<B: Backend>(codec: &dyn Codec, backend: &B, frame: &Frame, record: &mut CallRecord) -> Option<Bytes> {
-    let request = &frame.metadata;
-    let oneway = request.message_type == MessageType::Oneway;
-    let (bytes, outcome) = exchange(codec, backend, frame, record).await;
-    record.outcome = outcome;
-    if oneway { None } else { bytes }
-}
-
-async fn exchange<B: Backend>(
-    codec: &dyn Codec,
-    backend: &B,
-    frame: &Frame,
-    record: &mut CallRecord,
-) -> (Option<Bytes>, CallOutcome) {
-    let request = &frame.metadata;
-    let oneway = request.message_type == MessageType::Oneway;
-    let local = |kind: ErrorKind, message: String| {
-        let bytes = (!oneway).then(|| codec.local_reply(request, &LocalError { kind, message }));
-        (bytes, CallOutcome::Local(kind))
-    };
-    let decision = match backend.route(request) {
-        Ok(d) => d,
-        Err(e) => return local(e.kind, e.message),
-    };
-    record.route = Some(decision.route.clone());
-    record.cluster = Some(decision.cluster.clone());
-    let connection = match backend.connection(&decision.cluster).await {
-        Ok(c) => c,
-        Err(e) => return local(e.kind, e.message),
-    };
-    record.upstream = Some(connection.addr());
-    let sent = connection.call(frame, &decision.request_edit);
-    let outcome = match decision.timeout {
-        Some(t) => match tokio::time::timeout(t, sent).await {
-            Ok(r) => r,
-            Err(_) => {
-                return local(
-                    ErrorKind::Timeout,
-                    format!("no answer from {} within {t:?} (route {})", decision.cluster, decision.route),
-                );
-            }
-        },
-        None => sent.await,
-    };
-    match outcome {
-        Ok(Some(response)) => {
-            let mut edit = decision.response_edit.clone();
-            edit.request_id = Some(request.request_id);
-            let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
-            match codec.encode(&response, &edit, &mut out) {
-                Ok(()) => (Some(out.freeze()), CallOutcome::Answered(response.metadata.response_status)),
-                Err(e) => local(ErrorKind::Internal, format!("cannot re-encode the response: {e}")),
-            }
-        }
-        Ok(None) => (None, CallOutcome::Answered(ResponseStatus::Ok)),
-        Err(UpstreamError::Connect { addr, reason }) => {
-            local(ErrorKind::Unavailable, format!("cannot connect to {addr}: {reason}"))
-        }
-        Err(UpstreamError::Reset { addr, reason }) => {
-            local(ErrorKind::UpstreamReset, format!("upstream {addr} went away mid-call: {reason}"))
-        }
-        Err(UpstreamError::Encode(reason)) => local(ErrorKind::Internal, reason),
     }
 }
 

@@ -18,6 +18,7 @@ const ONEWAY: u8 = 2;
 const PING: u8 = 3;
 const PONG: u8 = 4;
 
+mod call;
 mod downstream;
 mod gateway;
 

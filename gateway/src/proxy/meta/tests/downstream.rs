@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use super::{ONEWAY, PATIENCE, PING, PONG, REQUEST, RESPONSE, Toy, frame, reversing_upstream};
 use crate::codec::{Codec, CodecError, Edit, ErrorKind, Frame, LocalError, Metadata};
-use crate::proxy::meta::downstream::{Backend, Decision, serve};
+use crate::proxy::meta::call::{Backend, Decision, Unreachable};
+use crate::proxy::meta::downstream::serve;
 use crate::proxy::meta::upstream::Multiplexed;
 
 /// Routes by the `payload` attribute: `noroute…` has no route, `slow…` has a 100 ms
@@ -35,17 +36,19 @@ impl Backend for Fake {
             request_edit: Edit::default(),
             response_edit: Edit::default(),
             timeout: payload.starts_with("slow").then_some(Duration::from_millis(100)),
+            retry: None,
+            mirrors: Vec::new(),
         })
     }
 
-    async fn connection(&self, _cluster: &str) -> Result<Multiplexed, LocalError> {
+    async fn connection(&self, _cluster: &str, _avoid: &[std::net::SocketAddr]) -> Result<Multiplexed, Unreachable> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
         let c = Multiplexed::connect(self.upstream, Arc::new(Toy), Duration::from_secs(2))
             .await
-            .map_err(|e| LocalError { kind: ErrorKind::Unavailable, message: e.to_string() })?;
+            .map_err(|e| Unreachable::Connect(self.upstream, e.to_string()))?;
         *slot = Some(c.clone());
         Ok(c)
     }

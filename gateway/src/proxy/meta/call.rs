@@ -1,0 +1,310 @@
+//! One call of a codec-based protocol, the same for every codec: admission (rate limits),
+//! routing, mirrors, then tries on the route's cluster under its timeout and retry
+//! policy, and the answer re-encoded under the caller's request id — or a local reply in
+//! the protocol's own error form.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::upstream::{Multiplexed, UpstreamError};
+use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata};
+use crate::model::route::RetryPolicy;
+use crate::proxy::retry::{self, Budgeted, RetryActive, TryFailure};
+
+/// How long a mirrored call may take before it is abandoned (its answer is discarded
+/// anyway; this only bounds the work).
+const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where a request goes, as the route decided.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The route's name (logs, metrics).
+    pub route: Arc<str>,
+    /// The cluster picked.
+    pub cluster: Arc<str>,
+    /// Attributes to write into the request.
+    pub request_edit: Edit,
+    /// Attributes to write into the response.
+    pub response_edit: Edit,
+    /// Whole-call timeout, across retries; `None` waits as long as the connection lives.
+    pub timeout: Option<Duration>,
+    /// Retries, if the route has a policy.
+    pub retry: Option<RetryPolicy>,
+    /// Clusters that get a copy of this request (already sampled by their fractions).
+    pub mirrors: Vec<Arc<str>>,
+}
+
+/// How a call ended, for telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The upstream answered; its outcome in HTTP's terms (`Codec::http_status`). A
+    /// one-way call that was written counts as 200.
+    Answered(u16),
+    /// The gateway answered itself (or, for a one-way call, dropped it), for this reason.
+    Local(ErrorKind),
+}
+
+/// One finished call, for telemetry.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// The route that matched, if any.
+    pub route: Option<Arc<str>>,
+    /// The cluster picked, if any.
+    pub cluster: Option<Arc<str>>,
+    /// The upstream endpoint of the last try, if any.
+    pub upstream: Option<SocketAddr>,
+    /// Tries after the first.
+    pub retries: u32,
+    /// From the request's arrival to its answer.
+    pub took: Duration,
+    /// Bytes of the request as received.
+    pub request_bytes: usize,
+    /// Bytes of the answer sent (0 for one-way calls).
+    pub response_bytes: usize,
+}
+
+impl CallRecord {
+    /// A record for a request of `request_bytes` not yet handled.
+    pub fn new(request_bytes: usize) -> CallRecord {
+        CallRecord {
+            outcome: CallOutcome::Local(ErrorKind::Internal),
+            route: None,
+            cluster: None,
+            upstream: None,
+            retries: 0,
+            took: Duration::ZERO,
+            request_bytes,
+            response_bytes: 0,
+        }
+    }
+}
+
+/// Why no connection to a cluster could be had.
+#[derive(Debug, Clone)]
+pub enum Unreachable {
+    /// No endpoint to try (no such cluster, none healthy): not worth another try.
+    NoEndpoint(LocalError),
+    /// Connecting to this endpoint failed or timed out: another endpoint may do.
+    Connect(SocketAddr, String),
+}
+
+impl Unreachable {
+    /// The local reply's error.
+    pub fn into_error(self) -> LocalError {
+        match self {
+            Unreachable::NoEndpoint(e) => e,
+            Unreachable::Connect(addr, reason) => local(ErrorKind::ConnectFailure, format!("cannot connect to {addr}: {reason}")),
+        }
+    }
+}
+
+/// What a call needs from the rest of the gateway: admission, routing, upstream
+/// connections, retry accounting and telemetry (the listener wires these to the current
+/// snapshot and its metrics; tests to fakes).
+pub trait Backend: Send + Sync + 'static {
+    /// Admits a request before routing, or refuses it (rate limits).
+    fn admit(&self, _request: &Metadata) -> Result<(), LocalError> {
+        Ok(())
+    }
+
+    /// Routes a request, or says why it cannot be served.
+    fn route(&self, request: &Metadata) -> Result<Decision, LocalError>;
+
+    /// A connection to an endpoint of `cluster`, preferring endpoints not in `avoid`
+    /// (those that already failed this call).
+    fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> impl Future<Output = Result<Multiplexed, Unreachable>> + Send;
+
+    /// Counts one more retry on `cluster` if its retry budget admits it.
+    fn admit_retry(&self, _cluster: &str) -> Option<RetryActive> {
+        Some(RetryActive::untracked())
+    }
+
+    /// Records a finished call.
+    fn record(&self, _request: &Metadata, _call: &CallRecord) {}
+}
+
+/// One call; the bytes to answer with (`None` for one-way calls: never answered, also
+/// not on errors). How it ended, and where it went, are written into `record`.
+pub async fn call<B: Backend>(codec: &dyn Codec, backend: &Arc<B>, frame: &Frame, record: &mut CallRecord) -> Option<Bytes> {
+    let oneway = frame.metadata.message_type == MessageType::Oneway;
+    let (bytes, outcome) = match exchange(codec, backend, frame, record).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let kind = e.kind;
+            ((!oneway).then(|| codec.local_reply(&frame.metadata, &e)), CallOutcome::Local(kind))
+        }
+    };
+    record.outcome = outcome;
+    if oneway { None } else { bytes }
+}
+
+/// Admission, routing, mirrors and tries; a local error when the gateway must answer.
+async fn exchange<B: Backend>(
+    codec: &dyn Codec,
+    backend: &Arc<B>,
+    frame: &Frame,
+    record: &mut CallRecord,
+) -> Result<(Option<Bytes>, CallOutcome), LocalError> {
+    let request = &frame.metadata;
+    backend.admit(request)?;
+    let decision = backend.route(request)?;
+    record.route = Some(decision.route.clone());
+    record.cluster = Some(decision.cluster.clone());
+    for cluster in &decision.mirrors {
+        mirror(backend, cluster.clone(), frame.clone(), decision.request_edit.clone());
+    }
+    let Some(response) = tries(codec, &**backend, frame, &decision, record).await? else {
+        return Ok((None, CallOutcome::Answered(200)));
+    };
+    let status = codec.http_status(&response);
+    let mut edit = decision.response_edit;
+    edit.request_id = Some(request.request_id);
+    let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
+    codec
+        .encode(&response, &edit, &mut out)
+        .map_err(|e| local(ErrorKind::Internal, format!("cannot re-encode the response: {e}")))?;
+    Ok((Some(out.freeze()), CallOutcome::Answered(status)))
+}
+
+/// Tries the call until it gets an answer the policy keeps, the policy gives up, or the
+/// route's timeout passes. `Ok(None)`: a one-way call was written.
+async fn tries<B: Backend>(
+    codec: &dyn Codec,
+    backend: &B,
+    frame: &Frame,
+    decision: &Decision,
+    record: &mut CallRecord,
+) -> Result<Option<Frame>, LocalError> {
+    let policy = decision.retry.as_ref();
+    let max_tries = 1 + policy.map_or(0, |p| p.num_retries);
+    let deadline = decision.timeout.map(|t| Instant::now() + t);
+    let timed_out = || {
+        let t = decision.timeout.unwrap_or_default();
+        local(ErrorKind::Timeout, format!("no answer from {} within {t:?} (route {})", decision.cluster, decision.route))
+    };
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut retries: Vec<RetryActive> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let last_try = attempt >= max_tries;
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let budget = match (remaining, policy.and_then(|p| p.per_try_timeout)) {
+            (Some(r), Some(p)) => Some(r.min(p)),
+            (r, p) => r.or(p),
+        };
+        let outcome = Budgeted::new(try_once(backend, frame, decision, &tried, record), budget).await;
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let failure = match outcome {
+            None if expired => return Err(timed_out()),
+            None => (
+                Some(TryFailure::PerTryTimeout),
+                local(ErrorKind::Timeout, format!("no answer from {} within the per-try timeout (route {})", decision.cluster, decision.route)),
+            ),
+            Some(Ok(None)) => return Ok(None),
+            Some(Ok(Some(response))) => {
+                let status = codec.http_status(&response);
+                let retriable = policy.is_some_and(|p| retry::retries_response(p, status, &http::HeaderMap::new()));
+                if !retriable || last_try || expired || !admit(backend, decision, &mut retries) {
+                    return Ok(Some(response));
+                }
+                tracing::debug!(route = %decision.route, status, attempt, "retrying a call the upstream answered with an error");
+                tried.extend(record.upstream);
+                record.retries += 1;
+                if !backoff(attempt, deadline).await {
+                    return Err(timed_out());
+                }
+                continue;
+            }
+            Some(Err(failure)) => failure,
+        };
+        let (kind, error) = failure;
+        let retriable = kind.is_some_and(|k| policy.is_some_and(|p| retry::retries_failure(p, k)));
+        if expired || !retriable || last_try || !admit(backend, decision, &mut retries) {
+            return Err(error);
+        }
+        tracing::debug!(route = %decision.route, error = %error.message, attempt, "retrying a failed call");
+        tried.extend(record.upstream);
+        record.retries += 1;
+        if !backoff(attempt, deadline).await {
+            return Err(timed_out());
+        }
+    }
+}
+
+/// One try on a connection to an endpoint of the decision's cluster.
+async fn try_once<B: Backend>(
+    backend: &B,
+    frame: &Frame,
+    decision: &Decision,
+    tried: &[SocketAddr],
+    record: &mut CallRecord,
+) -> Result<Option<Frame>, (Option<TryFailure>, LocalError)> {
+    let connection = backend.connection(&decision.cluster, tried).await.map_err(|e| match e {
+        Unreachable::NoEndpoint(e) => (None, e),
+        Unreachable::Connect(addr, _) => {
+            record.upstream = Some(addr);
+            (Some(TryFailure::Connect), e.into_error())
+        }
+    })?;
+    record.upstream = Some(connection.addr());
+    connection.call(frame, &decision.request_edit).await.map_err(|e| match e {
+        UpstreamError::Connect { addr, reason } => {
+            (Some(TryFailure::Connect), local(ErrorKind::ConnectFailure, format!("cannot connect to {addr}: {reason}")))
+        }
+        UpstreamError::Reset { addr, reason } => (
+            Some(TryFailure::Reset),
+            local(ErrorKind::UpstreamReset, format!("upstream {addr} went away mid-call: {reason}")),
+        ),
+        // Not retried: the same request would fail to encode again.
+        UpstreamError::Encode(reason) => (None, local(ErrorKind::Internal, reason)),
+    })
+}
+
+/// Whether another try may start: the cluster's retry budget admits it.
+fn admit<B: Backend>(backend: &B, decision: &Decision, retries: &mut Vec<RetryActive>) -> bool {
+    match backend.admit_retry(&decision.cluster) {
+        Some(r) => {
+            retries.push(r);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Waits before the next try; false when the deadline passes meanwhile.
+async fn backoff(attempt: u32, deadline: Option<Instant>) -> bool {
+    let wait = retry::backoff(attempt, &mut rand::rng());
+    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+        return false;
+    }
+    tokio::time::sleep(wait).await;
+    true
+}
+
+/// Sends a copy of the request to `cluster` in the background; its answer (or failure)
+/// is dropped and never touches the caller's call.
+fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: Edit) {
+    let backend = backend.clone();
+    tokio::spawn(async move {
+        let sent = async {
+            let connection = backend.connection(&cluster, &[]).await.map_err(Unreachable::into_error)?;
+            connection.call(&frame, &edit).await.map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
+        };
+        match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(%cluster, error = %e.message, "mirrored call failed"),
+            Err(_) => tracing::debug!(%cluster, "mirrored call timed out"),
+        }
+    });
+}
+
+fn local(kind: ErrorKind, message: String) -> LocalError {
+    LocalError { kind, message }
+}
