@@ -98,10 +98,13 @@ async fn say_hello_through_the_gateway() {
     let calls = call(addr, &["--arg", "corridor", "--repeat", "3"]).await;
     let values: Vec<Option<&str>> = calls.iter().map(DubboCall::value).collect();
     assert_eq!(values, [Some("d1: corridor"); 3], "{calls:?}");
-    let last = servers[0]
-        .calls()
-        .pop()
-        .unwrap_or_else(|| panic!("the backend logged no call"));
+    let last = eventually(PATIENCE, "the backend to log the calls", || async {
+        let mut calls = servers[0].calls();
+        anyhow::ensure!(calls.len() >= 4, "{calls:?}");
+        Ok(calls.pop())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the backend logged no call"));
     assert_eq!(
         (last.field("interface"), last.field("method")),
         (INTERFACE, "sayHello"),
