@@ -17,9 +17,10 @@ result struct field 0 is the value. A oneway call writes ONEWAY and reads nothin
 
 Prints one JSON object on stdout and exits 0 whatever the calls' outcomes were:
   {"calls": [{"method", "type": "call"|"oneway", "seqid",
-              "value"?: str,                       # the result, for a REPLY
-              "reply"?: {"name", "seqid", "type"}, # the reply's message header
-              "headers"?: {k: v},                  # THeader reply headers
+              "value"?: str,                          # the result, for a REPLY
+              "reply"?: {"name", "seqid", "type"},    # the answer's message header
+              "headers"?: {k: v},                     # THeader answer headers
+              "header_protocol"?: "binary"|"compact", # THeader answer sub-protocol
               "error"?: {"type", "message", "kind"?}}]}
 """
 
@@ -40,6 +41,9 @@ MESSAGE_TYPES = {
     TMessageType.EXCEPTION: "exception",
     TMessageType.ONEWAY: "oneway",
 }
+
+# THeader sub-protocol ids by name.
+SUBPROTOCOLS = {THeaderSubprotocolID.BINARY: "binary", THeaderSubprotocolID.COMPACT: "compact"}
 
 
 class ReplyError(Exception):
@@ -90,6 +94,8 @@ def read_reply(protocol, record):
     name, message_type, seqid = protocol.readMessageBegin()
     record["reply"] = {"name": name, "seqid": seqid, "type": MESSAGE_TYPES.get(message_type, str(message_type))}
     if isinstance(protocol, THeaderProtocol):
+        # The sub-protocol the answer was written in (THeader names it per message).
+        record["header_protocol"] = SUBPROTOCOLS.get(protocol.trans.protocol_id, str(protocol.trans.protocol_id))
         record["headers"] = {
             k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in protocol.get_headers().items()
         }

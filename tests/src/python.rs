@@ -164,6 +164,11 @@ impl ThriftCall {
         (self.0["seqid"].as_i64(), self.0["reply"]["seqid"].as_i64())
     }
 
+    /// The protocol a THeader answer was written in (`binary`, `compact`), if THeader.
+    pub fn header_protocol(&self) -> Option<&str> {
+        self.0["header_protocol"].as_str()
+    }
+
     /// A THeader header of the answer.
     pub fn header(&self, key: &str) -> Option<&str> {
         self.0["headers"][key].as_str()

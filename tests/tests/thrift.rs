@@ -97,6 +97,22 @@ async fn first_answer(addr: SocketAddr) -> String {
     .await
 }
 
+/// Asserts THeader answers came in the caller's own sub-protocol.
+fn assert_dialect(calls: &[ThriftCall], (transport, protocol): (&str, &str)) {
+    if transport != "header" {
+        // A framed or unframed client cannot read an answer in another transport or
+        // protocol at all, so the value checks cover them.
+        return;
+    }
+    for c in calls.iter().filter(|c| c.seqids().1.is_some()) {
+        assert_eq!(
+            c.header_protocol(),
+            Some(protocol),
+            "THeader {protocol}: {c:?}"
+        );
+    }
+}
+
 /// Asserts each call got the value in `expected` (same order) under its own seqid.
 fn assert_values(calls: &[ThriftCall], expected: &[&str], what: &str) {
     let values: Vec<Option<&str>> = calls.iter().map(ThriftCall::value).collect();
@@ -125,6 +141,7 @@ async fn framed_compact_and_theader_clients_get_their_answers() {
         )
         .await;
         assert_values(&calls, &["t1: hi", "t1: again"], &format!("{dialect:?}"));
+        assert_dialect(&calls, dialect);
     }
 }
 
@@ -180,6 +197,7 @@ async fn calls_are_routed_on_their_method() {
         .await;
         let expected: Vec<&str> = (0..5).flat_map(|_| ["a: x", "b: y"]).collect();
         assert_values(&calls, &expected, &format!("{dialect:?}"));
+        assert_dialect(&calls, dialect);
     }
 
     // The backends saw exactly the calls routed to them: a the warm-up and 10 echo, b 10 shout.
@@ -216,6 +234,7 @@ async fn a_method_without_route_gets_an_application_exception_in_the_callers_dia
         UNFRAMED_BINARY,
     ] {
         let calls = call(addr, dialect, &["--call", "nope=x", "--call", "echo=hi"]).await;
+        assert_dialect(&calls, dialect);
         let (refused, next) = (&calls[0], &calls[1]);
         assert_eq!(
             refused.error_type(),
