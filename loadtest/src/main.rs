@@ -1,22 +1,23 @@
-//! corridor-load: the load-test harness SREs run against the mesh.
-//!
-//! Today it drives HTTP/1.1 keep-alive load, either open-loop at a constant rate (latency
-//! measured from each request's intended send time, so a stalled server cannot hide its
-//! queueing: no coordinated omission) or closed-loop at maximum throughput. `serve` runs
-//! a Dubbo or Thrift echo backend.
+//! corridor-load: the load-test harness SREs run against the mesh (HTTP/1.1, Dubbo2,
+//! Thrift; open or closed loop, one report), and `serve`, a Dubbo or Thrift echo backend.
 
-mod http;
-mod report;
-
-use std::{io::Write, net::SocketAddr, time::Duration};
+use std::{future::Future, io::Write, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use corridor_load::serve::{self, EchoConfig};
+use corridor_load::{
+    load::{
+        self, LoadArgs, LoadError, RunResult, dubbo::DubboArgs, http::HttpArgs, thrift::ThriftArgs,
+    },
+    serve::{self, EchoConfig},
+};
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
-#[command(name = "corridor-load", about = "Load-test harness for Corridor and its peers")]
+#[command(
+    name = "corridor-load",
+    about = "Load-test harness for Corridor and its peers"
+)]
 struct Flags {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +26,11 @@ struct Flags {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// HTTP/1.1 keep-alive load against one URL.
-    Http(http::HttpArgs),
+    Http(HttpArgs),
+    /// Dubbo2 (Hessian2) load: one method with a string argument.
+    Dubbo(DubboArgs),
+    /// Thrift load: one method whose args struct holds a string (field 1).
+    Thrift(ThriftArgs),
     /// An echo backend: answers every call with its first string argument.
     Serve(ServeArgs),
 }
@@ -67,28 +72,42 @@ fn parse_share(s: &str) -> Result<f64, String> {
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     match flags.command {
-        Command::Http(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(args.threads.max(1))
-                .enable_all()
-                .build()?;
-            let result = rt.block_on(http::run(&args))?;
-            report::print(&result, args.json)?;
-            rt.shutdown_timeout(Duration::from_secs(1));
-            if result.errors > 0 && args.fail_on_error {
-                anyhow::bail!("{} requests failed", result.errors);
-            }
-            Ok(())
-        }
+        Command::Http(args) => drive(&args.load, load::http::run(&args)),
+        Command::Dubbo(args) => drive(&args.load, load::dubbo::run(&args)),
+        Command::Thrift(args) => drive(&args.load, load::thrift::run(&args)),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
                 .with_writer(std::io::stderr)
                 .init();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(args))
         }
     }
+}
+
+/// Runs a load on `--threads` workers, prints the report, and fails with
+/// `--fail-on-error` when any call failed.
+fn drive(
+    args: &LoadArgs,
+    run: impl Future<Output = Result<RunResult, LoadError>>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run)?;
+    println!("{}", load::report::render(&result, args.json)?);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(why) = &result.first_error {
+        eprintln!("{} calls failed; the first: {why}", result.errors);
+    }
+    if result.errors > 0 && args.fail_on_error {
+        anyhow::bail!("{} requests failed", result.errors);
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -104,7 +123,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let echo = serve::start(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "corridor-load serve bound {}={}", args.protocol.name(), echo.addr())?;
+        writeln!(
+            out,
+            "corridor-load serve bound {}={}",
+            args.protocol.name(),
+            echo.addr()
+        )?;
         out.flush()?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -11,12 +11,7 @@
 mod dubbo;
 mod thrift;
 
-use std::{
-    io::Write,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use corridor_gateway::codec::{Codec, CodecError, Frame, dubbo::DubboCodec, thrift::ThriftCodec};
@@ -137,7 +132,11 @@ pub async fn start(config: EchoConfig) -> Result<Echo, ServeError> {
     Ok(Echo { addr, stop, task })
 }
 
-async fn accept_loop(listener: TcpListener, config: Arc<EchoConfig>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    config: Arc<EchoConfig>,
+    mut stopped: watch::Receiver<bool>,
+) {
     // Dropping the set when the loop ends aborts every connection.
     let mut connections = JoinSet::new();
     loop {
@@ -245,7 +244,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn handle(config: &EchoConfig, frame: &Frame, tx: &mpsc::UnboundedSender<Bytes>) -> Result<(), CodecError> {
+fn handle(
+    config: &EchoConfig,
+    frame: &Frame,
+    tx: &mpsc::UnboundedSender<Bytes>,
+) -> Result<(), CodecError> {
     let fail = config.error_rate > 0.0 && rand::rng().random::<f64>() < config.error_rate;
     let incoming = read(config, frame, fail)?;
     if let (true, Some(line)) = (config.log_calls, &incoming.log) {

@@ -92,13 +92,7 @@ pub fn reply(
     let message = match reply {
         Reply::Success(value) => {
             let mut out = Vec::with_capacity(32 + method.len() + value.len());
-            protocol::write_message_header(
-                &mut out,
-                dialect.protocol,
-                method,
-                REPLY,
-                seqid as i32,
-            );
+            protocol::write_message_header(&mut out, dialect.protocol, method, REPLY, seqid as i32);
             write_string_struct(&mut out, dialect.protocol, 0, value);
             out
         }
@@ -128,10 +122,7 @@ pub fn string_field(frame: &Frame, id: i16) -> Result<Option<String>, CodecError
         Err(Failure::Corrupt(reason) | Failure::NotThrift(reason)) => return Err(corrupt(reason)),
         Err(_) => return Err(corrupt("truncated message".into())),
     };
-    let message = frame
-        .bytes
-        .get(located.message_start..)
-        .unwrap_or_default();
+    let message = frame.bytes.get(located.message_start..).unwrap_or_default();
     let mut r = Reader::new(message);
     let read = protocol::read_message_header(&mut r, located.header.protocol)
         .and_then(|_| protocol::read_string_field(&mut r, located.header.protocol, id));

@@ -1,7 +1,8 @@
 //! Echo answers read back with the gateway's own codecs, for third-party request bytes
 //! (the gateway's test vectors, written by npm hessian.js and PyPI thrift) and for each
-//! Thrift dialect; then a backend on port 0 called over TCP.
+//! Thrift dialect.
 
+use super::*;
 use bytes::BytesMut;
 use corridor_gateway::codec::{
     Codec, Frame, MessageType, ResponseStatus,
@@ -11,9 +12,6 @@ use corridor_gateway::codec::{
         peer::{self as thrift_peer, ClientDialect},
     },
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use super::*;
 
 fn unhex(s: &str) -> Vec<u8> {
     let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
@@ -31,10 +29,14 @@ fn decode(codec: &dyn Codec, bytes: &[u8]) -> Frame {
 }
 
 /// npm hessian.js: `DemoService.sayHello("world")`, request id 1, Dubbo 2.0.2.
-const SAY_HELLO: &str = include_str!("../../../gateway/src/codec/dubbo/testdata/sayhello-request.hex");
+const SAY_HELLO: &str =
+    include_str!("../../../../gateway/src/codec/dubbo/testdata/sayhello-request.hex");
 
 fn dubbo_call(version: &str, args: &[&str], two_way: bool) -> Frame {
-    let attachments = [("group".to_owned(), "blue".to_owned()), ("env".to_owned(), "x".to_owned())];
+    let attachments = [
+        ("group".to_owned(), "blue".to_owned()),
+        ("env".to_owned(), "x".to_owned()),
+    ];
     let call = dubbo_peer::Call {
         dubbo_version: version,
         path: "com.example.Echo",
@@ -43,7 +45,10 @@ fn dubbo_call(version: &str, args: &[&str], two_way: bool) -> Frame {
         args,
         attachments: &attachments,
     };
-    decode(&DubboCodec::default(), &dubbo_peer::request(9, two_way, &call).unwrap())
+    decode(
+        &DubboCodec::default(),
+        &dubbo_peer::request(9, two_way, &call).unwrap(),
+    )
 }
 
 #[test]
@@ -55,7 +60,10 @@ fn echo_value_is_prefixed_by_name() {
 
 #[test]
 fn pairs_are_sorted_by_key() {
-    let pairs = [("z".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())];
+    let pairs = [
+        ("z".to_owned(), "1".to_owned()),
+        ("a".to_owned(), "2".to_owned()),
+    ];
     assert_eq!(sorted_pairs(&pairs), "a=2,z=1");
     assert_eq!(sorted_pairs(&[]), "");
 }
@@ -86,7 +94,12 @@ fn dubbo_echoes_the_first_argument_of_third_party_bytes() {
 
 #[test]
 fn dubbo_body_form_follows_the_callers_version() {
-    for (version, body_type) in [("2.0.2", 0x94), ("2.0.10", 0x94), ("2.4.10", 0x91), ("", 0x91)] {
+    for (version, body_type) in [
+        ("2.0.2", 0x94),
+        ("2.0.10", 0x94),
+        ("2.4.10", 0x91),
+        ("", 0x91),
+    ] {
         let frame = dubbo_call(version, &["hi"], true);
         let answer = dubbo::read(&frame, None, false).unwrap().answer.unwrap();
         assert_eq!(answer[16], body_type, "{version}");
@@ -98,7 +111,10 @@ fn dubbo_body_form_follows_the_callers_version() {
 #[test]
 fn dubbo_without_string_argument_echoes_empty() {
     let frame = dubbo_call("2.0.2", &[], true);
-    let answer = dubbo::read(&frame, Some("b1"), false).unwrap().answer.unwrap();
+    let answer = dubbo::read(&frame, Some("b1"), false)
+        .unwrap()
+        .answer
+        .unwrap();
     let read = dubbo_peer::read_answer(&decode(&DubboCodec::default(), &answer)).unwrap();
     assert_eq!(read.value.as_deref(), Some("b1: "));
 }
@@ -151,15 +167,25 @@ const DIALECTS: [(Transport, ThriftProtocol); 6] = [
     (Transport::Header, ThriftProtocol::Compact),
 ];
 
-fn thrift_call(transport: Transport, protocol: ThriftProtocol, headers: &[(String, String)]) -> Frame {
-    let dialect = ClientDialect { transport, protocol };
+fn thrift_call(
+    transport: Transport,
+    protocol: ThriftProtocol,
+    headers: &[(String, String)],
+) -> Frame {
+    let dialect = ClientDialect {
+        transport,
+        protocol,
+    };
     let bytes = thrift_peer::call(dialect, "echo", 77, false, "hi", headers).unwrap();
     decode(&ThriftCodec::default(), &bytes)
 }
 
 #[test]
 fn thrift_replies_in_the_callers_dialect() {
-    let headers = [("x-b".to_owned(), "2".to_owned()), ("x-a".to_owned(), "1".to_owned())];
+    let headers = [
+        ("x-b".to_owned(), "2".to_owned()),
+        ("x-a".to_owned(), "1".to_owned()),
+    ];
     for (transport, protocol) in DIALECTS {
         let call = thrift_call(transport, protocol, &headers);
         let incoming = thrift::read(&call, Some("t"), false).unwrap();
@@ -170,9 +196,17 @@ fn thrift_replies_in_the_callers_dialect() {
         assert_eq!(reply.metadata.request_id, 77, "{what}");
         assert_eq!(reply.metadata.dialect, call.metadata.dialect, "{what}");
         assert_eq!(reply.metadata.get("method"), Some("echo"), "{what}");
-        assert_eq!(thrift_peer::string_field(&reply, 0).unwrap().as_deref(), Some("t: hi"), "{what}");
+        assert_eq!(
+            thrift_peer::string_field(&reply, 0).unwrap().as_deref(),
+            Some("t: hi"),
+            "{what}"
+        );
         if transport == Transport::Header {
-            assert_eq!(thrift_peer::headers(&reply.metadata), &headers[..], "{what}");
+            assert_eq!(
+                thrift_peer::headers(&reply.metadata),
+                &headers[..],
+                "{what}"
+            );
             assert_eq!(
                 incoming.log.as_deref(),
                 Some("call thrift seqid=77 method=echo type=call headers=x-a=1,x-b=2")
@@ -190,138 +224,72 @@ fn thrift_injected_error_is_an_internal_application_exception() {
         let answer = thrift::read(&call, None, true).unwrap().answer.unwrap();
         let reply = decode(&ThriftCodec::default(), &answer);
         let what = format!("{transport:?}/{protocol:?}");
-        assert_eq!(reply.metadata.response_status, ResponseStatus::Error, "{what}");
+        assert_eq!(
+            reply.metadata.response_status,
+            ResponseStatus::Error,
+            "{what}"
+        );
         // TApplicationException: field 1 the message, field 2 the type (i32 6).
-        assert_eq!(thrift_peer::string_field(&reply, 1).unwrap().as_deref(), Some(INJECTED), "{what}");
-        let tail: &[u8] = if protocol == ThriftProtocol::Compact { &[0x15, 12, 0] } else { &[8, 0, 2, 0, 0, 0, 6, 0] };
+        assert_eq!(
+            thrift_peer::string_field(&reply, 1).unwrap().as_deref(),
+            Some(INJECTED),
+            "{what}"
+        );
+        let tail: &[u8] = if protocol == ThriftProtocol::Compact {
+            &[0x15, 12, 0]
+        } else {
+            &[8, 0, 2, 0, 0, 0, 6, 0]
+        };
         assert!(answer.ends_with(tail), "{what}: {answer:02x?}");
     }
 }
 
 #[test]
 fn thrift_echoes_third_party_calls() {
-    let rich = include_str!("../../../gateway/src/codec/thrift/testdata/thrift-unframed-binary-rich-request.hex");
+    let rich = include_str!(
+        "../../../../gateway/src/codec/thrift/testdata/thrift-unframed-binary-rich-request.hex"
+    );
     let call = decode(&ThriftCodec::default(), &unhex(rich));
     let reply = thrift::read(&call, None, false).unwrap().answer.unwrap();
     let reply = decode(&ThriftCodec::default(), &reply);
-    assert_eq!(thrift_peer::string_field(&reply, 0).unwrap().as_deref(), Some("h\u{e9}llo"));
+    assert_eq!(
+        thrift_peer::string_field(&reply, 0).unwrap().as_deref(),
+        Some("h\u{e9}llo")
+    );
     assert_eq!(reply.metadata.request_id, 300);
 
     // THeader from PyPI thrift: field 1 is an i32 (echo empty), headers come back.
-    let add = include_str!("../../../gateway/src/codec/thrift/testdata/thrift-header-binary-add-request.hex");
+    let add = include_str!(
+        "../../../../gateway/src/codec/thrift/testdata/thrift-header-binary-add-request.hex"
+    );
     let call = decode(&ThriftCodec::default(), &unhex(add));
     let incoming = thrift::read(&call, None, false).unwrap();
     let reply = decode(&ThriftCodec::default(), &incoming.answer.unwrap());
-    assert_eq!(thrift_peer::string_field(&reply, 0).unwrap().as_deref(), Some(""));
+    assert_eq!(
+        thrift_peer::string_field(&reply, 0).unwrap().as_deref(),
+        Some("")
+    );
     assert_eq!(reply.metadata.get("user"), Some("alice"));
     let log = incoming.log.unwrap();
-    assert!(log.starts_with("call thrift seqid=21 method=add type=call headers=traceparent=00-"), "{log}");
+    assert!(
+        log.starts_with("call thrift seqid=21 method=add type=call headers=traceparent=00-"),
+        "{log}"
+    );
     assert!(log.ends_with(",user=alice"), "{log}");
 }
 
 #[test]
 fn thrift_one_way_is_logged_not_answered() {
-    let oneway = include_str!("../../../gateway/src/codec/thrift/testdata/thrift-header-binary-rich-oneway.hex");
+    let oneway = include_str!(
+        "../../../../gateway/src/codec/thrift/testdata/thrift-header-binary-rich-oneway.hex"
+    );
     let call = decode(&ThriftCodec::default(), &unhex(oneway));
     let incoming = thrift::read(&call, None, false).unwrap();
     assert!(incoming.answer.is_none());
-    assert_eq!(incoming.log.as_deref(), Some("call thrift seqid=24 method=rich type=oneway headers=k=v"));
+    assert_eq!(
+        incoming.log.as_deref(),
+        Some("call thrift seqid=24 method=rich type=oneway headers=k=v")
+    );
 }
 
-// === a backend on port 0 ===
-
-fn config(protocol: Protocol, jitter: Duration) -> EchoConfig {
-    EchoConfig {
-        protocol,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        name: Some("b1".into()),
-        delay: Duration::ZERO,
-        jitter,
-        error_rate: 0.0,
-        log_calls: false,
-    }
-}
-
-/// Reads `n` messages off `stream` with `codec`.
-async fn read_frames(stream: &mut TcpStream, codec: &dyn Codec, n: usize) -> Vec<Frame> {
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    while frames.len() < n {
-        while let Some(frame) = codec.decode(&mut buf).unwrap() {
-            frames.push(frame);
-        }
-        if frames.len() < n {
-            assert_ne!(stream.read_buf(&mut buf).await.unwrap(), 0, "closed after {} answers", frames.len());
-        }
-    }
-    frames
-}
-
-/// Calls sent back to back on one connection; with jitter their answers come back in
-/// another order (20 calls in send order by chance: 1 in 20!).
-const PIPELINED: usize = 20;
-
-#[tokio::test]
-async fn dubbo_answers_leave_out_of_order_with_jitter() {
-    let echo = start(config(Protocol::Dubbo, Duration::from_millis(100))).await.unwrap();
-    let mut stream = TcpStream::connect(echo.addr()).await.unwrap();
-    for id in 0..PIPELINED as u64 {
-        let arg = format!("m{id}");
-        let call = dubbo_peer::Call { dubbo_version: "2.0.2", path: "E", method: "echo", args: &[&arg], ..Default::default() };
-        stream.write_all(&dubbo_peer::request(id, true, &call).unwrap()).await.unwrap();
-    }
-    let answers = read_frames(&mut stream, &DubboCodec::default(), PIPELINED).await;
-    let ids: Vec<u64> = answers.iter().map(|f| f.metadata.request_id).collect();
-    for frame in &answers {
-        let value = dubbo_peer::read_answer(frame).unwrap().value.unwrap();
-        assert_eq!(value, format!("b1: m{}", frame.metadata.request_id));
-    }
-    let mut sorted = ids.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..PIPELINED as u64).collect::<Vec<_>>());
-    assert_ne!(ids, sorted, "answers left in request order");
-    echo.shutdown().await;
-}
-
-#[tokio::test]
-async fn thrift_answers_leave_out_of_order_and_bad_input_closes_one_connection() {
-    let echo = start(config(Protocol::Thrift, Duration::from_millis(100))).await.unwrap();
-    let mut stream = TcpStream::connect(echo.addr()).await.unwrap();
-    let dialect = ClientDialect { transport: Transport::Framed, protocol: ThriftProtocol::Compact };
-    for seqid in 0..PIPELINED as i32 {
-        let call = thrift_peer::call(dialect, "echo", seqid, false, &format!("m{seqid}"), &[]).unwrap();
-        stream.write_all(&call).await.unwrap();
-    }
-    // Another connection sends garbage: it is closed, the first one keeps its answers.
-    let mut bad = TcpStream::connect(echo.addr()).await.unwrap();
-    bad.write_all(&[0xff; 64]).await.unwrap();
-    let mut rest = Vec::new();
-    assert_eq!(bad.read_to_end(&mut rest).await.unwrap(), 0);
-
-    let answers = read_frames(&mut stream, &ThriftCodec::default(), PIPELINED).await;
-    let ids: Vec<u64> = answers.iter().map(|f| f.metadata.request_id).collect();
-    for frame in &answers {
-        let value = thrift_peer::string_field(frame, 0).unwrap().unwrap();
-        assert_eq!(value, format!("b1: m{}", frame.metadata.request_id));
-    }
-    let mut sorted = ids.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, (0..PIPELINED as u64).collect::<Vec<_>>());
-    assert_ne!(ids, sorted, "answers left in request order");
-    echo.shutdown().await;
-}
-
-#[tokio::test]
-async fn error_rate_one_fails_every_call_and_bad_rates_are_refused() {
-    let mut c = config(Protocol::Dubbo, Duration::ZERO);
-    c.error_rate = 1.5;
-    assert!(matches!(start(c.clone()).await, Err(ServeError::ErrorRate(_))));
-    c.error_rate = 1.0;
-    let echo = start(c).await.unwrap();
-    let mut stream = TcpStream::connect(echo.addr()).await.unwrap();
-    let call = dubbo_peer::Call { dubbo_version: "2.0.2", path: "E", method: "echo", args: &["x"], ..Default::default() };
-    stream.write_all(&dubbo_peer::request(1, true, &call).unwrap()).await.unwrap();
-    let answer = read_frames(&mut stream, &DubboCodec::default(), 1).await;
-    assert_eq!(dubbo_peer::read_answer(&answer[0]).unwrap().status, status::SERVICE_ERROR);
-    echo.shutdown().await;
-}
+mod backend;
