@@ -154,7 +154,8 @@ pub fn select_meta<'r>(rc: &'r MetaRouteConfig, metadata: &Metadata) -> Option<&
         .find(|r| r.matchers.iter().all(|h| attribute_matches(h, metadata)))
 }
 
-fn attribute_matches(h: &HeaderMatcher, metadata: &Metadata) -> bool {
+/// Whether a call's attribute satisfies one condition (routes, rate limit conditions).
+pub(crate) fn attribute_matches(h: &HeaderMatcher, metadata: &Metadata) -> bool {
     let value = match &h.key {
         HeaderKey::Attribute(name) => metadata.get(name),
         HeaderKey::Named(name) => metadata.get(name.as_str()),

@@ -4,7 +4,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use corridor_proto::{
     aeraki::meta_protocol_proxy::v1alpha::{
-        ApplicationProtocol, Codec, MetaProtocolProxy, Rds as MetaRds, meta_protocol_proxy,
+        ApplicationProtocol, Codec, MetaProtocolFilter, MetaProtocolProxy, Rds as MetaRds,
+        meta_protocol_proxy,
     },
     envoy::{
         config::{
@@ -43,7 +44,9 @@ pub fn listener_name(host: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
-pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> Resource {
+/// The listener of one (service, port). A Dubbo/Thrift port's MetaProtocol proxy runs
+/// `meta_filters` (rate limits, then the router).
+pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr, meta_filters: Vec<MetaProtocolFilter>) -> Resource {
     let name = listener_name(&info.host, port.number);
     let filter = if port.protocol.is_http() {
         let hcm = HttpConnectionManager {
@@ -82,6 +85,7 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr) -> R
                 }),
                 multiplexing: true,
             }),
+            meta_protocol_filters: meta_filters,
             ..Default::default()
         };
         Filter {

@@ -2,6 +2,8 @@
 //! configuration (Aeraki's `RouteConfiguration`) of each Dubbo/Thrift listener.
 
 use corridor_proto::{
+    aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::{LocalRateLimit, LocalRateLimitCondition},
+    aeraki::meta_protocol_proxy::v1alpha::MetaProtocolFilter,
     aeraki::meta_protocol_proxy::config::route::v1alpha::{
         KeyValue as PbKeyValue, Route, RouteAction, RouteConfiguration, RouteMatch,
         route_action::{ClusterSpecifier, RequestMirrorPolicy},
@@ -16,39 +18,49 @@ use corridor_proto::{
         },
         r#type::{
             matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
-            v3::{FractionalPercent, fractional_percent::DenominatorType},
+            v3::{FractionalPercent, TokenBucket as PbTokenBucket, fractional_percent::DenominatorType},
         },
     },
     google::protobuf::UInt32Value,
+    pack_any,
 };
 
 use super::{
-    Context, PortInfo, ServiceInfo, cluster_name,
+    Context, PortInfo, ServiceInfo, cluster_name, pb_duration,
     listener::listener_name,
-    route::{check_destination, check_string_match},
+    route::{self, check_destination, check_string_match, default_retry_policy},
 };
 use crate::{
     resources::{
-        MetaRouter,
+        MetaRouter, VirtualService,
         aeraki::{KeyValue, MetaRouteMatch, TokenBucket},
         duration::parse_duration,
-        istio::{Destination, StringMatch},
+        istio::{Destination, HttpMatchRequest, StringMatch},
     },
     store::ObjectKey,
     xds::snapshot::Resource,
 };
 
-/// The route configuration of a Dubbo/Thrift listener: the MetaRouter's routes when one
-/// targets the service, else one route sending everything to the service's own cluster.
-pub(super) fn build(
-    ctx: &Context<'_>,
-    info: &ServiceInfo,
-    port: &PortInfo,
-    router: Option<(&ObjectKey, &MetaRouter)>,
-) -> Resource {
+/// What routes a Dubbo/Thrift service: Aeraki's MetaRouter first, else an Istio
+/// VirtualService (as Aeraki accepts them for Dubbo), else nothing (one default route).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum MetaRouting<'a> {
+    /// A MetaRouter targets the service.
+    Router(&'a ObjectKey, &'a MetaRouter),
+    /// A VirtualService targets the service.
+    Virtual(&'a ObjectKey, &'a VirtualService),
+    /// Neither.
+    Default,
+}
+
+/// The route configuration of a Dubbo/Thrift listener. Every route retries as Istio's
+/// default does for HTTP (connect failures, and answers meaning the service never ran:
+/// Dubbo's no-provider and thread-pool-exhausted statuses map to 503), unless a
+/// VirtualService sets its own policy.
+pub(super) fn build(ctx: &Context<'_>, info: &ServiceInfo, port: &PortInfo, routing: MetaRouting<'_>) -> Resource {
     let name = listener_name(&info.host, port.number);
-    let routes = match router {
-        Some((key, mr)) => mr
+    let mut routes = match routing {
+        MetaRouting::Router(key, mr) => mr
             .spec
             .routes
             .iter()
@@ -56,7 +68,7 @@ pub(super) fn build(
             .map(|(i, r)| Route {
                 name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
                 r#match: Some(RouteMatch {
-                    metadata: r.matches.iter().flat_map(|m| &m.attributes).map(|(k, v)| matcher(k, v)).collect(),
+                    metadata: r.matches.iter().flat_map(|m| &m.attributes).map(|(k, v)| matcher(k, v, false)).collect(),
                 }),
                 route: Some(RouteAction {
                     cluster_specifier: Some(target(ctx, key, info, port, &r.route)),
@@ -74,23 +86,120 @@ pub(super) fn build(
                             }),
                         })
                         .collect(),
+                    retry_policy: Some(default_retry_policy()),
                     ..Default::default()
                 }),
                 request_mutation: pairs(&r.request_mutation),
                 response_mutation: pairs(&r.response_mutation),
             })
             .collect(),
-        None => vec![Route {
+        MetaRouting::Virtual(key, vs) => virtual_service_routes(ctx, key, vs, port),
+        MetaRouting::Default => Vec::new(),
+    };
+    if routes.is_empty() {
+        routes.push(Route {
             name: "default".into(),
             r#match: Some(RouteMatch::default()),
             route: Some(RouteAction {
                 cluster_specifier: Some(ClusterSpecifier::Cluster(cluster_name(port.number, "", &info.host))),
+                retry_policy: Some(default_retry_policy()),
                 ..Default::default()
             }),
             ..Default::default()
-        }],
-    };
+        });
+    }
     Resource::new(name.clone(), &RouteConfiguration { name, routes })
+}
+
+/// A VirtualService's `http` routes as MetaProtocol routes: `method` matches the call's
+/// method, `headers` (and `withoutHeaders`) match any attribute (Dubbo `interface`,
+/// `version`, `group` and attachments; Thrift THeader headers); URI, authority and query
+/// conditions have no meaning for these protocols and are left out. Destinations, subsets,
+/// weights, `timeout` and `retries` carry over as for HTTP.
+fn virtual_service_routes(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualService, port: &PortInfo) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (i, http) in vs.spec.http.iter().enumerate() {
+        let Some(clusters) = route::weighted_clusters(ctx, &key.namespace, http, port) else {
+            continue;
+        };
+        let action = RouteAction {
+            cluster_specifier: Some(weighted(clusters)),
+            timeout: route::timeout(http).map(pb_duration),
+            retry_policy: route::retry_policy(http),
+            ..Default::default()
+        };
+        let label = http.name.clone().unwrap_or_else(|| i.to_string());
+        let matches: Vec<Option<&HttpMatchRequest>> =
+            if http.matches.is_empty() { vec![None] } else { http.matches.iter().map(Some).collect() };
+        for m in matches {
+            let metadata = m.map_or_else(Vec::new, |m| {
+                let method = m.method.iter().map(|s| matcher("method", s, false));
+                let with = m.headers.iter().map(|(k, v)| matcher(k, v, false));
+                let without = m.without_headers.iter().map(|(k, v)| matcher(k, v, true));
+                method.chain(with).chain(without).collect()
+            });
+            routes.push(Route {
+                name: format!("{}/{}/{label}", key.namespace, key.name),
+                r#match: Some(RouteMatch { metadata }),
+                route: Some(action.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    routes
+}
+
+/// Filter name of Aeraki's MetaProtocol local rate limit.
+pub const LOCAL_RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.local_ratelimit";
+/// Filter name of Aeraki's MetaProtocol router (always last).
+pub const ROUTER_FILTER: &str = "aeraki.meta_protocol.filters.router";
+
+/// The MetaProtocol filters of a Dubbo/Thrift listener, as Aeraki writes them: the
+/// MetaRouter's `localRateLimit` as a local rate limit filter, then the router.
+pub(super) fn filters(stat_prefix: &str, router: Option<&MetaRouter>) -> Vec<MetaProtocolFilter> {
+    let mut out = Vec::new();
+    if let Some(limit) = router.and_then(|mr| mr.spec.local_rate_limit.as_ref()) {
+        let config = LocalRateLimit {
+            stat_prefix: stat_prefix.to_string(),
+            token_bucket: limit.token_bucket.as_ref().map(bucket),
+            conditions: limit
+                .conditions
+                .iter()
+                .map(|c| LocalRateLimitCondition {
+                    r#match: Some(RouteMatch {
+                        metadata: c.matches.iter().flat_map(|m| &m.attributes).map(|(k, v)| matcher(k, v, false)).collect(),
+                    }),
+                    token_bucket: Some(bucket(&c.token_bucket)),
+                })
+                .collect(),
+        };
+        out.push(MetaProtocolFilter { name: LOCAL_RATELIMIT_FILTER.to_string(), config: Some(pack_any(config)) });
+    }
+    out.push(MetaProtocolFilter { name: ROUTER_FILTER.to_string(), config: None });
+    out
+}
+
+/// A validated bucket in Envoy's terms (`tokensPerFill` defaults to 1).
+fn bucket(b: &TokenBucket) -> PbTokenBucket {
+    PbTokenBucket {
+        max_tokens: b.max_tokens,
+        tokens_per_fill: Some(UInt32Value { value: b.tokens_per_fill.unwrap_or(1) }),
+        fill_interval: parse_duration(&b.fill_interval).ok().map(pb_duration),
+    }
+}
+
+/// One cluster, or a weighted split.
+fn weighted(mut clusters: Vec<(String, u32)>) -> ClusterSpecifier {
+    if clusters.len() == 1 {
+        return ClusterSpecifier::Cluster(clusters.remove(0).0);
+    }
+    ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: clusters
+            .into_iter()
+            .map(|(name, weight)| ClusterWeight { name, weight: Some(UInt32Value { value: weight }), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    })
 }
 
 /// The cluster a destination names: its service (resolved from the router's namespace),
@@ -121,24 +230,17 @@ fn target(
     port: &PortInfo,
     destinations: &[crate::resources::aeraki::MetaRouteDestination],
 ) -> ClusterSpecifier {
-    match destinations {
-        [one] => ClusterSpecifier::Cluster(destination_cluster(ctx, key, info, port, &one.destination)),
-        many => ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: many
-                .iter()
-                .map(|d| ClusterWeight {
-                    name: destination_cluster(ctx, key, info, port, &d.destination),
-                    weight: Some(UInt32Value { value: d.weight.unwrap_or(0) }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-    }
+    weighted(
+        destinations
+            .iter()
+            .map(|d| (destination_cluster(ctx, key, info, port, &d.destination), d.weight.unwrap_or(0)))
+            .collect(),
+    )
 }
 
-/// An attribute condition as Envoy's HeaderMatcher; an empty one checks presence.
-fn matcher(name: &str, m: &StringMatch) -> HeaderMatcher {
+/// An attribute condition as Envoy's HeaderMatcher (negated with `invert`); an empty one
+/// checks presence.
+fn matcher(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
     let pattern = if let Some(v) = &m.exact {
         Some(MatchPattern::Exact(v.clone()))
     } else if let Some(v) = &m.prefix {
@@ -160,6 +262,7 @@ fn matcher(name: &str, m: &StringMatch) -> HeaderMatcher {
             }),
             None => HeaderMatchSpecifier::PresentMatch(true),
         }),
+        invert_match: invert,
         ..Default::default()
     }
 }
@@ -280,6 +383,53 @@ mod tests {
         translate::{TranslateOptions, Validator, tests::MESH},
     };
 
+    #[test]
+    fn a_virtual_service_routes_a_dubbo_service_when_no_meta_router_does() {
+        use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::{
+            RouteConfiguration, route_action::ClusterSpecifier,
+        };
+        use corridor_proto::type_url;
+        use prost::Message;
+
+        let dubbo = MESH.replace("- { name: db, port: 5432 }", "- { name: tcp-dubbo-api, port: 20880 }")
+            .replace("{ name: db, port: 5432 } ]", "{ name: tcp-dubbo-api, port: 20880 } ]");
+        let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews]
+  http:
+  - name: alice
+    match: [ { method: { exact: sayHello }, headers: { user: { exact: alice } } } ]
+    route: [ { destination: { host: reviews, subset: v3 } } ]
+    timeout: 2s
+    retries: { attempts: 3, perTryTimeout: 500ms, retryOn: "connect-failure,503" }
+  - route:
+    - { destination: { host: reviews, subset: v1 }, weight: 90 }
+    - { destination: { host: reviews, subset: v3 }, weight: 10 }
+"#;
+        let snap = crate::translate::translate(&store_from_yaml(&format!("{dubbo}---{vs}")), &TranslateOptions::default());
+        let name = "reviews.default.svc.cluster.local:20880";
+        let rc = RouteConfiguration::decode(&snap.get(type_url::META_ROUTE).unwrap().resources[name].body.value[..]).unwrap();
+        assert_eq!(rc.routes.len(), 2, "{rc:?}");
+        let first = &rc.routes[0];
+        assert_eq!(first.name, "default/reviews/alice");
+        let names: Vec<&str> = first.r#match.as_ref().unwrap().metadata.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["method", "user"]);
+        let action = first.route.as_ref().unwrap();
+        assert_eq!(action.cluster_specifier, Some(ClusterSpecifier::Cluster("outbound|20880|v3|reviews.default.svc.cluster.local".into())));
+        assert_eq!(action.timeout.as_ref().unwrap().seconds, 2);
+        let retry = action.retry_policy.as_ref().unwrap();
+        assert_eq!((retry.num_retries.as_ref().unwrap().value, retry.retriable_status_codes.as_slice()), (3, &[503][..]));
+        assert_eq!(retry.retry_on, "connect-failure,retriable-status-codes");
+        let Some(ClusterSpecifier::WeightedClusters(w)) = &rc.routes[1].route.as_ref().unwrap().cluster_specifier else {
+            panic!("not weighted: {:?}", rc.routes[1])
+        };
+        assert_eq!(w.clusters.iter().map(|c| c.weight.as_ref().unwrap().value).collect::<Vec<_>>(), [90, 10]);
+        assert!(rc.routes[1].r#match.as_ref().unwrap().metadata.is_empty());
+    }
+
     const ROUTER: &str = r#"
 apiVersion: metaprotocol.aeraki.io/v1alpha1
 kind: MetaRouter
@@ -350,6 +500,16 @@ spec:
         assert_eq!(route.request_mutation[0].key, "from");
         // The subset clusters exist.
         assert!(with_router.get(type_url::CLUSTER).unwrap().resources.contains_key("outbound|20880|v3|reviews.default.svc.cluster.local"));
+
+        // The MetaRouter's local rate limit becomes a filter before the router.
+        let filters: Vec<&str> = proxy.meta_protocol_filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(filters, [super::LOCAL_RATELIMIT_FILTER, super::ROUTER_FILTER]);
+        let limit = corridor_proto::aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::LocalRateLimit::decode(
+            &proxy.meta_protocol_filters[0].config.as_ref().unwrap().value[..],
+        )
+        .unwrap();
+        let b = limit.token_bucket.unwrap();
+        assert_eq!((b.max_tokens, b.tokens_per_fill.unwrap().value, b.fill_interval.unwrap().seconds), (10, 5, 1));
 
         let plain = crate::translate::translate(&store_from_yaml(&dubbo), &opts);
         let rc = RouteConfiguration::decode(&decode(&plain, type_url::META_ROUTE, name)[..]).unwrap();

@@ -298,11 +298,21 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
             continue;
         };
         for port in &info.ports {
-            listeners.push(listener::build(info, port, *address));
+            let meta_filters = if port.protocol.is_meta() {
+                meta::filters(&listener::listener_name(&info.host, port.number), meta_routing.get(key).map(|(_, mr)| *mr))
+            } else {
+                Vec::new()
+            };
+            listeners.push(listener::build(info, port, *address, meta_filters));
             if port.protocol.is_http() {
                 routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
             } else if port.protocol.is_meta() {
-                meta_routes.push(meta::build(&ctx, info, port, meta_routing.get(key).copied()));
+                let how = match (meta_routing.get(key), routing.get(key)) {
+                    (Some((k, mr)), _) => meta::MetaRouting::Router(k, mr),
+                    (None, Some((k, vs))) => meta::MetaRouting::Virtual(k, vs),
+                    (None, None) => meta::MetaRouting::Default,
+                };
+                meta_routes.push(meta::build(&ctx, info, port, how));
             }
         }
     }

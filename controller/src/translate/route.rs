@@ -204,6 +204,43 @@ fn action(
     http: &HttpRoute,
     listener_port: &PortInfo,
 ) -> Option<RouteAction> {
+    let mut clusters = weighted_clusters(ctx, namespace, http, listener_port)?;
+    let cluster_specifier = match clusters.len() {
+        1 => route_action::ClusterSpecifier::Cluster(clusters.remove(0).0),
+        _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: clusters
+                .into_iter()
+                .map(|(name, weight)| ClusterWeight {
+                    name,
+                    weight: Some(UInt32Value { value: weight }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    let rewrite = http.rewrite.as_ref();
+    Some(RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        timeout: Some(pb_duration(timeout(http).unwrap_or_default())),
+        retry_policy: retry_policy(http),
+        prefix_rewrite: rewrite.and_then(|r| r.uri.clone()).unwrap_or_default(),
+        host_rewrite_specifier: rewrite
+            .and_then(|r| r.authority.clone())
+            .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
+        ..Default::default()
+    })
+}
+
+/// The (cluster, weight) pairs a VirtualService route sends traffic to: every destination
+/// that resolves, on its port (else the listener's, else the service's first), with its
+/// subset; `None` when none resolves. Shared by HTTP and MetaProtocol routes.
+pub(super) fn weighted_clusters(
+    ctx: &Context<'_>,
+    namespace: &str,
+    http: &HttpRoute,
+    listener_port: &PortInfo,
+) -> Option<Vec<(String, u32)>> {
     let explicit = http.route.iter().any(|d| d.weight.is_some());
     let mut clusters = Vec::new();
     for d in &http.route {
@@ -228,27 +265,18 @@ fn action(
             u32::try_from(weight.max(1)).unwrap_or(u32::MAX),
         ));
     }
-    let cluster_specifier = match clusters.len() {
-        0 => return None,
-        1 => route_action::ClusterSpecifier::Cluster(clusters.remove(0).0),
-        _ => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: clusters
-                .into_iter()
-                .map(|(name, weight)| ClusterWeight {
-                    name,
-                    weight: Some(UInt32Value { value: weight }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-    };
-    let timeout = http
-        .timeout
-        .as_deref()
-        .and_then(|t| parse_duration(t).ok())
-        .unwrap_or_default();
-    let retry_policy = match &http.retries {
+    (!clusters.is_empty()).then_some(clusters)
+}
+
+/// A VirtualService route's timeout, if it sets a valid one.
+pub(super) fn timeout(http: &HttpRoute) -> Option<std::time::Duration> {
+    http.timeout.as_deref().and_then(|t| parse_duration(t).ok())
+}
+
+/// A VirtualService route's retry policy: Istio's default when it sets none, none when it
+/// sets `attempts: 0`.
+pub(super) fn retry_policy(http: &HttpRoute) -> Option<RetryPolicy> {
+    match &http.retries {
         None => Some(default_retry_policy()),
         Some(r) if r.attempts <= 0 => None,
         Some(r) => {
@@ -267,21 +295,10 @@ fn action(
                 ..Default::default()
             })
         }
-    };
-    let rewrite = http.rewrite.as_ref();
-    Some(RouteAction {
-        cluster_specifier: Some(cluster_specifier),
-        timeout: Some(pb_duration(timeout)),
-        retry_policy,
-        prefix_rewrite: rewrite.and_then(|r| r.uri.clone()).unwrap_or_default(),
-        host_rewrite_specifier: rewrite
-            .and_then(|r| r.authority.clone())
-            .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
-        ..Default::default()
-    })
+    }
 }
 
-fn default_retry_policy() -> RetryPolicy {
+pub(super) fn default_retry_policy() -> RetryPolicy {
     RetryPolicy {
         retry_on: DEFAULT_RETRY_ON.to_string(),
         num_retries: Some(UInt32Value {

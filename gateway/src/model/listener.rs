@@ -11,6 +11,7 @@ use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
+use corridor_proto::aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::LocalRateLimit;
 use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::{
     MetaProtocolProxy, meta_protocol_proxy::RouteSpecifier as MetaRouteSpecifier,
 };
@@ -23,6 +24,10 @@ pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
 /// Filter name of Aeraki's MetaProtocol proxy (Dubbo, Thrift, ...).
 pub const META_PROTOCOL_FILTER: &str = "aeraki.meta_protocol_proxy";
+/// Aeraki's MetaProtocol router filter (built in: accepted, nothing to configure).
+pub const ROUTER_FILTER: &str = "aeraki.meta_protocol.filters.router";
+/// Aeraki's MetaProtocol local rate limit filter.
+pub const LOCAL_RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.local_ratelimit";
 /// Prefix of Aeraki's codec names (`aeraki.meta_protocol.codec.dubbo`).
 pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
@@ -40,7 +45,7 @@ pub struct Listener {
 }
 
 /// The protocol handling of a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ListenerKind {
     /// HTTP/1.1 and h2c, routed through the named RouteConfiguration.
     Http {
@@ -58,6 +63,8 @@ pub enum ListenerKind {
         route_config: String,
         /// Which codec reads the bytes.
         codec: CodecKind,
+        /// The local rate limit filter's configuration (validated), if any.
+        rate_limit: Option<LocalRateLimit>,
     },
 }
 
@@ -212,7 +219,21 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
         .iter()
         .find_map(|n| CodecKind::from_name(n))
         .ok_or_else(|| ModelError::Unsupported(format!("MetaProtocol codec {:?}", named.first().unwrap_or(&""))))?;
-    Ok(ListenerKind::Meta { route_config, codec })
+    let mut rate_limit = None;
+    for f in &p.meta_protocol_filters {
+        match f.name.as_str() {
+            // The router is built in and always runs last.
+            ROUTER_FILTER => {}
+            LOCAL_RATELIMIT_FILTER => {
+                let any = f.config.as_ref().ok_or(ModelError::Missing("local_ratelimit.config"))?;
+                let config = decode_any::<LocalRateLimit>(any)?;
+                crate::proxy::ratelimit::LocalRateLimiter::new(&config)?;
+                rate_limit = Some(config);
+            }
+            other => return Err(ModelError::Unsupported(format!("MetaProtocol filter {other:?}"))),
+        }
+    }
+    Ok(ListenerKind::Meta { route_config, codec, rate_limit })
 }
 
 /// Converts an Envoy address holding a literal IP and a numeric port.

@@ -260,7 +260,7 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
     let l = listener(proxy("aeraki.meta_protocol.codec.dubbo", "greeter:20880")).unwrap();
     assert_eq!(
         l.kind,
-        ListenerKind::Meta { route_config: "greeter:20880".into(), codec: CodecKind::Dubbo }
+        ListenerKind::Meta { route_config: "greeter:20880".into(), codec: CodecKind::Dubbo, rate_limit: None }
     );
     assert_eq!(l.meta_route_config(), Some("greeter:20880"));
     assert_eq!(l.route_config(), None);

@@ -5,6 +5,7 @@ pub mod exchange;
 pub mod http;
 pub mod local_reply;
 pub mod meta;
+pub mod ratelimit;
 pub mod retry;
 pub mod tcp;
 
@@ -92,7 +93,7 @@ impl ListenerCtx {
                     received: m.counter(metrics::TCP_RECEIVED_BYTES, labels),
                 }))
             }
-            ListenerKind::Meta { route_config, codec } => {
+            ListenerKind::Meta { route_config, codec, rate_limit } => {
                 let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {
                     CodecKind::Dubbo => (
                         Arc::new(crate::codec::dubbo::DubboCodec::default()),
@@ -110,6 +111,8 @@ impl ListenerCtx {
                     shared: shared.clone(),
                     metrics: svc,
                     protocol,
+                    // Validated when the listener was accepted.
+                    rate_limit: rate_limit.as_ref().and_then(|c| ratelimit::LocalRateLimiter::new(c).ok()),
                 }))
             }
         }

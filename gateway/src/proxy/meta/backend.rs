@@ -12,6 +12,7 @@ use super::upstream::{Multiplexed, UpstreamError};
 use crate::cluster::lb;
 use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
 use crate::proxy::Shared;
+use crate::proxy::ratelimit::LocalRateLimiter;
 use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
 use crate::telemetry::metrics::{Outcome, RequestProtocol, ServiceMetrics};
@@ -31,6 +32,8 @@ pub struct MetaListener {
     pub metrics: ServiceMetrics,
     /// The `request_protocol` label.
     pub protocol: RequestProtocol,
+    /// The listener's local rate limit, if any.
+    pub rate_limit: Option<LocalRateLimiter>,
 }
 
 /// Istio's labels for a codec-based call, in HTTP's terms as Envoy reports local replies:
@@ -65,6 +68,16 @@ fn local(kind: ErrorKind, message: String) -> LocalError {
 }
 
 impl Backend for MetaListener {
+    fn admit(&self, request: &Metadata) -> Result<(), LocalError> {
+        match &self.rate_limit {
+            Some(limit) if !limit.admit(request) => Err(local(
+                ErrorKind::Overloaded,
+                format!("rate limited by {}'s local rate limit", self.name),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn route(&self, request: &Metadata) -> Result<Decision, LocalError> {
         let snapshot = self.shared.snapshot.load();
         let Some(rc) = snapshot.meta_routes.get(&self.route_config) else {

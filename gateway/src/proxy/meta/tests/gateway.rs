@@ -115,6 +115,7 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
         }),
         metrics: ServiceMetrics::new(registry.clone(), &labels),
         protocol: RequestProtocol::Thrift,
+        rate_limit: None,
     });
     let (mut client, server) = tokio::io::duplex(1 << 16);
     tokio::spawn(serve(server, listener.codec.clone(), listener.clone()));
