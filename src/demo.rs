@@ -14,6 +14,33 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 
+/// What a demo pod speaks, from its EndpointSlice port (name prefix or appProtocol, as
+/// the controller decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoProtocol {
+    /// HTTP/1.1 and h2c (and anything else: a TCP client gets an HTTP answer).
+    Http,
+    /// Dubbo2: served by corridor-load's Dubbo echo backend.
+    Dubbo,
+    /// Thrift: served by corridor-load's Thrift echo backend.
+    Thrift,
+}
+
+impl DemoProtocol {
+    fn of(port: &serde_yaml_ng::Value) -> DemoProtocol {
+        let name = port["name"].as_str().unwrap_or("");
+        let app = port["appProtocol"].as_str().unwrap_or("");
+        let dubbo = ["tcp-dubbo", "tcp-metaprotocol-dubbo", "dubbo"];
+        if app == "dubbo" || dubbo.iter().any(|p| name == *p || name.starts_with(&format!("{p}-"))) {
+            DemoProtocol::Dubbo
+        } else if app == "thrift" || name == "tcp-thrift" || name.starts_with("tcp-thrift-") || name.starts_with("tcp-metaprotocol-thrift") {
+            DemoProtocol::Thrift
+        } else {
+            DemoProtocol::Http
+        }
+    }
+}
+
 /// One demo pod: where it listens and who it claims to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoPod {
@@ -23,6 +50,8 @@ pub struct DemoPod {
     pub service: String,
     /// Pod IP and target port.
     pub addr: SocketAddr,
+    /// What it speaks.
+    pub protocol: DemoProtocol,
 }
 
 /// Reads every EndpointSlice in the manifests under `dir` and lists the endpoints to serve.
@@ -53,20 +82,25 @@ fn slice_pods(doc: &serde_yaml_ng::Value) -> Vec<DemoPod> {
     let svc = doc["metadata"]["labels"]["kubernetes.io/service-name"]
         .as_str()
         .unwrap_or("unknown");
-    let ports: Vec<u16> = doc["ports"]
+    let ports: Vec<(u16, DemoProtocol)> = doc["ports"]
         .as_sequence()
-        .map(|ps| ps.iter().filter_map(|p| p["port"].as_u64()).filter_map(|p| u16::try_from(p).ok()).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| Some((u16::try_from(p["port"].as_u64()?).ok()?, DemoProtocol::of(p))))
+                .collect()
+        })
         .unwrap_or_default();
     let mut out = Vec::new();
     for ep in doc["endpoints"].as_sequence().into_iter().flatten() {
         let pod_name = ep["targetRef"]["name"].as_str();
         for addr in ep["addresses"].as_sequence().into_iter().flatten() {
             let Some(ip) = addr.as_str().and_then(|a| a.parse().ok()) else { continue };
-            for port in &ports {
+            for (port, protocol) in &ports {
                 out.push(DemoPod {
                     pod: pod_name.map(str::to_string).unwrap_or_else(|| format!("{ip}")),
                     service: format!("{svc}.{ns}"),
                     addr: SocketAddr::new(ip, *port),
+                    protocol: *protocol,
                 });
             }
         }
@@ -74,8 +108,49 @@ fn slice_pods(doc: &serde_yaml_ng::Value) -> Vec<DemoPod> {
     out
 }
 
-/// Binds and serves one demo pod until the task is dropped.
-pub async fn serve(pod: DemoPod) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// A running demo pod.
+#[derive(Debug)]
+pub enum Running {
+    /// The HTTP server task.
+    Http(tokio::task::JoinHandle<()>),
+    /// A corridor-load echo backend.
+    Echo(corridor_load::serve::Echo),
+}
+
+impl Running {
+    /// Stops serving.
+    pub async fn stop(self) {
+        match self {
+            Running::Http(task) => task.abort(),
+            Running::Echo(echo) => echo.shutdown().await,
+        }
+    }
+}
+
+/// Binds and serves one demo pod until stopped: an HTTP server naming the pod, or for
+/// Dubbo/Thrift pods corridor-load's echo backend answering `"<pod>: <argument>"`.
+pub async fn serve(pod: DemoPod) -> anyhow::Result<Running> {
+    let protocol = match pod.protocol {
+        DemoProtocol::Http => return serve_http(pod).await.map(Running::Http),
+        DemoProtocol::Dubbo => corridor_load::serve::Protocol::Dubbo,
+        DemoProtocol::Thrift => corridor_load::serve::Protocol::Thrift,
+    };
+    let config = corridor_load::serve::EchoConfig {
+        protocol,
+        listen: pod.addr,
+        name: Some(pod.pod.clone()),
+        delay: std::time::Duration::ZERO,
+        jitter: std::time::Duration::ZERO,
+        error_rate: 0.0,
+        log_calls: false,
+    };
+    let echo = corridor_load::serve::start(config)
+        .await
+        .with_context(|| format!("serving demo pod {} on {}", pod.pod, pod.addr))?;
+    Ok(Running::Echo(echo))
+}
+
+async fn serve_http(pod: DemoPod) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(pod.addr)
         .await
         .with_context(|| format!("binding demo pod {} on {}", pod.pod, pod.addr))?;
@@ -113,5 +188,10 @@ mod tests {
         assert!(pods.iter().any(|p| p.pod == "reviews-v2-9c1e3" && p.service == "reviews.default"));
         assert!(pods.iter().all(|p| p.addr.ip().is_loopback()));
         assert_eq!(pods.iter().filter(|p| p.service == "ratings.default").count(), 2);
+        let greeter: Vec<_> = pods.iter().filter(|p| p.service == "greeter.default").collect();
+        assert_eq!(greeter.len(), 2);
+        assert!(greeter.iter().all(|p| p.protocol == DemoProtocol::Dubbo));
+        assert!(pods.iter().any(|p| p.service == "calculator.default" && p.protocol == DemoProtocol::Thrift));
+        assert!(pods.iter().filter(|p| p.service == "reviews.default").all(|p| p.protocol == DemoProtocol::Http));
     }
 }

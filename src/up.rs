@@ -51,10 +51,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let log = telemetry::init_tracing(&args.log_level)?;
 
     let mut backends = Vec::new();
-    if !args.no_backends {
-        for pod in demo::pods_in(&args.examples)? {
-            backends.push(demo::serve(pod).await?);
-        }
+    let pods = if args.no_backends { Vec::new() } else { demo::pods_in(&args.examples)? };
+    for pod in &pods {
+        backends.push(demo::serve(pod.clone()).await?);
     }
 
     let mut cc = controller::Config::new(&args.examples, args.xds_listen);
@@ -77,7 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Corridor is up: {} demo pods, controller xDS on {}, gateway admin on http://{}", backends.len(), control.xds_addr, gw.admin_addr);
     println!("Send requests through the gateway:");
     for (name, addr) in gw.listeners() {
-        println!("  curl -s http://{addr}/        # {name}");
+        println!("  {}        # {name}", call_hint(&name, addr, &pods));
     }
     let dns = if args.no_dns {
         None
@@ -103,9 +102,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     gw.shutdown().await;
     control.shutdown().await?;
     for b in backends {
-        b.abort();
+        b.stop().await;
     }
     Ok(())
+}
+
+/// The command that calls listener `name` (`<service>.<ns>.svc...:<port>`) on `addr`: a
+/// corridor-load Dubbo or Thrift call when the service's demo pods speak one, else curl.
+fn call_hint(name: &str, addr: SocketAddr, pods: &[demo::DemoPod]) -> String {
+    let host = name.rsplit_once(':').map_or(name, |(h, _)| h);
+    let protocol = pods
+        .iter()
+        .find(|p| host.starts_with(&format!("{}.svc.", p.service)) && p.addr.port() == addr.port())
+        .map(|p| p.protocol);
+    match protocol {
+        Some(demo::DemoProtocol::Dubbo) => format!(
+            "corridor-load dubbo --target {addr} --interface org.apache.dubbo.demo.DemoService --method sayHello --arg world --rate 1 --connections 1 --duration 1s"
+        ),
+        Some(demo::DemoProtocol::Thrift) => {
+            format!("corridor-load thrift --target {addr} --method echo --rate 1 --connections 1 --duration 1s")
+        }
+        _ => format!("curl -s http://{addr}/"),
+    }
 }
 
 /// Waits until corridor-dns answers a meshed name with its gateway address (the name

@@ -1,5 +1,5 @@
-//! `corridor up`: the example mesh in one process answers through the gateway, routes as
-//! its VirtualService says, resolves meshed names to the gateway through its DNS, and
+//! `corridor up`: the example mesh in one process answers through the gateway (HTTP, and
+//! Dubbo and Thrift from its echo backends), routes as its VirtualService says, resolves meshed names to the gateway through its DNS, and
 //! follows edits of its manifests.
 
 use std::net::SocketAddr;
@@ -112,6 +112,29 @@ async fn corridor_up_runs_the_example_mesh() {
         v1 += usize::from(reply.text().contains("reviews-v1"));
     }
     assert!((160..=199).contains(&v1), "90/10 split gave {v1}/200 to v1");
+
+    // The RPC services: the printed corridor-load lines call greeter (Dubbo) and
+    // calculator (Thrift) through the gateway, answered by the echo backends.
+    for host in ["greeter.default.svc.cluster.local:20880", "calculator.default.svc.cluster.local:9090"] {
+        let line = up
+            .stdout
+            .snapshot()
+            .into_iter()
+            .find(|l| l.trim_start().starts_with("corridor-load") && l.ends_with(host))
+            .unwrap_or_else(|| panic!("no corridor-load line for {host}:\n{}", up.stdout.text()));
+        let args: Vec<&str> = line.split('#').next().unwrap_or_default().split_whitespace().skip(1).collect();
+        let out = std::process::Command::new(binary("corridor-load"))
+            .args(&args)
+            .arg("--fail-on-error")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{line}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Editing the manifests moves the traffic: all of it to v2.
     let file = tmp.path().join("reviews.yaml");
