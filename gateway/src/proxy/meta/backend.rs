@@ -105,6 +105,15 @@ impl Backend for MetaListener {
             request_id: None,
             set: pairs.to_vec(),
         };
+        if !route.request_mutation.is_empty() && !self.codec.can_mutate(request) {
+            // Nowhere to write them (Thrift without THeader): said here rather than
+            // dropped silently.
+            tracing::debug!(
+                listener = %self.name,
+                route = %route.name,
+                "request mutation not applied: this caller's transport carries no headers"
+            );
+        }
         Ok(Decision {
             route: route.name.clone(),
             cluster,
