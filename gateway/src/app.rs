@@ -80,6 +80,7 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     let shared = Arc::new(Shared {
         snapshot: snapshot.clone(),
         metrics: metrics.clone(),
+        max_rpc_message_bytes: config.max_rpc_message_bytes,
     });
     let listeners = Arc::new(ListenerManager::new(shared, config.drain_timeout));
     let store = Arc::new(Mutex::new(ConfigStore::default()));

@@ -39,6 +39,9 @@ pub struct Config {
     pub log_level: String,
     /// Tokio worker threads (`None`: one per core). Read by the binary, shown for the record.
     pub worker_threads: Option<usize>,
+    /// Largest Dubbo or Thrift message accepted, framing included; a larger one gets the
+    /// protocol's error and its connection is closed.
+    pub max_rpc_message_bytes: usize,
     /// Runtime log-level control, when the process installed a reloadable subscriber.
     #[serde(skip)]
     pub log_handle: Option<LogHandle>,
@@ -54,6 +57,7 @@ impl Config {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             log_level: DEFAULT_LOG_LEVEL.into(),
             worker_threads: None,
+            max_rpc_message_bytes: crate::codec::DEFAULT_MAX_MESSAGE,
             log_handle: None,
         }
     }

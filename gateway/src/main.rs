@@ -36,6 +36,9 @@ struct Args {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Largest Dubbo or Thrift message accepted, in bytes, framing included.
+    #[arg(long, default_value_t = corridor_gateway::codec::DEFAULT_MAX_MESSAGE)]
+    max_rpc_message_bytes: usize,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     config.drain_timeout = args.drain_timeout;
     config.log_level = args.log_level;
     config.worker_threads = args.worker_threads;
+    config.max_rpc_message_bytes = args.max_rpc_message_bytes;
     config.log_handle = Some(log);
 
     // One worker: the current-thread scheduler does the same job without the cross-thread

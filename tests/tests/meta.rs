@@ -99,6 +99,7 @@ async fn meta_mesh(
     port: u16,
     upstream: SocketAddr,
     routes: serde_json::Value,
+    gateway_flags: &[&str],
 ) -> (Mesh, SocketAddr) {
     let ns = mesh.ns.clone();
     let objects: Vec<serde_json::Value> = vec![
@@ -118,7 +119,7 @@ async fn meta_mesh(
     ];
     mesh.write(&format!("{name}.yaml"), &manifests::yaml(objects));
     mesh.start_controller().await;
-    mesh.start_gateway().await;
+    mesh.start_gateway_with(gateway_flags).await;
     let addr = mesh.service_addr(name, port).await;
     (mesh, addr)
 }
@@ -132,7 +133,7 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
         "match": {"attributes": {"method": {"exact": "add"}}},
         "route": [{"destination": {"host": "calc"}}]
     }]);
-    let (mesh, addr) = meta_mesh(mesh, "calc", "tcp-thrift-calc", PORT, upstream, routes).await;
+    let (mesh, addr) = meta_mesh(mesh, "calc", "tcp-thrift-calc", PORT, upstream, routes, &[]).await;
 
     let add = hex(ADD_REQUEST);
     let answer = eventually(PATIENCE, "an answer to add() through the gateway", || {
@@ -213,7 +214,7 @@ async fn dubbo_calls_route_on_their_interface_and_method_through_the_gateway() {
         }},
         "route": [{"destination": {"host": "demo"}}]
     }]);
-    let (_mesh, addr) = meta_mesh(mesh, "demo", "tcp-dubbo-demo", 20880, upstream, routes).await;
+    let (_mesh, addr) = meta_mesh(mesh, "demo", "tcp-dubbo-demo", 20880, upstream, routes, &[]).await;
 
     let request = hex(SAY_HELLO.trim());
     let (status, id, body) = eventually(PATIENCE, "an answer to sayHello through the gateway", || {
@@ -235,4 +236,48 @@ async fn dubbo_calls_route_on_their_interface_and_method_through_the_gateway() {
     let (status, id, body) = dubbo_call(addr, &other).await.unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!((status, id), (60, 1), "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("no route"), "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn a_message_over_the_configured_maximum_gets_a_protocol_error_and_only_its_connection_closes() {
+    let mut mesh = Mesh::new("thrift-max");
+    let upstream = thrift_upstream(mesh.upstream_addr(0)).await;
+    let routes = json!([{"name": "all", "route": [{"destination": {"host": "calc"}}]}]);
+    let flags = ["--max-rpc-message-bytes", "1024"];
+    let (_mesh, addr) = meta_mesh(mesh, "calc", "tcp-thrift-calc", PORT, upstream, routes, &flags).await;
+    let add = hex(ADD_REQUEST);
+    eventually(PATIENCE, "an answer to add() through the gateway", || {
+        let add = add.clone();
+        async move { exchange(addr, &add).await }
+    })
+    .await;
+
+    // A connection that stays open and keeps working next to the bad one.
+    let mut good = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    // `add` with a 2,000-byte frame: the header announces it, the gateway refuses it.
+    let mut big = add.clone();
+    big[..4].copy_from_slice(&2000u32.to_be_bytes());
+    big.resize(4 + 2000, 0);
+    let mut bad = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    bad.write_all(&big).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), bad.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("the gateway kept the connection open"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // One framed EXCEPTION (type 3) for `add` seqid 7 naming the limit, then EOF.
+    assert_eq!(&answer[4..8], &[0x80, 0x01, 0x00, 0x03], "{answer:02x?}");
+    assert_eq!(&answer[8 + 4 + 3..8 + 4 + 3 + 4], &[0, 0, 0, 7]);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("exceeds the maximum of 1024 bytes"), "{text}");
+
+    good.write_all(&add).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), good.read_exact(&mut len))
+        .await
+        .unwrap_or_else(|_| panic!("no answer on the good connection"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = vec![0u8; u32::from_be_bytes(len) as usize];
+    good.read_exact(&mut reply).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&reply[..4], &[0x80, 0x01, 0x00, 0x02], "{reply:02x?}");
 }

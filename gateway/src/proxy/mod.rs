@@ -24,6 +24,8 @@ pub struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Largest Dubbo/Thrift message accepted (`--max-rpc-message-bytes`).
+    pub max_rpc_message_bytes: usize,
 }
 
 /// What an HTTP listener's connections need.
@@ -96,11 +98,11 @@ impl ListenerCtx {
             ListenerKind::Meta { route_config, codec, rate_limit } => {
                 let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {
                     CodecKind::Dubbo => (
-                        Arc::new(crate::codec::dubbo::DubboCodec::default()),
+                        Arc::new(crate::codec::dubbo::DubboCodec::new(shared.max_rpc_message_bytes)),
                         metrics::RequestProtocol::Dubbo,
                     ),
                     CodecKind::Thrift => (
-                        Arc::new(crate::codec::thrift::ThriftCodec::default()),
+                        Arc::new(crate::codec::thrift::ThriftCodec::new(shared.max_rpc_message_bytes)),
                         metrics::RequestProtocol::Thrift,
                     ),
                 };
