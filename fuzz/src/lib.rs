@@ -159,21 +159,36 @@ mod dns {
 
 /// Bytes of a Dubbo stream through the gateway's Dubbo codec ([`codec_stream`]).
 pub fn dubbo_codec(data: &[u8]) {
-    codec_stream(&corridor_gateway::codec::dubbo::DubboCodec::default(), data);
+    use corridor_gateway::codec::dubbo::peer;
+    // The echo backend's and load client's readers see the same frames: they may refuse
+    // them, never panic.
+    codec_stream(&corridor_gateway::codec::dubbo::DubboCodec::default(), data, |frame| {
+        let _ = peer::read_invocation(frame);
+        let _ = peer::read_answer(frame);
+    });
 }
 
 /// Bytes of a Thrift stream (any transport and protocol) through the gateway's Thrift
 /// codec ([`codec_stream`]).
 pub fn thrift_codec(data: &[u8]) {
-    codec_stream(&corridor_gateway::codec::thrift::ThriftCodec::default(), data);
+    use corridor_gateway::codec::thrift::peer;
+    codec_stream(&corridor_gateway::codec::thrift::ThriftCodec::default(), data, |frame| {
+        let _ = peer::string_field(frame, 0);
+        let _ = peer::string_field(frame, 1);
+    });
 }
 
 /// Cuts `data` into messages as a connection would, and for each message checks what
 /// the proxy relies on: an empty edit writes the bytes unchanged; a new request id reads
 /// back as that id; an attribute set where the codec says it can be reads back; a local
 /// reply to a request is a response with the request's id. A stream that fails to decode
-/// may produce an error reply, which must itself decode.
-pub fn codec_stream(codec: &dyn corridor_gateway::codec::Codec, data: &[u8]) {
+/// may produce an error reply, which must itself decode. Every frame is also handed to
+/// `also` (more readers of the same frames).
+pub fn codec_stream(
+    codec: &dyn corridor_gateway::codec::Codec,
+    data: &[u8],
+    also: impl Fn(&corridor_gateway::codec::Frame),
+) {
     use bytes::BytesMut;
     use corridor_gateway::codec::{Edit, ErrorKind, LocalError, MessageType};
 
@@ -196,6 +211,7 @@ pub fn codec_stream(codec: &dyn corridor_gateway::codec::Codec, data: &[u8]) {
                 return;
             }
         };
+        also(&frame);
         let md = &frame.metadata;
         let mut out = BytesMut::new();
         if let Err(e) = codec.encode(&frame, &Edit::default(), &mut out) {
