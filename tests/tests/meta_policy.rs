@@ -1,7 +1,9 @@
-//! Call policies for Dubbo and Thrift through the real controller and gateway: an Istio
-//! VirtualService routing a Dubbo service (method and attribute matches, subsets) until a
-//! MetaRouter takes the host over, the default and a VirtualService's own retries, the
-//! per-call timeout, the MetaRouter's local rate limit, and request mirroring.
+//! Call policies for Dubbo and Thrift through the real controller and gateway: Istio
+//! VirtualServices routing Dubbo and Thrift services (method, attribute and THeader header
+//! matches, subsets, weights) until a MetaRouter takes the host over; the default retries
+//! (connect failures, Dubbo's 503-equivalent statuses) and a VirtualService's own (5xx,
+//! per-try timeout); Dubbo statuses counted as their HTTP equivalents; the per-call
+//! timeout; the MetaRouter's local rate limit; request mirroring.
 //!
 //! Callers are clients written by others (npm dubbo2.js, PyPI thrift) and, where only the
 //! wire shows the Dubbo status, the hessian.js-encoded `sayHello("world")` request vector.
@@ -9,6 +11,7 @@
 //! answer names the backend that served it, and their call logs cross-check the clients.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corridor_tests::manifests::{self, Destination, DestinationRule, HttpRoute, Match, ServicePort, VirtualService};
@@ -19,7 +22,7 @@ use corridor_tests::python::{ThriftCall, thrift_client};
 use corridor_tests::{Mesh, PATIENCE, eventually};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 const DUBBO: &str = "demo";
 const DUBBO_PORT: u16 = 20880;
@@ -161,14 +164,18 @@ async fn thrift_ready(addr: SocketAddr, method: &str) -> String {
     .await
 }
 
-/// Sends the raw `sayHello` request on a new connection and returns the answer's Dubbo
-/// status and body (as text), or an error if none came within `patience`.
-async fn raw_say_hello(addr: SocketAddr, patience: Duration) -> anyhow::Result<(u8, String)> {
+/// Sends the raw `sayHello` request with its argument `world` replaced by `arg` (five
+/// bytes too) on a new connection, and returns the answer's Dubbo status and body (as
+/// text), or an error if none came within `patience`.
+async fn raw_say_hello(addr: SocketAddr, arg: &str, patience: Duration) -> anyhow::Result<(u8, String)> {
     let text = SAY_HELLO.trim();
-    let request: Vec<u8> = (0..text.len())
+    let mut request: Vec<u8> = (0..text.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
         .collect::<Result<_, _>>()?;
+    anyhow::ensure!(arg.len() == 5, "{arg:?} is not five bytes long");
+    let at = request.windows(5).position(|w| w == b"world").ok_or_else(|| anyhow::anyhow!("no argument in the vector"))?;
+    request[at..at + 5].copy_from_slice(arg.as_bytes());
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(&request).await?;
     let mut header = [0u8; 16];
@@ -178,6 +185,49 @@ async fn raw_say_hello(addr: SocketAddr, patience: Duration) -> anyhow::Result<(
     let mut body = vec![0u8; len as usize];
     s.read_exact(&mut body).await?;
     Ok((header[3], String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A Dubbo provider answering each call with the status its argument asks for
+/// (`st<NNN>`, else 20), recording the statuses asked for in arrival order.
+async fn status_provider(addr: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("{e}"));
+    let bound = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let record = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut header = [0u8; 16];
+                while s.read_exact(&mut header).await.is_ok() {
+                    let len = u32::from_be_bytes([header[12], header[13], header[14], header[15]]);
+                    let mut body = vec![0u8; len as usize];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let status = body
+                        .windows(5)
+                        .find(|w| w.starts_with(b"st"))
+                        .and_then(|w| std::str::from_utf8(&w[2..]).ok()?.parse::<u8>().ok())
+                        .unwrap_or(20);
+                    record.lock().unwrap_or_else(|e| e.into_inner()).push(status);
+                    let text = format!("status {status}");
+                    // OK: RESPONSE_VALUE (Hessian2 int 1) and a string; else the message.
+                    let mut answer = if status == 20 { vec![0x91] } else { vec![] };
+                    answer.push(text.len() as u8);
+                    answer.extend_from_slice(text.as_bytes());
+                    let mut reply = vec![0xda, 0xbb, 0x02, status];
+                    reply.extend_from_slice(&header[4..12]);
+                    reply.extend_from_slice(&(answer.len() as u32).to_be_bytes());
+                    reply.extend_from_slice(&answer);
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (bound, asked)
 }
 
 // === tests ===
@@ -328,7 +378,7 @@ async fn a_virtual_service_timeout_answers_in_each_protocols_own_timeout_error()
     // Answered well before the provider's 5 s delay ends, with status 31 (server timeout);
     // 60 (no route) comes until the routes arrive.
     let (status, body) = eventually(PATIENCE, "a Dubbo answer other than no-route", || async {
-        let (status, body) = raw_say_hello(addrs[0], Duration::from_secs(4)).await?;
+        let (status, body) = raw_say_hello(addrs[0], "world", Duration::from_secs(4)).await?;
         anyhow::ensure!(status != 60, "{status}: {body}");
         Ok((status, body))
     })
@@ -413,7 +463,7 @@ async fn a_meta_router_local_rate_limit_refuses_calls_beyond_its_buckets() {
     dubbo_ready(addrs[1], &["--method", "warmup"]).await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let (status, body) = raw_say_hello(addrs[1], PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let (status, body) = raw_say_hello(addrs[1], "world", PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
         statuses.push((status, body));
     }
     let codes: Vec<u8> = statuses.iter().map(|(s, _)| *s).collect();
@@ -439,7 +489,7 @@ async fn a_mirror_gets_a_copy_of_every_call_and_its_death_never_reaches_the_call
     assert_eq!(dubbo_ready(addr, &["--arg", "warm"]).await, "p1: warm");
     // The warm-up's copy, before counting from here.
     let before = logged(&servers[1], 1).await.len();
-    let primary_before = servers[0].calls().len();
+    let primary_before = logged(&servers[0], 1).await.len();
     let run = dubbo(addr, &["--prefix", "m-", "--count", "20", "--concurrency", "4"]).await;
     assert_served_by(&run, "p1", "mirrored calls");
     let copies = logged(&servers[1], before + 20).await;
@@ -461,4 +511,123 @@ async fn a_mirror_gets_a_copy_of_every_call_and_its_death_never_reaches_the_call
     })
     .await;
     assert!(lines.iter().all(|l| l.contains("code=200")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn dubbo_statuses_count_as_their_http_equivalents_and_503s_are_retried_by_default() {
+    let mut mesh = Mesh::new("policy-status");
+    let (provider, asked) = status_provider(mesh.upstream_addr(0)).await;
+    let t1 = EchoServer::start_many(&mut mesh, Protocol::Thrift, &["t1"], &["--error-rate", "1.0"]).await.remove(0);
+    let mut objects = service(&mesh, DUBBO, dubbo_port(), &[(Peer { name: "raw".into(), addr: provider }, "v1")]);
+    objects.extend(service(&mesh, THRIFT, thrift_port(), &[(Peer::of(&t1), "v1")]));
+    // No MetaRouter, no VirtualService: the default route and its default retries.
+    let addrs = start(&mut mesh, objects, &[(DUBBO, DUBBO_PORT), (THRIFT, THRIFT_PORT)]).await;
+    eventually(PATIENCE, "a Dubbo call answered by the provider", || async {
+        let (status, body) = raw_say_hello(addrs[0], "st020", PATIENCE).await?;
+        anyhow::ensure!(status == 20, "{status}: {body}");
+        Ok(())
+    })
+    .await;
+    // The warm-up's lines are all in once its answer's is: the cases count lines from here.
+    wait_for_access_log(&mesh, DUBBO, DUBBO_PORT, &["code=200"]).await;
+
+    // (status asked for, HTTP equivalent, flags, tries); 60 and 100 mean the service never
+    // ran, as 503 does, and are tried three times (two retries) on the one endpoint.
+    let cases = [
+        (30, 504, "-", 1),
+        (31, 504, "-", 1),
+        (40, 400, "-", 1),
+        (90, 400, "-", 1),
+        (50, 502, "-", 1),
+        (70, 500, "-", 1),
+        (80, 500, "-", 1),
+        (60, 503, "URX", 3),
+        (100, 503, "URX", 3),
+    ];
+    for (status, code, flags, tries) in cases {
+        let logged_before = access_log(&mesh, DUBBO, DUBBO_PORT, &[]).len();
+        let asked_before = asked.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let (got, body) = raw_say_hello(addrs[0], &format!("st{status:03}"), PATIENCE).await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!((got, body.contains(&format!("status {status}"))), (status, true), "the provider's answer passed on: {body}");
+        let line = eventually(PATIENCE, "the call's access log line", || {
+            let lines = access_log(&mesh, DUBBO, DUBBO_PORT, &[]);
+            async move { lines.get(logged_before).cloned().ok_or_else(|| anyhow::anyhow!("not yet")) }
+        })
+        .await;
+        assert!(line.contains(&format!("code={code} ")) && line.contains(&format!("flags={flags} ")), "status {status}: {line}");
+        let tried = asked.lock().unwrap_or_else(|e| e.into_inner())[asked_before..].to_vec();
+        assert_eq!(tried, vec![status; tries], "status {status}");
+    }
+
+    // A Thrift EXCEPTION is a 500: passed on, not retried by default.
+    let calls = eventually(PATIENCE, "a Thrift call answered by the backend", || async {
+        let calls = thrift_client(addrs[1], &["--call", "echo=x"]).await?;
+        anyhow::ensure!(calls[0].error_message().contains("injected error"), "{calls:?}");
+        Ok(calls)
+    })
+    .await;
+    assert_eq!(calls[0].error_type(), "TApplicationException", "{calls:?}");
+    wait_for_access_log(&mesh, THRIFT, THRIFT_PORT, &["code=500", "flags=-"]).await;
+    assert_eq!(t1.calls().len(), 1, "tried once: {:?}", t1.calls());
+}
+
+#[tokio::test]
+async fn a_per_try_timeout_moves_a_call_from_a_slow_endpoint_to_another() {
+    let mut mesh = Mesh::new("policy-pertry");
+    let fast = EchoServer::start(Protocol::Dubbo, "p1", mesh.upstream_addr(0), &[]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let slow_addr = mesh.upstream_addr(fast.addr.port());
+    let slow = EchoServer::start(Protocol::Dubbo, "p2", slow_addr, &["--delay", "5s"]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let mut objects = service(&mesh, DUBBO, dubbo_port(), &[(Peer::of(&fast), "v1"), (Peer::of(&slow), "v2")]);
+    let route = HttpRoute::new().name("all").to(Destination::new(DUBBO)).retries(2, "connect-failure,reset", Some("300ms"));
+    objects.push(VirtualService::new(DUBBO, &mesh.ns).host(DUBBO).http(route).into());
+    let addr = start(&mut mesh, objects, &[(DUBBO, DUBBO_PORT)]).await[0];
+
+    dubbo_ready(addr, &["--arg", "warm"]).await;
+    // Without the per-try timeout, the calls on p2 would be answered by p2 after 5 s.
+    let run = dubbo(addr, &["--prefix", "s-", "--count", "20", "--concurrency", "3"]).await;
+    assert_served_by(&run, "p1", "perTryTimeout: 300ms");
+    logged(&slow, 1).await;
+    let timeouts = access_log(&mesh, DUBBO, DUBBO_PORT, &["code=504"]);
+    assert!(timeouts.is_empty(), "{timeouts:#?}");
+}
+
+#[tokio::test]
+async fn a_virtual_service_routes_thrift_on_a_theader_header_and_splits_the_rest_by_weight() {
+    const CALLS: usize = 500;
+    let mut mesh = Mesh::new("policy-theader");
+    let servers = EchoServer::start_many(&mut mesh, Protocol::Thrift, &["a", "b", "c"], &[]).await;
+    let peers: Vec<(Peer, &str)> = servers.iter().zip(["v1", "v2", "v3"]).map(|(s, v)| (Peer::of(s), v)).collect();
+    let mut objects = service(&mesh, THRIFT, thrift_port(), &peers);
+    let vs = VirtualService::new(THRIFT, &mesh.ns)
+        .host(THRIFT)
+        .http(HttpRoute::new().name("gold").matching(Match::new().header_exact("x-tenant", "gold")).to(Destination::new(THRIFT).subset("v3")))
+        .http(
+            HttpRoute::new()
+                .name("split")
+                .to(Destination::new(THRIFT).subset("v1").weight(80))
+                .to(Destination::new(THRIFT).subset("v2").weight(20)),
+        );
+    objects.push(vs.into());
+    let addr = start(&mut mesh, objects, &[(THRIFT, THRIFT_PORT)]).await[0];
+    thrift_ready(addr, "echo").await;
+
+    // THeader calls carrying the header, `repeat` times on one connection.
+    let tenant = |tenant: &'static str, arg: &'static str| async move {
+        let args = ["--transport", "header", "--header", &format!("x-tenant={tenant}"), "--call", &format!("echo={arg}"), "--repeat", "10"];
+        thrift(addr, &args).await
+    };
+    let gold = tenant("gold", "g").await;
+    assert!(gold.iter().all(|c| c.value() == Some("c: g")), "{gold:?}");
+    let silver = tenant("silver", "s").await;
+    assert!(silver.iter().all(|c| matches!(c.value(), Some("a: s" | "b: s"))), "{silver:?}");
+
+    let calls = thrift(addr, &["--call", "echo=w", "--repeat", &CALLS.to_string()]).await;
+    let served = |name: &str| calls.iter().filter(|c| c.value() == Some(&format!("{name}: w"))).count();
+    let (a, b) = (served("a"), served("b"));
+    assert_eq!(a + b, CALLS, "{calls:?}");
+    let share = a as f64 / CALLS as f64;
+    assert!((0.7..=0.9).contains(&share), "v1 served {a}, v2 {b}");
+    // c saw only the gold calls, with the caller's header.
+    let c = logged(&servers[2], 10).await;
+    assert!(c.iter().all(|c| c.attributes.get("x-tenant").map(String::as_str) == Some("gold")), "{c:?}");
 }
