@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::call::{Backend, CallOutcome, CallRecord, Decision, Unreachable};
+use super::call::{Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable};
 use super::upstream::{Multiplexed, UpstreamError};
 use crate::cluster::lb;
 use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
 use crate::proxy::Shared;
+use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::ratelimit::LocalRateLimiter;
 use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
@@ -147,7 +148,22 @@ impl Backend for MetaListener {
         RetryActive::admit(snapshot.clusters.get(cluster)?, &self.shared.metrics)
     }
 
-    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Multiplexed, Unreachable> {
+    fn admit_cluster(&self, cluster: &str) -> Result<Option<ClusterActive>, LocalError> {
+        let snapshot = self.shared.snapshot.load();
+        let Some(state) = snapshot.clusters.get(cluster) else {
+            return Ok(None);
+        };
+        if !state.admits_request() {
+            state.counters.overflow_rq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(local(
+                ErrorKind::Overloaded,
+                format!("{cluster} is at its circuit breaker's max_requests"),
+            ));
+        }
+        Ok(Some(ClusterActive::new(state.clone())))
+    }
+
+    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {
         let snapshot = self.shared.snapshot.load_full();
         let Some(state) = snapshot.clusters.get(cluster) else {
             return Err(Unreachable::NoEndpoint(local(ErrorKind::Unavailable, format!("cluster {cluster} not found"))));
@@ -158,9 +174,10 @@ impl Backend for MetaListener {
                 format!("no healthy endpoint in {cluster}"),
             )));
         };
+        let lease = |connection: Multiplexed| Lease { connection, active: Some(EndpointActive::new(endpoint.clone())) };
         let mut slot = endpoint.mux.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+            return Ok(lease(c.clone()));
         }
         let c = Multiplexed::connect(endpoint.addr, self.codec.clone(), state.config.connect_timeout)
             .await
@@ -169,6 +186,6 @@ impl Backend for MetaListener {
                 other => Unreachable::Connect(endpoint.addr, other.to_string()),
             })?;
         *slot = Some(c.clone());
-        Ok(c)
+        Ok(lease(c))
     }
 }

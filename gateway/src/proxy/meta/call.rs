@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use super::upstream::{Multiplexed, UpstreamError};
 use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata};
 use crate::model::route::RetryPolicy;
+use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::{self, Budgeted, RetryActive, TryFailure};
 
 /// How long a mirrored call may take before it is abandoned (its answer is discarded
@@ -85,6 +86,22 @@ impl CallRecord {
     }
 }
 
+/// A connection for one try, counting the try as active on its endpoint (least-request
+/// balancing reads that) while held.
+#[derive(Debug)]
+pub struct Lease {
+    /// The shared upstream connection.
+    pub connection: Multiplexed,
+    /// The endpoint's active-request count, if the backend keeps one.
+    pub active: Option<EndpointActive>,
+}
+
+impl From<Multiplexed> for Lease {
+    fn from(connection: Multiplexed) -> Lease {
+        Lease { connection, active: None }
+    }
+}
+
 /// Why no connection to a cluster could be had.
 #[derive(Debug, Clone)]
 pub enum Unreachable {
@@ -116,9 +133,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Routes a request, or says why it cannot be served.
     fn route(&self, request: &Metadata) -> Result<Decision, LocalError>;
 
+    /// Admits a call to `cluster` under its circuit breaker (`max_requests`), counting it
+    /// as active there until the returned guard drops.
+    fn admit_cluster(&self, _cluster: &str) -> Result<Option<ClusterActive>, LocalError> {
+        Ok(None)
+    }
+
     /// A connection to an endpoint of `cluster`, preferring endpoints not in `avoid`
     /// (those that already failed this call).
-    fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> impl Future<Output = Result<Multiplexed, Unreachable>> + Send;
+    fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> impl Future<Output = Result<Lease, Unreachable>> + Send;
 
     /// Counts one more retry on `cluster` if its retry budget admits it.
     fn admit_retry(&self, _cluster: &str) -> Option<RetryActive> {
@@ -156,6 +179,7 @@ async fn exchange<B: Backend>(
     let decision = backend.route(request)?;
     record.route = Some(decision.route.clone());
     record.cluster = Some(decision.cluster.clone());
+    let _active = backend.admit_cluster(&decision.cluster)?;
     for cluster in &decision.mirrors {
         mirror(backend, cluster.clone(), frame.clone(), decision.request_edit.clone());
     }
@@ -246,15 +270,15 @@ async fn try_once<B: Backend>(
     tried: &[SocketAddr],
     record: &mut CallRecord,
 ) -> Result<Option<Frame>, (Option<TryFailure>, LocalError)> {
-    let connection = backend.connection(&decision.cluster, tried).await.map_err(|e| match e {
+    let lease = backend.connection(&decision.cluster, tried).await.map_err(|e| match e {
         Unreachable::NoEndpoint(e) => (None, e),
         Unreachable::Connect(addr, _) => {
             record.upstream = Some(addr);
             (Some(TryFailure::Connect), e.into_error())
         }
     })?;
-    record.upstream = Some(connection.addr());
-    connection.call(frame, &decision.request_edit).await.map_err(|e| match e {
+    record.upstream = Some(lease.connection.addr());
+    lease.connection.call(frame, &decision.request_edit).await.map_err(|e| match e {
         UpstreamError::Connect { addr, reason } => {
             (Some(TryFailure::Connect), local(ErrorKind::ConnectFailure, format!("cannot connect to {addr}: {reason}")))
         }
@@ -294,8 +318,8 @@ fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: E
     let backend = backend.clone();
     tokio::spawn(async move {
         let sent = async {
-            let connection = backend.connection(&cluster, &[]).await.map_err(Unreachable::into_error)?;
-            connection.call(&frame, &edit).await.map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
+            let lease = backend.connection(&cluster, &[]).await.map_err(Unreachable::into_error)?;
+            lease.connection.call(&frame, &edit).await.map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
         };
         match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
             Ok(Ok(_)) => {}

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::{PATIENCE, REQUEST, RESPONSE, Toy, frame, request};
 use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
 use crate::model::route::{RetryPolicy, retry_on};
-use crate::proxy::meta::call::{Backend, CallOutcome, CallRecord, Decision, Unreachable, call};
+use crate::proxy::meta::call::{Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable, call};
 use crate::proxy::meta::upstream::Multiplexed;
 
 /// Cluster `main` is `endpoints` (tried in order, skipping those already tried); cluster
@@ -46,7 +46,7 @@ impl Backend for Fake {
         })
     }
 
-    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Multiplexed, Unreachable> {
+    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {
         let addr = match cluster {
             "mirror" => self.mirror.unwrap(),
             _ => *self.endpoints.iter().find(|a| !avoid.contains(a)).unwrap_or(&self.endpoints[0]),
@@ -54,6 +54,7 @@ impl Backend for Fake {
         self.connects.fetch_add(1, Ordering::Relaxed);
         Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
             .await
+            .map(Lease::from)
             .map_err(|e| Unreachable::Connect(addr, e.to_string()))
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use super::{ONEWAY, PATIENCE, PING, PONG, REQUEST, RESPONSE, Toy, frame, reversing_upstream};
 use crate::codec::{Codec, CodecError, Edit, ErrorKind, Frame, LocalError, Metadata};
-use crate::proxy::meta::call::{Backend, Decision, Unreachable};
+use crate::proxy::meta::call::{Backend, Decision, Lease, Unreachable};
 use crate::proxy::meta::downstream::serve;
 use crate::proxy::meta::upstream::Multiplexed;
 
@@ -41,16 +41,16 @@ impl Backend for Fake {
         })
     }
 
-    async fn connection(&self, _cluster: &str, _avoid: &[std::net::SocketAddr]) -> Result<Multiplexed, Unreachable> {
+    async fn connection(&self, _cluster: &str, _avoid: &[std::net::SocketAddr]) -> Result<Lease, Unreachable> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+            return Ok(c.clone().into());
         }
         let c = Multiplexed::connect(self.upstream, Arc::new(Toy), Duration::from_secs(2))
             .await
             .map_err(|e| Unreachable::Connect(self.upstream, e.to_string()))?;
         *slot = Some(c.clone());
-        Ok(c)
+        Ok(c.into())
     }
 }
 

@@ -164,4 +164,13 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
     };
     assert!(series("200", "-"), "{text}");
     assert!(series("404", "NR"), "{text}");
+
+    // The routed call counted on its cluster and endpoint (circuit breakers and
+    // least-request balancing read these), and nothing stays active.
+    use std::sync::atomic::Ordering::Relaxed;
+    let snap = listener.shared.snapshot.load();
+    let calc = &snap.clusters["calc"];
+    assert_eq!((calc.counters.total_rq.load(Relaxed), calc.counters.active_rq.load(Relaxed)), (1, 0));
+    let endpoint = &calc.healthy[0];
+    assert_eq!((endpoint.total_rq.load(Relaxed), endpoint.active_rq.load(Relaxed)), (1, 0));
 }
