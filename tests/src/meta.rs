@@ -171,10 +171,10 @@ mod tests {
 
     #[test]
     fn parses_both_call_lines() {
-        let d = Call::parse("call dubbo id=5 interface=org.Demo method=sayHello attachments=path=org.Demo,x-user=alice").unwrap();
+        let d = Call::parse("call dubbo id=5 interface=org.Demo method=sayHello attachments=path=org.Demo,x-user=alice").unwrap_or_else(|| panic!("not parsed"));
         assert_eq!((d.protocol.as_str(), d.field("method"), d.field("id")), ("dubbo", "sayHello", "5"));
         assert_eq!(d.attributes["x-user"], "alice");
-        let t = Call::parse("call thrift seqid=7 method=add type=oneway headers=").unwrap();
+        let t = Call::parse("call thrift seqid=7 method=add type=oneway headers=").unwrap_or_else(|| panic!("not parsed"));
         assert_eq!((t.field("type"), t.attributes.len()), ("oneway", 0));
         assert!(Call::parse("corridor-load serve bound dubbo=127.0.0.1:1").is_none());
     }
