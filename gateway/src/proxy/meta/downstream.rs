@@ -113,19 +113,30 @@ async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Answer>,
     tokio::pin!(writer);
     let mut next = 0u64;
     let mut held: BTreeMap<u64, Bytes> = BTreeMap::new();
-    while let Some(answer) = queue.recv().await {
+    let mut batch = BytesMut::new();
+    // Answers already queued go out in one write (see `super::write_batch`).
+    let mut take = |answer: Answer, batch: &mut BytesMut| {
         if !ordered {
-            if !answer.bytes.is_empty() && writer.write_all(&answer.bytes).await.is_err() {
-                return;
-            }
-            continue;
+            batch.extend_from_slice(&answer.bytes);
+            return;
         }
         held.insert(answer.seq, answer.bytes);
         while let Some(bytes) = held.remove(&next) {
-            if !bytes.is_empty() && writer.write_all(&bytes).await.is_err() {
-                return;
-            }
+            batch.extend_from_slice(&bytes);
             next += 1;
+        }
+    };
+    while let Some(first) = queue.recv().await {
+        batch.clear();
+        take(first, &mut batch);
+        while batch.len() < super::WRITE_BATCH {
+            match queue.try_recv() {
+                Ok(answer) => take(answer, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+            return;
         }
     }
     let _ = writer.shutdown().await;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -183,8 +183,9 @@ impl Multiplexed {
 }
 
 async fn write_loop(inner: Arc<Inner>, mut writer: tokio::net::tcp::OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
-    while let Some(bytes) = queue.recv().await {
-        if let Err(e) = writer.write_all(&bytes).await {
+    let mut batch = BytesMut::new();
+    while let Some(first) = queue.recv().await {
+        if let Err(e) = super::write_batch(&mut writer, first, &mut queue, &mut batch).await {
             inner.close(&format!("write failed: {e}"));
             return;
         }
