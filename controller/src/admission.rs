@@ -1,11 +1,15 @@
-//! Admission of routing objects: an invalid VirtualService, DestinationRule or MetaRouter never
+//! Admission of routing objects: an invalid VirtualService, DestinationRule, MetaRouter,
+//! RedisService or RedisDestination never
 //! reaches the translator; its last good version stays in effect instead, and the reason
 //! is logged once, naming the object and where it came from.
 
 use std::collections::BTreeMap;
 
 use crate::{
-    resources::{DestinationRule, Kind, MetaRouter, ObjectRef, VirtualService},
+    resources::{
+        DestinationRule, Kind, MetaRouter, ObjectRef, RedisDestination, RedisService,
+        VirtualService,
+    },
     store::{ObjectKey, Store},
     translate::{TranslateOptions, Validator, validate_destination_rule},
 };
@@ -106,6 +110,8 @@ pub struct Admission {
     virtual_services: Ledger<VirtualService>,
     destination_rules: Ledger<DestinationRule>,
     meta_routers: Ledger<MetaRouter>,
+    redis_services: Ledger<RedisService>,
+    redis_destinations: Ledger<RedisDestination>,
 }
 
 impl Admission {
@@ -155,6 +161,42 @@ impl Admission {
             meta_verdicts,
             origin,
         );
+        self.admit_redis(store, opts, origin);
+    }
+
+    /// RedisServices and RedisDestinations: validated against the Services and Secrets of
+    /// this store (so one rejected for a missing Secret is accepted once it arrives); an
+    /// accepted one replaces the stored one with its Secret references resolved, so the
+    /// last good version carries the credentials it was accepted with.
+    fn admit_redis(
+        &mut self,
+        store: &mut Store,
+        opts: &TranslateOptions,
+        origin: &dyn Fn(&ObjectRef) -> String,
+    ) {
+        let (services, destinations) = {
+            let validator = Validator::new(store, opts);
+            let rs: Vec<_> = store
+                .redis_services
+                .iter()
+                .map(|(k, rs)| (k.clone(), validator.redis_service(k, rs)))
+                .collect();
+            let rd: Vec<_> = store
+                .redis_destinations
+                .iter()
+                .map(|(k, rd)| (k.clone(), validator.redis_destination(k, rd)))
+                .collect();
+            (rs, rd)
+        };
+        let verdicts = resolved_into(&mut store.redis_services, services);
+        self.redis_services.apply(Kind::RedisService, &mut store.redis_services, verdicts, origin);
+        let verdicts = resolved_into(&mut store.redis_destinations, destinations);
+        self.redis_destinations.apply(
+            Kind::RedisDestination,
+            &mut store.redis_destinations,
+            verdicts,
+            origin,
+        );
     }
 
     /// Rejected objects and why, for status reporting.
@@ -162,6 +204,22 @@ impl Admission {
         let mut out = self.virtual_services.rejections(Kind::VirtualService);
         out.extend(self.destination_rules.rejections(Kind::DestinationRule));
         out.extend(self.meta_routers.rejections(Kind::MetaRouter));
+        out.extend(self.redis_services.rejections(Kind::RedisService));
+        out.extend(self.redis_destinations.rejections(Kind::RedisDestination));
         out
     }
+}
+
+/// Stores each accepted object's resolved form and returns the bare verdicts.
+fn resolved_into<T>(
+    objects: &mut BTreeMap<ObjectKey, T>,
+    verdicts: Vec<(ObjectKey, Result<T, String>)>,
+) -> Vec<(ObjectKey, Result<(), String>)> {
+    verdicts
+        .into_iter()
+        .map(|(key, verdict)| {
+            let verdict = verdict.map(|resolved| drop(objects.insert(key.clone(), resolved)));
+            (key, verdict)
+        })
+        .collect()
 }

@@ -48,6 +48,11 @@ impl Protocol {
         matches!(self, Protocol::Dubbo | Protocol::Thrift)
     }
 
+    /// True for ports served by the Redis proxy.
+    pub fn is_redis(self) -> bool {
+        self == Protocol::Redis
+    }
+
     /// True when upstream connections must speak HTTP/2.
     pub fn is_http2(self) -> bool {
         matches!(self, Protocol::Http2 | Protocol::Grpc)

@@ -9,7 +9,10 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 
-use crate::resources::{DestinationRule, Kind, MetaRouter, Object, ObjectRef, VirtualService};
+use crate::resources::{
+    DestinationRule, Kind, MetaRouter, Object, ObjectRef, RedisDestination, RedisService, Secret,
+    VirtualService,
+};
 
 /// Namespace and name of a namespaced object (for Namespaces, the namespace is empty).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +63,12 @@ pub struct Store {
     /// Aeraki MetaRouters (stored; translated for Dubbo/Thrift listeners by issue 4's
     /// MetaProtocol work).
     pub meta_routers: BTreeMap<ObjectKey, MetaRouter>,
+    /// Secrets (the credentials RedisServices and RedisDestinations refer to).
+    pub secrets: BTreeMap<ObjectKey, Secret>,
+    /// Aeraki RedisServices.
+    pub redis_services: BTreeMap<ObjectKey, RedisService>,
+    /// Aeraki RedisDestinations.
+    pub redis_destinations: BTreeMap<ObjectKey, RedisDestination>,
 }
 
 impl Store {
@@ -74,6 +83,9 @@ impl Store {
             Object::VirtualService(o) => drop(self.virtual_services.insert(key, *o)),
             Object::DestinationRule(o) => drop(self.destination_rules.insert(key, *o)),
             Object::MetaRouter(o) => drop(self.meta_routers.insert(key, *o)),
+            Object::Secret(o) => drop(self.secrets.insert(key, *o)),
+            Object::RedisService(o) => drop(self.redis_services.insert(key, *o)),
+            Object::RedisDestination(o) => drop(self.redis_destinations.insert(key, *o)),
         }
     }
 
@@ -88,6 +100,9 @@ impl Store {
             Kind::VirtualService => self.virtual_services.remove(&key).is_some(),
             Kind::DestinationRule => self.destination_rules.remove(&key).is_some(),
             Kind::MetaRouter => self.meta_routers.remove(&key).is_some(),
+            Kind::Secret => self.secrets.remove(&key).is_some(),
+            Kind::RedisService => self.redis_services.remove(&key).is_some(),
+            Kind::RedisDestination => self.redis_destinations.remove(&key).is_some(),
         }
     }
 
@@ -100,6 +115,9 @@ impl Store {
             + self.virtual_services.len()
             + self.destination_rules.len()
             + self.meta_routers.len()
+            + self.secrets.len()
+            + self.redis_services.len()
+            + self.redis_destinations.len()
     }
 
     /// True when the store holds nothing.

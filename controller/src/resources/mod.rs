@@ -4,6 +4,8 @@
 pub mod aeraki;
 pub mod duration;
 pub mod istio;
+pub mod redis;
+pub mod secret;
 
 use std::fmt;
 
@@ -15,6 +17,8 @@ use serde_yaml_ng::Value;
 
 pub use aeraki::MetaRouter;
 pub use istio::{DestinationRule, VirtualService};
+pub use redis::{RedisDestination, RedisService};
+pub use secret::Secret;
 
 /// Namespace given to namespaced objects whose manifest names none, as `kubectl` does.
 pub const DEFAULT_OBJECT_NAMESPACE: &str = "default";
@@ -36,6 +40,12 @@ pub enum Kind {
     DestinationRule,
     /// metaprotocol.aeraki.io MetaRouter.
     MetaRouter,
+    /// core/v1 Secret (credentials for Redis auth).
+    Secret,
+    /// redis.aeraki.io RedisService.
+    RedisService,
+    /// redis.aeraki.io RedisDestination.
+    RedisDestination,
 }
 
 impl fmt::Display for Kind {
@@ -82,6 +92,12 @@ pub enum Object {
     DestinationRule(Box<DestinationRule>),
     /// A MetaRouter.
     MetaRouter(Box<MetaRouter>),
+    /// A Secret.
+    Secret(Box<Secret>),
+    /// A RedisService.
+    RedisService(Box<RedisService>),
+    /// A RedisDestination.
+    RedisDestination(Box<RedisDestination>),
 }
 
 /// Why a document could not become an object.
@@ -148,6 +164,11 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
             Kind::DestinationRule
         }
         (aeraki::GROUP, v, "MetaRouter") if aeraki::VERSIONS.contains(&v) => Kind::MetaRouter,
+        ("", "v1", "Secret") => Kind::Secret,
+        (redis::GROUP, v, "RedisService") if redis::VERSIONS.contains(&v) => Kind::RedisService,
+        (redis::GROUP, v, "RedisDestination") if redis::VERSIONS.contains(&v) => {
+            Kind::RedisDestination
+        }
         _ => {
             tracing::debug!(
                 api_version,
@@ -216,6 +237,18 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
             o.metadata.namespace = ns;
             Object::MetaRouter(o)
         }),
+        Kind::Secret => typed::<Secret>(doc).map(|mut o| {
+            o.metadata.namespace = ns;
+            Object::Secret(o)
+        }),
+        Kind::RedisService => typed::<RedisService>(doc).map(|mut o| {
+            o.metadata.namespace = ns;
+            Object::RedisService(o)
+        }),
+        Kind::RedisDestination => typed::<RedisDestination>(doc).map(|mut o| {
+            o.metadata.namespace = ns;
+            Object::RedisDestination(o)
+        }),
     };
     parsed.map(Some).map_err(fail)
 }
@@ -231,6 +264,9 @@ impl Object {
             Object::VirtualService(o) => (Kind::VirtualService, &o.metadata),
             Object::DestinationRule(o) => (Kind::DestinationRule, &o.metadata),
             Object::MetaRouter(o) => (Kind::MetaRouter, &o.metadata),
+            Object::Secret(o) => (Kind::Secret, &o.metadata),
+            Object::RedisService(o) => (Kind::RedisService, &o.metadata),
+            Object::RedisDestination(o) => (Kind::RedisDestination, &o.metadata),
         };
         ObjectRef {
             kind,

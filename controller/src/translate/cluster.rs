@@ -103,6 +103,7 @@ pub(super) fn build(
     port: &PortInfo,
     subset: Option<&Subset>,
     policy: Option<&TrafficPolicy>,
+    redis: Option<&super::redis::Upstream>,
 ) -> Resource {
     let pool = policy.and_then(|p| p.connection_pool.as_ref());
     let tcp = pool.and_then(|p| p.tcp.as_ref());
@@ -169,6 +170,10 @@ pub(super) fn build(
         cluster.typed_extension_protocol_options =
             HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options))]);
     }
+    // === Redis: hashing or Redis Cluster discovery, upstream auth ===
+    if let Some(redis) = redis {
+        redis.shape(&mut cluster);
+    }
     let (metadata, canonical) = corridor_metadata(BTreeMap::from([
         ("service", MetaValue::Str(info.host.clone())),
         (
@@ -207,7 +212,7 @@ pub fn validate_destination_rule(dr: &DestinationRule) -> Result<(), String> {
     Ok(())
 }
 
-fn check_policy(path: &str, policy: Option<&TrafficPolicy>) -> Result<(), String> {
+pub(super) fn check_policy(path: &str, policy: Option<&TrafficPolicy>) -> Result<(), String> {
     let Some(p) = policy else { return Ok(()) };
     if let Some(simple) = p.load_balancer.as_ref().and_then(|l| l.simple.as_deref())
         && lb_policy(Some(simple)).is_none()

@@ -30,6 +30,18 @@ pub(super) fn build(
     port: &PortInfo,
     subset: Option<&Subset>,
 ) -> Resource {
+    Resource::new(name.to_string(), &assignment(ctx, name, info, port, subset))
+}
+
+/// The endpoints of one cluster (also the seeds of a Redis Cluster, which Envoy reads
+/// from the cluster's own `load_assignment` instead of EDS).
+pub(super) fn assignment(
+    ctx: &Context<'_>,
+    name: &str,
+    info: &ServiceInfo,
+    port: &PortInfo,
+    subset: Option<&Subset>,
+) -> ClusterLoadAssignment {
     let mut zones: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     for (key, slice) in slices_of(ctx.store, &info.key) {
@@ -70,7 +82,7 @@ pub(super) fn build(
             }
         }
     }
-    let cla = ClusterLoadAssignment {
+    ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints: zones
             .into_iter()
@@ -84,8 +96,7 @@ pub(super) fn build(
             })
             .collect(),
         ..Default::default()
-    };
-    Resource::new(name.to_string(), &cla)
+    }
 }
 
 /// The EndpointSlices of a Service: same namespace, labelled with its name.

@@ -18,6 +18,7 @@ use corridor_proto::{
                 http_connection_manager::v3::{
                     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
                 },
+                redis_proxy::v3::RedisProxy,
                 tcp_proxy::v3::{TcpProxy, tcp_proxy},
             },
         },
@@ -45,8 +46,15 @@ pub fn listener_name(host: &str, port: u16) -> String {
 }
 
 /// The listener of one (service, port). A Dubbo/Thrift port's MetaProtocol proxy runs
-/// `meta_filters` (rate limits, then the router).
-pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr, meta_filters: Vec<MetaProtocolFilter>) -> Resource {
+/// `meta_filters` (rate limits, then the router); a Redis port runs `redis` (built by
+/// translate/redis.rs).
+pub(super) fn build(
+    info: &ServiceInfo,
+    port: &PortInfo,
+    address: Ipv4Addr,
+    meta_filters: Vec<MetaProtocolFilter>,
+    redis: Option<RedisProxy>,
+) -> Resource {
     let name = listener_name(&info.host, port.number);
     let filter = if port.protocol.is_http() {
         let hcm = HttpConnectionManager {
@@ -90,6 +98,11 @@ pub(super) fn build(info: &ServiceInfo, port: &PortInfo, address: Ipv4Addr, meta
         };
         Filter {
             name: META_PROTOCOL_FILTER.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
+        }
+    } else if let Some(proxy) = redis {
+        Filter {
+            name: super::redis::REDIS_PROXY_FILTER.to_string(),
             config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
         }
     } else {

@@ -6,6 +6,7 @@ mod endpoint;
 mod listener;
 mod meta;
 mod names;
+mod redis;
 mod route;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -31,7 +32,7 @@ use crate::{
     addressing,
     config::Ipv4Cidr,
     protocol::Protocol,
-    resources::{DestinationRule, MetaRouter, VirtualService},
+    resources::{DestinationRule, MetaRouter, RedisDestination, RedisService, VirtualService},
     store::{ObjectKey, Store},
     xds::snapshot::{Snapshot, TypeSnapshot},
 };
@@ -213,6 +214,18 @@ impl<'a> Validator<'a> {
     pub fn meta_router(&self, key: &ObjectKey, mr: &crate::resources::MetaRouter) -> Result<(), String> {
         meta::validate(&self.ctx, key, mr)
     }
+
+    /// Checks a RedisService; when it is good, returns it with the Secrets its auth names
+    /// replaced by their values (so its last good version outlives a deleted Secret).
+    pub fn redis_service(&self, key: &ObjectKey, rs: &RedisService) -> Result<RedisService, String> {
+        redis::validate_service(&self.ctx, key, rs)
+    }
+
+    /// Checks a RedisDestination; when it is good, returns it with its Secret resolved,
+    /// as [`Validator::redis_service`] does.
+    pub fn redis_destination(&self, key: &ObjectKey, rd: &RedisDestination) -> Result<RedisDestination, String> {
+        redis::validate_destination(&self.ctx, key, rd)
+    }
 }
 
 /// Translates the whole store. Pure: the same store and options give the same snapshot.
@@ -274,6 +287,10 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         }
     }
 
+    // RedisService and RedisDestination per Redis service; their routes' targets.
+    let redis_index = redis::Index::new(&ctx);
+    targets.extend(redis_index.targets(&ctx));
+
     let (mut listeners, mut routes, mut clusters, mut endpoints, mut meta_routes) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for key in &targets {
@@ -288,8 +305,18 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
                     subset.map_or("", |s| s.name.as_str()),
                     &info.host,
                 );
-                clusters.push(cluster::build(&name, info, port, subset, policy.as_ref()));
-                endpoints.push(endpoint::build(&ctx, &name, info, port, subset));
+                // A Redis port's clusters take their shape from its RedisDestination; a
+                // Redis Cluster carries its seed servers itself, without EDS.
+                let (policy, redis) = if port.protocol.is_redis() {
+                    let upstream = redis_index.upstream(&ctx, &name, info, port, subset);
+                    (redis_index.policy(key, policy), Some(upstream))
+                } else {
+                    (policy, None)
+                };
+                clusters.push(cluster::build(&name, info, port, subset, policy.as_ref(), redis.as_ref()));
+                if redis.as_ref().is_none_or(redis::Upstream::uses_eds) {
+                    endpoints.push(endpoint::build(&ctx, &name, info, port, subset));
+                }
             }
         }
     }
@@ -303,7 +330,11 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
             } else {
                 Vec::new()
             };
-            listeners.push(listener::build(info, port, *address, meta_filters));
+            let redis_proxy = port
+                .protocol
+                .is_redis()
+                .then(|| redis::proxy(&ctx, &redis_index, info, port));
+            listeners.push(listener::build(info, port, *address, meta_filters, redis_proxy));
             if port.protocol.is_http() {
                 routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
             } else if port.protocol.is_meta() {
