@@ -12,7 +12,9 @@
 //! - [`client`]: HTTP/1.1 keep-alive and h2c clients;
 //! - [`load`]: a steady-load driver that records every failure;
 //! - [`meta`]: Dubbo/Thrift echo backends (`corridor-load serve`) and MetaRouter meshes;
-//! - [`node`]: the npm peers (dubbo2.js) from `$CORRIDOR_NODE`;
+//! - [`node`]: the npm peers (dubbo2.js, ioredis) from `$CORRIDOR_NODE`;
+//! - [`redis`]: real redis-server instances and clusters, redis-cli, redis-benchmark,
+//!   twemproxy, and a raw RESP client;
 //! - [`metrics`]: reading the gateway's Prometheus `/metrics`;
 //! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
 //! - [`eventually()`]: polling with a bounded patience instead of sleeps.
@@ -30,6 +32,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod python;
+pub mod redis;
 
 pub use backend::Backend;
 pub use client::{HttpClient, Reply, time_until_change, wait_for_reply};

@@ -129,3 +129,113 @@ pub async fn dubbo_client(target: SocketAddr, args: &[&str]) -> anyhow::Result<D
         completed,
     })
 }
+
+/// Longest one run of the ioredis client may take (the script gives up on its own after
+/// 20 s by default, or its `--timeout`, and still reports).
+const REDIS_CLIENT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// One command `redis_peer.js` ran, as ioredis delivered its outcome.
+#[derive(Debug, Clone)]
+pub struct RedisCall(pub Value);
+
+impl RedisCall {
+    /// The command and its arguments.
+    pub fn command(&self) -> Vec<&str> {
+        self.0["command"]
+            .as_array()
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// The reply as ioredis decoded it (`null` for a nil reply or an error).
+    pub fn value(&self) -> &Value {
+        &self.0["value"]
+    }
+
+    /// The reply, when it was a string (simple or bulk).
+    pub fn text(&self) -> Option<&str> {
+        self.0["value"].as_str()
+    }
+
+    /// The class of the error (`ReplyError` for an error reply, `Timeout` when no reply
+    /// came before the script's deadline, others for a closed connection), if any.
+    pub fn error_name(&self) -> Option<&str> {
+        self.0["error"]["name"].as_str()
+    }
+
+    /// The error's message (for a reply error, its text: `ERR ...`, `WRONGPASS ...`), or "".
+    pub fn error_message(&self) -> &str {
+        self.0["error"]["message"].as_str().unwrap_or("")
+    }
+}
+
+/// Everything one run of `redis_peer.js` reported.
+#[derive(Debug, Clone)]
+pub struct RedisRun {
+    /// TCP connections ioredis opened (1 unless something dropped a connection, or with
+    /// `--cluster`, one per node it talked to plus its discovery connections).
+    pub connections: u64,
+    /// Every command, in the order given.
+    pub calls: Vec<RedisCall>,
+    /// The client's events in order, as `(event, message)`: `ready`, `error`, `close`,
+    /// `reconnecting`.
+    pub events: Vec<(String, String)>,
+}
+
+impl RedisRun {
+    /// The events named `event`, their messages.
+    pub fn events_named(&self, event: &str) -> Vec<&str> {
+        self.events.iter().filter(|(e, _)| e == event).map(|(_, m)| m.as_str()).collect()
+    }
+}
+
+/// Runs `redis_peer.js --host <ip> --port <port> <args> --commands <json>` (see the
+/// script for its flags: `--password`, `--username`, `--protocol 2`, `--cluster`,
+/// `--pipeline`, `--no-reconnect`, `--timeout`) with ioredis's default options otherwise,
+/// so the connection starts with `HELLO 3` and `CLIENT SETINFO`.
+pub async fn redis_client(target: SocketAddr, args: &[&str], commands: &[&[&str]]) -> anyhow::Result<RedisRun> {
+    let modules = node_modules();
+    if !modules.join("ioredis").is_dir() {
+        bail!("{} has no ioredis: run `tests/run` (it installs tests/node/package.json)", modules.display());
+    }
+    let commands = serde_json::to_string(commands).context("encoding the commands")?;
+    let mut cmd = tokio::process::Command::new(node());
+    cmd.arg(script("redis_peer.js"))
+        .args(["--host", &target.ip().to_string(), "--port", &target.port().to_string()])
+        .args(args)
+        .args(["--commands", &commands])
+        .env("NODE_PATH", modules)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(REDIS_CLIENT_PATIENCE, cmd.output())
+        .await
+        .context("redis_peer.js timed out")?
+        .context("running redis_peer.js")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines() {
+        eprintln!("[redis_peer.js] {line}");
+    }
+    if !output.status.success() {
+        bail!("redis_peer.js {args:?} failed ({}): {stdout}\n{stderr}", output.status);
+    }
+    let json: Value = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("redis_peer.js printed no JSON: {stdout}\n{stderr}"))?;
+    let calls = json["replies"].as_array().cloned().unwrap_or_default();
+    let events = json["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| {
+                    let field = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                    (field("event"), field("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RedisRun {
+        connections: json["connections"].as_u64().unwrap_or(0),
+        calls: calls.into_iter().map(RedisCall).collect(),
+        events,
+    })
+}

@@ -1,0 +1,376 @@
+//! A Redis Cluster of real `redis-server --cluster-enabled yes` nodes, joined with
+//! `redis-cli --cluster create`, and the operations the gateway must follow: `CLUSTER
+//! SLOTS`, key slots, and a manual slot migration (IMPORTING/MIGRATING, MIGRATE, SETSLOT
+//! NODE) that clients see as `-ASK` while it runs and `-MOVED` once it is done.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+
+use super::resp::{Resp, RespConn};
+use super::{RedisOptions, RedisServer};
+use crate::eventually::eventually;
+use crate::mesh::Mesh;
+
+/// Slots in a Redis Cluster.
+pub const SLOTS: u16 = 16_384;
+
+/// How long `redis-cli --cluster create` and the convergence after it (or after a slot
+/// moves) may take; gossip between nodes usually settles within a second or two.
+const CLUSTER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The `MIGRATE` timeout in milliseconds (per call, between two local servers).
+const MIGRATE_TIMEOUT_MS: &str = "5000";
+
+/// The hash slot of `key`: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has a
+/// non-empty one, modulo 16384.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(key)) % SLOTS
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// One entry of `CLUSTER SLOTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    /// First slot (inclusive).
+    pub start: u16,
+    /// Last slot (inclusive).
+    pub end: u16,
+    /// The master serving it.
+    pub master: SocketAddr,
+    /// The master's node id.
+    pub master_id: String,
+    /// Its replicas.
+    pub replicas: Vec<SocketAddr>,
+}
+
+impl SlotRange {
+    /// Whether `slot` is in this range.
+    pub fn contains(&self, slot: u16) -> bool {
+        (self.start..=self.end).contains(&slot)
+    }
+}
+
+/// A running Redis Cluster; every node is killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    /// Every node, in creation order (masters first unless redis-cli reordered them).
+    pub nodes: Vec<RedisServer>,
+    password: Option<String>,
+}
+
+impl RedisCluster {
+    /// `masters` cluster nodes without replicas, slots spread evenly.
+    pub async fn start(mesh: &mut Mesh, masters: usize) -> anyhow::Result<RedisCluster> {
+        RedisCluster::start_with(mesh, masters, 0, RedisOptions::new()).await
+    }
+
+    /// `masters * (1 + replicas)` nodes on distinct loopback addresses of `mesh`, all on
+    /// one port, joined with `redis-cli --cluster create --cluster-replicas <replicas>`;
+    /// returns once every node reports `cluster_state:ok` and the same slot map.
+    pub async fn start_with(mesh: &mut Mesh, masters: usize, replicas: usize, options: RedisOptions) -> anyhow::Result<RedisCluster> {
+        let options = options.cluster();
+        let mut nodes: Vec<RedisServer> = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = nodes.first().map_or(0, |n| n.addr.port());
+            nodes.push(RedisServer::start(mesh.upstream_addr(port), options.clone()).await?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        let mut create = vec!["--cluster", "create"];
+        create.extend(addrs.iter().map(String::as_str));
+        let replicas = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
+        let Some(first) = nodes.first() else {
+            bail!("a cluster needs at least one node");
+        };
+        let out = first.cli().output(&create).await?;
+        if !out.success || !out.stdout.contains("All 16384 slots covered") {
+            bail!("redis-cli --cluster create failed:\n{}\n{}", out.stdout, out.stderr);
+        }
+        let cluster = RedisCluster {
+            nodes,
+            password: options.password,
+        };
+        cluster.wait_agreed().await;
+        Ok(cluster)
+    }
+
+    /// The first node's address: a seed for cluster-aware clients.
+    pub fn seed(&self) -> SocketAddr {
+        self.nodes.first().map_or_else(|| panic!("empty cluster"), |n| n.addr)
+    }
+
+    /// Every node's address.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    /// The node listening on `addr`.
+    pub fn node(&self, addr: SocketAddr) -> Option<&RedisServer> {
+        self.nodes.iter().find(|n| n.addr == addr)
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> anyhow::Result<RespConn> {
+        RespConn::connect_auth(addr, None, self.password.as_deref()).await
+    }
+
+    /// `CLUSTER SLOTS` as the first node sees it, sorted by start slot.
+    pub async fn slots(&self) -> anyhow::Result<Vec<SlotRange>> {
+        self.slots_from(self.seed()).await
+    }
+
+    /// `CLUSTER SLOTS` as the node at `addr` sees it, sorted by start slot.
+    pub async fn slots_from(&self, addr: SocketAddr) -> anyhow::Result<Vec<SlotRange>> {
+        let reply = self.connect(addr).await?.command(&["CLUSTER", "SLOTS"]).await?;
+        parse_slots(&reply).with_context(|| format!("CLUSTER SLOTS from {addr}: {reply:?}"))
+    }
+
+    /// The master serving `slot`, per the first node.
+    pub async fn owner(&self, slot: u16) -> anyhow::Result<SocketAddr> {
+        owner_in(&self.slots().await?, slot)
+    }
+
+    /// The masters, in slot order.
+    pub async fn masters(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        let mut masters: Vec<SocketAddr> = Vec::new();
+        for range in self.slots().await? {
+            if !masters.contains(&range.master) {
+                masters.push(range.master);
+            }
+        }
+        Ok(masters)
+    }
+
+    /// A key `<prefix><n>` whose slot `master` serves (the smallest such n).
+    pub async fn key_on(&self, master: SocketAddr, prefix: &str) -> anyhow::Result<String> {
+        let slots = self.slots().await?;
+        (0..100_000)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|key| owner_in(&slots, key_slot(key.as_bytes())).is_ok_and(|owner| owner == master))
+            .ok_or_else(|| anyhow!("no key `{prefix}<n>` lands on {master}"))
+    }
+
+    /// `CLUSTER INFO` of one node.
+    pub async fn info(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        let reply = self.connect(addr).await?.command(&["CLUSTER", "INFO"]).await?;
+        reply.as_str().map(str::to_string).ok_or_else(|| anyhow!("CLUSTER INFO answered {reply:?}"))
+    }
+
+    /// Waits until every node says `cluster_state:ok` and reports the same slot map, with
+    /// every slot covered.
+    pub async fn wait_agreed(&self) {
+        eventually(CLUSTER_PATIENCE, "every cluster node to agree on a full slot map", || async move {
+            let reference = self.slots().await?;
+            let covered: u32 = reference.iter().map(|r| u32::from(r.end - r.start) + 1).sum();
+            if covered != u32::from(SLOTS) {
+                bail!("{covered} slots covered: {reference:?}");
+            }
+            for addr in self.addrs() {
+                let info = self.info(addr).await?;
+                if !info.contains("cluster_state:ok") {
+                    bail!("{addr} says {info}");
+                }
+                let slots = self.slots_from(addr).await?;
+                if slots != reference {
+                    bail!("{addr} sees {slots:?}, the first node {reference:?}");
+                }
+            }
+            Ok(())
+        })
+        .await;
+    }
+
+    /// Moves `slot` with its keys to the master `to`, then waits until every node agrees.
+    pub async fn migrate_slot(&self, slot: u16, to: SocketAddr) -> anyhow::Result<()> {
+        let migration = self.begin_migration(slot, to).await?;
+        while migration.move_keys(100).await? > 0 {}
+        migration.finish(self).await
+    }
+
+    /// Marks `slot` IMPORTING on `to` and MIGRATING on its owner, and returns the migration
+    /// half done: from now on the owner answers `-ASK` for keys of the slot it no longer has.
+    pub async fn begin_migration(&self, slot: u16, to: SocketAddr) -> anyhow::Result<Migration> {
+        let from = self.owner(slot).await?;
+        if from == to {
+            bail!("slot {slot} is already on {to}");
+        }
+        let migration = Migration {
+            slot,
+            from,
+            to,
+            from_id: self.node_id(from).await?,
+            to_id: self.node_id(to).await?,
+            password: self.password.clone(),
+        };
+        let slot = slot.to_string();
+        expect_ok(self.connect(to).await?.command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &migration.from_id]).await?)?;
+        expect_ok(self.connect(from).await?.command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &migration.to_id]).await?)?;
+        Ok(migration)
+    }
+
+    async fn node_id(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        let reply = self.connect(addr).await?.command(&["CLUSTER", "MYID"]).await?;
+        reply.as_str().map(str::to_string).ok_or_else(|| anyhow!("CLUSTER MYID at {addr} answered {reply:?}"))
+    }
+}
+
+/// A slot migration in progress (see [`RedisCluster::begin_migration`]).
+#[derive(Debug, Clone)]
+pub struct Migration {
+    /// The slot being moved.
+    pub slot: u16,
+    /// Its owner so far.
+    pub from: SocketAddr,
+    /// Its new owner.
+    pub to: SocketAddr,
+    from_id: String,
+    to_id: String,
+    password: Option<String>,
+}
+
+impl Migration {
+    /// Moves up to `max` keys of the slot with `MIGRATE`; returns how many it moved.
+    pub async fn move_keys(&self, max: usize) -> anyhow::Result<usize> {
+        let mut from = RespConn::connect_auth(self.from, None, self.password.as_deref()).await?;
+        let slot = self.slot.to_string();
+        let count = max.to_string();
+        let reply = from.command(&["CLUSTER", "GETKEYSINSLOT", &slot, &count]).await?;
+        let keys: Vec<String> = reply
+            .as_array()
+            .with_context(|| format!("GETKEYSINSLOT answered {reply:?}"))?
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let (ip, port) = (self.to.ip().to_string(), self.to.port().to_string());
+        let mut args = vec!["MIGRATE", &ip, &port, "", "0", MIGRATE_TIMEOUT_MS];
+        if let Some(password) = &self.password {
+            args.extend(["AUTH", password.as_str()]);
+        }
+        args.push("KEYS");
+        args.extend(keys.iter().map(String::as_str));
+        expect_ok(from.command(&args).await?)?;
+        Ok(keys.len())
+    }
+
+    /// Assigns the slot to its new owner on every node (the new owner first, so it bumps
+    /// its epoch), then waits until all of them report the new slot map.
+    pub async fn finish(&self, cluster: &RedisCluster) -> anyhow::Result<()> {
+        let slot = self.slot.to_string();
+        // Masters only: replicas refuse SETSLOT and follow their master.
+        let mut order = vec![self.to, self.from];
+        order.extend(cluster.masters().await?.into_iter().filter(|a| *a != self.to && *a != self.from));
+        for addr in order {
+            let reply = cluster.connect(addr).await?.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &self.to_id]).await?;
+            expect_ok(reply).with_context(|| format!("CLUSTER SETSLOT {slot} NODE at {addr}"))?;
+        }
+        let to = self.to;
+        let target = self.slot;
+        eventually(CLUSTER_PATIENCE, &format!("every node to see slot {slot} on {to}"), || async move {
+            for addr in cluster.addrs() {
+                let owner = owner_in(&cluster.slots_from(addr).await?, target)?;
+                if owner != to {
+                    bail!("{addr} still sees slot {target} on {owner}");
+                }
+            }
+            Ok(())
+        })
+        .await;
+        Ok(())
+    }
+}
+
+fn expect_ok(reply: Resp) -> anyhow::Result<()> {
+    match reply.as_str() {
+        Some("OK" | "NOKEY") => Ok(()),
+        _ => bail!("expected OK, got {reply:?}"),
+    }
+}
+
+fn owner_in(slots: &[SlotRange], slot: u16) -> anyhow::Result<SocketAddr> {
+    slots
+        .iter()
+        .find(|r| r.contains(slot))
+        .map(|r| r.master)
+        .ok_or_else(|| anyhow!("slot {slot} is not served"))
+}
+
+fn parse_slots(reply: &Resp) -> anyhow::Result<Vec<SlotRange>> {
+    let mut ranges = Vec::new();
+    for entry in reply.as_array().context("not an array")? {
+        let fields = entry.as_array().context("entry not an array")?;
+        let int = |i: usize| -> anyhow::Result<u16> {
+            let n = fields.get(i).and_then(Resp::as_int).context("missing slot number")?;
+            Ok(u16::try_from(n)?)
+        };
+        let node = |item: &Resp| -> anyhow::Result<(SocketAddr, String)> {
+            let node = item.as_array().context("node not an array")?;
+            let ip = node.first().and_then(Resp::as_str).context("node ip")?;
+            let port = node.get(1).and_then(Resp::as_int).context("node port")?;
+            let id = node.get(2).and_then(Resp::as_str).unwrap_or_default();
+            Ok((SocketAddr::new(ip.parse()?, u16::try_from(port)?), id.to_string()))
+        };
+        let (master, master_id) = node(fields.get(2).context("no master")?)?;
+        let replicas = fields.iter().skip(3).map(|r| node(r).map(|(a, _)| a)).collect::<anyhow::Result<_>>()?;
+        ranges.push(SlotRange {
+            start: int(0)?,
+            end: int(1)?,
+            master,
+            master_id,
+            replicas,
+        });
+    }
+    ranges.sort_by_key(|r| r.start);
+    Ok(ranges)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slots_match_redis() {
+        // Values from `CLUSTER KEYSLOT` on redis-server 7.0.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        // An empty tag does not count: the whole key is hashed.
+        assert_eq!(key_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+    }
+
+    #[test]
+    fn cluster_slots_parse_into_sorted_ranges() {
+        let bulk = |s: &str| Resp::Bulk(Some(s.as_bytes().to_vec()));
+        let node = |ip: &str, port: i64, id: &str| Resp::Array(Some(vec![bulk(ip), Resp::Integer(port), bulk(id)]));
+        let reply = Resp::Array(Some(vec![
+            Resp::Array(Some(vec![Resp::Integer(5461), Resp::Integer(16383), node("127.1.250.2", 7000, "b"), node("127.1.250.3", 7000, "c")])),
+            Resp::Array(Some(vec![Resp::Integer(0), Resp::Integer(5460), node("127.1.250.1", 7000, "a")])),
+        ]));
+        let slots = parse_slots(&reply).unwrap();
+        assert_eq!(slots[0].start, 0);
+        assert_eq!(slots[0].master_id, "a");
+        assert_eq!(slots[1].replicas, vec!["127.1.250.3:7000".parse().unwrap()]);
+        assert_eq!(owner_in(&slots, 9000).unwrap(), "127.1.250.2:7000".parse().unwrap());
+    }
+}
