@@ -14,7 +14,13 @@ pub const GROUP: &str = "redis.aeraki.io";
 pub const VERSIONS: [&str; 1] = ["v1alpha1"];
 
 /// Names of `RedisService.ReadPolicy`, in enum order.
-pub const READ_POLICIES: [&str; 5] = ["MASTER", "PREFER_MASTER", "REPLICA", "PREFER_REPLICA", "ANY"];
+pub const READ_POLICIES: [&str; 5] = [
+    "MASTER",
+    "PREFER_MASTER",
+    "REPLICA",
+    "PREFER_REPLICA",
+    "ANY",
+];
 /// Names of `Fault.Type`, in enum order.
 pub const FAULT_TYPES: [&str; 2] = ["DELAY", "ERROR"];
 /// Names of `RedisSettings.Mode`, in enum order.
@@ -318,13 +324,28 @@ spec:
         )
         .unwrap();
         let settings = rs.spec.settings.unwrap();
-        assert_eq!(enum_index(settings.read_policy.as_ref(), &READ_POLICIES), Some(3));
-        assert_eq!(settings.auth.unwrap().plain.unwrap().password, "testredis123!");
-        let key = rs.spec.redis[0].matches.as_ref().unwrap().key.as_ref().unwrap();
+        assert_eq!(
+            enum_index(settings.read_policy.as_ref(), &READ_POLICIES),
+            Some(3)
+        );
+        assert_eq!(
+            settings.auth.unwrap().plain.unwrap().password,
+            "testredis123!"
+        );
+        let key = rs.spec.redis[0]
+            .matches
+            .as_ref()
+            .unwrap()
+            .key
+            .as_ref()
+            .unwrap();
         assert!(key.remove_prefix);
         assert_eq!(rs.spec.redis[1].route.as_ref().unwrap().port, Some(6379));
         assert!(rs.spec.redis[1].mirror[0].exclude_read_commands);
-        assert_eq!(enum_index(rs.spec.faults[0].fault_type.as_ref(), &FAULT_TYPES), Some(1));
+        assert_eq!(
+            enum_index(rs.spec.faults[0].fault_type.as_ref(), &FAULT_TYPES),
+            Some(1)
+        );
 
         let rd: RedisDestination = serde_yaml_ng::from_str(
             r#"
@@ -341,17 +362,39 @@ spec:
 "#,
         )
         .unwrap();
-        let redis = rd.spec.traffic_policy.unwrap().connection_pool.unwrap().redis.unwrap();
+        let redis = rd
+            .spec
+            .traffic_policy
+            .unwrap()
+            .connection_pool
+            .unwrap()
+            .redis
+            .unwrap();
         assert_eq!(enum_index(redis.mode.as_ref(), &MODES), Some(1));
-        assert_eq!(redis.auth.unwrap().secret.unwrap().password_field.as_deref(), Some("pw"));
+        assert_eq!(
+            redis
+                .auth
+                .unwrap()
+                .secret
+                .unwrap()
+                .password_field
+                .as_deref(),
+            Some("pw")
+        );
         assert_eq!(redis.discovery_endpoints, ["10.0.0.1:7000"]);
     }
 
     #[test]
     fn enum_values_by_name_or_number() {
         assert_eq!(enum_index(None, &MODES), Some(0));
-        assert_eq!(enum_index(Some(&EnumValue::Name("cluster".into())), &MODES), Some(1));
-        assert_eq!(enum_index(Some(&EnumValue::Name("SHARDED".into())), &MODES), None);
+        assert_eq!(
+            enum_index(Some(&EnumValue::Name("cluster".into())), &MODES),
+            Some(1)
+        );
+        assert_eq!(
+            enum_index(Some(&EnumValue::Name("SHARDED".into())), &MODES),
+            None
+        );
         assert_eq!(enum_index(Some(&EnumValue::Number(2)), &MODES), None);
         assert_eq!(enum_index(Some(&EnumValue::Number(-1)), &MODES), None);
     }

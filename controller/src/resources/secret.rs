@@ -106,7 +106,10 @@ mod tests {
     fn debug_shows_keys_not_values() {
         let s = secret("metadata: {name: s}\nstringData: {password: hunter2}\n");
         let shown = format!("{s:?}");
-        assert!(shown.contains("password") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -5,39 +5,26 @@
 //! `RedisProtocolOptions`). A Redis port without a RedisService still gets a
 //! `redis_proxy`, with one catch-all route to its own cluster.
 
-mod validate;
 #[cfg(test)]
 mod tests;
+mod upstream;
+mod validate;
 
-use std::{collections::BTreeMap, collections::HashMap, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use corridor_proto::{
     envoy::{
-        config::{
-            cluster::v3::{
-                Cluster,
-                cluster::{ClusterDiscoveryType, CustomClusterType, LbPolicy},
-            },
-            core::v3::{
-                Address, DataSource, RuntimeFractionalPercent, SocketAddress, address,
-                data_source, socket_address,
-            },
-            endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
-        },
-        extensions::{
-            clusters::redis::v3::RedisClusterConfig,
-            filters::network::redis_proxy::v3::{
-                RedisProtocolOptions, RedisProxy,
-                redis_proxy::{
-                    ConnPoolSettings, PrefixRoutes, RedisFault, prefix_routes::Route,
-                    prefix_routes::route::RequestMirrorPolicy, redis_fault::RedisFaultType,
-                },
+        config::core::v3::{DataSource, RuntimeFractionalPercent, data_source},
+        extensions::filters::network::redis_proxy::v3::{
+            RedisProxy,
+            redis_proxy::{
+                ConnPoolSettings, PrefixRoutes, RedisFault, prefix_routes::Route,
+                prefix_routes::route::RequestMirrorPolicy, redis_fault::RedisFaultType,
             },
         },
         r#type::v3::{FractionalPercent, fractional_percent::DenominatorType},
     },
     google::protobuf::UInt32Value,
-    pack_any,
 };
 
 use super::{
@@ -46,14 +33,17 @@ use super::{
 use crate::{
     resources::{
         RedisDestination, RedisService,
-        istio::{ConnectionPoolSettings, Subset, TrafficPolicy},
         duration::parse_duration,
+        istio::{ConnectionPoolSettings, Subset, TrafficPolicy},
         redis::{Auth, Destination, FAULT_TYPES, MODES, READ_POLICIES, RedisSettings, enum_index},
     },
     store::{ObjectKey, Store},
 };
 
+pub(super) use upstream::Upstream;
 pub(super) use validate::{validate_destination, validate_service};
+
+use upstream::{parse_host_port, seed_assignment};
 
 /// Network filter name of Envoy's Redis proxy; also the key of its upstream protocol
 /// options on a cluster.
@@ -67,16 +57,6 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PASSWORD_FIELD: &str = "password";
 /// ... and the key tried next, the name many Redis charts use.
 pub const FALLBACK_PASSWORD_FIELD: &str = "token";
-/// How often a Redis Cluster's topology is read again (Envoy's default).
-pub const CLUSTER_REFRESH_RATE: Duration = Duration::from_secs(5);
-/// Timeout of a topology read (Envoy's default).
-pub const CLUSTER_REFRESH_TIMEOUT: Duration = Duration::from_secs(3);
-/// Window in which redirections are counted towards an early topology read (Envoy's
-/// default) ...
-pub const REDIRECT_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-/// ... and how many trigger it (Envoy's default).
-pub const REDIRECT_REFRESH_THRESHOLD: u32 = 5;
-
 /// PROXY or CLUSTER (`RedisSettings.Mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
@@ -95,7 +75,9 @@ pub(super) struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,7 +106,10 @@ impl<'a> Index<'a> {
                 destinations.entry(target).or_insert((key, rd));
             }
         }
-        Index { services, destinations }
+        Index {
+            services,
+            destinations,
+        }
     }
 
     /// Services RedisService routes and mirrors send commands to (their clusters must exist).
@@ -148,7 +133,10 @@ impl<'a> Index<'a> {
     }
 
     fn mode(&self, service: &ObjectKey) -> Mode {
-        match self.settings(service).and_then(|(_, s)| enum_index(s.mode.as_ref(), &MODES)) {
+        match self
+            .settings(service)
+            .and_then(|(_, s)| enum_index(s.mode.as_ref(), &MODES))
+        {
             Some(1) => Mode::Cluster,
             _ => Mode::Proxy,
         }
@@ -156,16 +144,26 @@ impl<'a> Index<'a> {
 
     /// The traffic policy of a Redis cluster: the DestinationRule's, with the
     /// RedisDestination's `tcp` settings (connect timeout, connection limit) over it.
-    pub fn policy(&self, service: &ObjectKey, policy: Option<TrafficPolicy>) -> Option<TrafficPolicy> {
-        let Some(tcp) = self
-            .destinations
-            .get(service)
-            .and_then(|(_, rd)| rd.spec.traffic_policy.as_ref()?.connection_pool.as_ref()?.tcp.clone())
-        else {
+    pub fn policy(
+        &self,
+        service: &ObjectKey,
+        policy: Option<TrafficPolicy>,
+    ) -> Option<TrafficPolicy> {
+        let Some(tcp) = self.destinations.get(service).and_then(|(_, rd)| {
+            rd.spec
+                .traffic_policy
+                .as_ref()?
+                .connection_pool
+                .as_ref()?
+                .tcp
+                .clone()
+        }) else {
             return policy;
         };
         let mut policy = policy.unwrap_or_default();
-        let pool = policy.connection_pool.get_or_insert_with(ConnectionPoolSettings::default);
+        let pool = policy
+            .connection_pool
+            .get_or_insert_with(ConnectionPoolSettings::default);
         pool.tcp = Some(tcp);
         Some(policy)
     }
@@ -180,11 +178,12 @@ impl<'a> Index<'a> {
         subset: Option<&Subset>,
     ) -> Upstream {
         let settings = self.settings(&info.key);
-        let credentials = settings.and_then(|(key, s)| {
-            credentials(ctx.store, &key.namespace, s.auth.as_ref()?).ok()
-        });
+        let credentials = settings
+            .and_then(|(key, s)| credentials(ctx.store, &key.namespace, s.auth.as_ref()?).ok());
         let seeds = (self.mode(&info.key) == Mode::Cluster).then(|| {
-            let listed = settings.map(|(_, s)| s.discovery_endpoints.as_slice()).unwrap_or_default();
+            let listed = settings
+                .map(|(_, s)| s.discovery_endpoints.as_slice())
+                .unwrap_or_default();
             if listed.is_empty() {
                 endpoint::assignment(ctx, name, info, port, subset)
             } else {
@@ -195,59 +194,13 @@ impl<'a> Index<'a> {
     }
 }
 
-/// The Redis-specific shape of one cluster.
-#[derive(Debug)]
-pub(super) struct Upstream {
-    /// CLUSTER mode: the servers topology discovery starts from.
-    seeds: Option<ClusterLoadAssignment>,
-    /// Upstream AUTH.
-    credentials: Option<Credentials>,
-}
-
-impl Upstream {
-    /// False in CLUSTER mode, whose endpoints travel inside the cluster.
-    pub fn uses_eds(&self) -> bool {
-        self.seeds.is_none()
-    }
-
-    /// Turns a cluster built for the port into a Redis one.
-    pub fn shape(&self, cluster: &mut Cluster) {
-        match &self.seeds {
-            // Envoy's redis_proxy hashes each command's key to pick a server; ring hash
-            // keeps most keys on their server when one comes or goes.
-            None => cluster.lb_policy = LbPolicy::RingHash as i32,
-            Some(seeds) => {
-                let config = RedisClusterConfig {
-                    cluster_refresh_rate: Some(pb_duration(CLUSTER_REFRESH_RATE)),
-                    cluster_refresh_timeout: Some(pb_duration(CLUSTER_REFRESH_TIMEOUT)),
-                    redirect_refresh_interval: Some(pb_duration(REDIRECT_REFRESH_INTERVAL)),
-                    redirect_refresh_threshold: Some(UInt32Value { value: REDIRECT_REFRESH_THRESHOLD }),
-                    ..Default::default()
-                };
-                cluster.cluster_discovery_type = Some(ClusterDiscoveryType::ClusterType(CustomClusterType {
-                    name: REDIS_CLUSTER_TYPE.to_string(),
-                    typed_config: Some(pack_any(config)),
-                }));
-                cluster.eds_cluster_config = None;
-                cluster.lb_policy = LbPolicy::ClusterProvided as i32;
-                cluster.load_assignment = Some(seeds.clone());
-            }
-        }
-        if let Some(c) = &self.credentials {
-            let options = RedisProtocolOptions {
-                auth_password: Some(inline(&c.password)),
-                auth_username: c.username.as_deref().map(inline),
-                ..Default::default()
-            };
-            // A single-entry map encodes deterministically.
-            cluster.typed_extension_protocol_options =
-                HashMap::from([(REDIS_PROXY_FILTER.to_string(), pack_any(options))]);
-        }
-    }
-}
-
 /// The `redis_proxy` of one Redis port.
-pub(super) fn proxy(ctx: &Context<'_>, index: &Index<'_>, info: &ServiceInfo, port: &PortInfo) -> RedisProxy {
+pub(super) fn proxy(
+    ctx: &Context<'_>,
+    index: &Index<'_>,
+    info: &ServiceInfo,
+    port: &PortInfo,
+) -> RedisProxy {
     let own = cluster_name(port.number, "", &info.host);
     let found = index.services.get(&info.key).copied();
     let settings = found.and_then(|(_, rs)| rs.spec.settings.as_ref());
@@ -275,7 +228,11 @@ pub(super) fn proxy(ctx: &Context<'_>, index: &Index<'_>, info: &ServiceInfo, po
                     })
                 })
                 .collect();
-            let mut route = Route { cluster, request_mirror_policy, ..Default::default() };
+            let mut route = Route {
+                cluster,
+                request_mirror_policy,
+                ..Default::default()
+            };
             match r.matches.as_ref().and_then(|m| m.key.as_ref()) {
                 Some(key) => {
                     route.prefix = key.prefix.clone();
@@ -298,14 +255,20 @@ pub(super) fn proxy(ctx: &Context<'_>, index: &Index<'_>, info: &ServiceInfo, po
         stat_prefix: listener_name(&info.host, port.number),
         settings: Some(ConnPoolSettings {
             op_timeout: Some(pb_duration(
-                duration(settings.and_then(|s| s.op_timeout.as_ref())).unwrap_or(DEFAULT_OP_TIMEOUT),
+                duration(settings.and_then(|s| s.op_timeout.as_ref()))
+                    .unwrap_or(DEFAULT_OP_TIMEOUT),
             )),
             // On by default: a client's `{user}`-tagged keys stay together, as they must
             // for multi-key commands in a Redis Cluster.
             enable_hashtagging: settings.and_then(|s| s.enable_hashtagging).unwrap_or(true),
-            enable_redirection: settings.and_then(|s| s.enable_redirection).unwrap_or(any_cluster_mode),
-            max_buffer_size_before_flush: settings.and_then(|s| s.max_buffer_size_before_flush).unwrap_or(0),
-            buffer_flush_timeout: duration(settings.and_then(|s| s.buffer_flush_timeout.as_ref())).map(pb_duration),
+            enable_redirection: settings
+                .and_then(|s| s.enable_redirection)
+                .unwrap_or(any_cluster_mode),
+            max_buffer_size_before_flush: settings
+                .and_then(|s| s.max_buffer_size_before_flush)
+                .unwrap_or(0),
+            buffer_flush_timeout: duration(settings.and_then(|s| s.buffer_flush_timeout.as_ref()))
+                .map(pb_duration),
             max_upstream_unknown_connections: settings
                 .and_then(|s| s.max_upstream_unknown_connections)
                 .map(|value| UInt32Value { value }),
@@ -320,20 +283,29 @@ pub(super) fn proxy(ctx: &Context<'_>, index: &Index<'_>, info: &ServiceInfo, po
         prefix_routes: Some(PrefixRoutes {
             routes,
             case_insensitive: settings.is_some_and(|s| s.case_insensitive),
-            catch_all_route: Some(catch_all.unwrap_or(Route { cluster: own, ..Default::default() })),
+            catch_all_route: Some(catch_all.unwrap_or(Route {
+                cluster: own,
+                ..Default::default()
+            })),
         }),
         downstream_auth_passwords,
         downstream_auth_username,
-        faults: found.iter().flat_map(|(_, rs)| &rs.spec.faults).map(|f| RedisFault {
-            fault_type: match enum_index(f.fault_type.as_ref(), &FAULT_TYPES) {
-                Some(1) => RedisFaultType::Error,
-                _ => RedisFaultType::Delay,
-            } as i32,
-            // No percentage: every command the fault names.
-            fault_enabled: Some(runtime_fraction(f.percentage.as_ref().map_or(100.0, |p| p.value))),
-            delay: duration(f.delay.as_ref()).map(pb_duration),
-            commands: f.commands.clone(),
-        }).collect(),
+        faults: found
+            .iter()
+            .flat_map(|(_, rs)| &rs.spec.faults)
+            .map(|f| RedisFault {
+                fault_type: match enum_index(f.fault_type.as_ref(), &FAULT_TYPES) {
+                    Some(1) => RedisFaultType::Error,
+                    _ => RedisFaultType::Delay,
+                } as i32,
+                // No percentage: every command the fault names.
+                fault_enabled: Some(runtime_fraction(
+                    f.percentage.as_ref().map_or(100.0, |p| p.value),
+                )),
+                delay: duration(f.delay.as_ref()).map(pb_duration),
+                commands: f.commands.clone(),
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -341,13 +313,21 @@ pub(super) fn proxy(ctx: &Context<'_>, index: &Index<'_>, info: &ServiceInfo, po
 /// The service and cluster a route or mirror destination names, resolved from the
 /// RedisService's namespace: the port it names, else the service's Redis port (the one
 /// with the listener's number or name when it has several, else its first).
-fn destination_cluster(ctx: &Context<'_>, from: &str, d: &Destination, listener: &PortInfo) -> Option<(ObjectKey, String)> {
+fn destination_cluster(
+    ctx: &Context<'_>,
+    from: &str,
+    d: &Destination,
+    listener: &PortInfo,
+) -> Option<(ObjectKey, String)> {
     let target = ctx.resolve(&d.host, from)?;
     let port = match d.port {
         Some(n) => target.port(u16::try_from(n).ok()?)?,
         None => redis_port(target, listener)?,
     };
-    Some((target.key.clone(), cluster_name(port.number, "", &target.host)))
+    Some((
+        target.key.clone(),
+        cluster_name(port.number, "", &target.host),
+    ))
 }
 
 fn redis_port<'s>(target: &'s ServiceInfo, listener: &PortInfo) -> Option<&'s PortInfo> {
@@ -364,7 +344,11 @@ fn redis_port<'s>(target: &'s ServiceInfo, listener: &PortInfo) -> Option<&'s Po
 
 /// The credentials an `auth` names: its plain values, or its Secret's fields (in
 /// `namespace`). The error says what is missing, without the field path.
-pub(super) fn credentials(store: &Store, namespace: &str, auth: &Auth) -> Result<Credentials, String> {
+pub(super) fn credentials(
+    store: &Store,
+    namespace: &str,
+    auth: &Auth,
+) -> Result<Credentials, String> {
     match (&auth.plain, &auth.secret) {
         (Some(_), Some(_)) => Err("sets both plain and secret; use one".to_string()),
         (None, None) => Err("sets neither plain nor secret".to_string()),
@@ -386,7 +370,11 @@ pub(super) fn credentials(store: &Store, namespace: &str, auth: &Auth) -> Result
                 .secrets
                 .get(&key)
                 .ok_or_else(|| format!("secret: Secret {key} does not exist"))?;
-            let password_field = match reference.password_field.as_deref().filter(|f| !f.is_empty()) {
+            let password_field = match reference
+                .password_field
+                .as_deref()
+                .filter(|f| !f.is_empty())
+            {
                 Some(field) => field,
                 None if secret.has(DEFAULT_PASSWORD_FIELD) => DEFAULT_PASSWORD_FIELD,
                 None if secret.has(FALLBACK_PASSWORD_FIELD) => FALLBACK_PASSWORD_FIELD,
@@ -396,9 +384,19 @@ pub(super) fn credentials(store: &Store, namespace: &str, auth: &Auth) -> Result
                     ));
                 }
             };
-            let password = secret.text(password_field).map_err(|e| format!("secret: Secret {key} {e}"))?;
-            let username = match reference.username_field.as_deref().filter(|f| !f.is_empty()) {
-                Some(field) => Some(secret.text(field).map_err(|e| format!("secret: Secret {key} {e}"))?),
+            let password = secret
+                .text(password_field)
+                .map_err(|e| format!("secret: Secret {key} {e}"))?;
+            let username = match reference
+                .username_field
+                .as_deref()
+                .filter(|f| !f.is_empty())
+            {
+                Some(field) => Some(
+                    secret
+                        .text(field)
+                        .map_err(|e| format!("secret: Secret {key} {e}"))?,
+                ),
                 None => None,
             };
             Ok(Credentials { username, password })
@@ -406,67 +404,7 @@ pub(super) fn credentials(store: &Store, namespace: &str, auth: &Auth) -> Result
     }
 }
 
-/// A seed list from `discoveryEndpoints`: `host:port`, `[v6]:port`, or `host` (the
-/// service's port).
-fn seed_assignment(name: &str, listed: &[String], default_port: u16) -> ClusterLoadAssignment {
-    let lb_endpoints = listed
-        .iter()
-        .filter_map(|text| parse_host_port(text, default_port).ok())
-        .map(|(host, port)| LbEndpoint {
-            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                address: Some(Address {
-                    address: Some(address::Address::SocketAddress(SocketAddress {
-                        protocol: socket_address::Protocol::Tcp as i32,
-                        address: host,
-                        port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            })),
-            ..Default::default()
-        })
-        .collect();
-    ClusterLoadAssignment {
-        cluster_name: name.to_string(),
-        endpoints: vec![LocalityLbEndpoints { lb_endpoints, ..Default::default() }],
-        ..Default::default()
-    }
-}
-
-/// Splits `host:port`, `[v6]:port`, `v6` or `host`.
-pub(super) fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
-    let text = text.trim();
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| format!("{text:?} has no closing ]"))?;
-        match after.strip_prefix(':') {
-            Some(p) => (host, Some(p)),
-            None if after.is_empty() => (host, None),
-            None => return Err(format!("{text:?} is not [address]:port")),
-        }
-    } else if text.matches(':').count() > 1 {
-        (text, None) // a bare IPv6 address
-    } else {
-        match text.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (text, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("{text:?} has no host"));
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|n| *n != 0)
-            .ok_or_else(|| format!("{text:?}: port {p:?} is not a number in 1-65535"))?,
-    };
-    Ok((host.to_string(), port))
-}
-
-fn inline(text: &str) -> DataSource {
+pub(super) fn inline(text: &str) -> DataSource {
     DataSource {
         specifier: Some(data_source::Specifier::InlineString(text.to_string())),
         ..Default::default()

@@ -10,7 +10,9 @@ use crate::{
         RedisDestination, RedisService,
         duration::parse_duration,
         istio::{ConnectionPoolSettings, TrafficPolicy},
-        redis::{Auth, Destination, EnumValue, FAULT_TYPES, MODES, PlainAuth, READ_POLICIES, enum_index},
+        redis::{
+            Auth, Destination, EnumValue, FAULT_TYPES, MODES, PlainAuth, READ_POLICIES, enum_index,
+        },
     },
     store::ObjectKey,
     translate::{Context, ServiceInfo, cluster::check_policy},
@@ -29,7 +31,10 @@ pub(in crate::translate) fn validate_service(
     for (i, host) in rs.spec.host.iter().enumerate() {
         let service = known(ctx, key, &format!("spec.host[{i}]"), host)?;
         if !service.ports.iter().any(|p| p.protocol.is_redis()) {
-            return Err(format!("spec.host[{i}] {host:?}: {}", no_redis_port(service)));
+            return Err(format!(
+                "spec.host[{i}] {host:?}: {}",
+                no_redis_port(service)
+            ));
         }
     }
     if let Some(s) = &rs.spec.settings {
@@ -39,7 +44,11 @@ pub(in crate::translate) fn validate_service(
             parse_duration(t).map_err(|e| format!("{at}.bufferFlushTimeout: {e}"))?;
         }
         if enum_index(s.read_policy.as_ref(), &READ_POLICIES).is_none() {
-            return Err(format!("{at}.readPolicy {} is not one of {}", shown(s.read_policy.as_ref()), READ_POLICIES.join(", ")));
+            return Err(format!(
+                "{at}.readPolicy {} is not one of {}",
+                shown(s.read_policy.as_ref()),
+                READ_POLICIES.join(", ")
+            ));
         }
         if let Some(auth) = &s.auth
             && let Some(settings) = out.spec.settings.as_mut()
@@ -47,12 +56,19 @@ pub(in crate::translate) fn validate_service(
             settings.auth = Some(resolved(ctx, key, &format!("{at}.auth"), auth)?);
         }
     }
-    let case_insensitive = rs.spec.settings.as_ref().is_some_and(|s| s.case_insensitive);
+    let case_insensitive = rs
+        .spec
+        .settings
+        .as_ref()
+        .is_some_and(|s| s.case_insensitive);
     let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
     let mut catch_all = None;
     for (i, route) in rs.spec.redis.iter().enumerate() {
         let at = format!("spec.redis[{i}]");
-        let dest = route.route.as_ref().ok_or_else(|| format!("{at}.route is missing"))?;
+        let dest = route
+            .route
+            .as_ref()
+            .ok_or_else(|| format!("{at}.route is missing"))?;
         destination(ctx, key, &format!("{at}.route"), dest)?;
         match route.matches.as_ref().and_then(|m| m.key.as_ref()) {
             Some(k) if k.prefix.is_empty() => {
@@ -61,7 +77,11 @@ pub(in crate::translate) fn validate_service(
                 ));
             }
             Some(k) => {
-                let norm = if case_insensitive { k.prefix.to_lowercase() } else { k.prefix.clone() };
+                let norm = if case_insensitive {
+                    k.prefix.to_lowercase()
+                } else {
+                    k.prefix.clone()
+                };
                 if let Some(first) = prefixes.insert(norm, i) {
                     return Err(format!(
                         "{at}.match.key.prefix {:?} is already the prefix of spec.redis[{first}]",
@@ -79,7 +99,10 @@ pub(in crate::translate) fn validate_service(
         }
         for (j, m) in route.mirror.iter().enumerate() {
             let mp = format!("{at}.mirror[{j}]");
-            let dest = m.route.as_ref().ok_or_else(|| format!("{mp}.route is missing"))?;
+            let dest = m
+                .route
+                .as_ref()
+                .ok_or_else(|| format!("{mp}.route is missing"))?;
             destination(ctx, key, &format!("{mp}.route"), dest)?;
             if let Some(p) = &m.percentage {
                 percent(&format!("{mp}.percentage.value"), p.value)?;
@@ -88,8 +111,13 @@ pub(in crate::translate) fn validate_service(
     }
     for (i, f) in rs.spec.faults.iter().enumerate() {
         let at = format!("spec.faults[{i}]");
-        let kind = enum_index(f.fault_type.as_ref(), &FAULT_TYPES)
-            .ok_or_else(|| format!("{at}.type {} is not one of {}", shown(f.fault_type.as_ref()), FAULT_TYPES.join(", ")))?;
+        let kind = enum_index(f.fault_type.as_ref(), &FAULT_TYPES).ok_or_else(|| {
+            format!(
+                "{at}.type {} is not one of {}",
+                shown(f.fault_type.as_ref()),
+                FAULT_TYPES.join(", ")
+            )
+        })?;
         if let Some(p) = &f.percentage {
             percent(&format!("{at}.percentage.value"), p.value)?;
         }
@@ -118,22 +146,39 @@ pub(in crate::translate) fn validate_destination(
         return Err("spec.host is empty".to_string());
     }
     known(ctx, key, "spec.host", &rd.spec.host)?;
-    let Some(pool) = rd.spec.traffic_policy.as_ref().and_then(|t| t.connection_pool.as_ref()) else {
+    let Some(pool) = rd
+        .spec
+        .traffic_policy
+        .as_ref()
+        .and_then(|t| t.connection_pool.as_ref())
+    else {
         return Ok(out);
     };
     if let Some(tcp) = &pool.tcp {
         let policy = TrafficPolicy {
-            connection_pool: Some(ConnectionPoolSettings { tcp: Some(tcp.clone()), http: None }),
+            connection_pool: Some(ConnectionPoolSettings {
+                tcp: Some(tcp.clone()),
+                http: None,
+            }),
             ..Default::default()
         };
         check_policy("spec.trafficPolicy", Some(&policy))?;
     }
-    let Some(redis) = &pool.redis else { return Ok(out) };
+    let Some(redis) = &pool.redis else {
+        return Ok(out);
+    };
     let at = "spec.trafficPolicy.connectionPool.redis";
-    let mode = enum_index(redis.mode.as_ref(), &MODES)
-        .ok_or_else(|| format!("{at}.mode {} is not one of {}", shown(redis.mode.as_ref()), MODES.join(", ")))?;
+    let mode = enum_index(redis.mode.as_ref(), &MODES).ok_or_else(|| {
+        format!(
+            "{at}.mode {} is not one of {}",
+            shown(redis.mode.as_ref()),
+            MODES.join(", ")
+        )
+    })?;
     if !redis.discovery_endpoints.is_empty() && mode != 1 {
-        return Err(format!("{at}.discoveryEndpoints are only used in CLUSTER mode"));
+        return Err(format!(
+            "{at}.discoveryEndpoints are only used in CLUSTER mode"
+        ));
     }
     for (i, e) in redis.discovery_endpoints.iter().enumerate() {
         parse_host_port(e, 1).map_err(|reason| format!("{at}.discoveryEndpoints[{i}] {reason}"))?;
@@ -153,9 +198,17 @@ pub(in crate::translate) fn validate_destination(
     Ok(out)
 }
 
-fn known<'c>(ctx: &'c Context<'_>, key: &ObjectKey, path: &str, host: &str) -> Result<&'c ServiceInfo, String> {
+fn known<'c>(
+    ctx: &'c Context<'_>,
+    key: &ObjectKey,
+    path: &str,
+    host: &str,
+) -> Result<&'c ServiceInfo, String> {
     ctx.resolve(host, &key.namespace).ok_or_else(|| {
-        format!("{path} {host:?} is not a known service (from namespace {})", key.namespace)
+        format!(
+            "{path} {host:?} is not a known service (from namespace {})",
+            key.namespace
+        )
     })
 }
 
@@ -167,7 +220,12 @@ fn no_redis_port(service: &ServiceInfo) -> String {
 }
 
 /// A route or mirror destination: a known service, and a Redis port of it.
-fn destination(ctx: &Context<'_>, key: &ObjectKey, path: &str, d: &Destination) -> Result<(), String> {
+fn destination(
+    ctx: &Context<'_>,
+    key: &ObjectKey,
+    path: &str,
+    d: &Destination,
+) -> Result<(), String> {
     let service = known(ctx, key, &format!("{path}.host"), &d.host)?;
     match d.port {
         Some(n) => {
@@ -183,7 +241,11 @@ fn destination(ctx: &Context<'_>, key: &ObjectKey, path: &str, d: &Destination) 
             }
         }
         None if !service.ports.iter().any(|p| p.protocol.is_redis()) => {
-            return Err(format!("{path}.host {:?}: {}", d.host, no_redis_port(service)));
+            return Err(format!(
+                "{path}.host {:?}: {}",
+                d.host,
+                no_redis_port(service)
+            ));
         }
         None => {}
     }
@@ -192,9 +254,12 @@ fn destination(ctx: &Context<'_>, key: &ObjectKey, path: &str, d: &Destination) 
 
 /// The credentials as plain values (the object's namespace holds its Secrets).
 fn resolved(ctx: &Context<'_>, key: &ObjectKey, path: &str, auth: &Auth) -> Result<Auth, String> {
-    let Credentials { username, password } =
-        credentials(ctx.store, &key.namespace, auth).map_err(|reason| format!("{path}: {reason}"))?;
-    Ok(Auth { secret: None, plain: Some(PlainAuth { password, username }) })
+    let Credentials { username, password } = credentials(ctx.store, &key.namespace, auth)
+        .map_err(|reason| format!("{path}: {reason}"))?;
+    Ok(Auth {
+        secret: None,
+        plain: Some(PlainAuth { password, username }),
+    })
 }
 
 fn shown(value: Option<&EnumValue>) -> String {
