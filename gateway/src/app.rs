@@ -81,6 +81,7 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         snapshot: snapshot.clone(),
         metrics: metrics.clone(),
         max_rpc_message_bytes: config.max_rpc_message_bytes,
+        max_redis_request_bytes: config.max_redis_request_bytes,
     });
     let listeners = Arc::new(ListenerManager::new(shared, config.drain_timeout));
     let store = Arc::new(Mutex::new(ConfigStore::default()));

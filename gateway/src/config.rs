@@ -42,6 +42,9 @@ pub struct Config {
     /// Largest Dubbo or Thrift message accepted, framing included; a larger one gets the
     /// protocol's error and its connection is closed.
     pub max_rpc_message_bytes: usize,
+    /// Largest Redis command accepted from a client; a larger one gets a protocol error
+    /// and its connection is closed.
+    pub max_redis_request_bytes: usize,
     /// Runtime log-level control, when the process installed a reloadable subscriber.
     #[serde(skip)]
     pub log_handle: Option<LogHandle>,
@@ -58,6 +61,7 @@ impl Config {
             log_level: DEFAULT_LOG_LEVEL.into(),
             worker_threads: None,
             max_rpc_message_bytes: crate::codec::DEFAULT_MAX_MESSAGE,
+            max_redis_request_bytes: crate::proxy::redis::downstream::DEFAULT_MAX_REQUEST,
             log_handle: None,
         }
     }

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod model;
 pub mod proxy;
 pub mod readiness;
+pub mod redis;
 pub mod router;
 pub mod telemetry;
 pub mod xds;

@@ -332,6 +332,20 @@ async fn accept_loop(
                             .instrument(span),
                         );
                     }
+                    ListenerCtx::Redis(r) => {
+                        let r = r.clone();
+                        let span = tracing::debug_span!("redis", listener = %name, %remote);
+                        // No graceful close in RESP either: the drain timeout ends it.
+                        let live = tcp_live.clone();
+                        let max = r.shared.max_redis_request_bytes;
+                        tokio::spawn(
+                            async move {
+                                crate::proxy::redis::downstream::serve(stream, r, max).await;
+                                drop(live);
+                            }
+                            .instrument(span),
+                        );
+                    }
                     ListenerCtx::Meta(m) => {
                         let m = m.clone();
                         let span = tracing::debug_span!("meta", listener = %name, %remote, protocol = m.codec.name());

@@ -39,6 +39,9 @@ struct Args {
     /// Largest Dubbo or Thrift message accepted, in bytes, framing included.
     #[arg(long, default_value_t = corridor_gateway::codec::DEFAULT_MAX_MESSAGE)]
     max_rpc_message_bytes: usize,
+    /// Largest Redis command accepted from a client, in bytes.
+    #[arg(long, default_value_t = corridor_gateway::proxy::redis::downstream::DEFAULT_MAX_REQUEST)]
+    max_redis_request_bytes: usize,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     config.log_level = args.log_level;
     config.worker_threads = args.worker_threads;
     config.max_rpc_message_bytes = args.max_rpc_message_bytes;
+    config.max_redis_request_bytes = args.max_redis_request_bytes;
     config.log_handle = Some(log);
 
     // One worker: the current-thread scheduler does the same job without the cross-thread

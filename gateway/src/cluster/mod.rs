@@ -102,7 +102,7 @@ impl Snapshot {
         let routes = routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut out = HashMap::with_capacity(clusters.len());
         for (name, config) in clusters {
-            let assignment = endpoints.get(&config.eds_name).cloned();
+            let assignment = endpoints.get(&config.eds_name).cloned().or_else(|| config.inline_endpoints.clone());
             let old = prev.clusters.get(name);
             if let Some(old) = old
                 && Arc::ptr_eq(&old.config, config)
@@ -196,6 +196,8 @@ pub(crate) mod tests {
             max_retries: 3,
             retry_budget: None,
             service: String::new(),
+            inline_endpoints: None,
+            redis: Default::default(),
         }
     }
 

@@ -14,7 +14,10 @@ use corridor_proto::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
 };
 
+use corridor_proto::envoy::extensions::filters::network::redis_proxy::v3::RedisProtocolOptions;
+
 use super::listener::socket_addr;
+use super::redis::{REDIS_CLUSTER_TYPE, REDIS_PROXY_FILTER, RedisMode, RedisUpstream};
 use super::{ModelError, decode_any, duration, metadata_string};
 
 /// Key of the upstream HTTP protocol options in `typed_extension_protocol_options`.
@@ -68,6 +71,11 @@ pub struct Cluster {
     pub retry_budget: Option<RetryBudget>,
     /// The service this cluster belongs to (metadata), for telemetry.
     pub service: String,
+    /// Endpoints given inline (`load_assignment`), for cluster types that take no EDS
+    /// (a Redis Cluster's seeds).
+    pub inline_endpoints: Option<std::sync::Arc<Endpoints>>,
+    /// How a Redis proxy uses it: PROXY or CLUSTER mode, upstream AUTH.
+    pub redis: RedisUpstream,
 }
 
 impl TryFrom<&PbCluster> for Cluster {
@@ -77,14 +85,32 @@ impl TryFrom<&PbCluster> for Cluster {
         if c.name.is_empty() {
             return Err(ModelError::Missing("name"));
         }
-        match c.cluster_discovery_type {
-            Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
+        let mode = match &c.cluster_discovery_type {
+            Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => RedisMode::Proxy,
+            Some(ClusterDiscoveryType::ClusterType(t)) if t.name == REDIS_CLUSTER_TYPE => RedisMode::Cluster,
             _ => {
                 return Err(ModelError::Unsupported(
-                    "cluster type other than EDS".into(),
+                    "cluster type other than EDS or envoy.clusters.redis".into(),
                 ));
             }
-        }
+        };
+        let inline_endpoints = match (&c.load_assignment, mode) {
+            (Some(la), RedisMode::Cluster) => {
+                let mut la = la.clone();
+                if la.cluster_name.is_empty() {
+                    la.cluster_name = c.name.clone();
+                }
+                Some(std::sync::Arc::new(Endpoints::try_from(&la)?))
+            }
+            (None, RedisMode::Cluster) => return Err(ModelError::Missing("load_assignment (Redis Cluster seeds)")),
+            _ => None,
+        };
+        let redis_options = c
+            .typed_extension_protocol_options
+            .get(REDIS_PROXY_FILTER)
+            .map(decode_any::<RedisProtocolOptions>)
+            .transpose()?;
+        let redis = RedisUpstream::new(mode, redis_options.as_ref())?;
         let eds_name = c
             .eds_cluster_config
             .as_ref()
@@ -95,6 +121,9 @@ impl TryFrom<&PbCluster> for Cluster {
             Ok(PbLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
             Ok(PbLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
             Ok(PbLbPolicy::Random) => LbPolicy::Random,
+            // Consistent hashing needs a key: the Redis proxy hashes each command's key;
+            // other protocols have no hash policy yet and pick at random.
+            Ok(PbLbPolicy::RingHash | PbLbPolicy::Maglev) => LbPolicy::Random,
             Ok(other) => return Err(ModelError::Unsupported(format!("lb_policy {other:?}"))),
             Err(_) => return Err(ModelError::invalid("lb_policy", c.lb_policy.to_string())),
         };
@@ -160,6 +189,8 @@ impl TryFrom<&PbCluster> for Cluster {
             retry_budget,
             service: metadata_string(c.metadata.as_ref(), "corridor", "service")
                 .unwrap_or_default(),
+            inline_endpoints,
+            redis,
         })
     }
 }

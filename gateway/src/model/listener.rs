@@ -12,6 +12,9 @@ use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use corridor_proto::aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::LocalRateLimit;
+use corridor_proto::envoy::extensions::filters::network::redis_proxy::v3::RedisProxy;
+
+use super::redis::{REDIS_PROXY_FILTER, RedisProxyConfig};
 use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::{
     MetaProtocolProxy, meta_protocol_proxy::RouteSpecifier as MetaRouteSpecifier,
 };
@@ -66,6 +69,8 @@ pub enum ListenerKind {
         /// The local rate limit filter's configuration (validated), if any.
         rate_limit: Option<LocalRateLimit>,
     },
+    /// Redis, routed by key prefix (Envoy's `redis_proxy`).
+    Redis(std::sync::Arc<RedisProxyConfig>),
 }
 
 /// The codecs the gateway has.
@@ -107,7 +112,7 @@ impl Listener {
     pub fn route_config(&self) -> Option<&str> {
         match &self.kind {
             ListenerKind::Http { route_config } => Some(route_config),
-            ListenerKind::Tcp { .. } | ListenerKind::Meta { .. } => None,
+            ListenerKind::Tcp { .. } | ListenerKind::Meta { .. } | ListenerKind::Redis(_) => None,
         }
     }
 
@@ -115,7 +120,7 @@ impl Listener {
     pub fn meta_route_config(&self) -> Option<&str> {
         match &self.kind {
             ListenerKind::Meta { route_config, .. } => Some(route_config),
-            ListenerKind::Http { .. } | ListenerKind::Tcp { .. } => None,
+            ListenerKind::Http { .. } | ListenerKind::Tcp { .. } | ListenerKind::Redis(_) => None,
         }
     }
 }
@@ -175,6 +180,10 @@ impl TryFrom<&PbListener> for Listener {
                 }
             }
             META_PROTOCOL_FILTER => meta_kind(&decode_any::<MetaProtocolProxy>(any)?)?,
+            REDIS_PROXY_FILTER => {
+                let proxy: RedisProxy = decode_any(any)?;
+                ListenerKind::Redis(std::sync::Arc::new(RedisProxyConfig::try_from(&proxy)?))
+            }
             other => return Err(ModelError::Unsupported(format!("network filter {other:?}"))),
         };
         let md = l.metadata.as_ref();

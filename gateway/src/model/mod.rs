@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod listener;
 pub mod meta_route;
+pub mod redis;
 pub mod route;
 
 use std::time::Duration;

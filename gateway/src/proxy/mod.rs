@@ -6,6 +6,7 @@ pub mod http;
 pub mod local_reply;
 pub mod meta;
 pub mod ratelimit;
+pub mod redis;
 pub mod retry;
 pub mod tcp;
 
@@ -26,6 +27,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Largest Dubbo/Thrift message accepted (`--max-rpc-message-bytes`).
     pub max_rpc_message_bytes: usize,
+    /// Largest Redis command accepted (`--max-redis-request-bytes`).
+    pub max_redis_request_bytes: usize,
 }
 
 /// What an HTTP listener's connections need.
@@ -69,6 +72,8 @@ pub enum ListenerCtx {
     Tcp(Arc<TcpProxyListener>),
     /// MetaProtocol proxy (Dubbo, Thrift).
     Meta(Arc<meta::backend::MetaListener>),
+    /// Redis proxy.
+    Redis(Arc<redis::RedisListener>),
 }
 
 impl ListenerCtx {
@@ -94,6 +99,9 @@ impl ListenerCtx {
                     sent: m.counter(metrics::TCP_SENT_BYTES, labels.clone()),
                     received: m.counter(metrics::TCP_RECEIVED_BYTES, labels),
                 }))
+            }
+            ListenerKind::Redis(config) => {
+                ListenerCtx::Redis(Arc::new(redis::RedisListener::new(l.name.clone(), config.clone(), shared.clone())))
             }
             ListenerKind::Meta { route_config, codec, rate_limit } => {
                 let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {

@@ -61,6 +61,14 @@ pub const TCP_CONNECTIONS_CLOSED: &str = "istio_tcp_connections_closed_total";
 pub const TCP_SENT_BYTES: &str = "istio_tcp_sent_bytes_total";
 /// TCP bytes received from upstream.
 pub const TCP_RECEIVED_BYTES: &str = "istio_tcp_received_bytes_total";
+/// Redis commands handled, by listener and command.
+pub const REDIS_COMMAND_TOTAL: &str = "corridor_redis_command_total";
+/// Redis commands answered without an error.
+pub const REDIS_COMMAND_SUCCESS: &str = "corridor_redis_command_success_total";
+/// Redis commands answered with an error (the upstream's, or the gateway's).
+pub const REDIS_COMMAND_ERROR: &str = "corridor_redis_command_error_total";
+/// Redis command latency, from decoding the command to its reply, in milliseconds.
+pub const REDIS_COMMAND_LATENCY: &str = "corridor_redis_command_latency_milliseconds";
 
 static METADATA: Metadata<'static> = Metadata::new("corridor_gateway", metrics::Level::INFO, None);
 
@@ -87,6 +95,9 @@ impl Metrics {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(RESPONSE_BYTES.into()), SIZE_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(REDIS_COMMAND_LATENCY.into()), DURATION_BUCKETS_MS)
             });
         // Bucket lists are non-empty constants, so the builder cannot refuse them.
         let recorder = builder

@@ -77,6 +77,7 @@ impl ConfigStore {
     pub fn referenced_endpoints(&self) -> BTreeSet<String> {
         self.clusters
             .values()
+            .filter(|e| e.model.inline_endpoints.is_none())
             .map(|e| e.model.eds_name.clone())
             .collect()
     }
@@ -339,7 +340,7 @@ impl XdsState {
             store
                 .clusters
                 .get(c)
-                .is_some_and(|e| store.endpoints.contains_key(&e.model.eds_name))
+                .is_some_and(|e| e.model.inline_endpoints.is_some() || store.endpoints.contains_key(&e.model.eds_name))
         };
         let mut routes = BTreeMap::new();
         let mut warming = BTreeMap::new();

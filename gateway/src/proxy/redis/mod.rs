@@ -1,0 +1,77 @@
+//! The Redis proxy (Envoy's `redis_proxy` semantics): clients pipeline commands and get
+//! replies in order; each key is routed by prefix to a cluster, and within it to one
+//! server by consistent hashing (PROXY mode) or to the primary of its slot (CLUSTER
+//! mode, following MOVED and ASK); multi-key commands are split per key and their replies
+//! merged; connection commands (AUTH, HELLO, SELECT, CLIENT, ...) are answered here.
+//!
+//! - [`upstream`]: a pipelined upstream connection (replies matched in order).
+//! - [`slots`]: a Redis Cluster's slot map and redirections.
+//! - [`route`]: one command: faults, routing, splitting, sending, merging, redirections.
+//! - [`session`]: a client connection's state and the commands the gateway answers.
+//! - [`downstream`]: a client connection: decode, dispatch in order, write replies.
+
+pub mod downstream;
+pub mod route;
+pub mod session;
+pub mod slots;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::cluster::ClusterState;
+use crate::model::redis::RedisProxyConfig;
+use crate::proxy::Shared;
+use slots::SlotMap;
+use upstream::{Pipelined, UpstreamError};
+
+/// What a Redis listener's connections share: its configuration, the snapshot, and one
+/// pipelined connection per upstream server.
+#[derive(Debug)]
+pub struct RedisListener {
+    /// Listener name.
+    pub name: String,
+    /// The filter's configuration.
+    pub config: Arc<RedisProxyConfig>,
+    /// Shared state (clusters, metrics).
+    pub shared: Arc<Shared>,
+    /// Per-command metrics.
+    pub metrics: route::CommandMetrics,
+    connections: DashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<Pipelined>>>>,
+    slot_maps: DashMap<Arc<str>, Arc<SlotMap>>,
+}
+
+impl RedisListener {
+    /// A listener with no upstream connection yet.
+    pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
+        let metrics = route::CommandMetrics::new(&shared.metrics, &name);
+        RedisListener { name, config, shared, metrics, connections: DashMap::new(), slot_maps: DashMap::new() }
+    }
+
+    /// The pipelined connection to `addr`, opened (and authenticated with the cluster's
+    /// upstream credentials) on first use; concurrent first users share one connect.
+    pub async fn connection(&self, addr: SocketAddr, cluster: &ClusterState) -> Result<Pipelined, UpstreamError> {
+        let slot = self.connections.entry(addr).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let redis = &cluster.config.redis;
+        let auth = redis.password.as_deref().map(|p| (redis.username.as_deref(), p));
+        let c = Pipelined::connect(addr, auth, cluster.config.connect_timeout).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The slot map of a CLUSTER-mode cluster, if learnt.
+    pub fn slot_map(&self, cluster: &str) -> Option<Arc<SlotMap>> {
+        self.slot_maps.get(cluster).map(|m| m.clone())
+    }
+
+    /// Replaces a cluster's slot map.
+    pub fn set_slot_map(&self, cluster: Arc<str>, map: SlotMap) {
+        self.slot_maps.insert(cluster, Arc::new(map));
+    }
+}

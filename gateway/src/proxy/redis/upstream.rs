@@ -1,0 +1,233 @@
+//! A pipelined upstream Redis connection: commands from every downstream connection go
+//! out in the order they were queued, and replies come back in that same order (RESP
+//! has no request ids), so each reply goes to the oldest waiting command. A broken
+//! connection fails every waiting command at once.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::redis::resp::{Value, ValueDecoder, encode_command};
+
+/// Largest reply accepted from an upstream (Redis's own bulk limit).
+const MAX_REPLY: usize = 512 * 1024 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes gathered into one write at most.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Why a command got no reply.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Connecting (or authenticating) failed.
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The upstream.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The connection broke before the reply arrived.
+    #[error("upstream {addr} went away: {reason}")]
+    Reset {
+        /// The upstream.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A queued command's reply, when it comes.
+pub type Reply = oneshot::Receiver<Result<Value, UpstreamError>>;
+
+type Waiter = oneshot::Sender<Result<Value, UpstreamError>>;
+
+#[derive(Debug)]
+struct Inner {
+    addr: SocketAddr,
+    waiting: Mutex<VecDeque<Waiter>>,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn close(&self, reason: &str) {
+        self.closed.store(true, Ordering::Release);
+        let waiters: Vec<Waiter> = match self.waiting.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for w in waiters {
+            let _ = w.send(Err(UpstreamError::Reset { addr: self.addr, reason: reason.to_string() }));
+        }
+    }
+}
+
+/// One pipelined connection, shared by every caller.
+#[derive(Debug, Clone)]
+pub struct Pipelined {
+    inner: Arc<Inner>,
+    writes: mpsc::UnboundedSender<(Bytes, Waiter)>,
+}
+
+impl Pipelined {
+    /// Connects to `addr` and, with a password, authenticates (`AUTH [user] password`)
+    /// before any command is queued.
+    pub async fn connect(
+        addr: SocketAddr,
+        auth: Option<(Option<&str>, &str)>,
+        connect_timeout: Duration,
+    ) -> Result<Pipelined, UpstreamError> {
+        let error = |reason: String| UpstreamError::Connect { addr, reason };
+        let mut stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| error(format!("no answer within {connect_timeout:?}")))?
+            .map_err(|e| error(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let mut decoder = ValueDecoder::new(MAX_REPLY);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        if let Some((user, password)) = auth {
+            let mut out = BytesMut::new();
+            match user {
+                Some(u) => encode_command(&[b"AUTH".as_slice(), u.as_bytes(), password.as_bytes()], &mut out),
+                None => encode_command(&[b"AUTH".as_slice(), password.as_bytes()], &mut out),
+            }
+            stream.write_all(&out).await.map_err(|e| error(e.to_string()))?;
+            let reply = tokio::time::timeout(connect_timeout, read_one(&mut stream, &mut decoder, &mut buf))
+                .await
+                .map_err(|_| error("no answer to AUTH".into()))??;
+            if reply.is_error() {
+                return Err(error(format!("AUTH refused: {}", text(&reply))));
+            }
+        }
+        let (reader, writer) = stream.into_split();
+        let inner = Arc::new(Inner { addr, waiting: Mutex::new(VecDeque::new()), closed: AtomicBool::new(false) });
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(inner.clone(), writer, queue));
+        tokio::spawn(read_loop(inner.clone(), reader, decoder, buf));
+        Ok(Pipelined { inner, writes })
+    }
+
+    /// The upstream's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// Whether the connection broke (callers then open another).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues an encoded command; its reply arrives on the returned receiver. Commands
+    /// queued one after another from one task reach the upstream in that order.
+    pub fn send(&self, command: Bytes) -> Reply {
+        let (waiter, reply) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, waiter))) = self.writes.send((command, waiter)) {
+            let _ = waiter.send(Err(UpstreamError::Reset { addr: self.inner.addr, reason: "already closed".into() }));
+        }
+        reply
+    }
+}
+
+/// Reads exactly one value (the AUTH handshake).
+async fn read_one(stream: &mut TcpStream, decoder: &mut ValueDecoder, buf: &mut BytesMut) -> Result<Value, UpstreamError> {
+    let addr = stream.peer_addr().map_err(|e| UpstreamError::Connect { addr: ([0, 0, 0, 0], 0).into(), reason: e.to_string() })?;
+    let error = |reason: String| UpstreamError::Connect { addr, reason };
+    loop {
+        if let Some(v) = decoder.decode(buf).map_err(|e| error(e.to_string()))? {
+            return Ok(v);
+        }
+        buf.reserve(READ_CHUNK);
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(error("closed during AUTH".into())),
+            Ok(_) => {}
+            Err(e) => return Err(error(e.to_string())),
+        }
+    }
+}
+
+/// An error reply's text, for messages.
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::Error(b) | Value::Simple(b) | Value::Bulk(b) | Value::BulkError(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn write_loop(
+    inner: Arc<Inner>,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<(Bytes, Waiter)>,
+) {
+    let mut batch = BytesMut::new();
+    while let Some((first, waiter)) = queue.recv().await {
+        batch.clear();
+        let take = |bytes: Bytes, waiter: Waiter, batch: &mut BytesMut| {
+            // The waiter joins the queue before its bytes can reach the upstream, so
+            // replies always find theirs.
+            match inner.waiting.lock() {
+                Ok(mut q) => q.push_back(waiter),
+                Err(_) => return,
+            }
+            batch.extend_from_slice(&bytes);
+        };
+        take(first, waiter, &mut batch);
+        while batch.len() < WRITE_BATCH {
+            match queue.try_recv() {
+                Ok((bytes, waiter)) => take(bytes, waiter, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if inner.closed.load(Ordering::Acquire) {
+            inner.close("closed");
+            return;
+        }
+        if let Err(e) = writer.write_all(&batch).await {
+            inner.close(&format!("write failed: {e}"));
+            return;
+        }
+    }
+}
+
+async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf, mut decoder: ValueDecoder, mut buf: BytesMut) {
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(value)) => {
+                    let waiter = inner.waiting.lock().ok().and_then(|mut q| q.pop_front());
+                    match waiter {
+                        Some(w) => drop(w.send(Ok(value))),
+                        None => {
+                            // A reply nobody asked for: the stream is out of step.
+                            inner.close("a reply with no command waiting");
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    inner.close(&format!("unreadable reply: {e}"));
+                    return;
+                }
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => {
+                inner.close("closed by the upstream");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                inner.close(&format!("read failed: {e}"));
+                return;
+            }
+        }
+    }
+}
