@@ -180,15 +180,15 @@ impl<'a> Index<'a> {
         let settings = self.settings(&info.key);
         let credentials = settings
             .and_then(|(key, s)| credentials(ctx.store, &key.namespace, s.auth.as_ref()?).ok());
-        let seeds = (self.mode(&info.key) == Mode::Cluster).then(|| {
-            let listed = settings
-                .map(|(_, s)| s.discovery_endpoints.as_slice())
-                .unwrap_or_default();
-            if listed.is_empty() {
-                endpoint::assignment(ctx, name, info, port, subset)
-            } else {
-                seed_assignment(name, listed, port.number)
-            }
+        let seeds = (self.mode(&info.key) == Mode::Cluster).then(|| match settings {
+            Some((key, s)) if !s.discovery_endpoints.is_empty() => seed_assignment(
+                ctx,
+                &key.namespace,
+                name,
+                &s.discovery_endpoints,
+                port.number,
+            ),
+            _ => endpoint::assignment(ctx, name, info, port, subset),
         });
         Upstream { seeds, credentials }
     }

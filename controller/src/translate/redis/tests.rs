@@ -346,11 +346,13 @@ fn a_cluster_mode_destination_gets_envoys_redis_cluster_with_seeds_and_auth() {
     assert!(admin.typed_extension_protocol_options.is_empty());
 }
 
+/// Addresses and unknown names are kept; a known Service's name stands for its
+/// endpoints (its name would lead back to the gateway).
 #[test]
 fn discovery_endpoints_replace_the_seeds() {
     let rd = REDIS_DESTINATION.replace(
         "mode: CLUSTER,",
-        "mode: CLUSTER, discoveryEndpoints: [\"10.9.0.1:7100\", redis-0.sessions],",
+        "mode: CLUSTER, discoveryEndpoints: [\"10.9.0.1:7100\", redis-0.sessions, \"cache:6379\"],",
     );
     let s = snapshot(&yaml(&[SERVICES, &rd, SESSIONS_SECRET]));
     let c = cluster(&s, &format!("outbound|7000||{SESSIONS}"));
@@ -359,7 +361,7 @@ fn discovery_endpoints_replace_the_seeds() {
         .iter()
         .map(|e| format!("{:?}", e.host_identifier))
         .collect();
-    assert_eq!(seeds.len(), 2);
+    assert_eq!(seeds.len(), 4, "{seeds:?}");
     assert!(
         seeds[0].contains("\"10.9.0.1\"") && seeds[0].contains("7100"),
         "{seeds:?}"
@@ -368,6 +370,11 @@ fn discovery_endpoints_replace_the_seeds() {
         seeds[1].contains("\"redis-0.sessions\"") && seeds[1].contains("7000"),
         "{seeds:?}"
     );
+    assert!(
+        seeds[2].contains("\"10.1.0.1\"") && seeds[3].contains("\"10.1.0.2\""),
+        "{seeds:?}"
+    );
+    assert!(seeds[2..].iter().all(|s| s.contains("6379")), "{seeds:?}");
 }
 
 #[test]
@@ -575,6 +582,13 @@ fn each_redis_destination_mistake_is_named() {
                 "mode: CLUSTER, discoveryEndpoints: [\"10.0.0.1:http\"],",
             ),
             "spec.trafficPolicy.connectionPool.redis.discoveryEndpoints[0] \"10.0.0.1:http\": port",
+        ),
+        (
+            REDIS_DESTINATION.replace(
+                "mode: CLUSTER,",
+                "mode: CLUSTER, discoveryEndpoints: [\"cache:7000\"],",
+            ),
+            "spec.trafficPolicy.connectionPool.redis.discoveryEndpoints[0]: 7000 is not a port of cache.shop.svc.cluster.local",
         ),
         (
             REDIS_DESTINATION.replace("connectTimeout: 2s", "connectTimeout: later"),

@@ -2,7 +2,7 @@
 //! Envoy's Redis Cluster type seeded with some servers (CLUSTER mode), and the upstream
 //! credentials as `RedisProtocolOptions`.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 use corridor_proto::{
     envoy::{
@@ -26,7 +26,7 @@ use corridor_proto::{
 };
 
 use super::{Credentials, REDIS_CLUSTER_TYPE, REDIS_PROXY_FILTER, inline};
-use crate::translate::pb_duration;
+use crate::translate::{Context, endpoint, pb_duration};
 
 /// How often a Redis Cluster's topology is read again (Envoy's default).
 pub const CLUSTER_REFRESH_RATE: Duration = Duration::from_secs(5);
@@ -92,17 +92,32 @@ impl Upstream {
     }
 }
 
-/// A seed list from `discoveryEndpoints`: `host:port`, `[v6]:port`, or `host` (the
-/// service's port).
+/// A seed list from `discoveryEndpoints` (`host:port`, `[v6]:port`, or `host` for
+/// `default_port`), resolved from `namespace`. A host naming a known Service stands for
+/// that Service's endpoints on the named port: its name would resolve to the gateway
+/// itself, a loop. Addresses and other names are passed on as written.
 pub(super) fn seed_assignment(
+    ctx: &Context<'_>,
+    namespace: &str,
     name: &str,
     listed: &[String],
     default_port: u16,
 ) -> ClusterLoadAssignment {
-    let lb_endpoints = listed
+    let mut lb_endpoints = Vec::new();
+    for (host, port) in listed
         .iter()
         .filter_map(|text| parse_host_port(text, default_port).ok())
-        .map(|(host, port)| LbEndpoint {
+    {
+        if host.parse::<IpAddr>().is_err()
+            && let Some(service) = ctx.resolve(&host, namespace)
+        {
+            if let Some(service_port) = service.port(port) {
+                let cla = endpoint::assignment(ctx, name, service, service_port, None);
+                lb_endpoints.extend(cla.endpoints.into_iter().flat_map(|l| l.lb_endpoints));
+            }
+            continue;
+        }
+        lb_endpoints.push(LbEndpoint {
             host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                 address: Some(Address {
                     address: Some(address::Address::SocketAddress(SocketAddress {
@@ -117,8 +132,8 @@ pub(super) fn seed_assignment(
                 ..Default::default()
             })),
             ..Default::default()
-        })
-        .collect();
+        });
+    }
     ClusterLoadAssignment {
         cluster_name: name.to_string(),
         endpoints: vec![LocalityLbEndpoints {

@@ -2,7 +2,7 @@
 //! An accepted object comes back with its Secret references replaced by the values they
 //! named, so that its last good version keeps working if the Secret later goes away.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{Credentials, credentials, parse_host_port};
 use crate::{
@@ -181,7 +181,16 @@ pub(in crate::translate) fn validate_destination(
         ));
     }
     for (i, e) in redis.discovery_endpoints.iter().enumerate() {
-        parse_host_port(e, 1).map_err(|reason| format!("{at}.discoveryEndpoints[{i}] {reason}"))?;
+        let ep = format!("{at}.discoveryEndpoints[{i}]");
+        // Port 0 stands for "not given" (the service's own port is used then).
+        let (host, port) = parse_host_port(e, 0).map_err(|reason| format!("{ep} {reason}"))?;
+        if host.parse::<IpAddr>().is_err()
+            && port != 0
+            && let Some(service) = ctx.resolve(&host, &key.namespace)
+            && service.port(port).is_none()
+        {
+            return Err(format!("{ep}: {port} is not a port of {}", service.host));
+        }
     }
     if let Some(auth) = &redis.auth {
         let resolved = resolved(ctx, key, &format!("{at}.auth"), auth)?;
