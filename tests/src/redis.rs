@@ -37,6 +37,12 @@ const START_PATIENCE: Duration = Duration::from_secs(10);
 /// between our probe and redis-server's bind.
 const START_ATTEMPTS: usize = 5;
 
+/// `cluster-node-timeout`, a third of the default 15 s: nodes ping each other at least
+/// every half timeout, and a replica appears in its peers' `CLUSTER SLOTS` only once a
+/// ping has told them its replication offset. Still long enough that a busy test machine
+/// does not get nodes marked as failed.
+const CLUSTER_NODE_TIMEOUT_MS: &str = "5000";
+
 /// How a [`RedisServer`] is configured beyond its address.
 #[derive(Debug, Clone, Default)]
 pub struct RedisOptions {
@@ -222,9 +228,23 @@ impl RedisServer {
     /// How many times each command has been called (`INFO commandstats`), lowercase names
     /// (`get`, `set`, `cluster|slots`); the harness's own commands count too.
     pub async fn command_calls(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        let reply = self.command(&["INFO", "commandstats"]).await?;
-        let text = reply.as_str().with_context(|| format!("INFO commandstats answered {reply:?}"))?;
-        Ok(parse_commandstats(text))
+        Ok(parse_stats(&self.info("commandstats").await?, "cmdstat_", "calls="))
+    }
+
+    /// How many error replies of each kind the server sent (`INFO errorstats`), by their
+    /// first word (`ERR`, `WRONGTYPE`, `NOAUTH`, ...). Commands redis-server rejects
+    /// before running them (unknown commands and subcommands) show up here only.
+    pub async fn error_counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        Ok(parse_stats(&self.info("errorstats").await?, "errorstat_", "count="))
+    }
+
+    /// The text of `INFO <section>`.
+    pub async fn info(&self, section: &str) -> anyhow::Result<String> {
+        let reply = self.command(&["INFO", section]).await?;
+        reply
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("INFO {section} answered {reply:?}"))
     }
 }
 
@@ -256,6 +276,11 @@ fn server_command(addr: SocketAddr, bus_port: Option<u16>, options: &RedisOption
         // No persistence and no daemon: the test owns the process and its temp dir.
         .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""])
         .args(["--protected-mode", "no"])
+        // A replica's first sync waits 5 s by default for more replicas to share it.
+        .args(["--repl-diskless-sync-delay", "0"])
+        // A cluster node lists a replica in CLUSTER SLOTS only once its replication offset
+        // is past 0, which on an idle master takes its first ping to replicas (10 s).
+        .args(["--repl-ping-replica-period", "1"])
         .arg("--dir")
         .arg(dir);
     if let Some(password) = &options.password {
@@ -267,6 +292,7 @@ fn server_command(addr: SocketAddr, bus_port: Option<u16>, options: &RedisOption
     if let Some(bus_port) = bus_port {
         cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
             .args(["--cluster-port", &bus_port.to_string()])
+            .args(["--cluster-node-timeout", CLUSTER_NODE_TIMEOUT_MS])
             // The address peers and clients are told about is the one we bound.
             .args(["--cluster-announce-ip", &addr.ip().to_string()]);
     }
@@ -283,13 +309,14 @@ pub fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
     Ok(probe.local_addr()?.port())
 }
 
-/// `cmdstat_get:calls=3,usec=...` lines → `{"get": 3}`.
-fn parse_commandstats(text: &str) -> BTreeMap<String, u64> {
+/// `<prefix><name>:<field><n>,...` lines → `{name: n}`, e.g. `cmdstat_get:calls=3,usec=...`
+/// → `{"get": 3}`.
+fn parse_stats(text: &str, prefix: &str, field: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|line| {
-            let (name, fields) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = fields.split(',').find_map(|f| f.strip_prefix("calls="))?;
-            Some((name.to_string(), calls.parse().ok()?))
+            let (name, fields) = line.trim().strip_prefix(prefix)?.split_once(':')?;
+            let value = fields.split(',').find_map(|f| f.strip_prefix(field))?;
+            Some((name.to_string(), value.parse().ok()?))
         })
         .collect()
 }
@@ -299,12 +326,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commandstats_give_calls_per_command() {
+    fn info_stats_give_counts_per_name() {
         let text = "# Commandstats\r\ncmdstat_get:calls=3,usec=10,usec_per_call=3.33,rejected_calls=0,failed_calls=1\r\n\
                     cmdstat_cluster|slots:calls=12,usec=5\r\n";
-        let calls = parse_commandstats(text);
+        let calls = parse_stats(text, "cmdstat_", "calls=");
         assert_eq!(calls.get("get"), Some(&3));
         assert_eq!(calls.get("cluster|slots"), Some(&12));
         assert_eq!(calls.len(), 2);
+        let errors = parse_stats("# Errorstats\r\nerrorstat_ERR:count=2\r\nerrorstat_NOAUTH:count=1\r\n", "errorstat_", "count=");
+        assert_eq!(errors.get("ERR"), Some(&2));
+        assert_eq!(errors.get("NOAUTH"), Some(&1));
     }
 }

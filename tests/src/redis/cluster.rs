@@ -72,6 +72,8 @@ impl SlotRange {
 pub struct RedisCluster {
     /// Every node, in creation order (masters first unless redis-cli reordered them).
     pub nodes: Vec<RedisServer>,
+    /// Replicas per master, once they have synced.
+    replicas: usize,
     password: Option<String>,
 }
 
@@ -94,8 +96,8 @@ impl RedisCluster {
         let addrs: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
         let mut create = vec!["--cluster", "create"];
         create.extend(addrs.iter().map(String::as_str));
-        let replicas = replicas.to_string();
-        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
+        let replicas_arg = replicas.to_string();
+        create.extend(["--cluster-replicas", &replicas_arg, "--cluster-yes"]);
         let Some(first) = nodes.first() else {
             bail!("a cluster needs at least one node");
         };
@@ -105,6 +107,7 @@ impl RedisCluster {
         }
         let cluster = RedisCluster {
             nodes,
+            replicas,
             password: options.password,
         };
         cluster.wait_agreed().await;
@@ -173,13 +176,17 @@ impl RedisCluster {
     }
 
     /// Waits until every node says `cluster_state:ok` and reports the same slot map, with
-    /// every slot covered.
+    /// every slot covered and every replica listed (a replica shows up in `CLUSTER SLOTS`
+    /// once it has synced with its master).
     pub async fn wait_agreed(&self) {
         eventually(CLUSTER_PATIENCE, "every cluster node to agree on a full slot map", || async move {
             let reference = self.slots().await?;
             let covered: u32 = reference.iter().map(|r| u32::from(r.end - r.start) + 1).sum();
             if covered != u32::from(SLOTS) {
                 bail!("{covered} slots covered: {reference:?}");
+            }
+            if reference.iter().any(|r| r.replicas.len() != self.replicas) {
+                bail!("not every range has {} replicas yet: {reference:?}", self.replicas);
             }
             for addr in self.addrs() {
                 let info = self.info(addr).await?;

@@ -41,8 +41,8 @@ impl std::fmt::Debug for Twemproxy {
 
 impl Twemproxy {
     /// Starts nutcracker listening on `listen` (port 0: a free one) with one Redis pool
-    /// over `servers` (ketama over fnv1a_64, as its README recommends; no host ejection,
-    /// one preconnected connection per server) and waits until it answers PING.
+    /// over `servers` (ketama over murmur, no host ejection, one preconnected connection
+    /// per server) and waits until it answers PING.
     pub async fn start(servers: &[SocketAddr], listen: SocketAddr) -> anyhow::Result<Twemproxy> {
         if servers.is_empty() {
             bail!("twemproxy needs at least one server");
@@ -112,8 +112,10 @@ fn command(conf: &Path, stats: SocketAddr, dir: &Path) -> Command {
 
 /// The YAML config: one pool named `corridor`.
 fn config(servers: &[SocketAddr], listen: SocketAddr) -> String {
+    // Not the README's fnv1a_64: with ketama it put 40 keys `key0`..`key39` all on one of
+    // two servers (murmur and md5 split them about evenly).
     let mut yaml = format!(
-        "corridor:\n  listen: {listen}\n  redis: true\n  hash: fnv1a_64\n  distribution: ketama\n  \
+        "corridor:\n  listen: {listen}\n  redis: true\n  hash: murmur\n  distribution: ketama\n  \
          auto_eject_hosts: false\n  preconnect: true\n  server_connections: 1\n  servers:\n"
     );
     for (i, server) in servers.iter().enumerate() {
