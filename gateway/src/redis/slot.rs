@@ -78,10 +78,7 @@ mod tests {
     #[test]
     fn hash_tags_follow_the_cluster_rules() {
         assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
-        assert_eq!(
-            slot(b"{user1000}.following"),
-            slot(b"{user1000}.followers")
-        );
+        assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
         assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
         // Only the first `{` counts, and the first `}` after it.
         assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");

@@ -17,7 +17,13 @@
 use super::CommandInfo;
 use super::Kind::{self, *};
 
-const fn c(name: &'static str, arity: i32, kind: Kind, write: bool, first_key: usize) -> CommandInfo {
+const fn c(
+    name: &'static str,
+    arity: i32,
+    kind: Kind,
+    write: bool,
+    first_key: usize,
+) -> CommandInfo {
     CommandInfo {
         name,
         arity,

@@ -19,7 +19,12 @@ fn error_text(v: Value) -> String {
 #[test]
 fn table_is_sorted_unique_and_lower_case() {
     for pair in table::TABLE.windows(2) {
-        assert!(pair[0].name < pair[1].name, "{} / {}", pair[0].name, pair[1].name);
+        assert!(
+            pair[0].name < pair[1].name,
+            "{} / {}",
+            pair[0].name,
+            pair[1].name
+        );
     }
     for c in table::TABLE {
         assert_eq!(c.name, c.name.to_ascii_lowercase());
@@ -46,7 +51,9 @@ fn every_command_is_found_in_any_case() {
 #[test]
 fn kinds_follow_envoy() {
     let kind = |name: &str| lookup(name.as_bytes()).unwrap().kind;
-    for name in ["get", "set", "hset", "zadd", "xadd", "lmove", "publish", "getex"] {
+    for name in [
+        "get", "set", "hset", "zadd", "xadd", "lmove", "publish", "getex",
+    ] {
         assert_eq!(kind(name), Kind::SingleKey, "{name}");
     }
     for name in ["eval", "evalsha", "eval_ro", "evalsha_ro"] {
@@ -60,10 +67,21 @@ fn kinds_follow_envoy() {
     for name in ["ping", "echo", "time"] {
         assert_eq!(kind(name), Kind::Keyless, "{name}");
     }
-    for name in ["auth", "hello", "quit", "select", "client", "readonly", "command"] {
+    for name in [
+        "auth", "hello", "quit", "select", "client", "readonly", "command",
+    ] {
         assert_eq!(kind(name), Kind::Connection, "{name}");
     }
-    for name in ["multi", "exec", "watch", "subscribe", "keys", "scan", "blpop", "msetnx"] {
+    for name in [
+        "multi",
+        "exec",
+        "watch",
+        "subscribe",
+        "keys",
+        "scan",
+        "blpop",
+        "msetnx",
+    ] {
         assert_eq!(kind(name), Kind::Unsupported, "{name}");
     }
 }
@@ -199,6 +217,9 @@ fn upper_case_names() {
     let long = vec![b'a'; 40];
     assert_eq!(CommandName::new(&long).as_bytes(), &vec![b'A'; 40][..]);
     let exact = vec![b'z'; INLINE_NAME];
-    assert_eq!(CommandName::new(&exact).as_bytes(), &vec![b'Z'; INLINE_NAME][..]);
+    assert_eq!(
+        CommandName::new(&exact).as_bytes(),
+        &vec![b'Z'; INLINE_NAME][..]
+    );
     assert_eq!(format!("{:?}", CommandName::new(b"Ping")), "\"PING\"");
 }

@@ -153,7 +153,11 @@ mod tests {
 
     #[test]
     fn commands_are_arrays_of_bulk_strings() {
-        let args = [Bytes::from_static(b"SET"), Bytes::from_static(b"k"), Bytes::new()];
+        let args = [
+            Bytes::from_static(b"SET"),
+            Bytes::from_static(b"k"),
+            Bytes::new(),
+        ];
         let mut out = BytesMut::new();
         encode_command(&args, &mut out);
         assert_eq!(&out[..], b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");

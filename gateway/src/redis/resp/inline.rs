@@ -39,8 +39,7 @@ pub(super) fn split_args(line: &Bytes) -> Result<Vec<Bytes>, UnbalancedQuotes> {
             match quote {
                 Quote::Double => {
                     let buf = owned.get_or_insert_with(Vec::new);
-                    if c == b'\\' && at(p + 1) == b'x' && is_hex(at(p + 2)) && is_hex(at(p + 3))
-                    {
+                    if c == b'\\' && at(p + 1) == b'x' && is_hex(at(p + 2)) && is_hex(at(p + 3)) {
                         buf.push(hex(at(p + 2)) << 4 | hex(at(p + 3)));
                         p += 3;
                     } else if c == b'\\' && at(p + 1) != 0 {
@@ -158,7 +157,10 @@ mod tests {
     fn plain_words() {
         assert_eq!(ok(b"PING"), [b"PING"]);
         assert_eq!(ok(b"  echo   \t x  "), [b"echo".to_vec(), b"x".to_vec()]);
-        assert_eq!(ok(b"echo a\rb"), [b"echo".to_vec(), b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            ok(b"echo a\rb"),
+            [b"echo".to_vec(), b"a".to_vec(), b"b".to_vec()]
+        );
         assert!(ok(b"").is_empty());
         assert!(ok(b"  \t ").is_empty());
         // Vertical tab is skipped before a word but does not end one.
@@ -168,7 +170,10 @@ mod tests {
     #[test]
     fn double_quotes_and_escapes() {
         assert_eq!(ok(br#"echo "a b""#)[1], b"a b");
-        assert_eq!(ok(br#"echo "\x41\n\t\r\b\a\z\\""#)[1], b"A\n\t\r\x08\x07z\\");
+        assert_eq!(
+            ok(br#"echo "\x41\n\t\r\b\a\z\\""#)[1],
+            b"A\n\t\r\x08\x07z\\"
+        );
         // An incomplete \x escape is a plain escape of `x`.
         assert_eq!(ok(br#"echo "\x4""#)[1], b"x4");
         assert_eq!(ok(br#"echo """#)[1], b"");

@@ -236,16 +236,17 @@ impl CommandDecoder {
             return Err(self.too_large(n + 1));
         }
         let line = buf.split_to(n + 1).freeze();
-        let text_end = if n > 0 && line[n - 1] == b'\r' { n - 1 } else { n };
+        let text_end = if n > 0 && line[n - 1] == b'\r' {
+            n - 1
+        } else {
+            n
+        };
         let args = split_args(&line.slice(..text_end))
             .map_err(|_| RespError::protocol("unbalanced quotes in request"))?;
         if args.is_empty() {
             return Ok(Step::Skipped);
         }
-        Ok(Step::Done(Command {
-            args,
-            bytes: n + 1,
-        }))
+        Ok(Step::Done(Command { args, bytes: n + 1 }))
     }
 
     fn too_large(&self, len: usize) -> RespError {
