@@ -130,8 +130,13 @@ impl RedisServer {
                 0 => free_port(addr.ip())?,
                 fixed => fixed,
             };
-            let bus_port = if options.cluster { Some(free_port(addr.ip())?) } else { None };
-            match RedisServer::try_start(SocketAddr::new(addr.ip(), port), bus_port, &options).await {
+            let bus_port = if options.cluster {
+                Some(free_port(addr.ip())?)
+            } else {
+                None
+            };
+            match RedisServer::try_start(SocketAddr::new(addr.ip(), port), bus_port, &options).await
+            {
                 Ok(server) => return Ok(server),
                 Err(StartError::PortTaken(log)) => last = Some(log),
                 Err(StartError::Other(err)) => return Err(err),
@@ -147,7 +152,11 @@ impl RedisServer {
     /// Starts `count` servers on distinct loopback addresses of `mesh`, all on the port the
     /// first one got (one EndpointSlice port lists them all, as in a cluster); panics on
     /// failure.
-    pub async fn start_many(mesh: &mut Mesh, count: usize, options: &RedisOptions) -> Vec<RedisServer> {
+    pub async fn start_many(
+        mesh: &mut Mesh,
+        count: usize,
+        options: &RedisOptions,
+    ) -> Vec<RedisServer> {
         let mut servers: Vec<RedisServer> = Vec::new();
         for _ in 0..count {
             let port = servers.first().map_or(0, |s| s.addr.port());
@@ -159,7 +168,11 @@ impl RedisServer {
         servers
     }
 
-    async fn try_start(addr: SocketAddr, bus_port: Option<u16>, options: &RedisOptions) -> Result<RedisServer, StartError> {
+    async fn try_start(
+        addr: SocketAddr,
+        bus_port: Option<u16>,
+        options: &RedisOptions,
+    ) -> Result<RedisServer, StartError> {
         let dir = tempfile::Builder::new()
             .prefix("corridor-redis-")
             .tempdir()
@@ -183,10 +196,17 @@ impl RedisServer {
                 if log.contains("Address already in use") {
                     return Err(StartError::PortTaken(log));
                 }
-                return Err(anyhow::anyhow!("redis-server on {addr} exited ({status}):\n{log}\n{}", process.stderr.text()).into());
+                return Err(anyhow::anyhow!(
+                    "redis-server on {addr} exited ({status}):\n{log}\n{}",
+                    process.stderr.text()
+                )
+                .into());
             }
             if Instant::now() >= deadline {
-                return Err(anyhow::anyhow!("redis-server on {addr} did not answer PING within {START_PATIENCE:?}").into());
+                return Err(anyhow::anyhow!(
+                    "redis-server on {addr} did not answer PING within {START_PATIENCE:?}"
+                )
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -228,14 +248,22 @@ impl RedisServer {
     /// How many times each command has been called (`INFO commandstats`), lowercase names
     /// (`get`, `set`, `cluster|slots`); the harness's own commands count too.
     pub async fn command_calls(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        Ok(parse_stats(&self.info("commandstats").await?, "cmdstat_", "calls="))
+        Ok(parse_stats(
+            &self.info("commandstats").await?,
+            "cmdstat_",
+            "calls=",
+        ))
     }
 
     /// How many error replies of each kind the server sent (`INFO errorstats`), by their
     /// first word (`ERR`, `WRONGTYPE`, `NOAUTH`, ...). Commands redis-server rejects
     /// before running them (unknown commands and subcommands) show up here only.
     pub async fn error_counts(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        Ok(parse_stats(&self.info("errorstats").await?, "errorstat_", "count="))
+        Ok(parse_stats(
+            &self.info("errorstats").await?,
+            "errorstat_",
+            "count=",
+        ))
     }
 
     /// The text of `INFO <section>`.
@@ -270,34 +298,70 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
-fn server_command(addr: SocketAddr, bus_port: Option<u16>, options: &RedisOptions, dir: &Path) -> Command {
+fn server_command(
+    addr: SocketAddr,
+    bus_port: Option<u16>,
+    options: &RedisOptions,
+    dir: &Path,
+) -> Command {
     let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &addr.port().to_string(), "--bind", &addr.ip().to_string()])
-        // No persistence and no daemon: the test owns the process and its temp dir.
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""])
-        .args(["--protected-mode", "no"])
-        // A replica's first sync waits 5 s by default for more replicas to share it.
-        .args(["--repl-diskless-sync-delay", "0"])
-        // A cluster node lists a replica in CLUSTER SLOTS only once its replication offset
-        // is past 0, which on an idle master takes its first ping to replicas (10 s).
-        .args(["--repl-ping-replica-period", "1"])
-        .arg("--dir")
-        .arg(dir);
+    cmd.args([
+        "--port",
+        &addr.port().to_string(),
+        "--bind",
+        &addr.ip().to_string(),
+    ])
+    // No persistence and no daemon: the test owns the process and its temp dir.
+    .args([
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        "",
+    ])
+    .args(["--protected-mode", "no"])
+    // A replica's first sync waits 5 s by default for more replicas to share it.
+    .args(["--repl-diskless-sync-delay", "0"])
+    // A cluster node lists a replica in CLUSTER SLOTS only once its replication offset
+    // is past 0, which on an idle master takes its first ping to replicas (10 s).
+    .args(["--repl-ping-replica-period", "1"])
+    .arg("--dir")
+    .arg(dir);
     if let Some(password) = &options.password {
         cmd.args(["--requirepass", password, "--masterauth", password]);
     }
     for (name, password) in &options.users {
-        cmd.args(["--user", name, "on", &format!(">{password}"), "~*", "&*", "+@all"]);
+        cmd.args([
+            "--user",
+            name,
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "&*",
+            "+@all",
+        ]);
     }
     if let Some(bus_port) = bus_port {
-        cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-port", &bus_port.to_string()])
-            .args(["--cluster-node-timeout", CLUSTER_NODE_TIMEOUT_MS])
-            // The address peers and clients are told about is the one we bound.
-            .args(["--cluster-announce-ip", &addr.ip().to_string()]);
+        cmd.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .args(["--cluster-port", &bus_port.to_string()])
+        .args(["--cluster-node-timeout", CLUSTER_NODE_TIMEOUT_MS])
+        // The address peers and clients are told about is the one we bound.
+        .args(["--cluster-announce-ip", &addr.ip().to_string()]);
     }
     if let Some(primary) = options.replica_of {
-        cmd.args(["--replicaof", &primary.ip().to_string(), &primary.port().to_string()]);
+        cmd.args([
+            "--replicaof",
+            &primary.ip().to_string(),
+            &primary.port().to_string(),
+        ]);
     }
     cmd.args(&options.extra);
     cmd
@@ -333,7 +397,11 @@ mod tests {
         assert_eq!(calls.get("get"), Some(&3));
         assert_eq!(calls.get("cluster|slots"), Some(&12));
         assert_eq!(calls.len(), 2);
-        let errors = parse_stats("# Errorstats\r\nerrorstat_ERR:count=2\r\nerrorstat_NOAUTH:count=1\r\n", "errorstat_", "count=");
+        let errors = parse_stats(
+            "# Errorstats\r\nerrorstat_ERR:count=2\r\nerrorstat_NOAUTH:count=1\r\n",
+            "errorstat_",
+            "count=",
+        );
         assert_eq!(errors.get("ERR"), Some(&2));
         assert_eq!(errors.get("NOAUTH"), Some(&1));
     }

@@ -86,7 +86,12 @@ impl RedisCli {
     pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.output(args).await?;
         if !out.success {
-            bail!("redis-cli {args:?} against {} failed: {}{}", self.addr, out.stdout, out.stderr);
+            bail!(
+                "redis-cli {args:?} against {} failed: {}{}",
+                self.addr,
+                out.stdout,
+                out.stderr
+            );
         }
         Ok(out.stdout)
     }
@@ -94,7 +99,12 @@ impl RedisCli {
     /// Runs one command and returns everything it printed, whatever its exit status.
     pub async fn output(&self, args: &[&str]) -> anyhow::Result<CliOutput> {
         let mut cmd = tokio::process::Command::new("redis-cli");
-        cmd.args(["-h", &self.addr.ip().to_string(), "-p", &self.addr.port().to_string()]);
+        cmd.args([
+            "-h",
+            &self.addr.ip().to_string(),
+            "-p",
+            &self.addr.port().to_string(),
+        ]);
         if let Some(user) = &self.user {
             cmd.args(["--user", user]);
         }
@@ -130,12 +140,18 @@ pub async fn redis_cli(addr: SocketAddr, args: &[&str]) -> anyhow::Result<String
     RedisCli::new(addr).run(args).await
 }
 
-async fn run_bounded(mut cmd: tokio::process::Command, patience: Duration, what: &str) -> anyhow::Result<Output> {
+async fn run_bounded(
+    mut cmd: tokio::process::Command,
+    patience: Duration,
+    what: &str,
+) -> anyhow::Result<Output> {
     let command = format!("{cmd:?}");
     tokio::time::timeout(patience, cmd.output())
         .await
         .with_context(|| format!("{what} did not finish within {patience:?}: {command}"))?
-        .with_context(|| format!("running {command} (is redis-tools installed? tests/run installs it)"))
+        .with_context(|| {
+            format!("running {command} (is redis-tools installed? tests/run installs it)")
+        })
 }
 
 /// One test's result from `redis-benchmark -q`.
@@ -158,12 +174,25 @@ pub async fn redis_benchmark(addr: SocketAddr, args: &[&str]) -> anyhow::Result<
 }
 
 /// [`redis_benchmark`] with an explicit bound on the run.
-pub async fn redis_benchmark_within(addr: SocketAddr, args: &[&str], patience: Duration) -> anyhow::Result<Vec<BenchResult>> {
+pub async fn redis_benchmark_within(
+    addr: SocketAddr,
+    args: &[&str],
+    patience: Duration,
+) -> anyhow::Result<Vec<BenchResult>> {
     let mut cmd = tokio::process::Command::new("timeout");
-    cmd.args([format!("{}", patience.as_secs().max(1)), "redis-benchmark".to_string()])
-        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-q"])
-        .args(args)
-        .kill_on_drop(true);
+    cmd.args([
+        format!("{}", patience.as_secs().max(1)),
+        "redis-benchmark".to_string(),
+    ])
+    .args([
+        "-h",
+        &addr.ip().to_string(),
+        "-p",
+        &addr.port().to_string(),
+        "-q",
+    ])
+    .args(args)
+    .kill_on_drop(true);
     // A little longer than `timeout` itself, so its verdict (status 124) is what we see.
     let output = run_bounded(cmd, patience + Duration::from_secs(5), "redis-benchmark").await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -173,7 +202,10 @@ pub async fn redis_benchmark_within(addr: SocketAddr, args: &[&str], patience: D
     }
     let results = parse_benchmark(&stdout);
     if results.is_empty() || !output.status.success() {
-        bail!("redis-benchmark {args:?} against {addr} failed ({}): {stdout}{stderr}", output.status);
+        bail!(
+            "redis-benchmark {args:?} against {addr} failed ({}): {stdout}{stderr}",
+            output.status
+        );
     }
     Ok(results)
 }
@@ -213,9 +245,21 @@ mod tests {
         assert_eq!(
             results,
             vec![
-                BenchResult { test: "SET".into(), rps: 266_666.66, p50_ms: Some(1.919) },
-                BenchResult { test: "GET".into(), rps: 303_030.31, p50_ms: Some(1.743) },
-                BenchResult { test: "MSET (10 keys)".into(), rps: 9_000.0, p50_ms: None },
+                BenchResult {
+                    test: "SET".into(),
+                    rps: 266_666.66,
+                    p50_ms: Some(1.919)
+                },
+                BenchResult {
+                    test: "GET".into(),
+                    rps: 303_030.31,
+                    p50_ms: Some(1.743)
+                },
+                BenchResult {
+                    test: "MSET (10 keys)".into(),
+                    rps: 9_000.0,
+                    p50_ms: None
+                },
             ]
         );
     }

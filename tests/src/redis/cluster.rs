@@ -39,7 +39,11 @@ fn crc16(bytes: &[u8]) -> u16 {
     for &byte in bytes {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -86,7 +90,12 @@ impl RedisCluster {
     /// `masters * (1 + replicas)` nodes on distinct loopback addresses of `mesh`, all on
     /// one port, joined with `redis-cli --cluster create --cluster-replicas <replicas>`;
     /// returns once every node reports `cluster_state:ok` and the same slot map.
-    pub async fn start_with(mesh: &mut Mesh, masters: usize, replicas: usize, options: RedisOptions) -> anyhow::Result<RedisCluster> {
+    pub async fn start_with(
+        mesh: &mut Mesh,
+        masters: usize,
+        replicas: usize,
+        options: RedisOptions,
+    ) -> anyhow::Result<RedisCluster> {
         let options = options.cluster();
         let mut nodes: Vec<RedisServer> = Vec::new();
         for _ in 0..masters * (1 + replicas) {
@@ -103,7 +112,11 @@ impl RedisCluster {
         };
         let out = first.cli().output(&create).await?;
         if !out.success || !out.stdout.contains("All 16384 slots covered") {
-            bail!("redis-cli --cluster create failed:\n{}\n{}", out.stdout, out.stderr);
+            bail!(
+                "redis-cli --cluster create failed:\n{}\n{}",
+                out.stdout,
+                out.stderr
+            );
         }
         let cluster = RedisCluster {
             nodes,
@@ -116,7 +129,9 @@ impl RedisCluster {
 
     /// The first node's address: a seed for cluster-aware clients.
     pub fn seed(&self) -> SocketAddr {
-        self.nodes.first().map_or_else(|| panic!("empty cluster"), |n| n.addr)
+        self.nodes
+            .first()
+            .map_or_else(|| panic!("empty cluster"), |n| n.addr)
     }
 
     /// Every node's address.
@@ -140,7 +155,11 @@ impl RedisCluster {
 
     /// `CLUSTER SLOTS` as the node at `addr` sees it, sorted by start slot.
     pub async fn slots_from(&self, addr: SocketAddr) -> anyhow::Result<Vec<SlotRange>> {
-        let reply = self.connect(addr).await?.command(&["CLUSTER", "SLOTS"]).await?;
+        let reply = self
+            .connect(addr)
+            .await?
+            .command(&["CLUSTER", "SLOTS"])
+            .await?;
         parse_slots(&reply).with_context(|| format!("CLUSTER SLOTS from {addr}: {reply:?}"))
     }
 
@@ -165,41 +184,60 @@ impl RedisCluster {
         let slots = self.slots().await?;
         (0..100_000)
             .map(|n| format!("{prefix}{n}"))
-            .find(|key| owner_in(&slots, key_slot(key.as_bytes())).is_ok_and(|owner| owner == master))
+            .find(|key| {
+                owner_in(&slots, key_slot(key.as_bytes())).is_ok_and(|owner| owner == master)
+            })
             .ok_or_else(|| anyhow!("no key `{prefix}<n>` lands on {master}"))
     }
 
     /// `CLUSTER INFO` of one node.
     pub async fn info(&self, addr: SocketAddr) -> anyhow::Result<String> {
-        let reply = self.connect(addr).await?.command(&["CLUSTER", "INFO"]).await?;
-        reply.as_str().map(str::to_string).ok_or_else(|| anyhow!("CLUSTER INFO answered {reply:?}"))
+        let reply = self
+            .connect(addr)
+            .await?
+            .command(&["CLUSTER", "INFO"])
+            .await?;
+        reply
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("CLUSTER INFO answered {reply:?}"))
     }
 
     /// Waits until every node says `cluster_state:ok` and reports the same slot map, with
     /// every slot covered and every replica listed (a replica shows up in `CLUSTER SLOTS`
     /// once it has synced with its master).
     pub async fn wait_agreed(&self) {
-        eventually(CLUSTER_PATIENCE, "every cluster node to agree on a full slot map", || async move {
-            let reference = self.slots().await?;
-            let covered: u32 = reference.iter().map(|r| u32::from(r.end - r.start) + 1).sum();
-            if covered != u32::from(SLOTS) {
-                bail!("{covered} slots covered: {reference:?}");
-            }
-            if reference.iter().any(|r| r.replicas.len() != self.replicas) {
-                bail!("not every range has {} replicas yet: {reference:?}", self.replicas);
-            }
-            for addr in self.addrs() {
-                let info = self.info(addr).await?;
-                if !info.contains("cluster_state:ok") {
-                    bail!("{addr} says {info}");
+        eventually(
+            CLUSTER_PATIENCE,
+            "every cluster node to agree on a full slot map",
+            || async move {
+                let reference = self.slots().await?;
+                let covered: u32 = reference
+                    .iter()
+                    .map(|r| u32::from(r.end - r.start) + 1)
+                    .sum();
+                if covered != u32::from(SLOTS) {
+                    bail!("{covered} slots covered: {reference:?}");
                 }
-                let slots = self.slots_from(addr).await?;
-                if slots != reference {
-                    bail!("{addr} sees {slots:?}, the first node {reference:?}");
+                if reference.iter().any(|r| r.replicas.len() != self.replicas) {
+                    bail!(
+                        "not every range has {} replicas yet: {reference:?}",
+                        self.replicas
+                    );
                 }
-            }
-            Ok(())
-        })
+                for addr in self.addrs() {
+                    let info = self.info(addr).await?;
+                    if !info.contains("cluster_state:ok") {
+                        bail!("{addr} says {info}");
+                    }
+                    let slots = self.slots_from(addr).await?;
+                    if slots != reference {
+                        bail!("{addr} sees {slots:?}, the first node {reference:?}");
+                    }
+                }
+                Ok(())
+            },
+        )
         .await;
     }
 
@@ -226,14 +264,31 @@ impl RedisCluster {
             password: self.password.clone(),
         };
         let slot = slot.to_string();
-        expect_ok(self.connect(to).await?.command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &migration.from_id]).await?)?;
-        expect_ok(self.connect(from).await?.command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &migration.to_id]).await?)?;
+        expect_ok(
+            self.connect(to)
+                .await?
+                .command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &migration.from_id])
+                .await?,
+        )?;
+        expect_ok(
+            self.connect(from)
+                .await?
+                .command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &migration.to_id])
+                .await?,
+        )?;
         Ok(migration)
     }
 
     async fn node_id(&self, addr: SocketAddr) -> anyhow::Result<String> {
-        let reply = self.connect(addr).await?.command(&["CLUSTER", "MYID"]).await?;
-        reply.as_str().map(str::to_string).ok_or_else(|| anyhow!("CLUSTER MYID at {addr} answered {reply:?}"))
+        let reply = self
+            .connect(addr)
+            .await?
+            .command(&["CLUSTER", "MYID"])
+            .await?;
+        reply
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("CLUSTER MYID at {addr} answered {reply:?}"))
     }
 }
 
@@ -257,7 +312,9 @@ impl Migration {
         let mut from = RespConn::connect_auth(self.from, None, self.password.as_deref()).await?;
         let slot = self.slot.to_string();
         let count = max.to_string();
-        let reply = from.command(&["CLUSTER", "GETKEYSINSLOT", &slot, &count]).await?;
+        let reply = from
+            .command(&["CLUSTER", "GETKEYSINSLOT", &slot, &count])
+            .await?;
         let keys: Vec<String> = reply
             .as_array()
             .with_context(|| format!("GETKEYSINSLOT answered {reply:?}"))?
@@ -284,22 +341,36 @@ impl Migration {
         let slot = self.slot.to_string();
         // Masters only: replicas refuse SETSLOT and follow their master.
         let mut order = vec![self.to, self.from];
-        order.extend(cluster.masters().await?.into_iter().filter(|a| *a != self.to && *a != self.from));
+        order.extend(
+            cluster
+                .masters()
+                .await?
+                .into_iter()
+                .filter(|a| *a != self.to && *a != self.from),
+        );
         for addr in order {
-            let reply = cluster.connect(addr).await?.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &self.to_id]).await?;
+            let reply = cluster
+                .connect(addr)
+                .await?
+                .command(&["CLUSTER", "SETSLOT", &slot, "NODE", &self.to_id])
+                .await?;
             expect_ok(reply).with_context(|| format!("CLUSTER SETSLOT {slot} NODE at {addr}"))?;
         }
         let to = self.to;
         let target = self.slot;
-        eventually(CLUSTER_PATIENCE, &format!("every node to see slot {slot} on {to}"), || async move {
-            for addr in cluster.addrs() {
-                let owner = owner_in(&cluster.slots_from(addr).await?, target)?;
-                if owner != to {
-                    bail!("{addr} still sees slot {target} on {owner}");
+        eventually(
+            CLUSTER_PATIENCE,
+            &format!("every node to see slot {slot} on {to}"),
+            || async move {
+                for addr in cluster.addrs() {
+                    let owner = owner_in(&cluster.slots_from(addr).await?, target)?;
+                    if owner != to {
+                        bail!("{addr} still sees slot {target} on {owner}");
+                    }
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .await;
         Ok(())
     }
@@ -325,7 +396,10 @@ fn parse_slots(reply: &Resp) -> anyhow::Result<Vec<SlotRange>> {
     for entry in reply.as_array().context("not an array")? {
         let fields = entry.as_array().context("entry not an array")?;
         let int = |i: usize| -> anyhow::Result<u16> {
-            let n = fields.get(i).and_then(Resp::as_int).context("missing slot number")?;
+            let n = fields
+                .get(i)
+                .and_then(Resp::as_int)
+                .context("missing slot number")?;
             Ok(u16::try_from(n)?)
         };
         let node = |item: &Resp| -> anyhow::Result<(SocketAddr, String)> {
@@ -333,10 +407,17 @@ fn parse_slots(reply: &Resp) -> anyhow::Result<Vec<SlotRange>> {
             let ip = node.first().and_then(Resp::as_str).context("node ip")?;
             let port = node.get(1).and_then(Resp::as_int).context("node port")?;
             let id = node.get(2).and_then(Resp::as_str).unwrap_or_default();
-            Ok((SocketAddr::new(ip.parse()?, u16::try_from(port)?), id.to_string()))
+            Ok((
+                SocketAddr::new(ip.parse()?, u16::try_from(port)?),
+                id.to_string(),
+            ))
         };
         let (master, master_id) = node(fields.get(2).context("no master")?)?;
-        let replicas = fields.iter().skip(3).map(|r| node(r).map(|(a, _)| a)).collect::<anyhow::Result<_>>()?;
+        let replicas = fields
+            .iter()
+            .skip(3)
+            .map(|r| node(r).map(|(a, _)| a))
+            .collect::<anyhow::Result<_>>()?;
         ranges.push(SlotRange {
             start: int(0)?,
             end: int(1)?,
@@ -350,7 +431,6 @@ fn parse_slots(reply: &Resp) -> anyhow::Result<Vec<SlotRange>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -366,18 +446,33 @@ mod tests {
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
     }
 
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
     #[test]
     fn cluster_slots_parse_into_sorted_ranges() {
         let bulk = |s: &str| Resp::Bulk(Some(s.as_bytes().to_vec()));
-        let node = |ip: &str, port: i64, id: &str| Resp::Array(Some(vec![bulk(ip), Resp::Integer(port), bulk(id)]));
+        let node = |ip: &str, port: i64, id: &str| {
+            Resp::Array(Some(vec![bulk(ip), Resp::Integer(port), bulk(id)]))
+        };
         let reply = Resp::Array(Some(vec![
-            Resp::Array(Some(vec![Resp::Integer(5461), Resp::Integer(16383), node("127.1.250.2", 7000, "b"), node("127.1.250.3", 7000, "c")])),
-            Resp::Array(Some(vec![Resp::Integer(0), Resp::Integer(5460), node("127.1.250.1", 7000, "a")])),
+            Resp::Array(Some(vec![
+                Resp::Integer(5461),
+                Resp::Integer(16383),
+                node("127.1.250.2", 7000, "b"),
+                node("127.1.250.3", 7000, "c"),
+            ])),
+            Resp::Array(Some(vec![
+                Resp::Integer(0),
+                Resp::Integer(5460),
+                node("127.1.250.1", 7000, "a"),
+            ])),
         ]));
-        let slots = parse_slots(&reply).unwrap();
+        let slots = parse_slots(&reply).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(slots[0].start, 0);
         assert_eq!(slots[0].master_id, "a");
-        assert_eq!(slots[1].replicas, vec!["127.1.250.3:7000".parse().unwrap()]);
-        assert_eq!(owner_in(&slots, 9000).unwrap(), "127.1.250.2:7000".parse().unwrap());
+        assert_eq!(slots[1].replicas, vec![addr("127.1.250.3:7000")]);
+        assert_eq!(owner_in(&slots, 9000).ok(), Some(addr("127.1.250.2:7000")));
     }
 }

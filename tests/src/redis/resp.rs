@@ -110,7 +110,9 @@ pub struct RespConn {
 
 impl std::fmt::Debug for RespConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RespConn").field("peer", &self.peer).finish()
+        f.debug_struct("RespConn")
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
@@ -132,7 +134,11 @@ impl RespConn {
 
     /// Connects and authenticates with `AUTH [user] password` when a password is given;
     /// fails if the server refuses.
-    pub async fn connect_auth(addr: SocketAddr, user: Option<&str>, password: Option<&str>) -> anyhow::Result<RespConn> {
+    pub async fn connect_auth(
+        addr: SocketAddr,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> anyhow::Result<RespConn> {
         let mut conn = RespConn::connect(addr).await?;
         if let Some(password) = password {
             let mut args = vec!["AUTH"];
@@ -200,15 +206,24 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(reader: &mut R) -> anyhow::Result
         return Ok(None);
     }
     if !line.ends_with(b"\r\n") {
-        bail!("line not terminated by CRLF: {:?}", String::from_utf8_lossy(&line));
+        bail!(
+            "line not terminated by CRLF: {:?}",
+            String::from_utf8_lossy(&line)
+        );
     }
     line.truncate(line.len() - 2);
     Ok(Some(String::from_utf8(line).context("line is not UTF-8")?))
 }
 
-async fn read_exact<R: AsyncReadExt + Unpin>(reader: &mut R, len: usize) -> anyhow::Result<Vec<u8>> {
+async fn read_exact<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> anyhow::Result<Vec<u8>> {
     let mut body = vec![0; len + 2];
-    reader.read_exact(&mut body).await.context("truncated bulk")?;
+    reader
+        .read_exact(&mut body)
+        .await
+        .context("truncated bulk")?;
     if !body.ends_with(b"\r\n") {
         bail!("bulk of {len} bytes not followed by CRLF");
     }
@@ -231,7 +246,10 @@ fn read_value<'a, R: AsyncBufReadExt + Unpin + Send>(
         let mut chars = line.chars();
         let kind = chars.next().context("empty line")?;
         let rest = chars.as_str();
-        let len = || -> anyhow::Result<i64> { rest.parse().with_context(|| format!("bad length in {line:?}")) };
+        let len = || -> anyhow::Result<i64> {
+            rest.parse()
+                .with_context(|| format!("bad length in {line:?}"))
+        };
         let value = match kind {
             '+' => Resp::Simple(rest.to_string()),
             '-' => Resp::Error(rest.to_string()),
@@ -250,7 +268,9 @@ fn read_value<'a, R: AsyncBufReadExt + Unpin + Send>(
                         '!' => Resp::Error(String::from_utf8_lossy(&body).into_owned()),
                         _ => {
                             let (format, text) = body.split_at(body.len().min(4));
-                            let format = String::from_utf8_lossy(format).trim_end_matches(':').to_string();
+                            let format = String::from_utf8_lossy(format)
+                                .trim_end_matches(':')
+                                .to_string();
                             Resp::Verbatim(format, text.to_vec())
                         }
                     }
@@ -266,7 +286,11 @@ fn read_value<'a, R: AsyncBufReadExt + Unpin + Send>(
                 let count = if matches!(kind, '%' | '|') { n * 2 } else { n };
                 let mut items = Vec::with_capacity(count.min(1024));
                 for _ in 0..count {
-                    items.push(read_value(reader, depth + 1).await?.context("EOF inside an aggregate")?);
+                    items.push(
+                        read_value(reader, depth + 1)
+                            .await?
+                            .context("EOF inside an aggregate")?,
+                    );
                 }
                 match kind {
                     '*' => Resp::Array(Some(items)),
@@ -293,48 +317,63 @@ fn pairs(items: Vec<Resp>) -> Vec<(Resp, Resp)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    async fn parse(bytes: &[u8]) -> anyhow::Result<Option<Resp>> {
+    async fn try_parse(bytes: &[u8]) -> anyhow::Result<Option<Resp>> {
         let mut reader = BufReader::new(bytes);
         read_value(&mut reader, 0).await
+    }
+
+    async fn parse(bytes: &[u8]) -> Option<Resp> {
+        try_parse(bytes).await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     #[tokio::test]
     async fn parses_resp2_and_resp3_values() {
         let bulk = |s: &str| Resp::Bulk(Some(s.as_bytes().to_vec()));
-        assert_eq!(parse(b"+OK\r\n").await.unwrap(), Some(Resp::Simple("OK".into())));
-        assert_eq!(parse(b"$-1\r\n").await.unwrap(), Some(Resp::Bulk(None)));
-        assert_eq!(parse(b"*-1\r\n").await.unwrap(), Some(Resp::Array(None)));
+        assert_eq!(parse(b"+OK\r\n").await, Some(Resp::Simple("OK".into())));
+        assert_eq!(parse(b"$-1\r\n").await, Some(Resp::Bulk(None)));
+        assert_eq!(parse(b"*-1\r\n").await, Some(Resp::Array(None)));
         assert_eq!(
-            parse(b"*2\r\n$3\r\nfoo\r\n:-7\r\n").await.unwrap(),
+            parse(b"*2\r\n$3\r\nfoo\r\n:-7\r\n").await,
             Some(Resp::Array(Some(vec![bulk("foo"), Resp::Integer(-7)])))
         );
         assert_eq!(
-            parse(b"%1\r\n+server\r\n$5\r\nredis\r\n").await.unwrap(),
-            Some(Resp::Map(vec![(Resp::Simple("server".into()), bulk("redis"))]))
+            parse(b"%1\r\n+server\r\n$5\r\nredis\r\n").await,
+            Some(Resp::Map(vec![(
+                Resp::Simple("server".into()),
+                bulk("redis")
+            )]))
         );
-        assert_eq!(parse(b"!3\r\nERR\r\n").await.unwrap(), Some(Resp::Error("ERR".into())));
         assert_eq!(
-            parse(b"=8\r\ntxt:abcd\r\n").await.unwrap(),
+            parse(b"!3\r\nERR\r\n").await,
+            Some(Resp::Error("ERR".into()))
+        );
+        assert_eq!(
+            parse(b"=8\r\ntxt:abcd\r\n").await,
             Some(Resp::Verbatim("txt".into(), b"abcd".to_vec()))
         );
-        assert_eq!(parse(b"|1\r\n+k\r\n+v\r\n:1\r\n").await.unwrap(), Some(Resp::Integer(1)));
-        assert_eq!(parse(b"").await.unwrap(), None);
+        assert_eq!(
+            parse(b"|1\r\n+k\r\n+v\r\n:1\r\n").await,
+            Some(Resp::Integer(1))
+        );
+        assert_eq!(parse(b"").await, None);
     }
 
     #[tokio::test]
     async fn rejects_malformed_replies() {
-        assert!(parse(b"?x\r\n").await.is_err());
-        assert!(parse(b"$5\r\nab\r\n").await.is_err());
-        assert!(parse(b"*2\r\n:1\r\n").await.is_err());
-        assert!(parse(b"+OK\n").await.is_err());
+        assert!(try_parse(b"?x\r\n").await.is_err());
+        assert!(try_parse(b"$5\r\nab\r\n").await.is_err());
+        assert!(try_parse(b"*2\r\n:1\r\n").await.is_err());
+        assert!(try_parse(b"+OK\n").await.is_err());
     }
 
     #[test]
     fn encodes_commands_as_bulk_arrays() {
-        assert_eq!(encode_command(&["GET", "k"]), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(
+            encode_command(&["GET", "k"]),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
     }
 }

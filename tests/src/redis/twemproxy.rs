@@ -60,15 +60,28 @@ impl Twemproxy {
                 Err(log) => last = log,
             }
         }
-        bail!("nutcracker found no free port on {} in {START_ATTEMPTS} attempts; last log:\n{last}", listen.ip())
+        bail!(
+            "nutcracker found no free port on {} in {START_ATTEMPTS} attempts; last log:\n{last}",
+            listen.ip()
+        )
     }
 
     /// `Ok(Err(log))` when a port was taken, to try again.
-    async fn try_start(servers: &[SocketAddr], addr: SocketAddr, stats: SocketAddr) -> anyhow::Result<Result<Twemproxy, String>> {
-        let dir = tempfile::Builder::new().prefix("corridor-twemproxy-").tempdir()?;
+    async fn try_start(
+        servers: &[SocketAddr],
+        addr: SocketAddr,
+        stats: SocketAddr,
+    ) -> anyhow::Result<Result<Twemproxy, String>> {
+        let dir = tempfile::Builder::new()
+            .prefix("corridor-twemproxy-")
+            .tempdir()?;
         let conf = dir.path().join("nutcracker.yml");
-        std::fs::write(&conf, config(servers, addr)).with_context(|| format!("writing {}", conf.display()))?;
-        let mut process = Process::spawn(&format!("twemproxy {addr}"), command(&conf, stats, dir.path()))?;
+        std::fs::write(&conf, config(servers, addr))
+            .with_context(|| format!("writing {}", conf.display()))?;
+        let mut process = Process::spawn(
+            &format!("twemproxy {addr}"),
+            command(&conf, stats, dir.path()),
+        )?;
         let deadline = Instant::now() + START_PATIENCE;
         loop {
             if let Ok(mut conn) = RespConn::connect(addr).await
@@ -84,7 +97,10 @@ impl Twemproxy {
                 bail!("nutcracker on {addr} exited ({status}):\n{log}");
             }
             if Instant::now() >= deadline {
-                bail!("nutcracker on {addr} did not answer PING within {START_PATIENCE:?}:\n{}", process.stderr.text());
+                bail!(
+                    "nutcracker on {addr} did not answer PING within {START_PATIENCE:?}:\n{}",
+                    process.stderr.text()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -102,7 +118,12 @@ fn command(conf: &Path, stats: SocketAddr, dir: &Path) -> Command {
     cmd.arg("--conf-file")
         .arg(conf)
         // Its stats port defaults to 0.0.0.0:22222: a fixed port tests must not share.
-        .args(["--stats-addr", &stats.ip().to_string(), "--stats-port", &stats.port().to_string()])
+        .args([
+            "--stats-addr",
+            &stats.ip().to_string(),
+            "--stats-port",
+            &stats.port().to_string(),
+        ])
         .arg("--pid-file")
         .arg(dir.join("nutcracker.pid"))
         // Debian's default log is a file under /var/log: log where Process captures it.
@@ -130,13 +151,17 @@ fn config(servers: &[SocketAddr], listen: SocketAddr) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn config_lists_every_server_with_a_name() {
-        let yaml = config(&["127.1.250.1:7000".parse().unwrap(), "127.1.250.2:7000".parse().unwrap()], "127.1.250.9:22121".parse().unwrap());
+        let addr =
+            |text: &str| -> SocketAddr { text.parse().unwrap_or_else(|e| panic!("{text}: {e}")) };
+        let yaml = config(
+            &[addr("127.1.250.1:7000"), addr("127.1.250.2:7000")],
+            addr("127.1.250.9:22121"),
+        );
         assert!(yaml.contains("  listen: 127.1.250.9:22121\n"), "{yaml}");
         assert!(yaml.contains("   - 127.1.250.1:7000:1 server0\n"), "{yaml}");
         assert!(yaml.contains("   - 127.1.250.2:7000:1 server1\n"), "{yaml}");
