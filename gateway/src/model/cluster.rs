@@ -124,6 +124,8 @@ impl TryFrom<&PbCluster> for Cluster {
             // Consistent hashing needs a key: the Redis proxy hashes each command's key;
             // other protocols have no hash policy yet and pick at random.
             Ok(PbLbPolicy::RingHash | PbLbPolicy::Maglev) => LbPolicy::Random,
+            // A Redis Cluster picks its node by slot.
+            Ok(PbLbPolicy::ClusterProvided) => LbPolicy::Random,
             Ok(other) => return Err(ModelError::Unsupported(format!("lb_policy {other:?}"))),
             Err(_) => return Err(ModelError::invalid("lb_policy", c.lb_policy.to_string())),
         };
