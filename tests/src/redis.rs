@@ -3,8 +3,9 @@
 //!
 //! - [`RedisServer`]: one `redis-server` on a fresh loopback address and a free port, no
 //!   persistence, optionally with a password, ACL users, cluster mode or as a replica;
-//! - [`cluster`]: a Redis Cluster built with `redis-cli --cluster create`, `CLUSTER SLOTS`,
-//!   key slots, and manual slot migration (for MOVED/ASK);
+//! - [`cluster`]: a Redis Cluster built with `redis-cli --cluster create`, and manual slot
+//!   migration (for MOVED/ASK);
+//! - [`slots`]: key hash slots and the `CLUSTER SLOTS` map;
 //! - [`cli`]: `redis-cli` and `redis-benchmark` runners;
 //! - [`resp`]: a small RESP2/RESP3 client for raw bytes;
 //! - [`twemproxy`]: nutcracker in front of a set of servers.
@@ -12,6 +13,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod resp;
+pub mod slots;
 pub mod twemproxy;
 
 use std::collections::BTreeMap;
@@ -23,8 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub use cli::{BenchResult, CliOutput, RedisCli, redis_benchmark, redis_cli};
-pub use cluster::{Migration, RedisCluster, SlotRange, key_slot};
+pub use cluster::{Migration, RedisCluster};
 pub use resp::{Resp, RespConn};
+pub use slots::{SLOTS, SlotRange, key_slot};
 pub use twemproxy::Twemproxy;
 
 use crate::bin::Process;
