@@ -269,8 +269,41 @@ fn config_dump(state: &AdminState) -> Value {
 }
 
 fn rendered<M>(e: &Entry<M>) -> Value {
-    corridor_proto::json::any_to_json(&e.resource)
-        .unwrap_or_else(|err| json!({"error": err.to_string()}))
+    let mut v = corridor_proto::json::any_to_json(&e.resource)
+        .unwrap_or_else(|err| json!({"error": err.to_string()}));
+    redact(&mut v);
+    v
+}
+
+/// Fields holding credentials (Redis passwords and usernames, downstream and upstream),
+/// in proto and JSON spelling: shown as `[redacted]`, as Envoy marks them sensitive.
+const SENSITIVE: [&str; 10] = [
+    "downstream_auth_passwords",
+    "downstreamAuthPasswords",
+    "downstream_auth_password",
+    "downstreamAuthPassword",
+    "downstream_auth_username",
+    "downstreamAuthUsername",
+    "auth_password",
+    "authPassword",
+    "auth_username",
+    "authUsername",
+];
+
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if SENSITIVE.contains(&k.as_str()) {
+                    *child = json!("[redacted]");
+                } else {
+                    redact(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
 }
 
 fn active_state<M>(e: &Entry<M>, key: &str) -> Value {
@@ -317,6 +350,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_never_show_in_the_config_dump() {
+        let mut v = json!({"typed_config": {"downstream_auth_passwords": [{"inline_string": "s3cret"}], "stat_prefix": "x"},
+            "typed_extension_protocol_options": {"r": {"authPassword": {"inlineString": "p"}, "authUsername": {"inlineString": "u"}}}});
+        redact(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("\"p\"") && !text.contains("\"u\""), "{text}");
+        assert!(text.contains("stat_prefix"), "{text}");
+    }
     use std::time::Duration;
 
     #[test]
