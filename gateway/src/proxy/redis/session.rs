@@ -176,3 +176,73 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::redis::DEFAULT_OP_TIMEOUT;
+
+    fn config(passwords: &[&str]) -> RedisProxyConfig {
+        RedisProxyConfig {
+            routes: Vec::new(),
+            case_insensitive: false,
+            catch_all: None,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+            hashtagging: true,
+            redirection: false,
+            read_policy: crate::model::redis::ReadPolicy::Master,
+            passwords: passwords.iter().map(|p| p.to_string()).collect(),
+            username: None,
+            faults: Vec::new(),
+        }
+    }
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+    }
+
+    fn error_text(v: &Value) -> String {
+        match v {
+            Value::Error(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_with_a_wrong_password_is_wrongpass_and_the_right_one_opens_the_session() {
+        let c = config(&["s3cret"]);
+        let mut s = Session::new(&c);
+        assert!(!s.authenticated);
+        assert!(error_text(&s.answer(&c, "auth", &args(&["AUTH", "nope"]))).starts_with("WRONGPASS"));
+        assert!(error_text(&s.answer(&c, "auth", &args(&["AUTH", "bob", "s3cret"]))).starts_with("WRONGPASS"), "only `default` without a username set");
+        assert_eq!(s.answer(&c, "auth", &args(&["AUTH", "default", "s3cret"])), Value::ok());
+        assert!(s.authenticated);
+    }
+
+    #[test]
+    fn hello_answers_resp2_refuses_3_and_can_authenticate() {
+        let c = config(&["pw"]);
+        let mut s = Session::new(&c);
+        assert!(error_text(&s.answer(&c, "hello", &args(&["HELLO", "3"]))).starts_with("NOPROTO"));
+        assert!(error_text(&s.answer(&c, "hello", &args(&["HELLO", "2"]))).starts_with("NOAUTH"));
+        let Value::Array(fields) = s.answer(&c, "hello", &args(&["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "app"])) else {
+            panic!("HELLO 2 is a map as an array")
+        };
+        assert_eq!(fields[0], Value::bulk("server"));
+        assert!(fields.contains(&Value::Integer(2)));
+        assert_eq!(s.name.as_deref(), Some(&b"app"[..]));
+    }
+
+    #[test]
+    fn client_commands_keep_the_name_and_refuse_the_rest() {
+        let c = config(&[]);
+        let mut s = Session::new(&c);
+        assert_eq!(s.answer(&c, "client", &args(&["client", "setname", "worker-1"])), Value::ok());
+        assert_eq!(s.answer(&c, "client", &args(&["CLIENT", "GETNAME"])), Value::bulk("worker-1"));
+        assert_eq!(s.answer(&c, "client", &args(&["CLIENT", "SETINFO", "LIB-NAME", "ioredis"])), Value::ok());
+        assert!(error_text(&s.answer(&c, "client", &args(&["CLIENT", "KILL", "x"]))).contains("client kill"));
+        assert!(error_text(&s.answer(&c, "select", &args(&["SELECT", "2"]))).starts_with("ERR"));
+        assert_eq!(Session::keyless("ping", &args(&["PING"])), Value::simple("PONG"));
+        assert_eq!(Session::keyless("echo", &args(&["ECHO", "hi"])), Value::bulk("hi"));
+    }
+}
