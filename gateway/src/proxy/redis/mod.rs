@@ -22,7 +22,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::cluster::ClusterState;
-use crate::model::redis::RedisProxyConfig;
+use crate::model::redis::{ReadPolicy, RedisMode, RedisProxyConfig};
 use crate::proxy::Shared;
 use slots::SlotMap;
 use upstream::{Pipelined, UpstreamError};
@@ -60,7 +60,10 @@ impl RedisListener {
         }
         let redis = &cluster.config.redis;
         let auth = redis.password.as_deref().map(|p| (redis.username.as_deref(), p));
-        let c = Pipelined::connect(addr, auth, cluster.config.connect_timeout).await?;
+        // Reads may go to replicas: every Redis Cluster connection is READONLY (a no-op
+        // on primaries, which the same node may become after a failover).
+        let readonly = redis.mode == RedisMode::Cluster && self.config.read_policy != ReadPolicy::Master;
+        let c = Pipelined::connect(addr, auth, readonly, cluster.config.connect_timeout).await?;
         *slot = Some(c.clone());
         Ok(c)
     }

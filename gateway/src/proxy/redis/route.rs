@@ -15,10 +15,10 @@ use metrics::{Counter, Histogram};
 use rand::Rng;
 
 use super::RedisListener;
-use super::slots::{Redirect, SlotMap};
+use super::slots::{Redirect, Shard, SlotMap};
 use super::upstream::{Pipelined, Reply, text};
 use crate::cluster::ClusterState;
-use crate::model::redis::{FaultKind, PrefixRoute, RedisMode};
+use crate::model::redis::{FaultKind, PrefixRoute, ReadPolicy, RedisMode};
 use crate::redis::command::{CommandInfo, Kind, key_indices};
 use crate::redis::resp::{Command, Value, encode_command};
 use crate::redis::slot;
@@ -117,12 +117,12 @@ async fn send(l: &Arc<RedisListener>, info: &'static CommandInfo, mut args: Vec<
         }
         let (l, cluster, bytes, key) = (l.clone(), m.cluster.clone(), bytes.clone(), key.clone());
         tokio::spawn(async move {
-            if let Ok((conn, _)) = target(&l, &cluster, &key).await {
+            if let Ok((conn, _)) = target(&l, &cluster, &key, true).await {
                 let _ = conn.send(bytes).await;
             }
         });
     }
-    let sent = match target(l, &route.cluster, &key).await {
+    let sent = match target(l, &route.cluster, &key, info.write).await {
         Ok((conn, state)) => Ok((conn.send(bytes.clone()), state)),
         Err(e) => Err(e),
     };
@@ -186,9 +186,10 @@ async fn follow(l: &Arc<RedisListener>, route: &PrefixRoute, state: Arc<ClusterS
     Value::error("ERR too many redirections")
 }
 
-/// The connection for `key` in `cluster`: the hashed server (PROXY mode) or the
-/// primary of the key's slot (CLUSTER mode; the slot map is learnt on first use).
-async fn target(l: &Arc<RedisListener>, cluster: &Arc<str>, key: &[u8]) -> Result<(Pipelined, Arc<ClusterState>), Value> {
+/// The connection for `key` in `cluster`: the hashed server (PROXY mode) or a node of
+/// the key's slot (CLUSTER mode; the slot map is learnt on first use): the primary for
+/// writes, for reads as the read policy says.
+async fn target(l: &Arc<RedisListener>, cluster: &Arc<str>, key: &[u8], write: bool) -> Result<(Pipelined, Arc<ClusterState>), Value> {
     let snapshot = l.shared.snapshot.load_full();
     let Some(state) = snapshot.clusters.get(&**cluster).cloned() else {
         return Err(Value::error("ERR no upstream host"));
@@ -207,11 +208,30 @@ async fn target(l: &Arc<RedisListener>, cluster: &Arc<str>, key: &[u8]) -> Resul
                     l.slot_map(cluster).ok_or_else(|| Value::error("ERR no upstream host"))?
                 }
             };
-            map.primary(slot::slot(key)).ok_or_else(|| Value::error("ERR no node serves this key's slot"))?
+            let shard = map.shard(slot::slot(key)).ok_or_else(|| Value::error("ERR no node serves this key's slot"))?;
+            if write { shard.primary } else { read_node(l.config.read_policy, shard)? }
         }
     };
     let conn = l.connection(addr, &state).await.map_err(|e| Value::error(format!("ERR upstream failure: {e}")))?;
     Ok((conn, state))
+}
+
+/// The node a read goes to under `policy`.
+fn read_node(policy: ReadPolicy, shard: &Shard) -> Result<SocketAddr, Value> {
+    let mut rng = rand::rng();
+    let replica = (!shard.replicas.is_empty()).then(|| shard.replicas[rng.random_range(0..shard.replicas.len())]);
+    Ok(match policy {
+        ReadPolicy::Master | ReadPolicy::PreferMaster => shard.primary,
+        ReadPolicy::Replica => replica.ok_or_else(|| Value::error("ERR no replica serves this key's slot"))?,
+        ReadPolicy::PreferReplica => replica.unwrap_or(shard.primary),
+        ReadPolicy::Any => {
+            let n = shard.replicas.len() + 1;
+            match rng.random_range(0..n) {
+                0 => shard.primary,
+                i => shard.replicas[i - 1],
+            }
+        }
+    })
 }
 
 /// The server for `key` by rendezvous hashing over the healthy endpoints: every key
@@ -321,6 +341,21 @@ impl CommandMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_go_where_the_read_policy_says() {
+        let primary: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let replica: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let shard = Shard { primary, replicas: vec![replica] };
+        let lonely = Shard { primary, replicas: Vec::new() };
+        assert_eq!(read_node(ReadPolicy::Master, &shard).unwrap(), primary);
+        assert_eq!(read_node(ReadPolicy::Replica, &shard).unwrap(), replica);
+        assert!(read_node(ReadPolicy::Replica, &lonely).is_err(), "no replica to read from");
+        assert_eq!(read_node(ReadPolicy::PreferReplica, &shard).unwrap(), replica);
+        assert_eq!(read_node(ReadPolicy::PreferReplica, &lonely).unwrap(), primary);
+        let picks: std::collections::BTreeSet<SocketAddr> = (0..64).map(|_| read_node(ReadPolicy::Any, &shard).unwrap()).collect();
+        assert_eq!(picks.len(), 2, "ANY reads from both");
+    }
 
     #[test]
     fn split_replies_merge_as_the_whole_command_would_answer() {

@@ -8,11 +8,24 @@ use crate::redis::resp::Value;
 /// Slots in a Redis Cluster.
 pub const SLOTS: usize = 16384;
 
-/// Primary of every slot (`None`: no node claims it).
+/// Who serves every slot: a primary and its replicas per shard (a `CLUSTER SLOTS` range).
 #[derive(Debug, Clone)]
 pub struct SlotMap {
-    primaries: Vec<Option<SocketAddr>>,
+    shards: Vec<Shard>,
+    /// Index into `shards` per slot (`u16::MAX`: no node claims it).
+    by_slot: Vec<u16>,
 }
+
+/// The nodes serving a range of slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// The primary (writes, and reads by default).
+    pub primary: SocketAddr,
+    /// Replicas, for reads when the read policy allows.
+    pub replicas: Vec<SocketAddr>,
+}
+
+const UNCLAIMED: u16 = u16::MAX;
 
 impl SlotMap {
     /// Reads a `CLUSTER SLOTS` reply. Nodes announced with an empty host (a node that
@@ -21,7 +34,7 @@ impl SlotMap {
         let Value::Array(ranges) = reply else {
             return Err(format!("CLUSTER SLOTS answered {reply:?}"));
         };
-        let mut primaries = vec![None; SLOTS];
+        let mut map = SlotMap { shards: Vec::new(), by_slot: vec![UNCLAIMED; SLOTS] };
         for range in ranges {
             let Value::Array(fields) = range else {
                 return Err("a CLUSTER SLOTS range is not an array".into());
@@ -31,28 +44,49 @@ impl SlotMap {
             else {
                 return Err("a CLUSTER SLOTS range lacks start, end or node".into());
             };
-            let addr = node_addr(node, asked.ip())?;
+            let shard = Shard {
+                primary: node_addr(node, asked.ip())?,
+                replicas: fields[3..].iter().map(|n| node_addr(n, asked.ip())).collect::<Result<_, _>>()?,
+            };
             let (start, end) = (slot_index(*start)?, slot_index(*end)?);
             if start > end {
                 return Err(format!("CLUSTER SLOTS range {start}-{end} is backwards"));
             }
-            for p in &mut primaries[start..=end] {
-                *p = Some(addr);
+            let index = map.shard_index(shard);
+            for s in &mut map.by_slot[start..=end] {
+                *s = index;
             }
         }
-        Ok(SlotMap { primaries })
+        Ok(map)
+    }
+
+    fn shard_index(&mut self, shard: Shard) -> u16 {
+        if let Some(i) = self.shards.iter().position(|s| *s == shard) {
+            return u16::try_from(i).unwrap_or(UNCLAIMED);
+        }
+        self.shards.push(shard);
+        u16::try_from(self.shards.len() - 1).unwrap_or(UNCLAIMED)
+    }
+
+    /// The nodes serving `slot`.
+    pub fn shard(&self, slot: u16) -> Option<&Shard> {
+        let i = *self.by_slot.get(usize::from(slot))?;
+        self.shards.get(usize::from(i))
     }
 
     /// The primary serving `slot`.
     pub fn primary(&self, slot: u16) -> Option<SocketAddr> {
-        self.primaries.get(usize::from(slot)).copied().flatten()
+        self.shard(slot).map(|s| s.primary)
     }
 
-    /// A copy with `slot` moved to `addr` (a MOVED redirection).
+    /// A copy with `slot` moved to primary `addr` (a MOVED redirection): to the shard
+    /// `addr` already leads, else to a new shard without replicas.
     pub fn moved(&self, slot: u16, addr: SocketAddr) -> SlotMap {
         let mut next = self.clone();
-        if let Some(p) = next.primaries.get_mut(usize::from(slot)) {
-            *p = Some(addr);
+        let existing = next.shards.iter().find(|s| s.primary == addr).cloned();
+        let index = next.shard_index(existing.unwrap_or(Shard { primary: addr, replicas: Vec::new() }));
+        if let Some(s) = next.by_slot.get_mut(usize::from(slot)) {
+            *s = index;
         }
         next
     }
@@ -125,6 +159,8 @@ mod tests {
         assert_eq!(m.primary(0), Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(m.primary(5460), Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(m.primary(16383), Some("127.0.0.9:7001".parse().unwrap()), "an empty host is the asked node's IP");
+        assert_eq!(m.shard(1).unwrap().replicas, vec!["127.0.0.1:7003".parse::<SocketAddr>().unwrap()]);
+        assert!(m.shard(16383).unwrap().replicas.is_empty());
         let moved = m.moved(0, "127.0.0.1:7002".parse().unwrap());
         assert_eq!(moved.primary(0), Some("127.0.0.1:7002".parse().unwrap()));
         assert!(SlotMap::from_cluster_slots(&Value::Integer(1), asked).is_err());

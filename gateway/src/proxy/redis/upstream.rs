@@ -78,10 +78,12 @@ pub struct Pipelined {
 
 impl Pipelined {
     /// Connects to `addr` and, with a password, authenticates (`AUTH [user] password`)
-    /// before any command is queued.
+    /// before any command is queued; with `readonly`, also sends `READONLY` (a Redis
+    /// Cluster replica then serves reads).
     pub async fn connect(
         addr: SocketAddr,
         auth: Option<(Option<&str>, &str)>,
+        readonly: bool,
         connect_timeout: Duration,
     ) -> Result<Pipelined, UpstreamError> {
         let error = |reason: String| UpstreamError::Connect { addr, reason };
@@ -92,18 +94,25 @@ impl Pipelined {
         let _ = stream.set_nodelay(true);
         let mut decoder = ValueDecoder::new(MAX_REPLY);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        if let Some((user, password)) = auth {
+        let mut setup: Vec<Vec<&[u8]>> = Vec::new();
+        match auth {
+            Some((Some(u), p)) => setup.push(vec![b"AUTH", u.as_bytes(), p.as_bytes()]),
+            Some((None, p)) => setup.push(vec![b"AUTH", p.as_bytes()]),
+            None => {}
+        }
+        if readonly {
+            setup.push(vec![b"READONLY"]);
+        }
+        for command in &setup {
             let mut out = BytesMut::new();
-            match user {
-                Some(u) => encode_command(&[b"AUTH".as_slice(), u.as_bytes(), password.as_bytes()], &mut out),
-                None => encode_command(&[b"AUTH".as_slice(), password.as_bytes()], &mut out),
-            }
+            encode_command(command, &mut out);
             stream.write_all(&out).await.map_err(|e| error(e.to_string()))?;
+            let name = String::from_utf8_lossy(command[0]);
             let reply = tokio::time::timeout(connect_timeout, read_one(&mut stream, &mut decoder, &mut buf))
                 .await
-                .map_err(|_| error("no answer to AUTH".into()))??;
+                .map_err(|_| error(format!("no answer to {name}")))??;
             if reply.is_error() {
-                return Err(error(format!("AUTH refused: {}", text(&reply))));
+                return Err(error(format!("{name} refused: {}", text(&reply))));
             }
         }
         let (reader, writer) = stream.into_split();
