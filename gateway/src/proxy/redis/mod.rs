@@ -39,7 +39,10 @@ pub struct RedisListener {
     pub shared: Arc<Shared>,
     /// Per-command metrics.
     pub metrics: route::CommandMetrics,
-    connections: DashMap<SocketAddr, Arc<tokio::sync::Mutex<Option<Pipelined>>>>,
+    /// Open connections, read without locking on every command.
+    open: DashMap<SocketAddr, Pipelined>,
+    /// One connect at a time per server.
+    connecting: DashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
     slot_maps: DashMap<Arc<str>, Arc<SlotMap>>,
 }
 
@@ -47,15 +50,18 @@ impl RedisListener {
     /// A listener with no upstream connection yet.
     pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
         let metrics = route::CommandMetrics::new(&shared.metrics, &name);
-        RedisListener { name, config, shared, metrics, connections: DashMap::new(), slot_maps: DashMap::new() }
+        RedisListener { name, config, shared, metrics, open: DashMap::new(), connecting: DashMap::new(), slot_maps: DashMap::new() }
     }
 
     /// The pipelined connection to `addr`, opened (and authenticated with the cluster's
     /// upstream credentials) on first use; concurrent first users share one connect.
     pub async fn connection(&self, addr: SocketAddr, cluster: &ClusterState) -> Result<Pipelined, UpstreamError> {
-        let slot = self.connections.entry(addr).or_default().clone();
-        let mut slot = slot.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(c) = self.open.get(&addr).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let lock = self.connecting.entry(addr).or_default().clone();
+        let _connecting = lock.lock().await;
+        if let Some(c) = self.open.get(&addr).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
         let redis = &cluster.config.redis;
@@ -64,7 +70,7 @@ impl RedisListener {
         // on primaries, which the same node may become after a failover).
         let readonly = redis.mode == RedisMode::Cluster && self.config.read_policy != ReadPolicy::Master;
         let c = Pipelined::connect(addr, auth, readonly, cluster.config.connect_timeout).await?;
-        *slot = Some(c.clone());
+        self.open.insert(addr, c.clone());
         Ok(c)
     }
 

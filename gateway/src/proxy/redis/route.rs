@@ -319,6 +319,9 @@ impl CommandMetrics {
 
     /// Counts one command.
     pub fn record(&self, command: &'static str, ok: bool, took: Duration) {
+        if let Some(h) = self.by_command.get(command) {
+            return h.record(ok, took);
+        }
         let h = self
             .by_command
             .entry(command)
@@ -332,9 +335,15 @@ impl CommandMetrics {
                 }
             })
             .clone();
-        h.total.increment(1);
-        if ok { h.success.increment(1) } else { h.error.increment(1) }
-        h.latency.record(took.as_secs_f64() * 1000.0);
+        h.record(ok, took);
+    }
+}
+
+impl Handles {
+    fn record(&self, ok: bool, took: Duration) {
+        self.total.increment(1);
+        if ok { self.success.increment(1) } else { self.error.increment(1) }
+        self.latency.record(took.as_secs_f64() * 1000.0);
     }
 }
 
