@@ -1,0 +1,223 @@
+//! Key-prefix routes of a RedisService split keys across backends (longest prefix first,
+//! a catch-all for the rest, optional prefix removal, optional case folding), multi-key
+//! commands are split across them and merged; a mirror receives the writes only.
+
+use std::net::SocketAddr;
+
+use corridor_tests::redis::{RedisCli, RedisOptions, RedisServer, Resp, RespConn};
+use corridor_tests::{Mesh, PATIENCE, eventually};
+use serde_json::{Value, json};
+
+use super::{OrPanic, aeraki, dbsize, gateway_addr, redis_objects, server, start, value_on};
+
+/// Backends of the prefix-route meshes.
+struct Backends {
+    /// Behind the `cache` service itself: the RedisService's catch-all replaces it, so
+    /// it must receive nothing.
+    own: RedisServer,
+    /// `users`: keys starting with `user:`.
+    users: RedisServer,
+    /// `vips`: keys starting with `user:vip:`, stored without that prefix.
+    vips: RedisServer,
+    /// `rest`: the catch-all.
+    rest: RedisServer,
+}
+
+/// A mesh where `cache`'s RedisService routes `user:` to `users`, `user:vip:` (prefix
+/// removed) to `vips` and everything else to `rest`, with `settings` as given.
+async fn prefix_mesh(tag: &str, settings: Value) -> (Mesh, Backends, SocketAddr) {
+    let mut mesh = Mesh::new(tag);
+    let b = Backends {
+        own: server(&mut mesh, RedisOptions::new()).await,
+        users: server(&mut mesh, RedisOptions::new()).await,
+        vips: server(&mut mesh, RedisOptions::new()).await,
+        rest: server(&mut mesh, RedisOptions::new()).await,
+    };
+    let mut objects = redis_objects(&mesh, "cache", "redis", &[&b.own]);
+    objects.extend(redis_objects(&mesh, "users", "redis", &[&b.users]));
+    objects.extend(redis_objects(&mesh, "vips", "tcp-redis-vip", &[&b.vips]));
+    objects.extend(redis_objects(&mesh, "rest", "redis", &[&b.rest]));
+    objects.push(aeraki(
+        &mesh,
+        "RedisService",
+        "cache",
+        json!({
+            "host": ["cache"],
+            "settings": settings,
+            "redis": [
+                { "match": { "key": { "prefix": "user:" } }, "route": { "host": "users" } },
+                {
+                    "match": { "key": { "prefix": "user:vip:", "removePrefix": true } },
+                    "route": { "host": "vips" }
+                },
+                { "route": { "host": "rest" } },
+            ],
+        }),
+    ));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+    (mesh, b, addr)
+}
+
+#[tokio::test]
+async fn prefix_routes_split_keys_across_backends() {
+    let (_mesh, b, addr) = prefix_mesh("redis-prefix", json!({})).await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    for i in 0..20 {
+        for key in [
+            format!("user:{i}"),
+            format!("order:{i}"),
+            format!("user:vip:{i}"),
+        ] {
+            let reply = conn
+                .command(&["SET", &key, &format!("{key}=v")])
+                .await
+                .or_panic();
+            assert_eq!(reply, Resp::Simple("OK".into()), "SET {key}");
+        }
+    }
+    // Case matters by default: USER: is not user:.
+    let cli = RedisCli::new(addr);
+    assert_eq!(cli.run(&["SET", "USER:upper", "x"]).await.or_panic(), "OK");
+
+    assert_eq!(dbsize(&b.users).await, 20);
+    assert_eq!(dbsize(&b.vips).await, 20);
+    assert_eq!(dbsize(&b.rest).await, 21);
+    assert_eq!(
+        dbsize(&b.own).await,
+        0,
+        "the catch-all replaces the service's own cluster"
+    );
+    assert_eq!(
+        value_on(&b.users, "user:3").await.as_deref(),
+        Some("user:3=v")
+    );
+    assert_eq!(
+        value_on(&b.rest, "order:3").await.as_deref(),
+        Some("order:3=v")
+    );
+    assert_eq!(value_on(&b.rest, "USER:upper").await.as_deref(), Some("x"));
+    // The longest prefix wins and is removed: `user:vip:3` is `3` on vips.
+    assert_eq!(
+        value_on(&b.vips, "3").await.as_deref(),
+        Some("user:vip:3=v")
+    );
+    assert_eq!(value_on(&b.users, "user:vip:3").await, None);
+
+    // Read back through the gateway, one key per backend in one MGET.
+    let mget = cli
+        .run(&["MGET", "user:1", "order:1", "user:vip:1", "user:none"])
+        .await
+        .or_panic();
+    assert_eq!(mget, "user:1=v\norder:1=v\nuser:vip:1=v\n");
+    assert_eq!(
+        cli.run(&["EXISTS", "user:1", "order:1", "user:vip:1", "order:none"])
+            .await
+            .or_panic(),
+        "3"
+    );
+    assert_eq!(
+        cli.run(&["DEL", "user:2", "order:2", "user:vip:2"])
+            .await
+            .or_panic(),
+        "3"
+    );
+    assert_eq!(dbsize(&b.users).await, 19);
+    assert_eq!(dbsize(&b.vips).await, 19);
+    assert_eq!(dbsize(&b.rest).await, 20);
+}
+
+#[tokio::test]
+async fn case_insensitive_prefix_routes_ignore_the_keys_case() {
+    let (_mesh, b, addr) =
+        prefix_mesh("redis-prefix-case", json!({ "caseInsensitive": true })).await;
+    let cli = RedisCli::new(addr);
+    for (key, value) in [("USER:1", "a"), ("User:Vip:2", "b"), ("Order:3", "c")] {
+        assert_eq!(
+            cli.run(&["SET", key, value]).await.or_panic(),
+            "OK",
+            "SET {key}"
+        );
+    }
+    assert_eq!(value_on(&b.users, "USER:1").await.as_deref(), Some("a"));
+    assert_eq!(value_on(&b.vips, "2").await.as_deref(), Some("b"));
+    assert_eq!(value_on(&b.rest, "Order:3").await.as_deref(), Some("c"));
+    assert_eq!(
+        cli.run(&["MGET", "user:1", "USER:1", "user:vip:2"])
+            .await
+            .or_panic(),
+        "\na\nb",
+        "keys are stored as sent: user:1 is not USER:1"
+    );
+}
+
+#[tokio::test]
+async fn a_mirror_receives_writes_but_not_reads() {
+    let mut mesh = Mesh::new("redis-mirror");
+    let main = server(&mut mesh, RedisOptions::new()).await;
+    let shadow = server(&mut mesh, RedisOptions::new()).await;
+    let mut objects = redis_objects(&mesh, "cache", "redis", &[&main]);
+    objects.extend(redis_objects(&mesh, "shadow", "redis", &[&shadow]));
+    objects.push(aeraki(
+        &mesh,
+        "RedisService",
+        "cache",
+        json!({
+            "host": ["cache"],
+            "redis": [{
+                "route": { "host": "cache" },
+                "mirror": [{
+                    "route": { "host": "shadow" },
+                    "percentage": { "value": 100 },
+                    "excludeReadCommands": true,
+                }],
+            }],
+        }),
+    ));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+
+    const KEYS: usize = 20;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    for i in 0..KEYS {
+        let reply = conn
+            .command(&["SET", &format!("k{i}"), &format!("v{i}")])
+            .await
+            .or_panic();
+        assert_eq!(reply, Resp::Simple("OK".into()));
+    }
+    for i in 0..KEYS {
+        let reply = conn.command(&["GET", &format!("k{i}")]).await.or_panic();
+        assert_eq!(
+            reply.as_str(),
+            Some(format!("v{i}").as_str()),
+            "the primary answers reads"
+        );
+    }
+    assert_eq!(
+        conn.command(&["INCR", "hits"]).await.or_panic(),
+        Resp::Integer(1)
+    );
+
+    // Mirrored commands are fire-and-forget: wait for them to land.
+    let shadow_ref = &shadow;
+    eventually(PATIENCE, "the mirror to hold every write", || async move {
+        match shadow_ref.command(&["DBSIZE"]).await?.as_int() {
+            Some(n) if n == (KEYS + 1) as i64 => Ok(()),
+            other => anyhow::bail!("the mirror holds {other:?} keys"),
+        }
+    })
+    .await;
+    let mirrored = shadow.command_calls().await.or_panic();
+    assert_eq!(mirrored.get("set"), Some(&(KEYS as u64)), "{mirrored:?}");
+    assert_eq!(mirrored.get("incr"), Some(&1), "{mirrored:?}");
+    assert_eq!(
+        mirrored.get("get"),
+        None,
+        "reads were mirrored: {mirrored:?}"
+    );
+    assert_eq!(value_on(&shadow, "k7").await.as_deref(), Some("v7"));
+    let primary = main.command_calls().await.or_panic();
+    assert_eq!(primary.get("get"), Some(&(KEYS as u64)), "{primary:?}");
+    assert_eq!(primary.get("set"), Some(&(KEYS as u64)), "{primary:?}");
+}
