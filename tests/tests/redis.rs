@@ -5,15 +5,16 @@
 //! each redis-server received by asking it directly.
 //!
 //! - `clients`: redis-cli (data types, multi-key commands, unsupported commands),
-//!   inline and pipelined commands, redis-benchmark at -P1 and -P16, ioredis (HELLO 3 ->
-//!   NOPROTO -> RESP2), per-command metrics;
-//! - `routing`: key-prefix routes (longest prefix, catch-all, prefix removal, case) and
-//!   mirroring of writes;
+//!   inline and pipelined commands, QUIT and SELECT, redis-benchmark at -P1 and -P16,
+//!   ioredis (HELLO 3 -> NOPROTO -> RESP2), an upstream restart, per-command metrics;
+//! - `routing`: key-prefix routes (longest prefix, catch-all, prefix removal, case),
+//!   mirroring of writes, consistent hashing over a service's endpoints (hash tags);
 //! - `faults`: ERROR and DELAY faults, replies kept in command order;
 //! - `auth`: downstream passwords (plain, Secret) and upstream credentials held by the
 //!   mesh (plain, Secret with a username);
-//! - `cluster`: CLUSTER mode against a three-node Redis Cluster, slot routing, MGET across
-//!   slots, a slot migration followed via ASK and MOVED;
+//! - `cluster`: CLUSTER mode against a three-node Redis Cluster: slot routing, MGET across
+//!   slots, the nodes' password held by the mesh, one server becoming a cluster;
+//! - `migration`: slot migrations followed via ASK and MOVED, alone and under load;
 //! - `malformed`: bytes that are not RESP close only their own connection.
 
 // This file is the test crate's root, so its modules sit next to it unless told otherwise.
@@ -27,6 +28,8 @@ mod cluster;
 mod faults;
 #[path = "redis/malformed.rs"]
 mod malformed;
+#[path = "redis/migration.rs"]
+mod migration;
 #[path = "redis/routing.rs"]
 mod routing;
 

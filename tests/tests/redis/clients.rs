@@ -142,6 +142,64 @@ async fn inline_and_pipelined_commands_are_answered_in_order() {
         assert_eq!(value.as_str(), Some(format!("v{i}").as_str()), "GET p{i}");
     }
     assert_eq!(dbsize(&redis).await, 101);
+
+    // Only database 0 exists behind the gateway; the refusal leaves the connection as is.
+    let select = conn.command(&["SELECT", "1"]).await.or_panic();
+    assert!(select.as_error().is_some(), "SELECT 1 answered {select:?}");
+    assert_eq!(
+        conn.command(&["SELECT", "0"]).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+    // QUIT: the replies to everything before it, +OK, then the gateway closes.
+    conn.send_raw(b"GET p1\r\nQUIT\r\nGET p2\r\n")
+        .await
+        .or_panic();
+    let last = conn.read_until_closed().await.or_panic();
+    assert_eq!(
+        last,
+        [Resp::Bulk(Some(b"v1".to_vec())), Resp::Simple("OK".into())]
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_restart_gives_errors_then_service_again() {
+    let (_mesh, redis, addr) = single("redis-restart").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    assert_eq!(
+        conn.command(&["SET", "k", "v"]).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+    let (upstream, options) = (redis.addr, redis.options.clone());
+    drop(redis);
+    // The server is gone: an error reply in good time, and the connection stays.
+    for _ in 0..3 {
+        let reply = conn.command(&["GET", "k"]).await.or_panic();
+        assert!(
+            reply.as_error().is_some(),
+            "GET with the server down: {reply:?}"
+        );
+    }
+    assert_eq!(
+        conn.command(&["PING"]).await.or_panic(),
+        Resp::Simple("PONG".into())
+    );
+    let restarted = RedisServer::start(upstream, options).await.or_panic();
+    let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+    corridor_tests::eventually(
+        corridor_tests::PATIENCE,
+        "SET through the gateway again",
+        || {
+            let conn = conn.clone();
+            async move {
+                match conn.lock().await.command(&["SET", "k", "again"]).await? {
+                    Resp::Simple(s) if s == "OK" => Ok(()),
+                    other => anyhow::bail!("SET answered {other:?}"),
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(value_on(&restarted, "k").await.as_deref(), Some("again"));
 }
 
 #[tokio::test]

@@ -1,35 +1,71 @@
 //! A RedisDestination in CLUSTER mode in front of a real three-node Redis Cluster: the
 //! client is plain `redis-cli` (no `-c`) or a raw connection, so only the gateway knows
-//! about slots. Keys land on the master owning their slot, MGET spans slots, and a slot
-//! migration is followed (ASK while it runs, MOVED after) without the client seeing it.
+//! about slots. Keys land on the master owning their slot, MGET spans slots, the mesh
+//! holds the nodes' password, and a service can move from one server to a cluster with
+//! no change on the client side. Slot migrations are in `migration`.
 
 use std::net::SocketAddr;
 
-use corridor_tests::Mesh;
-use corridor_tests::redis::{RedisCli, RedisCluster, Resp, RespConn, key_slot};
-use serde_json::json;
+use corridor_tests::redis::{RedisCli, RedisCluster, RedisOptions, Resp, RespConn, key_slot};
+use corridor_tests::{Mesh, PATIENCE, eventually, manifests};
+use serde_json::{Value, json};
 
-use super::{OrPanic, aeraki, gateway_addr, redis_objects, start, value_on};
+use super::{OrPanic, aeraki, gateway_addr, redis_objects, server, start, value_on};
+
+/// A CLUSTER-mode RedisDestination for `host`, with upstream `auth` if given.
+fn cluster_destination(mesh: &Mesh, host: &str, auth: Option<Value>) -> Value {
+    let mut redis = json!({ "mode": "CLUSTER" });
+    if let Some(auth) = auth {
+        redis["auth"] = auth;
+    }
+    aeraki(
+        mesh,
+        "RedisDestination",
+        host,
+        json!({ "host": host, "trafficPolicy": { "connectionPool": { "redis": redis } } }),
+    )
+}
 
 /// `sessions` (port `tcp-redis-sessions`) whose endpoints are the nodes of a fresh
 /// three-master cluster, with a CLUSTER-mode RedisDestination.
-async fn cluster_mesh(tag: &str) -> (Mesh, RedisCluster, SocketAddr) {
+pub(super) async fn cluster_mesh(tag: &str) -> (Mesh, RedisCluster, SocketAddr) {
     let mut mesh = Mesh::new(tag);
     let cluster = RedisCluster::start(&mut mesh, 3).await.or_panic();
     let nodes: Vec<_> = cluster.nodes.iter().collect();
     let mut objects = redis_objects(&mesh, "sessions", "tcp-redis-sessions", &nodes);
-    objects.push(aeraki(
-        &mesh,
-        "RedisDestination",
-        "sessions",
-        json!({
-            "host": "sessions",
-            "trafficPolicy": { "connectionPool": { "redis": { "mode": "CLUSTER" } } },
-        }),
-    ));
+    objects.push(cluster_destination(&mesh, "sessions", None));
     start(&mut mesh, objects, &[]).await;
     let addr = gateway_addr(&mesh, "sessions").await;
     (mesh, cluster, addr)
+}
+
+/// Writes one key per master through `cli` and checks each landed on its slot's master.
+async fn one_key_per_master(cluster: &RedisCluster, cli: &RedisCli, prefix: &str) {
+    let masters = cluster.masters().await.or_panic();
+    assert_eq!(masters.len(), 3);
+    let mut keys = Vec::new();
+    for (i, master) in masters.iter().enumerate() {
+        let key = cluster.key_on(*master, prefix).await.or_panic();
+        let value = format!("{prefix}{i}");
+        assert_eq!(
+            cli.run(&["SET", &key, &value]).await.or_panic(),
+            "OK",
+            "SET {key}"
+        );
+        let owner = cluster.node(*master).or_panic();
+        assert_eq!(
+            value_on(owner, &key).await,
+            Some(value),
+            "{key} on {master}"
+        );
+        keys.push(key);
+    }
+    let mut mget = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    assert_eq!(
+        cli.run(&mget).await.or_panic(),
+        format!("{prefix}0\n{prefix}1\n{prefix}2")
+    );
 }
 
 #[tokio::test]
@@ -82,80 +118,101 @@ async fn keys_land_on_the_master_owning_their_slot() {
 }
 
 #[tokio::test]
-async fn a_slot_migration_is_followed_without_client_errors() {
-    let (_mesh, cluster, addr) = cluster_mesh("redis-cluster-migrate").await;
-    let masters = cluster.masters().await.or_panic();
-    let (from, to) = (masters[0], masters[1]);
-    let key = cluster.key_on(from, "moving:").await.or_panic();
-    let slot = key_slot(key.as_bytes());
-    let cli = RedisCli::new(addr).typed();
-    assert_eq!(cli.run(&["SET", &key, "v1"]).await.or_panic(), "OK");
-    // A long-lived connection too: its upstream connections stay open across the move.
-    let mut conn = RespConn::connect(addr).await.or_panic();
-    assert_eq!(
-        conn.command(&["GET", &key]).await.or_panic().as_str(),
-        Some("v1")
-    );
-
-    // Half way: the key is on the new owner, the slot still on the old one (-ASK).
-    let migration = cluster.begin_migration(slot, to).await.or_panic();
-    assert_eq!(migration.move_keys(100).await.or_panic(), 1);
-    let source = cluster.node(from).or_panic();
-    let ask = source.command(&["GET", &key]).await.or_panic();
-    assert_eq!(ask.as_error(), Some(format!("ASK {slot} {to}").as_str()));
-    assert_eq!(
-        cli.run(&["GET", &key]).await.or_panic(),
-        "\"v1\"",
-        "GET during the migration"
-    );
-    assert_eq!(
-        conn.command(&["GET", &key]).await.or_panic().as_str(),
-        Some("v1")
-    );
-    // A new key of the migrating slot goes to the importing node (ASK, then ASKING).
-    let sibling = format!("{{{key}}}:new");
-    assert_eq!(cli.run(&["SET", &sibling, "fresh"]).await.or_panic(), "OK");
-    // The importing node holds both keys of the slot now (it answers reads of them only
-    // after ASKING, so count them instead).
-    let target = cluster.node(to).or_panic();
-    let count = target
-        .command(&["CLUSTER", "COUNTKEYSINSLOT", &slot.to_string()])
+async fn the_mesh_authenticates_to_every_cluster_node() {
+    let mut mesh = Mesh::new("redis-cluster-auth");
+    let options = RedisOptions::new().password("cluster-pw");
+    let cluster = RedisCluster::start_with(&mut mesh, 3, 0, options)
         .await
         .or_panic();
-    assert_eq!(count, Resp::Integer(2), "keys of slot {slot} on {to}");
+    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let mut objects = redis_objects(&mesh, "sessions", "redis", &nodes);
+    let auth = json!({ "secret": { "name": "cluster-auth" } });
+    objects.push(cluster_destination(&mesh, "sessions", Some(auth)));
+    objects.push(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": "cluster-auth", "namespace": mesh.ns },
+        "stringData": { "password": "cluster-pw" },
+    }));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "sessions").await;
+    // The client has no password; discovery, routing and every node's connection use
+    // the mesh's.
+    one_key_per_master(&cluster, &RedisCli::new(addr), "auth:").await;
+    let anonymous = RespConn::connect(cluster.seed())
+        .await
+        .or_panic()
+        .command(&["CLUSTER", "SLOTS"])
+        .await
+        .or_panic();
+    assert!(
+        anonymous
+            .as_error()
+            .is_some_and(|e| e.starts_with("NOAUTH")),
+        "the cluster does not require the password: {anonymous:?}"
+    );
+}
 
-    // Done: the old owner answers -MOVED, the gateway follows.
-    migration.finish(&cluster).await.or_panic();
-    assert_eq!(cluster.owner(slot).await.or_panic(), to);
-    let moved = source.command(&["GET", &key]).await.or_panic();
+#[tokio::test]
+async fn a_single_server_can_become_a_cluster_under_the_same_client_config() {
+    let mut mesh = Mesh::new("redis-to-cluster");
+    let single = server(&mut mesh, RedisOptions::new()).await;
+    let objects = redis_objects(&mesh, "cache", "redis", &[&single]);
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+    let cli = RedisCli::new(addr);
+    assert_eq!(cli.run(&["SET", "before", "single"]).await.or_panic(), "OK");
+    assert_eq!(value_on(&single, "before").await.as_deref(), Some("single"));
+    // A client connected all along, like an application's connection pool.
+    let mut long_lived = RespConn::connect(addr).await.or_panic();
     assert_eq!(
-        moved.as_error(),
-        Some(format!("MOVED {slot} {to}").as_str())
+        long_lived
+            .command(&["GET", "before"])
+            .await
+            .or_panic()
+            .as_str(),
+        Some("single")
     );
-    assert_eq!(
-        cli.run(&["GET", &key]).await.or_panic(),
-        "\"v1\"",
-        "GET after the migration"
-    );
-    assert_eq!(
-        conn.command(&["SET", &key, "v2"]).await.or_panic(),
-        Resp::Simple("OK".into())
-    );
-    assert_eq!(
-        conn.command(&["GET", &key]).await.or_panic().as_str(),
-        Some("v2")
-    );
-    assert_eq!(value_on(target, &key).await.as_deref(), Some("v2"));
-    assert_eq!(value_on(target, &sibling).await.as_deref(), Some("fresh"));
-    let other = cluster.key_on(masters[2], "other:").await.or_panic();
-    assert_eq!(cli.run(&["SET", &other, "o"]).await.or_panic(), "OK");
-    assert_eq!(
-        cli.run(&["MGET", &key, &sibling, &other]).await.or_panic(),
-        "1) \"v2\"\n2) \"fresh\"\n3) \"o\""
-    );
-    // Nothing was written to the old owner along the way.
-    assert_eq!(
-        source.command(&["DBSIZE"]).await.or_panic(),
-        Resp::Integer(0)
-    );
+
+    // Staging becomes production: the same service now fronts a Redis Cluster.
+    let cluster = RedisCluster::start(&mut mesh, 3).await.or_panic();
+    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let mut objects = redis_objects(&mesh, "cache", "redis", &nodes);
+    objects.push(cluster_destination(&mesh, "cache", None));
+    mesh.write("redis.yaml", &manifests::yaml(objects));
+    let (cluster_ref, single_ref, cli_ref) = (&cluster, &single, &cli);
+    eventually(
+        PATIENCE,
+        "writes through the gateway to reach the cluster",
+        || async move {
+            let reply = cli_ref.run(&["SET", "probe", "x"]).await?;
+            let owner = cluster_ref.owner(key_slot(b"probe")).await?;
+            let node = cluster_ref
+                .node(owner)
+                .ok_or_else(|| anyhow::anyhow!("no node {owner}"))?;
+            match node.command(&["MGET", "probe"]).await?.as_array() {
+                Some([v]) if v.as_str() == Some("x") => Ok(()),
+                _ => {
+                    single_ref.command(&["DEL", "probe"]).await?;
+                    anyhow::bail!("SET probe answered {reply:?} and did not reach {owner}")
+                }
+            }
+        },
+    )
+    .await;
+    one_key_per_master(&cluster, &cli, "moved:").await;
+    // The connection opened before the switch is served by the cluster too.
+    for i in 0..10 {
+        let key = format!("old-conn:{i}");
+        let reply = long_lived.command(&["SET", &key, "kept"]).await.or_panic();
+        assert_eq!(
+            reply,
+            Resp::Simple("OK".into()),
+            "SET {key} on the old connection"
+        );
+        let owner = cluster.owner(key_slot(key.as_bytes())).await.or_panic();
+        let node = cluster.node(owner).or_panic();
+        assert_eq!(value_on(node, &key).await.as_deref(), Some("kept"), "{key}");
+    }
+    assert_eq!(value_on(&single, "old-conn:0").await, None);
 }

@@ -221,3 +221,65 @@ async fn a_mirror_receives_writes_but_not_reads() {
     assert_eq!(primary.get("get"), Some(&(KEYS as u64)), "{primary:?}");
     assert_eq!(primary.get("set"), Some(&(KEYS as u64)), "{primary:?}");
 }
+
+#[tokio::test]
+async fn proxy_mode_hashes_each_key_to_one_endpoint_and_keeps_hash_tags_together() {
+    let mut mesh = Mesh::new("redis-hashing");
+    let servers = RedisServer::start_many(&mut mesh, 3, &RedisOptions::new()).await;
+    let refs: Vec<&RedisServer> = servers.iter().collect();
+    let objects = redis_objects(&mesh, "cache", "redis", &refs);
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+
+    const KEYS: usize = 300;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    for i in 0..KEYS {
+        let reply = conn
+            .command(&["SET", &format!("key{i}"), &i.to_string()])
+            .await
+            .or_panic();
+        assert_eq!(reply, Resp::Simple("OK".into()), "SET key{i}");
+    }
+    // Every key on exactly one server, every server with a fair share.
+    let mut sizes = Vec::new();
+    for server in &servers {
+        sizes.push(dbsize(server).await);
+    }
+    assert_eq!(sizes.iter().sum::<i64>(), KEYS as i64, "{sizes:?}");
+    assert!(
+        sizes.iter().all(|&n| n >= (KEYS / 3 / 2) as i64),
+        "keys spread unevenly: {sizes:?}"
+    );
+    // And read back from where they went, several times over.
+    for round in 0..2 {
+        for i in (0..KEYS).step_by(7) {
+            let reply = conn.command(&["GET", &format!("key{i}")]).await.or_panic();
+            assert_eq!(
+                reply.as_str(),
+                Some(i.to_string().as_str()),
+                "round {round}: key{i}"
+            );
+        }
+    }
+    // A hash tag routes on the tag alone: a user's keys share a server.
+    for field in ["profile", "cart", "session", "prefs", "history"] {
+        let key = format!("{{user42}}:{field}");
+        let reply = conn.command(&["SET", &key, field]).await.or_panic();
+        assert_eq!(reply, Resp::Simple("OK".into()));
+    }
+    let mut holders = Vec::new();
+    for server in &servers {
+        if value_on(server, "{user42}:profile").await.is_some() {
+            holders.push(server.addr);
+            for field in ["cart", "session", "prefs", "history"] {
+                let key = format!("{{user42}}:{field}");
+                assert_eq!(
+                    value_on(server, &key).await.as_deref(),
+                    Some(field),
+                    "{key}"
+                );
+            }
+        }
+    }
+    assert_eq!(holders.len(), 1, "{holders:?}");
+}
