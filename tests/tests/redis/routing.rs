@@ -222,14 +222,21 @@ async fn a_mirror_receives_writes_but_not_reads() {
     assert_eq!(primary.get("set"), Some(&(KEYS as u64)), "{primary:?}");
 }
 
-#[tokio::test]
-async fn proxy_mode_hashes_each_key_to_one_endpoint_and_keeps_hash_tags_together() {
-    let mut mesh = Mesh::new("redis-hashing");
+/// `cache` in front of three redis-servers in PROXY mode (the default): each key is
+/// hashed to one of them.
+async fn hashed_mesh(tag: &str) -> (Mesh, Vec<RedisServer>, SocketAddr) {
+    let mut mesh = Mesh::new(tag);
     let servers = RedisServer::start_many(&mut mesh, 3, &RedisOptions::new()).await;
     let refs: Vec<&RedisServer> = servers.iter().collect();
     let objects = redis_objects(&mesh, "cache", "redis", &refs);
     start(&mut mesh, objects, &[]).await;
     let addr = gateway_addr(&mesh, "cache").await;
+    (mesh, servers, addr)
+}
+
+#[tokio::test]
+async fn proxy_mode_hashes_each_key_to_one_endpoint_and_keeps_hash_tags_together() {
+    let (_mesh, servers, addr) = hashed_mesh("redis-hashing").await;
 
     const KEYS: usize = 300;
     let mut conn = RespConn::connect(addr).await.or_panic();
@@ -282,4 +289,96 @@ async fn proxy_mode_hashes_each_key_to_one_endpoint_and_keeps_hash_tags_together
         }
     }
     assert_eq!(holders.len(), 1, "{holders:?}");
+}
+
+/// Two keys `<prefix><n>` that the gateway sends to different servers of `servers`
+/// (found by writing probes through `conn` and asking the servers, then deleting them).
+async fn keys_on_two_servers(
+    conn: &mut RespConn,
+    servers: &[RedisServer],
+    prefix: &str,
+) -> (String, String) {
+    let mut seen: Vec<(String, SocketAddr)> = Vec::new();
+    for n in 0..100 {
+        let key = format!("{prefix}{n}");
+        conn.command(&["SET", &key, "probe"]).await.or_panic();
+        let mut holder = None;
+        for server in servers {
+            if value_on(server, &key).await.is_some() {
+                holder = Some(server.addr);
+            }
+        }
+        conn.command(&["DEL", &key]).await.or_panic();
+        let holder = holder.or_panic();
+        if let Some((other, _)) = seen.iter().find(|(_, at)| *at != holder) {
+            return (other.clone(), key);
+        }
+        seen.push((key, holder));
+    }
+    panic!("every `{prefix}<n>` went to one server: {seen:?}");
+}
+
+#[tokio::test]
+async fn lmove_never_moves_into_another_servers_copy_of_the_destination() {
+    let (_mesh, servers, addr) = hashed_mesh("redis-lmove").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+
+    // LMOVE src dst: the element must end up in the `dst` the gateway reads back, or
+    // the command must be refused with an error naming it and nothing moved.
+    let (src, dst) = keys_on_two_servers(&mut conn, &servers, "list").await;
+    conn.command(&["RPUSH", &src, "a", "b"]).await.or_panic();
+    let moved = conn
+        .command(&["LMOVE", &src, &dst, "LEFT", "RIGHT"])
+        .await
+        .or_panic();
+    let src_now = conn.command(&["LRANGE", &src, "0", "-1"]).await.or_panic();
+    let dst_now = conn.command(&["LRANGE", &dst, "0", "-1"]).await.or_panic();
+    let list = |items: &[&str]| {
+        Resp::Array(Some(
+            items
+                .iter()
+                .map(|i| Resp::Bulk(Some(i.as_bytes().to_vec())))
+                .collect(),
+        ))
+    };
+    match moved.as_error() {
+        Some(e) => {
+            assert!(
+                e.starts_with("ERR") && e.contains("lmove"),
+                "LMOVE refused with {e}"
+            );
+            assert_eq!(
+                (src_now, dst_now),
+                (list(&["a", "b"]), list(&[])),
+                "refused, yet moved"
+            );
+        }
+        None => assert_eq!(
+            (moved, src_now, dst_now),
+            (Resp::Bulk(Some(b"a".to_vec())), list(&["b"]), list(&["a"])),
+            "LMOVE {src} {dst}: the element went to a `{dst}` that reads of {dst} do not reach"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn pfcount_of_keys_on_two_servers_counts_both_or_is_refused() {
+    let (_mesh, servers, addr) = hashed_mesh("redis-pfcount").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    // PFCOUNT a b counts the union of both HyperLogLogs, or is refused naming itself.
+    let (a, b) = keys_on_two_servers(&mut conn, &servers, "hll").await;
+    conn.command(&["PFADD", &a, "x", "y"]).await.or_panic();
+    conn.command(&["PFADD", &b, "z"]).await.or_panic();
+    let count = conn.command(&["PFCOUNT", &a, &b]).await.or_panic();
+    match count.as_error() {
+        Some(e) => assert!(
+            e.starts_with("ERR") && e.contains("pfcount"),
+            "PFCOUNT refused with {e}"
+        ),
+        None => assert_eq!(
+            count,
+            Resp::Integer(3),
+            "PFCOUNT {a} {b} ({a} and {b} on different servers)"
+        ),
+    }
 }
