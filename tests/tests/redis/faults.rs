@@ -1,6 +1,7 @@
 //! RedisService faults: an ERROR fault on GET answers the configured share of GETs with
 //! an error and leaves other commands alone; a DELAY fault holds replies back, and the
-//! replies of a pipeline still come in command order.
+//! replies of a pipeline still come in command order. And the `opTimeout` answering for a
+//! server that stalls, without later replies going to the wrong command.
 
 use std::net::SocketAddr;
 
@@ -110,4 +111,59 @@ async fn a_delay_fault_delays_and_replies_keep_their_order() {
     );
     let calls = redis.command_calls().await.or_panic();
     assert_eq!(calls.get("incr"), Some(&2), "{calls:?}");
+}
+
+#[tokio::test]
+async fn an_op_timeout_answers_for_a_stalled_server_and_replies_stay_in_step() {
+    let mut mesh = Mesh::new("redis-op-timeout");
+    let redis = server(&mut mesh, RedisOptions::new()).await;
+    let mut objects = redis_objects(&mesh, "cache", "redis", &[&redis]);
+    objects.push(aeraki(
+        &mesh,
+        "RedisService",
+        "cache",
+        json!({ "host": ["cache"], "settings": { "opTimeout": "300ms" } }),
+    ));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    assert_eq!(
+        conn.command(&["SET", "k", "v1"]).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+
+    // The server stops answering anyone for 2 s: the gateway answers for it.
+    let pause = redis
+        .command(&["CLIENT", "PAUSE", "2000", "ALL"])
+        .await
+        .or_panic();
+    assert_eq!(pause, Resp::Simple("OK".into()));
+    let stalled = conn.command(&["GET", "k"]).await.or_panic();
+    assert!(
+        stalled.as_error().is_some(),
+        "GET during the pause answered {stalled:?}"
+    );
+    // Once the server answers again (its late reply to that GET included), every reply
+    // still goes to its own command.
+    assert_eq!(
+        redis.command(&["PING"]).await.or_panic(),
+        Resp::Simple("PONG".into())
+    );
+    assert_eq!(
+        conn.command(&["SET", "k", "v2"]).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        conn.command(&["GET", "k"]).await.or_panic().as_str(),
+        Some("v2")
+    );
+    assert_eq!(
+        conn.command(&["INCR", "n"]).await.or_panic(),
+        Resp::Integer(1)
+    );
+    let mut other = RespConn::connect(addr).await.or_panic();
+    assert_eq!(
+        other.command(&["GET", "k"]).await.or_panic().as_str(),
+        Some("v2")
+    );
 }
