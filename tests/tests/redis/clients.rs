@@ -332,3 +332,66 @@ async fn per_command_metrics_count_successes_and_errors() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn large_and_binary_keys_and_values_pass_unchanged() {
+    let (_mesh, redis, addr) = single("redis-binary").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    // Every byte value, CRLFs and RESP type bytes included, in keys and values.
+    let key: Vec<u8> = b"bin\r\n$3\r\n*\0key "
+        .iter()
+        .copied()
+        .chain(0..=255u8)
+        .collect();
+    let small: Vec<u8> = (0..=255u8)
+        .rev()
+        .chain(*b"\r\n-ERR not an error\r\n")
+        .collect();
+    // Larger than any read buffer, so both directions arrive in many pieces.
+    let large: Vec<u8> = (0..4 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+    let set = |k: &[u8], v: &[u8]| vec![b"SET".to_vec(), k.to_vec(), v.to_vec()];
+    assert_eq!(
+        conn.command(&set(&key, &small)).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+    assert_eq!(
+        conn.command(&set(b"large", &large)).await.or_panic(),
+        Resp::Simple("OK".into())
+    );
+    let get = |k: &[u8]| vec![b"GET".to_vec(), k.to_vec()];
+    assert_eq!(
+        conn.command(&get(&key)).await.or_panic(),
+        Resp::Bulk(Some(small.clone()))
+    );
+    let back = conn.command(&get(b"large")).await.or_panic();
+    assert!(
+        back == Resp::Bulk(Some(large.clone())),
+        "the 4 MiB value came back changed"
+    );
+    // Pipelined: large replies interleaved with small ones keep their order.
+    let mut pipeline = Vec::new();
+    for _ in 0..3 {
+        pipeline.extend(corridor_tests::redis::resp::encode_command(&get(b"large")));
+        pipeline.extend(corridor_tests::redis::resp::encode_command(&get(&key)));
+    }
+    conn.send_raw(&pipeline).await.or_panic();
+    for i in 0..3 {
+        let big = conn.read_reply().await.or_panic();
+        assert!(big == Resp::Bulk(Some(large.clone())), "large #{i} changed");
+        assert_eq!(
+            conn.read_reply().await.or_panic(),
+            Resp::Bulk(Some(small.clone()))
+        );
+    }
+    // The server has exactly these bytes under exactly this key.
+    let direct = redis
+        .connect()
+        .await
+        .or_panic()
+        .command(&get(&key))
+        .await
+        .or_panic();
+    assert_eq!(direct, Resp::Bulk(Some(small)));
+    let len = redis.command(&["STRLEN", "large"]).await.or_panic();
+    assert_eq!(len, Resp::Integer(4 * 1024 * 1024));
+}
