@@ -8,7 +8,8 @@
 //!   inline and pipelined commands, QUIT and SELECT, redis-benchmark at -P1 and -P16,
 //!   ioredis (HELLO 3 -> NOPROTO -> RESP2), an upstream restart, per-command metrics;
 //! - `routing`: key-prefix routes (longest prefix, catch-all, prefix removal, case),
-//!   mirroring of writes, consistent hashing over a service's endpoints (hash tags);
+//!   consistent hashing over a service's endpoints (hash tags), multi-key commands;
+//! - `mirror`: writes (and optionally reads) mirrored to a server or a twemproxy pool;
 //! - `faults`: ERROR and DELAY faults, replies kept in command order;
 //! - `auth`: downstream passwords (plain, Secret) and upstream credentials held by the
 //!   mesh (plain, Secret with a username);
@@ -30,6 +31,8 @@ mod faults;
 mod malformed;
 #[path = "redis/migration.rs"]
 mod migration;
+#[path = "redis/mirror.rs"]
+mod mirror;
 #[path = "redis/routing.rs"]
 mod routing;
 

@@ -258,3 +258,40 @@ async fn the_mesh_holds_the_upstream_credentials() {
         .or_panic();
     assert!(is_error_starting(&anonymous, "NOAUTH"), "{anonymous:?}");
 }
+
+#[tokio::test]
+async fn a_wrong_upstream_password_gives_error_replies() {
+    let mut mesh = Mesh::new("redis-auth-up-wrong");
+    let redis = server(&mut mesh, RedisOptions::new().password("right-pw")).await;
+    let mut objects = redis_objects(&mesh, "cache", "redis", &[&redis]);
+    objects.push(aeraki(
+        &mesh,
+        "RedisDestination",
+        "cache",
+        json!({
+            "host": "cache",
+            "trafficPolicy": { "connectionPool": { "redis": {
+                "auth": { "plain": { "password": "wrong-pw" } }
+            } } },
+        }),
+    ));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "cache").await;
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    // Each command is answered (with an error), none hangs, the connection stays.
+    for _ in 0..3 {
+        let reply = conn.command(&["SET", "k", "v"]).await.or_panic();
+        assert!(
+            reply.as_error().is_some(),
+            "SET with a refused upstream AUTH: {reply:?}"
+        );
+    }
+    assert_eq!(
+        conn.command(&["PING"]).await.or_panic(),
+        Resp::Simple("PONG".into())
+    );
+    assert_eq!(
+        redis.command(&["EXISTS", "k"]).await.or_panic(),
+        Resp::Integer(0)
+    );
+}
