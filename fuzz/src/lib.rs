@@ -247,3 +247,146 @@ pub fn codec_stream(
         }
     }
 }
+
+/// Bytes of a stream through the gateway's RESP decoders (issue 5), both the client side
+/// (commands) and the server side (replies). The first byte sets how the stream arrives:
+/// its low four bits the bytes per read (1 to 16), bit 4 a small size limit (256 bytes)
+/// instead of 1 MiB.
+///
+/// Checks: a stream decodes to the same commands or values however it is cut into reads,
+/// and fails in both cases or in neither; every command and value written back by the
+/// encoder decodes to itself; a decode error's reply is one RESP error; the command
+/// table, arity check, key positions and slots take any command.
+pub fn redis_resp(data: &[u8]) {
+    let Some((&knobs, stream)) = data.split_first() else {
+        return;
+    };
+    let read_size = usize::from(knobs & 0x0f) + 1;
+    let max = if knobs & 0x10 != 0 { 256 } else { 1 << 20 };
+    redis::commands(stream, read_size, max);
+    redis::values(stream, read_size, max);
+}
+
+/// The pieces of [`redis_resp`].
+mod redis {
+    use bytes::BytesMut;
+    use corridor_gateway::redis::command;
+    use corridor_gateway::redis::resp::{
+        Command, CommandDecoder, RespError, Value, ValueDecoder, encode,
+    };
+    use corridor_gateway::redis::slot;
+
+    /// The client side: commands.
+    pub(super) fn commands(stream: &[u8], read_size: usize, max: usize) {
+        let (commands, error) = read_commands(stream, read_size, max);
+        let (whole, whole_error) = read_commands(stream, stream.len().max(1), max);
+        assert_eq!(commands, whole, "commands depend on how the stream was read");
+        assert_eq!(error.is_some(), whole_error.is_some(), "{error:?} / {whole_error:?}");
+        for command in &commands {
+            check_command(command, max);
+        }
+        if let Some(e) = error {
+            match read_values(&encoded(&e.reply()), 1, 1 << 20) {
+                (values, None) => assert!(
+                    matches!(&values[..], [v] if v.is_error()),
+                    "{e:?}: the reply is not one error"
+                ),
+                (_, Some(e2)) => panic!("{e:?}: the reply does not decode: {e2:?}"),
+            }
+        }
+    }
+
+    /// The server side: replies.
+    pub(super) fn values(stream: &[u8], read_size: usize, max: usize) {
+        let (values, error) = read_values(stream, read_size, max);
+        let (whole, whole_error) = read_values(stream, stream.len().max(1), max);
+        assert_eq!(values, whole, "values depend on how the stream was read");
+        assert_eq!(error.is_some(), whole_error.is_some(), "{error:?} / {whole_error:?}");
+        for v in &values {
+            let (again, e) = read_values(&encoded(v), 1, max);
+            assert_eq!(e, None, "{v:?} written back does not decode");
+            assert_eq!(again, std::slice::from_ref(v), "{v:?} written back decodes differently");
+            // RESP2 forms can be longer (`_` becomes `$-1`): no limit for them.
+            let resp2 = v.clone().into_resp2();
+            let (again, e) = read_values(&encoded(&resp2), 7, usize::MAX);
+            assert!(e.is_none() && again.len() == 1, "{resp2:?} (RESP2) does not decode: {e:?}");
+        }
+    }
+
+    /// Every command of `stream` read `read_size` bytes at a time, and the error that
+    /// ended it, if one did.
+    fn read_commands(
+        stream: &[u8],
+        read_size: usize,
+        max: usize,
+    ) -> (Vec<Command>, Option<RespError>) {
+        let mut decoder = CommandDecoder::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(read_size) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(c)) => out.push(c),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    /// Every value of `stream` read `read_size` bytes at a time, and the error that
+    /// ended it, if one did.
+    fn read_values(stream: &[u8], read_size: usize, max: usize) -> (Vec<Value>, Option<RespError>) {
+        let mut decoder = ValueDecoder::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(read_size) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(v)) => out.push(v),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
+    }
+
+    fn encoded(v: &Value) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode(v, &mut out);
+        out.to_vec()
+    }
+
+    /// What the proxy does with a decoded command, short of sending it: written back as
+    /// RESP it decodes to the same arguments at its own size; table look-up, arity, keys
+    /// and their slots never fail on it.
+    fn check_command(command: &Command, max: usize) {
+        assert!(!command.args.is_empty(), "an empty command came out");
+        let mut wire = BytesMut::new();
+        command.encode(&mut wire);
+        let again = match CommandDecoder::new(wire.len().max(max)).decode(&mut wire) {
+            Ok(Some(c)) if wire.is_empty() => c,
+            other => panic!("{command:?} written back does not decode alone: {other:?}"),
+        };
+        assert_eq!(again.args, command.args);
+        assert_eq!(again, Command::new(command.args.clone()));
+        assert_eq!(command.name_upper().len(), command.name().len());
+        let Some(info) = command::lookup(command.name()) else {
+            let _ = command::unknown_command(&command.args);
+            return;
+        };
+        assert!(info.name.as_bytes().eq_ignore_ascii_case(command.name()));
+        if command::check_arity(info, command.args.len()).is_err() {
+            return;
+        }
+        if let Ok(keys) = command::key_indices(info, &command.args) {
+            for i in keys {
+                assert!(slot::slot(&command.args[i]) < slot::SLOTS, "key {i} of {command:?}");
+            }
+        }
+    }
+}

@@ -56,3 +56,8 @@ fn dubbo_codec_seeds() {
 fn thrift_codec_seeds() {
     replay("thrift_codec", corridor_fuzz::thrift_codec);
 }
+
+#[test]
+fn redis_resp_seeds() {
+    replay("redis_resp", corridor_fuzz::redis_resp);
+}
