@@ -43,6 +43,11 @@ const MALFORMED: &[(&str, &[u8], &str)] = &[
         "ERR Protocol error: invalid multibulk length",
     ),
     (
+        "inline command with unbalanced quotes",
+        b"SET \"a b\r\n",
+        "ERR Protocol error: unbalanced quotes in request",
+    ),
+    (
         "bad type byte inside a command",
         b"*2\r\n$3\r\nGET\r\n+k\r\n",
         "ERR Protocol error: expected '$', got '+'",
@@ -100,6 +105,16 @@ async fn malformed_resp_gets_a_protocol_error_and_closes_only_that_connection() 
             Some("kept")
         );
     }
+    // An inline line longer than Redis's 64 KiB, its end never sent.
+    let replies = replies_until_closed(addr, &vec![b'x'; 70 * 1024]).await;
+    assert_eq!(
+        replies.last(),
+        Some(&Resp::Error(
+            "ERR Protocol error: too big inline request".into()
+        )),
+        "{:?}",
+        &replies[..replies.len().min(3)]
+    );
     // Nothing of the malformed requests reached the server.
     let calls = redis.command_calls().await.or_panic();
     assert_eq!(
