@@ -14,7 +14,8 @@
 //! - `auth`: downstream passwords (plain, Secret) and upstream credentials held by the
 //!   mesh (plain, Secret with a username);
 //! - `cluster`: CLUSTER mode against a three-node Redis Cluster: slot routing, MGET across
-//!   slots, the nodes' password held by the mesh, one server becoming a cluster;
+//!   slots, the nodes' password held by the mesh, the REPLICA read policy, one server
+//!   becoming a cluster;
 //! - `migration`: slot migrations followed via ASK and MOVED, alone and under load;
 //! - `malformed`: bytes that are not RESP close only their own connection.
 

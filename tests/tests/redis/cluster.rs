@@ -1,8 +1,9 @@
 //! A RedisDestination in CLUSTER mode in front of a real three-node Redis Cluster: the
 //! client is plain `redis-cli` (no `-c`) or a raw connection, so only the gateway knows
 //! about slots. Keys land on the master owning their slot, MGET spans slots, the mesh
-//! holds the nodes' password, and a service can move from one server to a cluster with
-//! no change on the client side. Slot migrations are in `migration`.
+//! holds the nodes' password, reads go to replicas under the REPLICA read policy, and a
+//! service can move from one server to a cluster with no change on the client side.
+//! Slot migrations are in `migration`.
 
 use std::net::SocketAddr;
 
@@ -215,4 +216,73 @@ async fn a_single_server_can_become_a_cluster_under_the_same_client_config() {
         assert_eq!(value_on(node, &key).await.as_deref(), Some("kept"), "{key}");
     }
     assert_eq!(value_on(&single, "old-conn:0").await, None);
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_when_the_read_policy_says_so() {
+    let mut mesh = Mesh::new("redis-cluster-replicas");
+    let cluster = RedisCluster::start_with(&mut mesh, 3, 1, RedisOptions::new())
+        .await
+        .or_panic();
+    let nodes: Vec<_> = cluster.nodes.iter().collect();
+    let mut objects = redis_objects(&mesh, "sessions", "redis", &nodes);
+    objects.push(cluster_destination(&mesh, "sessions", None));
+    objects.push(aeraki(
+        &mesh,
+        "RedisService",
+        "sessions",
+        json!({ "host": ["sessions"], "settings": { "readPolicy": "REPLICA" } }),
+    ));
+    start(&mut mesh, objects, &[]).await;
+    let addr = gateway_addr(&mesh, "sessions").await;
+
+    const READS: usize = 10;
+    let slots = cluster.slots().await.or_panic();
+    let mut conn = RespConn::connect(addr).await.or_panic();
+    for range in &slots {
+        let key = cluster.key_on(range.master, "r:").await.or_panic();
+        let set = conn.command(&["SET", &key, "x"]).await.or_panic();
+        assert_eq!(set, Resp::Simple("OK".into()), "SET {key}");
+        // Replication is asynchronous: the first reads may come before the write.
+        let key_ref = &key;
+        eventually(
+            PATIENCE,
+            &format!("{key} readable through the gateway"),
+            || async move {
+                let reply = RespConn::connect(addr)
+                    .await?
+                    .command(&["GET", key_ref])
+                    .await?;
+                match reply.as_str() {
+                    Some("x") => Ok(()),
+                    _ => anyhow::bail!("GET {key_ref} answered {reply:?}"),
+                }
+            },
+        )
+        .await;
+        for _ in 0..READS {
+            let reply = conn.command(&["GET", &key]).await.or_panic();
+            assert_eq!(reply.as_str(), Some("x"), "GET {key}");
+        }
+    }
+    // Writes on the masters, reads on the replicas.
+    for range in &slots {
+        let master = cluster.node(range.master).or_panic();
+        let calls = master.command_calls().await.or_panic();
+        assert_eq!(calls.get("set"), Some(&1), "{}: {calls:?}", range.master);
+        assert_eq!(
+            calls.get("get"),
+            None,
+            "a read reached master {}: {calls:?}",
+            range.master
+        );
+        let replica = cluster.node(range.replicas[0]).or_panic();
+        let calls = replica.command_calls().await.or_panic();
+        let gets = calls.get("get").copied().unwrap_or(0);
+        assert!(
+            gets >= READS as u64,
+            "{} served {gets} reads: {calls:?}",
+            range.replicas[0]
+        );
+    }
 }
