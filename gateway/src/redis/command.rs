@@ -23,6 +23,9 @@ pub enum Kind {
     /// EVAL, EVALSHA and their `_RO` forms: numkeys at index 2, keys after it; all keys
     /// must hash together.
     EvalKeys,
+    /// Several keys, all after `first_key`, that cannot be split (PFCOUNT): routed on the
+    /// first, refused unless every key lives with it.
+    Colocated,
     /// MGET: split per key, replies merged into one array in key order.
     MultiGet,
     /// MSET: key/value pairs split per key; the merged reply is `+OK` unless a part
@@ -104,6 +107,7 @@ pub fn key_indices(info: &CommandInfo, args: &[Bytes]) -> Result<StepBy<Range<us
         Kind::Keyless | Kind::Connection | Kind::Unsupported => (0..0, 1),
         Kind::SingleKey => (info.first_key..(info.first_key + 1).min(args.len()), 1),
         Kind::MultiGet | Kind::MultiSum => (1..args.len(), 1),
+        Kind::Colocated => (info.first_key..args.len(), 1),
         Kind::MultiSet => (1..args.len(), 2),
         Kind::EvalKeys => {
             let numkeys = args

@@ -80,7 +80,9 @@ async fn handle(l: &Arc<RedisListener>, session: &mut Session, cmd: crate::redis
         Kind::Connection => ready(session.answer(&l.config, info.name, &cmd.args)),
         Kind::Keyless => ready(Session::keyless(info.name, &cmd.args)),
         Kind::Unsupported => ready(unsupported_command(info)),
-        Kind::SingleKey | Kind::EvalKeys | Kind::MultiGet | Kind::MultiSet | Kind::MultiSum => dispatch(l, info, cmd).await,
+        Kind::SingleKey | Kind::EvalKeys | Kind::Colocated | Kind::MultiGet | Kind::MultiSet | Kind::MultiSum => {
+            dispatch(l, info, cmd).await
+        }
     }
 }
 

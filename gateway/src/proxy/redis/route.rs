@@ -53,6 +53,12 @@ pub async fn dispatch(l: &Arc<RedisListener>, info: &'static CommandInfo, mut cm
     let Some(&first) = keys.first() else {
         return ready(l, info, started, Value::error(format!("ERR '{}' needs a key to be routed", info.name)));
     };
+    // Keys that must be served together (EVAL's, PFCOUNT's) may not span servers or
+    // slots: the command would run where the first one lives and miss the others.
+    if matches!(info.kind, Kind::EvalKeys | Kind::Colocated) && !colocated(l, keys.iter().map(|&k| &cmd.args[k][..])) {
+        let text = format!("ERR CROSSSLOT the keys of '{}' don't hash to the same server or slot", info.name);
+        return ready(l, info, started, Value::error(text));
+    }
     let parts = match info.kind {
         Kind::MultiGet | Kind::MultiSum | Kind::MultiSet => {
             let single: &[u8] = match info.kind {
@@ -232,6 +238,27 @@ fn read_node(policy: ReadPolicy, shard: &Shard) -> Result<SocketAddr, Value> {
             }
         }
     })
+}
+
+/// Whether every key goes to the same cluster and there to the same server (PROXY mode)
+/// or slot (CLUSTER mode).
+fn colocated<'k>(l: &RedisListener, mut keys: impl Iterator<Item = &'k [u8]>) -> bool {
+    let snapshot = l.shared.snapshot.load();
+    let place = |key: &[u8]| {
+        let route = l.config.route_for(key)?;
+        let key = if route.remove_prefix { &key[route.prefix.len().min(key.len())..] } else { key };
+        let state = snapshot.clusters.get(&*route.cluster)?;
+        let at = match state.config.redis.mode {
+            RedisMode::Proxy => {
+                let hashed = if l.config.hashtagging { slot::hash_tag(key) } else { key };
+                (rendezvous(state, hashed), 0)
+            }
+            RedisMode::Cluster => (None, slot::slot(key)),
+        };
+        Some((route.cluster.clone(), at))
+    };
+    let Some(first) = keys.next().map(place) else { return true };
+    keys.all(|k| place(k) == first)
 }
 
 /// The server for `key` by rendezvous hashing over the healthy endpoints: every key

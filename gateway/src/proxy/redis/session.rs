@@ -59,6 +59,10 @@ impl Session {
             "readonly" | "readwrite" => Value::ok(),
             // No command table to offer: clients (redis-cli's hints) work without one.
             "command" => Value::Array(Vec::new()),
+            // Clients' ready checks (ioredis) read `loading:` here.
+            "info" => Value::Bulk(Bytes::from(format!(
+                "# Server\r\nredis_version:{VERSION}\r\nredis_mode:standalone\r\n\r\n# Persistence\r\nloading:0\r\n\r\n# Replication\r\nrole:master\r\n"
+            ))),
             "reset" => {
                 self.name = None;
                 self.authenticated = config.passwords.is_empty();

@@ -4,7 +4,10 @@
 //!
 //! Kinds follow Envoy's redis_proxy (`supported_commands.h`): its single-key commands,
 //! EVAL family, MGET, MSET, and the summed DEL/EXISTS/TOUCH/UNLINK; PING, ECHO and TIME
-//! are answered without a key. Added to Envoy's list: the single-key commands Redis
+//! are answered without a key; INFO is answered by the gateway (clients' ready checks
+//! read it). Commands whose several keys cannot be split (PFCOUNT) are `Colocated`: the
+//! gateway refuses them unless every key lives on the same server or slot; LMOVE, like
+//! RPOPLPUSH and SMOVE, is not proxied. Added to Envoy's list: the single-key commands Redis
 //! gained since (GETEX, LPOS, ZMSCORE, ...), which route exactly like GET. WATCH, which
 //! Envoy routes for its transactions, is unsupported here with MULTI/EXEC.
 //!
@@ -127,7 +130,7 @@ pub(super) static TABLE: &[CommandInfo] = &[
     c("incr", 2, SingleKey, true, 1),
     c("incrby", 3, SingleKey, true, 1),
     c("incrbyfloat", 3, SingleKey, true, 1),
-    c("info", -1, Unsupported, false, 0),
+    c("info", -1, Connection, false, 0),
     c("keys", 2, Unsupported, false, 0),
     c("lastsave", 1, Unsupported, false, 0),
     c("latency", -2, Unsupported, false, 0),
@@ -135,7 +138,7 @@ pub(super) static TABLE: &[CommandInfo] = &[
     c("lindex", 3, SingleKey, false, 1),
     c("linsert", 5, SingleKey, true, 1),
     c("llen", 2, SingleKey, false, 1),
-    c("lmove", 5, SingleKey, true, 1),
+    c("lmove", 5, Unsupported, true, 1),
     c("lmpop", -4, Unsupported, true, 0),
     c("lolwut", -1, Unsupported, false, 0),
     c("lpop", -2, SingleKey, true, 1),
@@ -161,7 +164,7 @@ pub(super) static TABLE: &[CommandInfo] = &[
     c("pexpireat", -3, SingleKey, true, 1),
     c("pexpiretime", 2, SingleKey, false, 1),
     c("pfadd", -2, SingleKey, true, 1),
-    c("pfcount", -2, SingleKey, false, 1),
+    c("pfcount", -2, Colocated, false, 1),
     c("pfdebug", 3, Unsupported, true, 2),
     c("pfmerge", -2, Unsupported, true, 1),
     c("pfselftest", 1, Unsupported, false, 0),

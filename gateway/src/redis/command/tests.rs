@@ -52,7 +52,7 @@ fn every_command_is_found_in_any_case() {
 fn kinds_follow_envoy() {
     let kind = |name: &str| lookup(name.as_bytes()).unwrap().kind;
     for name in [
-        "get", "set", "hset", "zadd", "xadd", "lmove", "publish", "getex",
+        "get", "set", "hset", "zadd", "xadd", "publish", "getex",
     ] {
         assert_eq!(kind(name), Kind::SingleKey, "{name}");
     }
@@ -62,13 +62,15 @@ fn kinds_follow_envoy() {
     for name in ["del", "unlink", "exists", "touch"] {
         assert_eq!(kind(name), Kind::MultiSum, "{name}");
     }
+    // Several keys that cannot be split: refused unless they live together.
+    assert_eq!(kind("pfcount"), Kind::Colocated);
     assert_eq!(kind("mget"), Kind::MultiGet);
     assert_eq!(kind("mset"), Kind::MultiSet);
     for name in ["ping", "echo", "time"] {
         assert_eq!(kind(name), Kind::Keyless, "{name}");
     }
     for name in [
-        "auth", "hello", "quit", "select", "client", "readonly", "command",
+        "auth", "hello", "quit", "select", "client", "readonly", "command", "info",
     ] {
         assert_eq!(kind(name), Kind::Connection, "{name}");
     }
@@ -81,6 +83,10 @@ fn kinds_follow_envoy() {
         "scan",
         "blpop",
         "msetnx",
+        // Two keys, as RPOPLPUSH and SMOVE: the element would land on the first key's
+        // server whatever the second key's is.
+        "lmove",
+        "rpoplpush",
     ] {
         assert_eq!(kind(name), Kind::Unsupported, "{name}");
     }
@@ -98,7 +104,7 @@ fn facts_from_redis_command_info() {
     assert_eq!(lookup(b"hello").unwrap().arity, -1);
     assert_eq!(lookup(b"geosearchstore").unwrap().arity, -8);
     for c in table::TABLE {
-        let keyed = matches!(c.kind, Kind::SingleKey | Kind::EvalKeys)
+        let keyed = matches!(c.kind, Kind::SingleKey | Kind::EvalKeys | Kind::Colocated)
             || matches!(c.kind, Kind::MultiGet | Kind::MultiSet | Kind::MultiSum);
         if keyed {
             assert!(c.first_key > 0, "{}", c.name);
