@@ -181,12 +181,7 @@ async fn follow(l: &Arc<RedisListener>, route: &PrefixRoute, state: Arc<ClusterS
             Ok(c) => c,
             Err(e) => return Value::error(format!("ERR upstream failure: {e}")),
         };
-        if asking {
-            let mut out = BytesMut::new();
-            encode_command(&[b"ASKING".as_slice()], &mut out);
-            drop(conn.send(out.freeze()));
-        }
-        reply = conn.send(bytes.clone());
+        reply = if asking { conn.send_asking(&bytes) } else { conn.send(bytes.clone()) };
         tracing::debug!(key = %String::from_utf8_lossy(key), %addr, ?redirect, "following a redirection");
     }
     Value::error("ERR too many redirections")

@@ -73,8 +73,12 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct Pipelined {
     inner: Arc<Inner>,
-    writes: mpsc::UnboundedSender<(Bytes, Waiter)>,
+    writes: mpsc::UnboundedSender<Queued>,
 }
+
+/// A command on its way to the writer: its bytes, its waiter, and how many replies
+/// before its own are to be dropped (an `ASKING` sent in the same write).
+type Queued = (Bytes, Waiter, usize);
 
 impl Pipelined {
     /// Connects to `addr` and, with a password, authenticates (`AUTH [user] password`)
@@ -136,8 +140,21 @@ impl Pipelined {
     /// Queues an encoded command; its reply arrives on the returned receiver. Commands
     /// queued one after another from one task reach the upstream in that order.
     pub fn send(&self, command: Bytes) -> Reply {
+        self.queue(command, 0)
+    }
+
+    /// Queues `ASKING` and then `command` back to back (no other command can come
+    /// between them on the shared connection); the reply is the command's.
+    pub fn send_asking(&self, command: &[u8]) -> Reply {
+        let mut out = BytesMut::with_capacity(command.len() + 16);
+        encode_command(&[b"ASKING".as_slice()], &mut out);
+        out.extend_from_slice(command);
+        self.queue(out.freeze(), 1)
+    }
+
+    fn queue(&self, bytes: Bytes, skip: usize) -> Reply {
         let (waiter, reply) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, waiter))) = self.writes.send((command, waiter)) {
+        if let Err(mpsc::error::SendError((_, waiter, _))) = self.writes.send((bytes, waiter, skip)) {
             let _ = waiter.send(Err(UpstreamError::Reset { addr: self.inner.addr, reason: "already closed".into() }));
         }
         reply
@@ -172,24 +189,29 @@ pub fn text(v: &Value) -> String {
 async fn write_loop(
     inner: Arc<Inner>,
     mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<(Bytes, Waiter)>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut batch = BytesMut::new();
-    while let Some((first, waiter)) = queue.recv().await {
+    while let Some(first) = queue.recv().await {
         batch.clear();
-        let take = |bytes: Bytes, waiter: Waiter, batch: &mut BytesMut| {
+        let take = |(bytes, waiter, skip): Queued, batch: &mut BytesMut| {
             // The waiter joins the queue before its bytes can reach the upstream, so
-            // replies always find theirs.
+            // replies always find theirs; replies to skip get a waiter nobody reads.
             match inner.waiting.lock() {
-                Ok(mut q) => q.push_back(waiter),
+                Ok(mut q) => {
+                    for _ in 0..skip {
+                        q.push_back(oneshot::channel().0);
+                    }
+                    q.push_back(waiter);
+                }
                 Err(_) => return,
             }
             batch.extend_from_slice(&bytes);
         };
-        take(first, waiter, &mut batch);
+        take(first, &mut batch);
         while batch.len() < WRITE_BATCH {
             match queue.try_recv() {
-                Ok((bytes, waiter)) => take(bytes, waiter, &mut batch),
+                Ok(next) => take(next, &mut batch),
                 Err(_) => break,
             }
         }
