@@ -24,6 +24,8 @@ pub enum DemoProtocol {
     Dubbo,
     /// Thrift: served by corridor-load's Thrift echo backend.
     Thrift,
+    /// Redis: served by a `redis-server` child process, when one is on PATH.
+    Redis,
 }
 
 impl DemoProtocol {
@@ -35,6 +37,8 @@ impl DemoProtocol {
             DemoProtocol::Dubbo
         } else if app == "thrift" || name == "tcp-thrift" || name.starts_with("tcp-thrift-") || name.starts_with("tcp-metaprotocol-thrift") {
             DemoProtocol::Thrift
+        } else if app == "redis" || name == "redis" || name.starts_with("redis-") || name.starts_with("tcp-redis-") {
+            DemoProtocol::Redis
         } else {
             DemoProtocol::Http
         }
@@ -115,6 +119,10 @@ pub enum Running {
     Http(tokio::task::JoinHandle<()>),
     /// A corridor-load echo backend.
     Echo(corridor_load::serve::Echo),
+    /// A child process (redis-server).
+    Process(tokio::process::Child),
+    /// Nothing could serve it (the reason was printed).
+    Missing,
 }
 
 impl Running {
@@ -123,6 +131,10 @@ impl Running {
         match self {
             Running::Http(task) => task.abort(),
             Running::Echo(echo) => echo.shutdown().await,
+            Running::Process(mut child) => {
+                let _ = child.kill().await;
+            }
+            Running::Missing => {}
         }
     }
 }
@@ -134,6 +146,7 @@ pub async fn serve(pod: DemoPod) -> anyhow::Result<Running> {
         DemoProtocol::Http => return serve_http(pod).await.map(Running::Http),
         DemoProtocol::Dubbo => corridor_load::serve::Protocol::Dubbo,
         DemoProtocol::Thrift => corridor_load::serve::Protocol::Thrift,
+        DemoProtocol::Redis => return serve_redis(&pod).await,
     };
     let config = corridor_load::serve::EchoConfig {
         protocol,
@@ -148,6 +161,27 @@ pub async fn serve(pod: DemoPod) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("serving demo pod {} on {}", pod.pod, pod.addr))?;
     Ok(Running::Echo(echo))
+}
+
+/// Runs `redis-server` for a Redis pod (no persistence), or says how to get one.
+async fn serve_redis(pod: &DemoPod) -> anyhow::Result<Running> {
+    let spawned = tokio::process::Command::new("redis-server")
+        .args(["--bind", &pod.addr.ip().to_string(), "--port", &pod.addr.port().to_string()])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    match spawned {
+        Ok(child) => Ok(Running::Process(child)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "redis-server is not on PATH: {} ({}) has no backend. Install it (Debian: `sudo apt install redis-server`) and run `corridor up` again.",
+                pod.pod, pod.service
+            );
+            Ok(Running::Missing)
+        }
+        Err(e) => Err(anyhow::anyhow!("starting redis-server for {}: {e}", pod.pod)),
+    }
 }
 
 async fn serve_http(pod: DemoPod) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -193,5 +227,6 @@ mod tests {
         assert!(greeter.iter().all(|p| p.protocol == DemoProtocol::Dubbo));
         assert!(pods.iter().any(|p| p.service == "calculator.default" && p.protocol == DemoProtocol::Thrift));
         assert!(pods.iter().filter(|p| p.service == "reviews.default").all(|p| p.protocol == DemoProtocol::Http));
+        assert!(pods.iter().any(|p| p.service == "cache.default" && p.protocol == DemoProtocol::Redis));
     }
 }

@@ -122,6 +122,7 @@ fn call_hint(name: &str, addr: SocketAddr, pods: &[demo::DemoPod]) -> String {
         Some(demo::DemoProtocol::Thrift) => {
             format!("corridor-load thrift --target {addr} --method echo --rate 1 --connections 1 --duration 1s")
         }
+        Some(demo::DemoProtocol::Redis) => format!("redis-cli -h {} -p {} SET greeting hello", addr.ip(), addr.port()),
         _ => format!("curl -s http://{addr}/"),
     }
 }

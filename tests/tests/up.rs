@@ -1,5 +1,5 @@
-//! `corridor up`: the example mesh in one process answers through the gateway (HTTP, and
-//! Dubbo and Thrift from its echo backends), routes as its VirtualService says, resolves meshed names to the gateway through its DNS, and
+//! `corridor up`: the example mesh in one process answers through the gateway (HTTP,
+//! Dubbo and Thrift from its echo backends, Redis from redis-server), routes as its VirtualService says, resolves meshed names to the gateway through its DNS, and
 //! follows edits of its manifests.
 
 use std::net::SocketAddr;
@@ -135,6 +135,28 @@ async fn corridor_up_runs_the_example_mesh() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // The Redis cache (redis-server, which tests/run installs, serves its pod): the
+    // printed redis-cli line goes through the gateway.
+    let host = "cache.default.svc.cluster.local:6379";
+    let line = up
+        .stdout
+        .snapshot()
+        .into_iter()
+        .find(|l| l.trim_start().starts_with("redis-cli") && l.ends_with(host))
+        .unwrap_or_else(|| panic!("no redis-cli line for {host}:\n{}", up.stdout.text()));
+    let args: Vec<&str> = line.split('#').next().unwrap_or_default().split_whitespace().skip(1).collect();
+    let reply = eventually(PATIENCE, "the cache answers through the gateway", || {
+        let args = args.clone();
+        async move {
+            let out = tokio::process::Command::new("redis-cli").args(&args).output().await?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            anyhow::ensure!(text == "OK", "redis-cli said {text:?}");
+            Ok(text)
+        }
+    })
+    .await;
+    assert_eq!(reply, "OK");
 
     // Editing the manifests moves the traffic: all of it to v2.
     let file = tmp.path().join("reviews.yaml");
