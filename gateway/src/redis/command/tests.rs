@@ -51,9 +51,7 @@ fn every_command_is_found_in_any_case() {
 #[test]
 fn kinds_follow_envoy() {
     let kind = |name: &str| lookup(name.as_bytes()).unwrap().kind;
-    for name in [
-        "get", "set", "hset", "zadd", "xadd", "publish", "getex",
-    ] {
+    for name in ["get", "set", "hset", "zadd", "xadd", "publish", "getex"] {
         assert_eq!(kind(name), Kind::SingleKey, "{name}");
     }
     for name in ["eval", "evalsha", "eval_ro", "evalsha_ro"] {

@@ -19,16 +19,19 @@ pub(super) struct BadLineEnd;
 
 impl LineScanner {
     /// The length (without CRLF) of the CRLF-terminated line at the start of `buf`, or
-    /// `None` until it is all there. A lone CR inside the line is an error: RESP lines
-    /// cannot hold one.
+    /// `None` until it is all there. A lone CR or LF inside the line is an error: RESP
+    /// lines cannot hold one (and a simple string holding one could not be written back).
     pub(super) fn crlf(&mut self, buf: &[u8]) -> Result<Option<usize>, BadLineEnd> {
         let from = self.scanned.min(buf.len());
-        let found = buf[from..].iter().position(|&b| b == b'\r');
+        let found = buf[from..].iter().position(|&b| b == b'\r' || b == b'\n');
         self.examined += found.map_or(buf.len() - from, |i| i + 1) as u64;
         let Some(cr) = found.map(|i| from + i) else {
             self.scanned = buf.len();
             return Ok(None);
         };
+        if buf[cr] == b'\n' {
+            return Err(BadLineEnd);
+        }
         match buf.get(cr + 1) {
             None => {
                 // Look at the CR again when more bytes have come.
@@ -130,6 +133,8 @@ mod tests {
         // 3 + 2 new bytes, the CR again, then the LF.
         assert_eq!(s.examined, 3 + 2 + 1 + 1);
         assert!(matches!(s.crlf(b"+OK\rx"), Err(BadLineEnd)));
+        let mut s = LineScanner::default();
+        assert!(matches!(s.crlf(b"+O\nK\r\n"), Err(BadLineEnd)));
     }
 
     #[test]

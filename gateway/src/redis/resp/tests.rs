@@ -462,6 +462,8 @@ fn malformed_commands_get_redis_errors() {
         (b"*1\r\n$4\r\nPINGxx", "expected CRLF after a bulk string"),
         (b"*1\r\x00", "invalid multibulk length"),
         (b"*1\r\n$4\rPING", "invalid bulk length"),
+        (b"*1\n$4\r\nPING\r\n", "invalid multibulk length"),
+        (b"*1\r\n$4\nPING\r\n", "invalid bulk length"),
         (b"*1\r\n\x01", "expected '$', got '\\x01'"),
         // One byte over the largest bulk Redis accepts.
         (b"*1\r\n$536870913\r\n", "invalid bulk length"),
@@ -546,6 +548,10 @@ fn malformed_replies() {
         (b"=3\r\ntxt\r\n", "invalid verbatim string"),
         (b"$3\r\nfoobar\r\n", "expected CRLF after a bulk string"),
         (b"+OK\rx", "expected CRLF at the end of a line"),
+        // Found by the fuzz target: a simple string with an LF in it cannot be written
+        // back as it came.
+        (b"+O\nK\r\n", "expected CRLF at the end of a line"),
+        (b"-ERR\n\r\n", "expected CRLF at the end of a line"),
         (b"*2\r\n:1\r\n;", "unexpected type byte ';'"),
     ] {
         assert_eq!(value(input), Err(protocol(want)), "{input:?}");
