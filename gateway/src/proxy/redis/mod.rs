@@ -27,6 +27,10 @@ use crate::proxy::Shared;
 use slots::SlotMap;
 use upstream::{Pipelined, UpstreamError};
 
+/// Shortest time between two full slot-map refreshes of a cluster triggered by MOVED
+/// (Envoy's `redirect_refresh_interval` default).
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a Redis listener's connections share: its configuration, the snapshot, and one
 /// pipelined connection per upstream server.
 #[derive(Debug)]
@@ -44,13 +48,15 @@ pub struct RedisListener {
     /// One connect at a time per server.
     connecting: DashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
     slot_maps: DashMap<Arc<str>, Arc<SlotMap>>,
+    /// When each cluster's slot map was last re-learnt after a MOVED.
+    refreshed: DashMap<Arc<str>, std::time::Instant>,
 }
 
 impl RedisListener {
     /// A listener with no upstream connection yet.
     pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
         let metrics = route::CommandMetrics::new(&shared.metrics, &name);
-        RedisListener { name, config, shared, metrics, open: DashMap::new(), connecting: DashMap::new(), slot_maps: DashMap::new() }
+        RedisListener { name, config, shared, metrics, open: DashMap::new(), connecting: DashMap::new(), slot_maps: DashMap::new(), refreshed: DashMap::new() }
     }
 
     /// The pipelined connection to `addr`, opened (and authenticated with the cluster's
@@ -77,6 +83,18 @@ impl RedisListener {
     /// The slot map of a CLUSTER-mode cluster, if learnt.
     pub fn slot_map(&self, cluster: &str) -> Option<Arc<SlotMap>> {
         self.slot_maps.get(cluster).map(|m| m.clone())
+    }
+
+    /// Whether a MOVED may trigger a full re-learning of `cluster`'s slots now: at most
+    /// once per [`REFRESH_INTERVAL`], however many MOVED a resharding causes.
+    pub fn may_refresh(&self, cluster: &Arc<str>) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.refreshed.entry(cluster.clone()).or_insert(now - REFRESH_INTERVAL);
+        if now.duration_since(*last) < REFRESH_INTERVAL {
+            return false;
+        }
+        *last = now;
+        true
     }
 
     /// Replaces a cluster's slot map.

@@ -173,6 +173,17 @@ async fn follow(l: &Arc<RedisListener>, route: &PrefixRoute, state: Arc<ClusterS
                 if let Some(map) = l.slot_map(&route.cluster) {
                     l.set_slot_map(route.cluster.clone(), map.moved(slot, addr));
                 }
+                // A MOVED usually means a resharding: learn the whole map again in the
+                // background, so the other moved slots need no redirection of their own.
+                if l.may_refresh(&route.cluster) {
+                    let (l, state, cluster) = (l.clone(), state.clone(), route.cluster.clone());
+                    tokio::spawn(async move {
+                        match discover(&l, &state).await {
+                            Ok(map) => l.set_slot_map(cluster, map),
+                            Err(e) => tracing::debug!(%cluster, error = ?e, "slot map refresh failed"),
+                        }
+                    });
+                }
                 (addr, false)
             }
             Redirect::Ask(_, addr) => (addr, true),
