@@ -230,6 +230,8 @@ async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf
     loop {
         loop {
             match decoder.decode(&mut buf) {
+                // A RESP3 attribute precedes the reply it describes: not a reply itself.
+                Ok(Some(Value::Attribute(_))) => {}
                 Ok(Some(value)) => {
                     let waiter = inner.waiting.lock().ok().and_then(|mut q| q.pop_front());
                     match waiter {
