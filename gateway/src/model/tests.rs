@@ -42,7 +42,7 @@ fn listener_rejections_name_the_problem() {
         Err(ModelError::Missing("address.socket_address"))
     );
     let mut l = http_listener("x", addr("127.0.0.1:1"), "r");
-    l.filter_chains[0].filters[0].name = "envoy.filters.network.redis_proxy".into();
+    l.filter_chains[0].filters[0].name = "envoy.filters.network.mongo_proxy".into();
     assert!(matches!(
         Listener::try_from(&l),
         Err(ModelError::Unsupported(_))
@@ -191,7 +191,7 @@ fn cluster_protocol_lb_and_breakers() {
     assert!(!Cluster::try_from(&cluster("h1", false)).unwrap().http2);
 
     let mut c = cluster("c", false);
-    c.lb_policy = cl::cluster::LbPolicy::Maglev as i32;
+    c.lb_policy = cl::cluster::LbPolicy::LoadBalancingPolicyConfig as i32;
     assert!(matches!(
         Cluster::try_from(&c),
         Err(ModelError::Unsupported(_))
