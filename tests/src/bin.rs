@@ -101,6 +101,9 @@ impl Process {
     /// Spawns `cmd` with piped stdout and stderr.
     pub fn spawn(label: &str, mut cmd: Command) -> anyhow::Result<Process> {
         // Plain log lines: easier to read in a failed test's output, and to search.
+        // Its own process group, so that killing it also kills whatever it started
+        // (`corridor up`'s redis-server), which a SIGKILLed parent cannot stop itself.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -198,9 +201,13 @@ impl Process {
         self.signal(nix::sys::signal::Signal::SIGTERM)
     }
 
-    /// Sends SIGKILL and reaps the child.
+    /// Sends SIGKILL to the child and everything it started (its process group), and
+    /// reaps the child.
     pub fn kill(&mut self) {
         if self.exit.is_none() {
+            if let Ok(pid) = i32::try_from(self.child.id()) {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
             let _ = self.child.kill();
             self.exit = self.child.wait().ok();
         }
