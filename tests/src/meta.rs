@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::bin::{Process, binary};
-use crate::manifests::{self, ServicePort};
+use crate::manifests::{self, DestinationRule, ServicePort};
 use crate::mesh::{Mesh, Upstream};
 
 /// A protocol `corridor-load serve` speaks.
@@ -163,6 +163,32 @@ pub async fn meta_service(
     mesh.start_controller().await;
     mesh.start_gateway().await;
     mesh.service_addr(service, number).await
+}
+
+/// A fresh mesh tagged `tag` with `service` on `port`, served by one echo backend per
+/// name (pods labelled `version: v1`, `v2`, ... in order, a DestinationRule subset per
+/// version), routed by a MetaRouter with `routes`; returns the mesh, the backends and the
+/// service's gateway address.
+pub async fn versioned_service(
+    tag: &str,
+    protocol: Protocol,
+    service: &str,
+    port: ServicePort,
+    names: &[&str],
+    routes: Value,
+) -> (Mesh, Vec<EchoServer>, SocketAddr) {
+    let mut mesh = Mesh::new(tag);
+    let servers = EchoServer::start_many(&mut mesh, protocol, names, &[]).await;
+    let versions: Vec<String> = (1..=servers.len()).map(|i| format!("v{i}")).collect();
+    let ns = mesh.ns.clone();
+    let mut rule = DestinationRule::new(service, &ns, service);
+    for v in &versions {
+        rule = rule.subset(v, &[("version", v)]);
+    }
+    let upstreams: Vec<(&EchoServer, &str)> = servers.iter().zip(&versions).map(|(s, v)| (s, v.as_str())).collect();
+    let extra = vec![meta_router(&ns, service, routes), rule.into()];
+    let addr = meta_service(&mut mesh, service, port, &upstreams, extra).await;
+    (mesh, servers, addr)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 
-use corridor_tests::manifests::{DestinationRule, ServicePort};
-use corridor_tests::meta::{EchoServer, Protocol, meta_router, meta_service};
+use corridor_tests::manifests::ServicePort;
+use corridor_tests::meta::{EchoServer, Protocol, versioned_service};
 use corridor_tests::python::{DubboCall, dubbo_client};
 use corridor_tests::{Mesh, PATIENCE, eventually};
 use serde_json::{Value, json};
@@ -26,29 +26,7 @@ async fn dubbo_mesh(
     names: &[&str],
     routes: Value,
 ) -> (Mesh, Vec<EchoServer>, SocketAddr) {
-    let mut mesh = Mesh::new(tag);
-    let servers = EchoServer::start_many(&mut mesh, Protocol::Dubbo, names, &[]).await;
-    let versions: Vec<String> = (1..=servers.len()).map(|i| format!("v{i}")).collect();
-    let ns = mesh.ns.clone();
-    let mut rule = DestinationRule::new(SERVICE, &ns, SERVICE);
-    for v in &versions {
-        rule = rule.subset(v, &[("version", v)]);
-    }
-    let upstreams: Vec<(&EchoServer, &str)> = servers
-        .iter()
-        .zip(&versions)
-        .map(|(s, v)| (s, v.as_str()))
-        .collect();
-    let extra = vec![meta_router(&ns, SERVICE, routes), rule.into()];
-    let addr = meta_service(
-        &mut mesh,
-        SERVICE,
-        ServicePort::new("tcp-dubbo-demo", PORT),
-        &upstreams,
-        extra,
-    )
-    .await;
-    (mesh, servers, addr)
+    versioned_service(tag, Protocol::Dubbo, SERVICE, ServicePort::new("tcp-dubbo-demo", PORT), names, routes).await
 }
 
 /// A destination `subset` of the service, with `weight`.

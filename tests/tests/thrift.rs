@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
-use corridor_tests::manifests::{DestinationRule, ServicePort};
-use corridor_tests::meta::{EchoServer, Protocol, meta_router, meta_service};
+use corridor_tests::manifests::ServicePort;
+use corridor_tests::meta::{EchoServer, Protocol, versioned_service};
 use corridor_tests::python::{ThriftCall, thrift_client};
 use corridor_tests::{Mesh, PATIENCE, eventually};
 use serde_json::{Value, json};
@@ -30,29 +30,7 @@ async fn thrift_mesh(
     names: &[&str],
     routes: Value,
 ) -> (Mesh, Vec<EchoServer>, SocketAddr) {
-    let mut mesh = Mesh::new(tag);
-    let servers = EchoServer::start_many(&mut mesh, Protocol::Thrift, names, &[]).await;
-    let versions: Vec<String> = (1..=servers.len()).map(|i| format!("v{i}")).collect();
-    let ns = mesh.ns.clone();
-    let mut rule = DestinationRule::new(SERVICE, &ns, SERVICE);
-    for v in &versions {
-        rule = rule.subset(v, &[("version", v)]);
-    }
-    let upstreams: Vec<(&EchoServer, &str)> = servers
-        .iter()
-        .zip(&versions)
-        .map(|(s, v)| (s, v.as_str()))
-        .collect();
-    let extra = vec![meta_router(&ns, SERVICE, routes), rule.into()];
-    let addr = meta_service(
-        &mut mesh,
-        SERVICE,
-        ServicePort::new("tcp-thrift-echo", PORT),
-        &upstreams,
-        extra,
-    )
-    .await;
-    (mesh, servers, addr)
+    versioned_service(tag, Protocol::Thrift, SERVICE, ServicePort::new("tcp-thrift-echo", PORT), names, routes).await
 }
 
 /// A route for calls whose method is `method` (all calls when `None`) to `subset`.
