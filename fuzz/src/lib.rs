@@ -315,38 +315,31 @@ mod redis {
 
     /// Every command of `stream` read `read_size` bytes at a time, and the error that
     /// ended it, if one did.
-    fn read_commands(
-        stream: &[u8],
-        read_size: usize,
-        max: usize,
-    ) -> (Vec<Command>, Option<RespError>) {
+    fn read_commands(stream: &[u8], read_size: usize, max: usize) -> (Vec<Command>, Option<RespError>) {
         let mut decoder = CommandDecoder::new(max);
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for chunk in stream.chunks(read_size) {
-            buf.extend_from_slice(chunk);
-            loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(c)) => out.push(c),
-                    Ok(None) => break,
-                    Err(e) => return (out, Some(e)),
-                }
-            }
-        }
-        (out, None)
+        read_all(stream, read_size, |buf| decoder.decode(buf))
     }
 
     /// Every value of `stream` read `read_size` bytes at a time, and the error that
     /// ended it, if one did.
     fn read_values(stream: &[u8], read_size: usize, max: usize) -> (Vec<Value>, Option<RespError>) {
         let mut decoder = ValueDecoder::new(max);
+        read_all(stream, read_size, |buf| decoder.decode(buf))
+    }
+
+    /// Feeds `stream` to `decode` `read_size` bytes at a time, as a connection would.
+    fn read_all<T>(
+        stream: &[u8],
+        read_size: usize,
+        mut decode: impl FnMut(&mut BytesMut) -> Result<Option<T>, RespError>,
+    ) -> (Vec<T>, Option<RespError>) {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         for chunk in stream.chunks(read_size) {
             buf.extend_from_slice(chunk);
             loop {
-                match decoder.decode(&mut buf) {
-                    Ok(Some(v)) => out.push(v),
+                match decode(&mut buf) {
+                    Ok(Some(x)) => out.push(x),
                     Ok(None) => break,
                     Err(e) => return (out, Some(e)),
                 }
