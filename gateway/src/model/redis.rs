@@ -157,7 +157,7 @@ impl TryFrom<&RedisProxy> for RedisProxyConfig {
             .iter()
             .map(|r| route(r, case_insensitive))
             .collect::<Result<Vec<_>, _>>()?;
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let catch_all = routes_pb.catch_all_route.as_ref().map(|r| route(r, case_insensitive)).transpose()?;
         if routes.is_empty() && catch_all.is_none() {
             return Err(ModelError::Missing("prefix_routes (no route and no catch_all_route)"));

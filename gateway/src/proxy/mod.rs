@@ -18,6 +18,24 @@ use crate::cluster::Snapshot;
 use crate::model::listener::{CodecKind, Listener, ListenerKind};
 use crate::telemetry::metrics::{self, Metrics, ServiceMetrics};
 
+/// Read buffer growth step of the codec-based connections (Dubbo, Thrift, Redis).
+pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// Bytes gathered into one write at most: frames queued while a write was under way go
+/// out together, one syscall for many calls (each call otherwise costs one send per side).
+pub(crate) const WRITE_BATCH: usize = 64 * 1024;
+
+/// Reads more bytes into `buf`; `Err` with the reason the connection is over (closed by
+/// the peer, or a read error).
+pub(crate) async fn read_more<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buf: &mut bytes::BytesMut) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    buf.reserve(READ_CHUNK);
+    match reader.read_buf(buf).await {
+        Ok(0) => Err("closed by the upstream".into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("read failed: {e}")),
+    }
+}
+
 /// State shared by every listener: the current configuration and the metrics registry.
 #[derive(Debug)]
 pub struct Shared {

@@ -13,9 +13,8 @@ use tokio::sync::mpsc;
 
 use super::call::{Backend, CallRecord, call};
 use crate::codec::{Codec, Frame, MessageType};
+use crate::proxy::READ_CHUNK;
 
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
 /// Answers queued for the writer before request tasks wait.
 const ANSWER_QUEUE: usize = 1024;
 
@@ -129,7 +128,7 @@ async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Answer>,
     while let Some(first) = queue.recv().await {
         batch.clear();
         take(first, &mut batch);
-        while batch.len() < super::WRITE_BATCH {
+        while batch.len() < crate::proxy::WRITE_BATCH {
             match queue.try_recv() {
                 Ok(answer) => take(answer, &mut batch),
                 Err(_) => break,

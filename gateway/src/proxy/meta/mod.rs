@@ -14,11 +14,7 @@ pub mod call;
 pub mod downstream;
 pub mod upstream;
 
-/// Bytes gathered into one write at most: frames queued while a write was under way go
-/// out together, one syscall for many calls (each call otherwise costs one send per side).
-const WRITE_BATCH: usize = 64 * 1024;
-
-/// Writes `first` and whatever else is already queued (up to [`WRITE_BATCH`] bytes) with
+/// Writes `first` and whatever else is already queued (up to `WRITE_BATCH` bytes) with
 /// one write; `batch` is scratch space kept across calls.
 pub(crate) async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut W,
@@ -32,7 +28,7 @@ pub(crate) async fn write_batch<W: AsyncWrite + Unpin>(
     batch.clear();
     batch.extend_from_slice(&first);
     batch.extend_from_slice(&second);
-    while batch.len() < WRITE_BATCH {
+    while batch.len() < crate::proxy::WRITE_BATCH {
         match queue.try_recv() {
             Ok(more) => batch.extend_from_slice(&more),
             Err(_) => break,

@@ -10,16 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{Codec, Edit, Frame, MessageType};
+use crate::proxy::READ_CHUNK;
 
 /// Frames queued for the writer before callers wait for room.
 const WRITE_QUEUE: usize = 1024;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Why a call did not get its response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -205,17 +203,9 @@ async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf
                 }
             }
         }
-        buf.reserve(READ_CHUNK);
-        match reader.read_buf(&mut buf).await {
-            Ok(0) => {
-                inner.close("closed by the upstream");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                inner.close(&format!("read failed: {e}"));
-                return;
-            }
+        if let Err(reason) = crate::proxy::read_more(&mut reader, &mut buf).await {
+            inner.close(&reason);
+            return;
         }
     }
 }

@@ -15,15 +15,12 @@ use super::route::{Pending, dispatch};
 use super::session::Session;
 use crate::redis::command::{Kind, check_arity, lookup, unknown_command, unsupported_command};
 use crate::redis::resp::{CommandDecoder, Value, encode};
+use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 
 /// Largest command accepted from a client (Redis's own limit for a bulk string).
 pub const DEFAULT_MAX_REQUEST: usize = 512 * 1024 * 1024;
 /// Replies waiting to be written before the connection stops reading commands.
 const PIPELINE_DEPTH: usize = 1024;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
-/// Bytes gathered into one write at most.
-const WRITE_BATCH: usize = 64 * 1024;
 
 /// Serves one client until it closes, QUITs, or sends bytes that are not RESP.
 pub async fn serve<S>(stream: S, listener: Arc<RedisListener>, max_request: usize)

@@ -15,13 +15,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::redis::resp::{Value, ValueDecoder, encode_command};
+use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 
 /// Largest reply accepted from an upstream (Redis's own bulk limit).
 const MAX_REPLY: usize = 512 * 1024 * 1024;
-/// Read buffer growth step.
-const READ_CHUNK: usize = 16 * 1024;
-/// Bytes gathered into one write at most.
-const WRITE_BATCH: usize = 64 * 1024;
 
 /// Why a command got no reply.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -250,17 +247,9 @@ async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf
                 }
             }
         }
-        buf.reserve(READ_CHUNK);
-        match reader.read_buf(&mut buf).await {
-            Ok(0) => {
-                inner.close("closed by the upstream");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                inner.close(&format!("read failed: {e}"));
-                return;
-            }
+        if let Err(reason) = crate::proxy::read_more(&mut reader, &mut buf).await {
+            inner.close(&reason);
+            return;
         }
     }
 }
