@@ -55,8 +55,18 @@ impl std::fmt::Debug for AdminState {
 
 type Body = Full<Bytes>;
 
-/// Serves the admin API on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: DrainWatch) {
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything, including `/drain`, `/logging` and `/config_dump` (localhost).
+    Full,
+    /// Only the read-only probes kubelet and Prometheus need: `/ready`, `/healthz`,
+    /// `/metrics` (the `--probe-listen` address, reachable from the pod network).
+    Probes,
+}
+
+/// Serves the admin API (the endpoints of `scope`) on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, scope: Scope, stop: DrainWatch) {
     let stopped = stop.signaled();
     tokio::pin!(stopped);
     loop {
@@ -74,7 +84,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: DrainWat
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                async move { Ok::<_, Infallible>(route(&state, scope, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -103,9 +113,20 @@ fn json_response(v: &Value) -> Response<Body> {
     r
 }
 
-async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+async fn route(state: &AdminState, scope: Scope, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
+    if scope == Scope::Probes
+        && !matches!(
+            path,
+            "/ready" | "/healthz" | "/metrics" | "/stats/prometheus"
+        )
+    {
+        return text(
+            StatusCode::NOT_FOUND,
+            "endpoints: /ready /healthz /metrics\n",
+        );
+    }
     match (req.method(), path) {
         (&Method::GET, "/ready") => ready(state),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "OK\n"),
@@ -199,8 +220,14 @@ fn clusters(state: &AdminState) -> String {
         let k = &c.counters;
         let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed).to_string();
         let cluster_stats = [
-            ("default_priority::max_requests", c.config.max_requests.to_string()),
-            ("default_priority::max_retries", c.config.max_retries.to_string()),
+            (
+                "default_priority::max_requests",
+                c.config.max_requests.to_string(),
+            ),
+            (
+                "default_priority::max_retries",
+                c.config.max_retries.to_string(),
+            ),
             ("lb_policy", format!("{:?}", c.config.lb)),
             ("http2", c.config.http2.to_string()),
             ("rq_active", load(&k.active_rq)),
@@ -357,7 +384,10 @@ mod tests {
             "typed_extension_protocol_options": {"r": {"authPassword": {"inlineString": "p"}, "authUsername": {"inlineString": "u"}}}});
         redact(&mut v);
         let text = v.to_string();
-        assert!(!text.contains("s3cret") && !text.contains("\"p\"") && !text.contains("\"u\""), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("\"p\"") && !text.contains("\"u\""),
+            "{text}"
+        );
         assert!(text.contains("stat_prefix"), "{text}");
     }
     use std::time::Duration;

@@ -35,11 +35,21 @@ pub enum AppError {
     },
 }
 
+/// Binds an admin-protocol address, returning the listener and the bound address.
+async fn bind_admin(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), AppError> {
+    let bind_error = |source| AppError::AdminBind { addr, source };
+    let listener = admin::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Bound {
     /// Where the admin server listens.
     pub admin_addr: SocketAddr,
+    /// Where the read-only probe endpoints listen (`--probe-listen`), when asked for.
+    pub probe_addr: Option<SocketAddr>,
     listeners: Arc<ListenerManager>,
     ready: Ready,
     stop: DrainTrigger,
@@ -89,19 +99,11 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     let xds_ready = ready.register_task("xds: waiting for lds, cds");
     let (stop, stop_watch) = drain::channel();
 
-    let admin_listener =
-        admin::bind(config.admin_address)
-            .await
-            .map_err(|source| AppError::AdminBind {
-                addr: config.admin_address,
-                source,
-            })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| AppError::AdminBind {
-            addr: config.admin_address,
-            source,
-        })?;
+    let (admin_listener, admin_addr) = bind_admin(config.admin_address).await?;
+    let probes = match config.probe_address {
+        Some(addr) => Some(bind_admin(addr).await?),
+        None => None,
+    };
 
     let drain_listeners = listeners.clone();
     let admin_state = Arc::new(AdminState {
@@ -133,14 +135,22 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         xds_ready,
         stop_watch.clone(),
     );
-    let mut tasks = vec![
-        tokio::spawn(xds.run()),
-        tokio::spawn(admin::serve(
-            admin_listener,
-            admin_state,
+    let mut tasks = vec![tokio::spawn(xds.run())];
+    let probe_addr = probes.as_ref().map(|(_, addr)| *addr);
+    if let Some((listener, _)) = probes {
+        tasks.push(tokio::spawn(admin::serve(
+            listener,
+            admin_state.clone(),
+            admin::Scope::Probes,
             stop_watch.clone(),
-        )),
-    ];
+        )));
+    }
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state,
+        admin::Scope::Full,
+        stop_watch.clone(),
+    )));
     let upkeep_stop = stop_watch.clone();
     tasks.push(tokio::spawn(async move {
         let stopped = upkeep_stop.signaled();
@@ -156,6 +166,7 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     tracing::info!(admin = %admin_addr, xds = %config.xds_address, node = %config.node_id, "corridor-gateway bound");
     Ok(Bound {
         admin_addr,
+        probe_addr,
         listeners,
         ready,
         stop,

@@ -30,6 +30,9 @@ pub struct Config {
     pub xds_address: String,
     /// Admin listen address.
     pub admin_address: SocketAddr,
+    /// Where the read-only probes (`/ready`, `/healthz`, `/metrics`) listen for kubelet and
+    /// Prometheus, apart from the full admin API; `None`: only on the admin address.
+    pub probe_address: Option<SocketAddr>,
     /// Node id sent to the control plane.
     pub node_id: String,
     /// How long in-flight requests may take to finish on shutdown.
@@ -56,6 +59,7 @@ impl Config {
         Config {
             xds_address: xds_address.into(),
             admin_address: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            probe_address: None,
             node_id: default_node_id(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             log_level: DEFAULT_LOG_LEVEL.into(),

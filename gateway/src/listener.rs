@@ -370,14 +370,22 @@ async fn accept_loop(
     let tcp = async {
         let _ = tokio::time::timeout(drain_timeout, tcp_done.recv()).await;
     };
-    tokio::join!(drain_connections(name, graceful, closing, drain_timeout), tcp);
+    tokio::join!(
+        drain_connections(name, graceful, closing, drain_timeout),
+        tcp
+    );
 }
 
 /// Drains one generation of HTTP connections: first a grace period in which HTTP/1.1
 /// responses carry `Connection: close` (connections still in use close themselves after a
 /// response), then graceful shutdown of the rest (idle HTTP/1.1 closed, HTTP/2 GOAWAY),
 /// all within `timeout`.
-async fn drain_connections(name: String, graceful: GracefulShutdown, closing: Arc<AtomicBool>, timeout: Duration) {
+async fn drain_connections(
+    name: String,
+    graceful: GracefulShutdown,
+    closing: Arc<AtomicBool>,
+    timeout: Duration,
+) {
     closing.store(true, Ordering::Relaxed);
     let grace = CLOSE_GRACE.min(timeout / 2);
     let deadline = tokio::time::Instant::now() + grace;

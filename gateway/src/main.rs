@@ -24,6 +24,10 @@ struct Args {
     /// Admin listen address (port 0 picks a free port).
     #[arg(long, default_value = config::DEFAULT_ADMIN)]
     admin: SocketAddr,
+    /// Also serve the read-only probes (/ready, /healthz, /metrics) here, e.g.
+    /// 0.0.0.0:15020 in a cluster; the admin address keeps everything else on localhost.
+    #[arg(long)]
+    probe_listen: Option<SocketAddr>,
     /// Node id sent to the control plane (default: hostname-pid).
     #[arg(long)]
     node_id: Option<String>,
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
     let log = telemetry::init_tracing(&args.log_level)?;
     let mut config = Config::new(args.xds);
     config.admin_address = args.admin;
+    config.probe_address = args.probe_listen;
     config.node_id = args.node_id.unwrap_or_else(config::default_node_id);
     config.drain_timeout = args.drain_timeout;
     config.log_level = args.log_level;

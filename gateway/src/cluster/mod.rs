@@ -102,7 +102,10 @@ impl Snapshot {
         let routes = routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut out = HashMap::with_capacity(clusters.len());
         for (name, config) in clusters {
-            let assignment = endpoints.get(&config.eds_name).cloned().or_else(|| config.inline_endpoints.clone());
+            let assignment = endpoints
+                .get(&config.eds_name)
+                .cloned()
+                .or_else(|| config.inline_endpoints.clone());
             let old = prev.clusters.get(name);
             if let Some(old) = old
                 && Arc::ptr_eq(&old.config, config)

@@ -86,8 +86,12 @@ impl TryFrom<&PbCluster> for Cluster {
             return Err(ModelError::Missing("name"));
         }
         let mode = match &c.cluster_discovery_type {
-            Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => RedisMode::Proxy,
-            Some(ClusterDiscoveryType::ClusterType(t)) if t.name == REDIS_CLUSTER_TYPE => RedisMode::Cluster,
+            Some(ClusterDiscoveryType::Type(t)) if *t == DiscoveryType::Eds as i32 => {
+                RedisMode::Proxy
+            }
+            Some(ClusterDiscoveryType::ClusterType(t)) if t.name == REDIS_CLUSTER_TYPE => {
+                RedisMode::Cluster
+            }
             _ => {
                 return Err(ModelError::Unsupported(
                     "cluster type other than EDS or envoy.clusters.redis".into(),
@@ -102,7 +106,9 @@ impl TryFrom<&PbCluster> for Cluster {
                 }
                 Some(std::sync::Arc::new(Endpoints::try_from(&la)?))
             }
-            (None, RedisMode::Cluster) => return Err(ModelError::Missing("load_assignment (Redis Cluster seeds)")),
+            (None, RedisMode::Cluster) => {
+                return Err(ModelError::Missing("load_assignment (Redis Cluster seeds)"));
+            }
             _ => None,
         };
         let redis_options = c

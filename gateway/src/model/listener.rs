@@ -211,38 +211,65 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
             rds.route_config_name.clone()
         }
         Some(MetaRouteSpecifier::Rds(_)) | None => {
-            return Err(ModelError::Missing("meta_protocol_proxy.rds.route_config_name"));
+            return Err(ModelError::Missing(
+                "meta_protocol_proxy.rds.route_config_name",
+            ));
         }
         Some(MetaRouteSpecifier::RouteConfig(_)) => {
-            return Err(ModelError::Unsupported("inline MetaProtocol route_config".into()));
+            return Err(ModelError::Unsupported(
+                "inline MetaProtocol route_config".into(),
+            ));
         }
     };
     let names = [
-        p.protocol.as_ref().and_then(|a| a.codec.as_ref()).map(|c| c.name.as_str()),
+        p.protocol
+            .as_ref()
+            .and_then(|a| a.codec.as_ref())
+            .map(|c| c.name.as_str()),
         p.protocol.as_ref().map(|a| a.name.as_str()),
         p.codec.as_ref().map(|c| c.name.as_str()),
         Some(p.application_protocol.as_str()),
     ];
-    let named: Vec<&str> = names.into_iter().flatten().filter(|n| !n.is_empty()).collect();
+    let named: Vec<&str> = names
+        .into_iter()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .collect();
     let codec = named
         .iter()
         .find_map(|n| CodecKind::from_name(n))
-        .ok_or_else(|| ModelError::Unsupported(format!("MetaProtocol codec {:?}", named.first().unwrap_or(&""))))?;
+        .ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "MetaProtocol codec {:?}",
+                named.first().unwrap_or(&"")
+            ))
+        })?;
     let mut rate_limit = None;
     for f in &p.meta_protocol_filters {
         match f.name.as_str() {
             // The router is built in and always runs last.
             ROUTER_FILTER => {}
             LOCAL_RATELIMIT_FILTER => {
-                let any = f.config.as_ref().ok_or(ModelError::Missing("local_ratelimit.config"))?;
+                let any = f
+                    .config
+                    .as_ref()
+                    .ok_or(ModelError::Missing("local_ratelimit.config"))?;
                 let config = decode_any::<LocalRateLimit>(any)?;
                 crate::proxy::ratelimit::LocalRateLimiter::new(&config)?;
                 rate_limit = Some(config);
             }
-            other => return Err(ModelError::Unsupported(format!("MetaProtocol filter {other:?}"))),
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "MetaProtocol filter {other:?}"
+                )));
+            }
         }
     }
-    Ok(ListenerKind::Meta { route_config, codec, rate_limit })
+    Ok(ListenerKind::Meta {
+        route_config,
+        codec,
+        rate_limit,
+    })
 }
 
 /// Converts an Envoy address holding a literal IP and a numeric port.

@@ -8,7 +8,9 @@ use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha as pb;
 use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
 
 use super::ModelError;
-use super::route::{ClusterTarget, HeaderMatcher, RetryPolicy, attribute_matcher, retry_policy, weighted_target};
+use super::route::{
+    ClusterTarget, HeaderMatcher, RetryPolicy, attribute_matcher, retry_policy, weighted_target,
+};
 
 /// A validated MetaProtocol route configuration.
 #[derive(Debug)]
@@ -125,7 +127,11 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
             .collect()
     };
     Ok(MetaRoute {
-        name: Arc::from(if r.name.is_empty() { "-" } else { r.name.as_str() }),
+        name: Arc::from(if r.name.is_empty() {
+            "-"
+        } else {
+            r.name.as_str()
+        }),
         matchers,
         target,
         request_mutation: pairs(&r.request_mutation)?,
@@ -142,7 +148,11 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
 
 /// The share of a mirror policy's runtime fraction (absent: everything).
 fn mirror_fraction(m: &pb::route_action::RequestMirrorPolicy) -> f64 {
-    let Some(p) = m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()) else {
+    let Some(p) = m
+        .runtime_fraction
+        .as_ref()
+        .and_then(|f| f.default_value.as_ref())
+    else {
         return 1.0;
     };
     let denominator = match DenominatorType::try_from(p.denominator) {

@@ -62,7 +62,10 @@ pub(crate) fn duration(d: &PbDuration, field: &'static str) -> Result<Duration, 
     if d.seconds > MAX_DURATION_SECONDS || d.nanos >= 1_000_000_000 {
         return Err(ModelError::invalid(
             field,
-            format!("duration {}s {}ns is outside google.protobuf.Duration's range", d.seconds, d.nanos),
+            format!(
+                "duration {}s {}ns is outside google.protobuf.Duration's range",
+                d.seconds, d.nanos
+            ),
         ));
     }
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corridor_proto::envoy::config::core::v3::{DataSource, RuntimeFractionalPercent, data_source::Specifier};
+use corridor_proto::envoy::config::core::v3::{
+    DataSource, RuntimeFractionalPercent, data_source::Specifier,
+};
 use corridor_proto::envoy::extensions::filters::network::redis_proxy::v3::{
     RedisProtocolOptions, RedisProxy,
     redis_proxy::{
-        ConnPoolSettings, RedisFault, conn_pool_settings::ReadPolicy as PbReadPolicy, prefix_routes::Route,
-        redis_fault::RedisFaultType,
+        ConnPoolSettings, RedisFault, conn_pool_settings::ReadPolicy as PbReadPolicy,
+        prefix_routes::Route, redis_fault::RedisFaultType,
     },
 };
 use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
@@ -132,14 +134,30 @@ pub struct RedisUpstream {
 
 impl RedisUpstream {
     /// The options from a cluster's `RedisProtocolOptions` (upstream auth), in `mode`.
-    pub fn new(mode: RedisMode, options: Option<&RedisProtocolOptions>) -> Result<Self, ModelError> {
+    pub fn new(
+        mode: RedisMode,
+        options: Option<&RedisProtocolOptions>,
+    ) -> Result<Self, ModelError> {
         let Some(o) = options else {
-            return Ok(RedisUpstream { mode, ..Default::default() });
+            return Ok(RedisUpstream {
+                mode,
+                ..Default::default()
+            });
         };
         Ok(RedisUpstream {
             mode,
-            username: o.auth_username.as_ref().map(|d| data(d, "auth_username")).transpose()?.filter(|s| !s.is_empty()),
-            password: o.auth_password.as_ref().map(|d| data(d, "auth_password")).transpose()?.filter(|s| !s.is_empty()),
+            username: o
+                .auth_username
+                .as_ref()
+                .map(|d| data(d, "auth_username"))
+                .transpose()?
+                .filter(|s| !s.is_empty()),
+            password: o
+                .auth_password
+                .as_ref()
+                .map(|d| data(d, "auth_password"))
+                .transpose()?
+                .filter(|s| !s.is_empty()),
         })
     }
 }
@@ -158,9 +176,15 @@ impl TryFrom<&RedisProxy> for RedisProxyConfig {
             .map(|r| route(r, case_insensitive))
             .collect::<Result<Vec<_>, _>>()?;
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        let catch_all = routes_pb.catch_all_route.as_ref().map(|r| route(r, case_insensitive)).transpose()?;
+        let catch_all = routes_pb
+            .catch_all_route
+            .as_ref()
+            .map(|r| route(r, case_insensitive))
+            .transpose()?;
         if routes.is_empty() && catch_all.is_none() {
-            return Err(ModelError::Missing("prefix_routes (no route and no catch_all_route)"));
+            return Err(ModelError::Missing(
+                "prefix_routes (no route and no catch_all_route)",
+            ));
         }
         #[allow(deprecated)]
         let legacy = p.downstream_auth_password.iter();
@@ -176,22 +200,38 @@ impl TryFrom<&RedisProxy> for RedisProxyConfig {
             Ok(PbReadPolicy::Replica) => ReadPolicy::Replica,
             Ok(PbReadPolicy::PreferReplica) => ReadPolicy::PreferReplica,
             Ok(PbReadPolicy::Any) => ReadPolicy::Any,
-            Ok(other) => return Err(ModelError::Unsupported(format!("read_policy {}", other.as_str_name()))),
-            Err(_) => return Err(ModelError::invalid("read_policy", settings.read_policy.to_string())),
+            Ok(other) => {
+                return Err(ModelError::Unsupported(format!(
+                    "read_policy {}",
+                    other.as_str_name()
+                )));
+            }
+            Err(_) => {
+                return Err(ModelError::invalid(
+                    "read_policy",
+                    settings.read_policy.to_string(),
+                ));
+            }
         };
         Ok(RedisProxyConfig {
             routes,
             case_insensitive,
             catch_all,
             op_timeout: match &settings.op_timeout {
-                Some(d) => Some(duration(d, "settings.op_timeout")?).filter(|d| !d.is_zero()).unwrap_or(DEFAULT_OP_TIMEOUT),
+                Some(d) => Some(duration(d, "settings.op_timeout")?)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(DEFAULT_OP_TIMEOUT),
                 None => DEFAULT_OP_TIMEOUT,
             },
             hashtagging: settings.enable_hashtagging,
             redirection: settings.enable_redirection,
             read_policy,
             passwords,
-            username: p.downstream_auth_username.as_ref().map(|d| data(d, "downstream_auth_username")).transpose()?,
+            username: p
+                .downstream_auth_username
+                .as_ref()
+                .map(|d| data(d, "downstream_auth_username"))
+                .transpose()?,
             faults: p.faults.iter().map(fault).collect::<Result<_, _>>()?,
         })
     }
@@ -203,7 +243,11 @@ impl RedisProxyConfig {
         let matches = |r: &&PrefixRoute| {
             let p = r.prefix.as_bytes();
             key.len() >= p.len()
-                && if self.case_insensitive { key[..p.len()].eq_ignore_ascii_case(p) } else { &key[..p.len()] == p }
+                && if self.case_insensitive {
+                    key[..p.len()].eq_ignore_ascii_case(p)
+                } else {
+                    &key[..p.len()] == p
+                }
         };
         self.routes.iter().find(matches).or(self.catch_all.as_ref())
     }
@@ -228,7 +272,11 @@ fn route(r: &Route, case_insensitive: bool) -> Result<PrefixRoute, ModelError> {
         })
         .collect::<Result<_, _>>()?;
     Ok(PrefixRoute {
-        prefix: if case_insensitive { r.prefix.to_ascii_lowercase() } else { r.prefix.clone() },
+        prefix: if case_insensitive {
+            r.prefix.to_ascii_lowercase()
+        } else {
+            r.prefix.clone()
+        },
         remove_prefix: r.remove_prefix,
         cluster: Arc::from(r.cluster.as_str()),
         mirrors,
@@ -238,11 +286,19 @@ fn route(r: &Route, case_insensitive: bool) -> Result<PrefixRoute, ModelError> {
 fn fault(f: &RedisFault) -> Result<Fault, ModelError> {
     let kind = match RedisFaultType::try_from(f.fault_type) {
         Ok(RedisFaultType::Delay) => {
-            let d = f.delay.as_ref().ok_or(ModelError::Missing("faults.delay"))?;
+            let d = f
+                .delay
+                .as_ref()
+                .ok_or(ModelError::Missing("faults.delay"))?;
             FaultKind::Delay(duration(d, "faults.delay")?)
         }
         Ok(RedisFaultType::Error) => FaultKind::Error,
-        Err(_) => return Err(ModelError::invalid("faults.fault_type", f.fault_type.to_string())),
+        Err(_) => {
+            return Err(ModelError::invalid(
+                "faults.fault_type",
+                f.fault_type.to_string(),
+            ));
+        }
     };
     Ok(Fault {
         kind,
@@ -271,7 +327,9 @@ fn data(d: &DataSource, field: &'static str) -> Result<String, ModelError> {
         Some(Specifier::InlineBytes(b)) => {
             String::from_utf8(b.clone()).map_err(|_| ModelError::invalid(field, "not UTF-8"))
         }
-        Some(_) => Err(ModelError::Unsupported(format!("{field}: only inline data sources"))),
+        Some(_) => Err(ModelError::Unsupported(format!(
+            "{field}: only inline data sources"
+        ))),
         None => Err(ModelError::Missing(field)),
     }
 }
@@ -282,7 +340,11 @@ mod tests {
     use corridor_proto::envoy::extensions::filters::network::redis_proxy::v3::redis_proxy::PrefixRoutes;
 
     fn pb_route(prefix: &str, cluster: &str) -> Route {
-        Route { prefix: prefix.into(), cluster: cluster.into(), ..Default::default() }
+        Route {
+            prefix: prefix.into(),
+            cluster: cluster.into(),
+            ..Default::default()
+        }
     }
 
     #[test]

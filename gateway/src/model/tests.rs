@@ -221,11 +221,26 @@ fn endpoints_health() {
 
 #[test]
 fn durations_outside_the_protobuf_range_are_rejected() {
-    let huge = PbDuration { seconds: i64::MAX, nanos: 0 };
-    assert!(matches!(super::duration(&huge, "timeout"), Err(ModelError::Invalid { field: "timeout", .. })));
-    let bad_nanos = PbDuration { seconds: 1, nanos: 1_000_000_000 };
+    let huge = PbDuration {
+        seconds: i64::MAX,
+        nanos: 0,
+    };
+    assert!(matches!(
+        super::duration(&huge, "timeout"),
+        Err(ModelError::Invalid {
+            field: "timeout",
+            ..
+        })
+    ));
+    let bad_nanos = PbDuration {
+        seconds: 1,
+        nanos: 1_000_000_000,
+    };
     assert!(super::duration(&bad_nanos, "timeout").is_err());
-    let max = PbDuration { seconds: 315_576_000_000, nanos: 999_999_999 };
+    let max = PbDuration {
+        seconds: 315_576_000_000,
+        nanos: 999_999_999,
+    };
     let d = super::duration(&max, "timeout").unwrap();
     // The largest accepted timeout can still be added to a clock reading.
     assert!(std::time::Instant::now().checked_add(d).is_some());
@@ -233,9 +248,9 @@ fn durations_outside_the_protobuf_range_are_rejected() {
 
 #[test]
 fn meta_protocol_listener_names_its_codec_and_routes() {
+    use super::listener::{CodecKind, META_PROTOCOL_FILTER};
     use corridor_proto::aeraki::meta_protocol_proxy::v1alpha as mp;
     use corridor_proto::envoy::config::listener::v3::filter::ConfigType;
-    use super::listener::{CodecKind, META_PROTOCOL_FILTER};
 
     let proxy = |codec: &str, rds: &str| mp::MetaProtocolProxy {
         stat_prefix: "greeter".into(),
@@ -245,7 +260,10 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
         })),
         protocol: Some(mp::ApplicationProtocol {
             name: "x".into(),
-            codec: Some(mp::Codec { name: codec.into(), config: None }),
+            codec: Some(mp::Codec {
+                name: codec.into(),
+                config: None,
+            }),
             multiplexing: true,
         }),
         ..Default::default()
@@ -260,12 +278,28 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
     let l = listener(proxy("aeraki.meta_protocol.codec.dubbo", "greeter:20880")).unwrap();
     assert_eq!(
         l.kind,
-        ListenerKind::Meta { route_config: "greeter:20880".into(), codec: CodecKind::Dubbo, rate_limit: None }
+        ListenerKind::Meta {
+            route_config: "greeter:20880".into(),
+            codec: CodecKind::Dubbo,
+            rate_limit: None
+        }
     );
     assert_eq!(l.meta_route_config(), Some("greeter:20880"));
     assert_eq!(l.route_config(), None);
     let t = listener(proxy("aeraki.meta_protocol.codec.thrift", "t")).unwrap();
-    assert!(matches!(t.kind, ListenerKind::Meta { codec: CodecKind::Thrift, .. }));
-    assert!(matches!(listener(proxy("aeraki.meta_protocol.codec.trpc", "t")), Err(ModelError::Unsupported(_))));
-    assert!(matches!(listener(proxy("aeraki.meta_protocol.codec.dubbo", "")), Err(ModelError::Missing(_))));
+    assert!(matches!(
+        t.kind,
+        ListenerKind::Meta {
+            codec: CodecKind::Thrift,
+            ..
+        }
+    ));
+    assert!(matches!(
+        listener(proxy("aeraki.meta_protocol.codec.trpc", "t")),
+        Err(ModelError::Unsupported(_))
+    ));
+    assert!(matches!(
+        listener(proxy("aeraki.meta_protocol.codec.dubbo", "")),
+        Err(ModelError::Missing(_))
+    ));
 }

@@ -26,7 +26,10 @@ pub(crate) const WRITE_BATCH: usize = 64 * 1024;
 
 /// Reads more bytes into `buf`; `Err` with the reason the connection is over (closed by
 /// the peer, or a read error).
-pub(crate) async fn read_more<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buf: &mut bytes::BytesMut) -> Result<(), String> {
+pub(crate) async fn read_more<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut bytes::BytesMut,
+) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     buf.reserve(READ_CHUNK);
     match reader.read_buf(buf).await {
@@ -118,17 +121,27 @@ impl ListenerCtx {
                     received: m.counter(metrics::TCP_RECEIVED_BYTES, labels),
                 }))
             }
-            ListenerKind::Redis(config) => {
-                ListenerCtx::Redis(Arc::new(redis::RedisListener::new(l.name.clone(), config.clone(), shared.clone())))
-            }
-            ListenerKind::Meta { route_config, codec, rate_limit } => {
+            ListenerKind::Redis(config) => ListenerCtx::Redis(Arc::new(redis::RedisListener::new(
+                l.name.clone(),
+                config.clone(),
+                shared.clone(),
+            ))),
+            ListenerKind::Meta {
+                route_config,
+                codec,
+                rate_limit,
+            } => {
                 let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {
                     CodecKind::Dubbo => (
-                        Arc::new(crate::codec::dubbo::DubboCodec::new(shared.max_rpc_message_bytes)),
+                        Arc::new(crate::codec::dubbo::DubboCodec::new(
+                            shared.max_rpc_message_bytes,
+                        )),
                         metrics::RequestProtocol::Dubbo,
                     ),
                     CodecKind::Thrift => (
-                        Arc::new(crate::codec::thrift::ThriftCodec::new(shared.max_rpc_message_bytes)),
+                        Arc::new(crate::codec::thrift::ThriftCodec::new(
+                            shared.max_rpc_message_bytes,
+                        )),
                         metrics::RequestProtocol::Thrift,
                     ),
                 };
@@ -140,7 +153,9 @@ impl ListenerCtx {
                     metrics: svc,
                     protocol,
                     // Validated when the listener was accepted.
-                    rate_limit: rate_limit.as_ref().and_then(|c| ratelimit::LocalRateLimiter::new(c).ok()),
+                    rate_limit: rate_limit
+                        .as_ref()
+                        .and_then(|c| ratelimit::LocalRateLimiter::new(c).ok()),
                 }))
             }
         }

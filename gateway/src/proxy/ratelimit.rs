@@ -28,16 +28,29 @@ impl LocalRateLimiter {
             .conditions
             .iter()
             .map(|c| {
-                let matchers = c.r#match.iter().flat_map(|m| &m.metadata).map(attribute_matcher).collect::<Result<_, _>>()?;
-                let bucket = c.token_bucket.as_ref().ok_or(ModelError::Missing("conditions.token_bucket"))?;
+                let matchers = c
+                    .r#match
+                    .iter()
+                    .flat_map(|m| &m.metadata)
+                    .map(attribute_matcher)
+                    .collect::<Result<_, _>>()?;
+                let bucket = c
+                    .token_bucket
+                    .as_ref()
+                    .ok_or(ModelError::Missing("conditions.token_bucket"))?;
                 Ok((matchers, Bucket::new(bucket)?))
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         let default = config.token_bucket.as_ref().map(Bucket::new).transpose()?;
         if default.is_none() && conditions.is_empty() {
-            return Err(ModelError::Missing("local_ratelimit.token_bucket or conditions"));
+            return Err(ModelError::Missing(
+                "local_ratelimit.token_bucket or conditions",
+            ));
         }
-        Ok(LocalRateLimiter { default, conditions })
+        Ok(LocalRateLimiter {
+            default,
+            conditions,
+        })
     }
 
     /// Takes a token for a call with `metadata`; false when its bucket is empty.
@@ -71,27 +84,57 @@ struct State {
 impl Bucket {
     fn new(b: &PbTokenBucket) -> Result<Bucket, ModelError> {
         if b.max_tokens == 0 {
-            return Err(ModelError::invalid("token_bucket.max_tokens", "must be greater than 0"));
+            return Err(ModelError::invalid(
+                "token_bucket.max_tokens",
+                "must be greater than 0",
+            ));
         }
         let per_fill = b.tokens_per_fill.as_ref().map_or(1, |v| v.value);
         if per_fill == 0 {
-            return Err(ModelError::invalid("token_bucket.tokens_per_fill", "must be greater than 0"));
+            return Err(ModelError::invalid(
+                "token_bucket.tokens_per_fill",
+                "must be greater than 0",
+            ));
         }
-        let interval = duration(b.fill_interval.as_ref().ok_or(ModelError::Missing("token_bucket.fill_interval"))?, "token_bucket.fill_interval")?;
+        let interval = duration(
+            b.fill_interval
+                .as_ref()
+                .ok_or(ModelError::Missing("token_bucket.fill_interval"))?,
+            "token_bucket.fill_interval",
+        )?;
         if interval.is_zero() {
-            return Err(ModelError::invalid("token_bucket.fill_interval", "must be positive"));
+            return Err(ModelError::invalid(
+                "token_bucket.fill_interval",
+                "must be positive",
+            ));
         }
-        Ok(Bucket { max: b.max_tokens, per_fill, interval, state: Mutex::new(State { tokens: b.max_tokens, filled: Instant::now() }) })
+        Ok(Bucket {
+            max: b.max_tokens,
+            per_fill,
+            interval,
+            state: Mutex::new(State {
+                tokens: b.max_tokens,
+                filled: Instant::now(),
+            }),
+        })
     }
 
     fn take(&self, now: Instant) -> bool {
-        let Ok(mut s) = self.state.lock() else { return true };
+        let Ok(mut s) = self.state.lock() else {
+            return true;
+        };
         let fills = now.saturating_duration_since(s.filled).as_nanos() / self.interval.as_nanos();
         if fills > 0 {
-            let gained = u64::try_from(fills).unwrap_or(u64::MAX).saturating_mul(u64::from(self.per_fill));
-            s.tokens = u32::try_from((u64::from(s.tokens) + gained).min(u64::from(self.max))).unwrap_or(self.max);
+            let gained = u64::try_from(fills)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(u64::from(self.per_fill));
+            s.tokens = u32::try_from((u64::from(s.tokens) + gained).min(u64::from(self.max)))
+                .unwrap_or(self.max);
             let credited = u32::try_from(fills).unwrap_or(u32::MAX);
-            s.filled = s.filled.checked_add(self.interval.saturating_mul(credited)).unwrap_or(now);
+            s.filled = s
+                .filled
+                .checked_add(self.interval.saturating_mul(credited))
+                .unwrap_or(now);
         }
         if s.tokens == 0 {
             return false;
@@ -106,7 +149,9 @@ mod tests {
     use super::*;
     use crate::codec::{MessageType, ResponseStatus};
     use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteMatch;
-    use corridor_proto::envoy::config::route::v3::{HeaderMatcher as PbHeaderMatcher, header_matcher::HeaderMatchSpecifier};
+    use corridor_proto::envoy::config::route::v3::{
+        HeaderMatcher as PbHeaderMatcher, header_matcher::HeaderMatchSpecifier,
+    };
     use corridor_proto::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
     use corridor_proto::google::protobuf::{Duration as PbDuration, UInt32Value};
 
@@ -114,7 +159,10 @@ mod tests {
         PbTokenBucket {
             max_tokens: max,
             tokens_per_fill: Some(UInt32Value { value: per_fill }),
-            fill_interval: Some(PbDuration { seconds: secs, nanos: 0 }),
+            fill_interval: Some(PbDuration {
+                seconds: secs,
+                nanos: 0,
+            }),
         }
     }
 
@@ -134,7 +182,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(b.take(t0) && b.take(t0));
         assert!(!b.take(t0), "empty after max_tokens calls");
-        assert!(!b.take(t0 + Duration::from_millis(900)), "no token before a whole interval");
+        assert!(
+            !b.take(t0 + Duration::from_millis(900)),
+            "no token before a whole interval"
+        );
         assert!(b.take(t0 + Duration::from_millis(1100)));
         assert!(!b.take(t0 + Duration::from_millis(1200)));
         // A long pause refills only up to max.
@@ -156,21 +207,32 @@ mod tests {
             stat_prefix: "l".into(),
             token_bucket: Some(bucket(3, 1, 60)),
             conditions: vec![pb::LocalRateLimitCondition {
-                r#match: Some(RouteMatch { metadata: vec![matcher] }),
+                r#match: Some(RouteMatch {
+                    metadata: vec![matcher],
+                }),
                 token_bucket: Some(bucket(1, 1, 60)),
             }],
         };
         let l = LocalRateLimiter::new(&config).unwrap();
         assert!(l.admit(&call("sayHello")));
-        assert!(!l.admit(&call("sayHello")), "its own bucket of one is empty");
-        assert!((0..3).all(|_| l.admit(&call("other"))), "the default bucket is separate");
+        assert!(
+            !l.admit(&call("sayHello")),
+            "its own bucket of one is empty"
+        );
+        assert!(
+            (0..3).all(|_| l.admit(&call("other"))),
+            "the default bucket is separate"
+        );
         assert!(!l.admit(&call("other")));
     }
 
     #[test]
     fn a_config_with_no_bucket_or_a_zero_bucket_is_refused() {
         assert!(LocalRateLimiter::new(&pb::LocalRateLimit::default()).is_err());
-        let zero = pb::LocalRateLimit { token_bucket: Some(bucket(0, 1, 1)), ..Default::default() };
+        let zero = pb::LocalRateLimit {
+            token_bucket: Some(bucket(0, 1, 1)),
+            ..Default::default()
+        };
         assert!(LocalRateLimiter::new(&zero).is_err());
     }
 }

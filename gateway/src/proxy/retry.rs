@@ -12,8 +12,8 @@ use rand::Rng;
 
 use crate::cluster::ClusterState;
 use crate::model::cluster::Cluster;
-use crate::telemetry::metrics::{Metrics, UPSTREAM_RETRIES, UPSTREAM_RETRY_OVERFLOW};
 use crate::model::route::{RetryPolicy, retry_on};
+use crate::telemetry::metrics::{Metrics, UPSTREAM_RETRIES, UPSTREAM_RETRY_OVERFLOW};
 
 /// How a try failed before a response arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +141,16 @@ impl RetryActive {
         let active_retries = c.active_retries.load(Ordering::Relaxed);
         if !budget_allows(&cluster.config, active, active_retries) {
             c.retry_overflow.fetch_add(1, Ordering::Relaxed);
-            metrics.cluster_counter(UPSTREAM_RETRY_OVERFLOW, &cluster.config.name).increment(1);
+            metrics
+                .cluster_counter(UPSTREAM_RETRY_OVERFLOW, &cluster.config.name)
+                .increment(1);
             return None;
         }
         c.active_retries.fetch_add(1, Ordering::Relaxed);
         c.retries.fetch_add(1, Ordering::Relaxed);
-        metrics.cluster_counter(UPSTREAM_RETRIES, &cluster.config.name).increment(1);
+        metrics
+            .cluster_counter(UPSTREAM_RETRIES, &cluster.config.name)
+            .increment(1);
         Some(RetryActive(Some(cluster.clone())))
     }
 

@@ -38,6 +38,7 @@ impl Harness {
         let mut ads = TestAds::start().await;
         let mut c = Config::new(ads.addr.to_string());
         c.admin_address = "127.0.0.1:0".parse().unwrap();
+        c.probe_address = Some("127.0.0.1:0".parse().unwrap());
         c.drain_timeout = Duration::from_secs(5);
         let gw = build(c).await.unwrap();
         ads.request_where(CLUSTER, |_| true).await;
@@ -467,6 +468,56 @@ async fn admin_drain_and_logging() {
             .then_some(())
     })
     .await;
+    h.gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn probe_address_serves_only_the_read_only_endpoints() {
+    let be = text_backend(200, "ok").await;
+    let h = Harness::start(
+        vec![prefix_route("all", "/", "c")],
+        vec![(cluster("c", false), vec![(be, true)])],
+    )
+    .await;
+    let probes = h.gw.probe_addr.unwrap();
+    let call = |method: &str, path: &str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{probes}{path}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let client = h.h1.clone();
+        async move {
+            let resp = client.request(req).await.unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(
+        call("GET", "/ready").await,
+        (StatusCode::OK, "LIVE\n".to_string())
+    );
+    assert_eq!(call("GET", "/healthz").await.0, StatusCode::OK);
+    let (status, metrics) = call("GET", "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.contains("# TYPE"), "{metrics}");
+    for (method, path) in [
+        ("POST", "/drain"),
+        ("GET", "/config_dump"),
+        ("POST", "/logging?level=debug"),
+    ] {
+        assert_eq!(
+            call(method, path).await.0,
+            StatusCode::NOT_FOUND,
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        h.admin("/ready").await,
+        "LIVE\n",
+        "the probe port drained nothing"
+    );
     h.gw.shutdown().await;
 }
 

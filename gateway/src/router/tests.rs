@@ -342,7 +342,9 @@ mod meta {
     fn exact(name: &str, value: &str) -> rt::HeaderMatcher {
         rt::HeaderMatcher {
             name: name.into(),
-            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(value.into())),
+            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
+                value.into(),
+            )),
             ..Default::default()
         }
     }
@@ -350,7 +352,9 @@ mod meta {
     fn present(name: &str, yes: bool) -> rt::HeaderMatcher {
         rt::HeaderMatcher {
             name: name.into(),
-            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::PresentMatch(yes)),
+            header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::PresentMatch(
+                yes,
+            )),
             ..Default::default()
         }
     }
@@ -367,24 +371,40 @@ mod meta {
             message_type: MessageType::Request,
             request_id: 1,
             response_status: ResponseStatus::Ok,
-            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dialect: 0,
         }
     }
 
     fn config() -> MetaRouteConfig {
         let split = mp::RouteAction {
-            cluster_specifier: Some(mp::route_action::ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
-                clusters: vec![
-                    rt::weighted_cluster::ClusterWeight { name: "v1".into(), weight: Some(UInt32Value { value: 80 }), ..Default::default() },
-                    rt::weighted_cluster::ClusterWeight { name: "v2".into(), weight: Some(UInt32Value { value: 20 }), ..Default::default() },
-                ],
-                ..Default::default()
-            })),
+            cluster_specifier: Some(mp::route_action::ClusterSpecifier::WeightedClusters(
+                rt::WeightedCluster {
+                    clusters: vec![
+                        rt::weighted_cluster::ClusterWeight {
+                            name: "v1".into(),
+                            weight: Some(UInt32Value { value: 80 }),
+                            ..Default::default()
+                        },
+                        rt::weighted_cluster::ClusterWeight {
+                            name: "v2".into(),
+                            weight: Some(UInt32Value { value: 20 }),
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                },
+            )),
             request_mirror_policies: vec![mp::route_action::RequestMirrorPolicy {
                 cluster: "shadow".into(),
                 runtime_fraction: Some(RuntimeFractionalPercent {
-                    default_value: Some(FractionalPercent { numerator: 25, denominator: 0 }),
+                    default_value: Some(FractionalPercent {
+                        numerator: 25,
+                        denominator: 0,
+                    }),
                     ..Default::default()
                 }),
             }],
@@ -395,18 +415,29 @@ mod meta {
             routes: vec![
                 mp::Route {
                     name: "gold".into(),
-                    r#match: Some(mp::RouteMatch { metadata: vec![exact("tier", "Gold"), present("traceId", true)] }),
+                    r#match: Some(mp::RouteMatch {
+                        metadata: vec![exact("tier", "Gold"), present("traceId", true)],
+                    }),
                     route: cluster("gold"),
-                    request_mutation: vec![mp::KeyValue { key: "routed-by".into(), value: "corridor".into() }],
+                    request_mutation: vec![mp::KeyValue {
+                        key: "routed-by".into(),
+                        value: "corridor".into(),
+                    }],
                     ..Default::default()
                 },
                 mp::Route {
                     name: "say-hello".into(),
-                    r#match: Some(mp::RouteMatch { metadata: vec![exact("method", "sayHello")] }),
+                    r#match: Some(mp::RouteMatch {
+                        metadata: vec![exact("method", "sayHello")],
+                    }),
                     route: Some(split),
                     ..Default::default()
                 },
-                mp::Route { name: "default".into(), route: cluster("v1"), ..Default::default() },
+                mp::Route {
+                    name: "default".into(),
+                    route: cluster("v1"),
+                    ..Default::default()
+                },
             ],
         };
         MetaRouteConfig::try_from(&pb).unwrap()
@@ -415,26 +446,64 @@ mod meta {
     #[test]
     fn first_route_whose_attributes_all_match_wins() {
         let rc = config();
-        assert_eq!(rc.clusters.iter().map(|c| &**c).collect::<Vec<_>>(), ["gold", "shadow", "v1", "v2"]);
-        let gold = select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("traceId", "abc")])).unwrap();
+        assert_eq!(
+            rc.clusters.iter().map(|c| &**c).collect::<Vec<_>>(),
+            ["gold", "shadow", "v1", "v2"]
+        );
+        let gold = select_meta(
+            &rc,
+            &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("traceId", "abc")]),
+        )
+        .unwrap();
         assert_eq!(&*gold.name, "gold");
-        assert_eq!(gold.request_mutation, vec![("routed-by".to_string(), "corridor".to_string())]);
+        assert_eq!(
+            gold.request_mutation,
+            vec![("routed-by".to_string(), "corridor".to_string())]
+        );
         // Attribute names are exact: `TraceId` is not `traceId`; values are case-sensitive.
-        let r = select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("TraceId", "abc")])).unwrap();
+        let r = select_meta(
+            &rc,
+            &metadata(&[("method", "sayHello"), ("tier", "Gold"), ("TraceId", "abc")]),
+        )
+        .unwrap();
         assert_eq!(&*r.name, "say-hello");
-        assert_eq!(&*select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "gold")])).unwrap().name, "say-hello");
-        assert_eq!(&*select_meta(&rc, &metadata(&[("method", "other")])).unwrap().name, "default");
+        assert_eq!(
+            &*select_meta(&rc, &metadata(&[("method", "sayHello"), ("tier", "gold")]))
+                .unwrap()
+                .name,
+            "say-hello"
+        );
+        assert_eq!(
+            &*select_meta(&rc, &metadata(&[("method", "other")]))
+                .unwrap()
+                .name,
+            "default"
+        );
     }
 
     #[test]
     fn weighted_split_and_mirror_share_come_from_the_resource() {
         let rc = config();
         let r = select_meta(&rc, &metadata(&[("method", "sayHello")])).unwrap();
-        assert_eq!(r.mirrors, vec![Mirror { cluster: "shadow".into(), fraction: 0.25 }]);
-        assert!(matches!(r.target, ClusterTarget::Weighted { total: 100, .. }));
+        assert_eq!(
+            r.mirrors,
+            vec![Mirror {
+                cluster: "shadow".into(),
+                fraction: 0.25
+            }]
+        );
+        assert!(matches!(
+            r.target,
+            ClusterTarget::Weighted { total: 100, .. }
+        ));
         let mut rng = StdRng::seed_from_u64(7);
-        let v1 = (0..2000).filter(|_| &**pick_cluster(&r.target, &mut rng) == "v1").count();
-        assert!((1500..1700).contains(&v1), "80/20 split gave {v1}/2000 to v1");
+        let v1 = (0..2000)
+            .filter(|_| &**pick_cluster(&r.target, &mut rng) == "v1")
+            .count();
+        assert!(
+            (1500..1700).contains(&v1),
+            "80/20 split gave {v1}/2000 to v1"
+        );
     }
 
     #[test]
@@ -444,13 +513,29 @@ mod meta {
             name: "x".into(),
             routes: vec![mp::Route {
                 name: "t".into(),
-                route: Some(mp::RouteAction { timeout: Some(d), ..cluster("c").unwrap() }),
+                route: Some(mp::RouteAction {
+                    timeout: Some(d),
+                    ..cluster("c").unwrap()
+                }),
                 ..Default::default()
             }],
         };
-        let rc = MetaRouteConfig::try_from(&with(PbDuration { seconds: 2, nanos: 0 })).unwrap();
-        assert_eq!(rc.routes[0].timeout, Some(std::time::Duration::from_secs(2)));
-        assert!(MetaRouteConfig::try_from(&with(PbDuration { seconds: -1, nanos: 0 })).is_err());
+        let rc = MetaRouteConfig::try_from(&with(PbDuration {
+            seconds: 2,
+            nanos: 0,
+        }))
+        .unwrap();
+        assert_eq!(
+            rc.routes[0].timeout,
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert!(
+            MetaRouteConfig::try_from(&with(PbDuration {
+                seconds: -1,
+                nanos: 0
+            }))
+            .is_err()
+        );
         assert_eq!(config().routes[0].timeout, None);
     }
 
@@ -460,7 +545,9 @@ mod meta {
             name: "x".into(),
             routes: vec![mp::Route {
                 name: "only".into(),
-                r#match: Some(mp::RouteMatch { metadata: vec![exact("method", "a")] }),
+                r#match: Some(mp::RouteMatch {
+                    metadata: vec![exact("method", "a")],
+                }),
                 route: cluster("c"),
                 ..Default::default()
             }],
@@ -473,16 +560,25 @@ mod meta {
     fn bad_resources_are_rejected_with_the_route_named() {
         let no_cluster = mp::RouteConfiguration {
             name: "x".into(),
-            routes: vec![mp::Route { name: "broken".into(), route: None, ..Default::default() }],
+            routes: vec![mp::Route {
+                name: "broken".into(),
+                route: None,
+                ..Default::default()
+            }],
         };
-        let err = MetaRouteConfig::try_from(&no_cluster).unwrap_err().to_string();
+        let err = MetaRouteConfig::try_from(&no_cluster)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken"), "{err}");
         let empty_key = mp::RouteConfiguration {
             name: "x".into(),
             routes: vec![mp::Route {
                 name: "m".into(),
                 route: cluster("c"),
-                request_mutation: vec![mp::KeyValue { key: String::new(), value: "v".into() }],
+                request_mutation: vec![mp::KeyValue {
+                    key: String::new(),
+                    value: "v".into(),
+                }],
                 ..Default::default()
             }],
         };

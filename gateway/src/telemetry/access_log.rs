@@ -59,7 +59,9 @@ pub fn emit_meta(
     if !tracing::enabled!(target: "access_log", tracing::Level::INFO) {
         return;
     }
-    let upstream = call.upstream.map_or_else(|| "-".to_string(), |a| a.to_string());
+    let upstream = call
+        .upstream
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
     tracing::info!(
         target: "access_log",
         listener,

@@ -97,7 +97,10 @@ impl Metrics {
                 b.set_buckets_for_metric(Matcher::Full(RESPONSE_BYTES.into()), SIZE_BUCKETS)
             })
             .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(REDIS_COMMAND_LATENCY.into()), DURATION_BUCKETS_MS)
+                b.set_buckets_for_metric(
+                    Matcher::Full(REDIS_COMMAND_LATENCY.into()),
+                    DURATION_BUCKETS_MS,
+                )
             });
         // Bucket lists are non-empty constants, so the builder cannot refuse them.
         let recorder = builder

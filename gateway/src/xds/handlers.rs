@@ -19,9 +19,9 @@ use crate::listener::{ListenerChange, ListenerManager};
 use crate::model::cluster::{Cluster, Endpoints};
 use crate::model::listener::Listener;
 use crate::model::meta_route::MetaRouteConfig;
-use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 use crate::model::route::RouteConfig;
 use crate::model::{ModelError, decode_any};
+use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 
 /// The accepted version of one resource.
 #[derive(Debug, Clone)]
@@ -337,10 +337,10 @@ impl XdsState {
         let prev = self.snapshot.load();
         let now = Instant::now();
         let warm = |c: &str| {
-            store
-                .clusters
-                .get(c)
-                .is_some_and(|e| e.model.inline_endpoints.is_some() || store.endpoints.contains_key(&e.model.eds_name))
+            store.clusters.get(c).is_some_and(|e| {
+                e.model.inline_endpoints.is_some()
+                    || store.endpoints.contains_key(&e.model.eds_name)
+            })
         };
         let mut routes = BTreeMap::new();
         let mut warming = BTreeMap::new();

@@ -65,9 +65,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> u8 {
         ErrorKind::Unavailable
         | ErrorKind::ConnectFailure
         | ErrorKind::UpstreamReset
-        | ErrorKind::Internal => {
-            status::SERVER_ERROR
-        }
+        | ErrorKind::Internal => status::SERVER_ERROR,
         ErrorKind::Overloaded => status::SERVER_THREADPOOL_EXHAUSTED,
         ErrorKind::Unauthorized | ErrorKind::BadRequest => status::BAD_REQUEST,
     }

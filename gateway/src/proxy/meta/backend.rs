@@ -128,7 +128,14 @@ impl Backend for MetaListener {
 
     fn record(&self, request: &Metadata, call: &CallRecord) {
         let (status, flags) = istio_outcome(call);
-        crate::telemetry::access_log::emit_meta(&self.name, self.protocol.as_str(), request, call, status, flags);
+        crate::telemetry::access_log::emit_meta(
+            &self.name,
+            self.protocol.as_str(),
+            request,
+            call,
+            status,
+            flags,
+        );
         let outcome = Outcome {
             status,
             flags,
@@ -154,7 +161,10 @@ impl Backend for MetaListener {
             return Ok(None);
         };
         if !state.admits_request() {
-            state.counters.overflow_rq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state
+                .counters
+                .overflow_rq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(local(
                 ErrorKind::Overloaded,
                 format!("{cluster} is at its circuit breaker's max_requests"),
@@ -166,7 +176,10 @@ impl Backend for MetaListener {
     async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {
         let snapshot = self.shared.snapshot.load_full();
         let Some(state) = snapshot.clusters.get(cluster) else {
-            return Err(Unreachable::NoEndpoint(local(ErrorKind::Unavailable, format!("cluster {cluster} not found"))));
+            return Err(Unreachable::NoEndpoint(local(
+                ErrorKind::Unavailable,
+                format!("cluster {cluster} not found"),
+            )));
         };
         let Some(endpoint) = lb::pick(state, avoid, &mut rand::rng()) else {
             return Err(Unreachable::NoEndpoint(local(
@@ -174,17 +187,24 @@ impl Backend for MetaListener {
                 format!("no healthy endpoint in {cluster}"),
             )));
         };
-        let lease = |connection: Multiplexed| Lease { connection, active: Some(EndpointActive::new(endpoint.clone())) };
+        let lease = |connection: Multiplexed| Lease {
+            connection,
+            active: Some(EndpointActive::new(endpoint.clone())),
+        };
         let mut slot = endpoint.mux.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(lease(c.clone()));
         }
-        let c = Multiplexed::connect(endpoint.addr, self.codec.clone(), state.config.connect_timeout)
-            .await
-            .map_err(|e| match e {
-                UpstreamError::Connect { reason, .. } => Unreachable::Connect(endpoint.addr, reason),
-                other => Unreachable::Connect(endpoint.addr, other.to_string()),
-            })?;
+        let c = Multiplexed::connect(
+            endpoint.addr,
+            self.codec.clone(),
+            state.config.connect_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Connect { reason, .. } => Unreachable::Connect(endpoint.addr, reason),
+            other => Unreachable::Connect(endpoint.addr, other.to_string()),
+        })?;
         *slot = Some(c.clone());
         Ok(lease(c))
     }

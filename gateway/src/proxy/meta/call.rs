@@ -98,7 +98,10 @@ pub struct Lease {
 
 impl From<Multiplexed> for Lease {
     fn from(connection: Multiplexed) -> Lease {
-        Lease { connection, active: None }
+        Lease {
+            connection,
+            active: None,
+        }
     }
 }
 
@@ -116,7 +119,10 @@ impl Unreachable {
     pub fn into_error(self) -> LocalError {
         match self {
             Unreachable::NoEndpoint(e) => e,
-            Unreachable::Connect(addr, reason) => local(ErrorKind::ConnectFailure, format!("cannot connect to {addr}: {reason}")),
+            Unreachable::Connect(addr, reason) => local(
+                ErrorKind::ConnectFailure,
+                format!("cannot connect to {addr}: {reason}"),
+            ),
         }
     }
 }
@@ -141,7 +147,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A connection to an endpoint of `cluster`, preferring endpoints not in `avoid`
     /// (those that already failed this call).
-    fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> impl Future<Output = Result<Lease, Unreachable>> + Send;
+    fn connection(
+        &self,
+        cluster: &str,
+        avoid: &[SocketAddr],
+    ) -> impl Future<Output = Result<Lease, Unreachable>> + Send;
 
     /// Counts one more retry on `cluster` if its retry budget admits it.
     fn admit_retry(&self, _cluster: &str) -> Option<RetryActive> {
@@ -154,13 +164,21 @@ pub trait Backend: Send + Sync + 'static {
 
 /// One call; the bytes to answer with (`None` for one-way calls: never answered, also
 /// not on errors). How it ended, and where it went, are written into `record`.
-pub async fn call<B: Backend>(codec: &dyn Codec, backend: &Arc<B>, frame: &Frame, record: &mut CallRecord) -> Option<Bytes> {
+pub async fn call<B: Backend>(
+    codec: &dyn Codec,
+    backend: &Arc<B>,
+    frame: &Frame,
+    record: &mut CallRecord,
+) -> Option<Bytes> {
     let oneway = frame.metadata.message_type == MessageType::Oneway;
     let (bytes, outcome) = match exchange(codec, backend, frame, record).await {
         Ok(bytes) => bytes,
         Err(e) => {
             let kind = e.kind;
-            ((!oneway).then(|| codec.local_reply(&frame.metadata, &e)), CallOutcome::Local(kind))
+            (
+                (!oneway).then(|| codec.local_reply(&frame.metadata, &e)),
+                CallOutcome::Local(kind),
+            )
         }
     };
     record.outcome = outcome;
@@ -181,7 +199,12 @@ async fn exchange<B: Backend>(
     record.cluster = Some(decision.cluster.clone());
     let _active = backend.admit_cluster(&decision.cluster)?;
     for cluster in &decision.mirrors {
-        mirror(backend, cluster.clone(), frame.clone(), decision.request_edit.clone());
+        mirror(
+            backend,
+            cluster.clone(),
+            frame.clone(),
+            decision.request_edit.clone(),
+        );
     }
     let Some(response) = tries(codec, &**backend, frame, &decision, record).await? else {
         return Ok((None, CallOutcome::Answered(200)));
@@ -190,9 +213,12 @@ async fn exchange<B: Backend>(
     let mut edit = decision.response_edit;
     edit.request_id = Some(request.request_id);
     let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
-    codec
-        .encode(&response, &edit, &mut out)
-        .map_err(|e| local(ErrorKind::Internal, format!("cannot re-encode the response: {e}")))?;
+    codec.encode(&response, &edit, &mut out).map_err(|e| {
+        local(
+            ErrorKind::Internal,
+            format!("cannot re-encode the response: {e}"),
+        )
+    })?;
     Ok((Some(out.freeze()), CallOutcome::Answered(status)))
 }
 
@@ -210,7 +236,13 @@ async fn tries<B: Backend>(
     let deadline = decision.timeout.map(|t| Instant::now() + t);
     let timed_out = || {
         let t = decision.timeout.unwrap_or_default();
-        local(ErrorKind::Timeout, format!("no answer from {} within {t:?} (route {})", decision.cluster, decision.route))
+        local(
+            ErrorKind::Timeout,
+            format!(
+                "no answer from {} within {t:?} (route {})",
+                decision.cluster, decision.route
+            ),
+        )
     };
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut retries: Vec<RetryActive> = Vec::new();
@@ -223,18 +255,26 @@ async fn tries<B: Backend>(
             (Some(r), Some(p)) => Some(r.min(p)),
             (r, p) => r.or(p),
         };
-        let outcome = Budgeted::new(try_once(backend, frame, decision, &tried, record), budget).await;
+        let outcome =
+            Budgeted::new(try_once(backend, frame, decision, &tried, record), budget).await;
         let expired = deadline.is_some_and(|d| Instant::now() >= d);
         let failure = match outcome {
             None if expired => return Err(timed_out()),
             None => (
                 Some(TryFailure::PerTryTimeout),
-                local(ErrorKind::Timeout, format!("no answer from {} within the per-try timeout (route {})", decision.cluster, decision.route)),
+                local(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no answer from {} within the per-try timeout (route {})",
+                        decision.cluster, decision.route
+                    ),
+                ),
             ),
             Some(Ok(None)) => return Ok(None),
             Some(Ok(Some(response))) => {
                 let status = codec.http_status(&response);
-                let retriable = policy.is_some_and(|p| retry::retries_response(p, status, &http::HeaderMap::new()));
+                let retriable = policy
+                    .is_some_and(|p| retry::retries_response(p, status, &http::HeaderMap::new()));
                 if !retriable || last_try || expired || !admit(backend, decision, &mut retries) {
                     return Ok(Some(response));
                 }
@@ -270,25 +310,39 @@ async fn try_once<B: Backend>(
     tried: &[SocketAddr],
     record: &mut CallRecord,
 ) -> Result<Option<Frame>, (Option<TryFailure>, LocalError)> {
-    let lease = backend.connection(&decision.cluster, tried).await.map_err(|e| match e {
-        Unreachable::NoEndpoint(e) => (None, e),
-        Unreachable::Connect(addr, _) => {
-            record.upstream = Some(addr);
-            (Some(TryFailure::Connect), e.into_error())
-        }
-    })?;
+    let lease = backend
+        .connection(&decision.cluster, tried)
+        .await
+        .map_err(|e| match e {
+            Unreachable::NoEndpoint(e) => (None, e),
+            Unreachable::Connect(addr, _) => {
+                record.upstream = Some(addr);
+                (Some(TryFailure::Connect), e.into_error())
+            }
+        })?;
     record.upstream = Some(lease.connection.addr());
-    lease.connection.call(frame, &decision.request_edit).await.map_err(|e| match e {
-        UpstreamError::Connect { addr, reason } => {
-            (Some(TryFailure::Connect), local(ErrorKind::ConnectFailure, format!("cannot connect to {addr}: {reason}")))
-        }
-        UpstreamError::Reset { addr, reason } => (
-            Some(TryFailure::Reset),
-            local(ErrorKind::UpstreamReset, format!("upstream {addr} went away mid-call: {reason}")),
-        ),
-        // Not retried: the same request would fail to encode again.
-        UpstreamError::Encode(reason) => (None, local(ErrorKind::Internal, reason)),
-    })
+    lease
+        .connection
+        .call(frame, &decision.request_edit)
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Connect { addr, reason } => (
+                Some(TryFailure::Connect),
+                local(
+                    ErrorKind::ConnectFailure,
+                    format!("cannot connect to {addr}: {reason}"),
+                ),
+            ),
+            UpstreamError::Reset { addr, reason } => (
+                Some(TryFailure::Reset),
+                local(
+                    ErrorKind::UpstreamReset,
+                    format!("upstream {addr} went away mid-call: {reason}"),
+                ),
+            ),
+            // Not retried: the same request would fail to encode again.
+            UpstreamError::Encode(reason) => (None, local(ErrorKind::Internal, reason)),
+        })
 }
 
 /// Whether another try may start: the cluster's retry budget admits it.
@@ -318,8 +372,15 @@ fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: E
     let backend = backend.clone();
     tokio::spawn(async move {
         let sent = async {
-            let lease = backend.connection(&cluster, &[]).await.map_err(Unreachable::into_error)?;
-            lease.connection.call(&frame, &edit).await.map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
+            let lease = backend
+                .connection(&cluster, &[])
+                .await
+                .map_err(Unreachable::into_error)?;
+            lease
+                .connection
+                .call(&frame, &edit)
+                .await
+                .map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
         };
         match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
             Ok(Ok(_)) => {}

@@ -101,8 +101,14 @@ fn handle<B: Backend>(
             None
         }
         MessageType::Response | MessageType::HeartbeatResponse => {
-            tracing::debug!(protocol = codec.name(), "ignoring a response sent by a caller");
-            Some(Answer { seq, bytes: Bytes::new() })
+            tracing::debug!(
+                protocol = codec.name(),
+                "ignoring a response sent by a caller"
+            );
+            Some(Answer {
+                seq,
+                bytes: Bytes::new(),
+            })
         }
     }
 }

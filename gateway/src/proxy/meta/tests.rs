@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::codec::{Codec, CodecError, Edit, Frame, LocalError, MessageType, Metadata, ResponseStatus};
+use crate::codec::{
+    Codec, CodecError, Edit, Frame, LocalError, MessageType, Metadata, ResponseStatus,
+};
 
 const REQUEST: u8 = 0;
 const RESPONSE: u8 = 1;
@@ -44,7 +46,10 @@ impl Codec for Toy {
         }
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len < 9 {
-            return Err(CodecError::Corrupt { protocol: "toy", reason: "short".into() });
+            return Err(CodecError::Corrupt {
+                protocol: "toy",
+                reason: "short".into(),
+            });
         }
         if buf.len() < 4 + len {
             return Ok(None);
@@ -123,7 +128,9 @@ pub(super) async fn reversing_upstream(batch: usize) -> SocketAddr {
         }
         for f in got.iter().rev() {
             let payload = format!("echo:{}", f.metadata.get("payload").unwrap_or_default());
-            s.write_all(&frame(f.metadata.request_id, RESPONSE, payload.as_bytes())).await.unwrap();
+            s.write_all(&frame(f.metadata.request_id, RESPONSE, payload.as_bytes()))
+                .await
+                .unwrap();
         }
         // Keep the connection open until the test ends.
         let _ = s.read_buf(&mut buf).await;
@@ -137,17 +144,30 @@ const PATIENCE: Duration = Duration::from_secs(10);
 async fn concurrent_calls_share_a_connection_and_get_their_own_answers_out_of_order() {
     let calls = 100;
     let addr = reversing_upstream(calls).await;
-    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2)).await.unwrap();
+    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..calls)
         .map(|i| {
             let conn = conn.clone();
             // Every caller uses id 5 downstream: only the rewritten ids tell them apart.
-            tokio::spawn(async move { conn.call(&request(5, REQUEST, &format!("n{i}")), &Edit::default()).await })
+            tokio::spawn(async move {
+                conn.call(&request(5, REQUEST, &format!("n{i}")), &Edit::default())
+                    .await
+            })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
-        let reply = tokio::time::timeout(PATIENCE, t).await.unwrap().unwrap().unwrap().unwrap();
-        assert_eq!(reply.metadata.get("payload"), Some(format!("echo:n{i}").as_str()));
+        let reply = tokio::time::timeout(PATIENCE, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            reply.metadata.get("payload"),
+            Some(format!("echo:n{i}").as_str())
+        );
         assert_eq!(reply.metadata.request_id, 5, "back under the caller's id");
     }
     assert_eq!(conn.in_flight(), 0);
@@ -171,19 +191,30 @@ async fn a_broken_connection_fails_every_call_at_once() {
         }
         // Dies with three calls in flight.
     });
-    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2)).await.unwrap();
+    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..3)
         .map(|i| {
             let conn = conn.clone();
-            tokio::spawn(async move { conn.call(&request(i, REQUEST, "x"), &Edit::default()).await })
+            tokio::spawn(
+                async move { conn.call(&request(i, REQUEST, "x"), &Edit::default()).await },
+            )
         })
         .collect();
     for t in tasks {
-        let err = tokio::time::timeout(PATIENCE, t).await.unwrap().unwrap().unwrap_err();
+        let err = tokio::time::timeout(PATIENCE, t)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
         assert!(matches!(err, UpstreamError::Reset { .. }), "{err}");
     }
     assert!(conn.is_closed());
-    let again = conn.call(&request(9, REQUEST, "x"), &Edit::default()).await.unwrap_err();
+    let again = conn
+        .call(&request(9, REQUEST, "x"), &Edit::default())
+        .await
+        .unwrap_err();
     assert!(matches!(again, UpstreamError::Reset { .. }));
 }
 
@@ -205,8 +236,13 @@ async fn one_way_calls_are_written_and_not_waited_for() {
             }
         }
     });
-    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2)).await.unwrap();
-    let out = conn.call(&request(3, ONEWAY, "fire"), &Edit::default()).await.unwrap();
+    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let out = conn
+        .call(&request(3, ONEWAY, "fire"), &Edit::default())
+        .await
+        .unwrap();
     assert!(out.is_none());
     let got = tokio::time::timeout(PATIENCE, seen).await.unwrap().unwrap();
     assert_eq!(got.message_type, MessageType::Oneway);
@@ -224,10 +260,16 @@ async fn a_caller_that_gives_up_leaves_nothing_behind() {
         // Reads and never answers.
         while s.read_buf(&mut buf).await.unwrap_or(0) > 0 {}
     });
-    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2)).await.unwrap();
+    let conn = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
+        .await
+        .unwrap();
     let (slow, edit) = (request(1, REQUEST, "slow"), Edit::default());
     let call = conn.call(&slow, &edit);
-    assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err()
+    );
     assert_eq!(conn.in_flight(), 0);
 }
 
@@ -236,6 +278,8 @@ async fn connecting_to_a_closed_port_is_a_connect_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2)).await.unwrap_err();
+    let err = Multiplexed::connect(addr, Arc::new(Toy), Duration::from_secs(2))
+        .await
+        .unwrap_err();
     assert!(matches!(err, UpstreamError::Connect { .. }), "{err}");
 }

@@ -164,7 +164,10 @@ impl Multiplexed {
             if let Ok(mut m) = self.inner.inflight.lock() {
                 m.insert(id, waiter);
             }
-            Some(Pending { inner: &self.inner, id })
+            Some(Pending {
+                inner: &self.inner,
+                id,
+            })
         };
         if self.writes.send(out.freeze()).await.is_err() {
             return Err(reset("writer stopped"));
@@ -172,7 +175,9 @@ impl Multiplexed {
         if oneway {
             return Ok(None);
         }
-        let mut response = answer.await.map_err(|_| reset("connection dropped the call"))??;
+        let mut response = answer
+            .await
+            .map_err(|_| reset("connection dropped the call"))??;
         // Back under the caller's id: the bytes are re-encoded by the downstream side
         // with that id; the metadata already says which it is.
         response.metadata.request_id = request.metadata.request_id;
@@ -180,7 +185,11 @@ impl Multiplexed {
     }
 }
 
-async fn write_loop(inner: Arc<Inner>, mut writer: tokio::net::tcp::OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
+async fn write_loop(
+    inner: Arc<Inner>,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
     let mut batch = BytesMut::new();
     while let Some(first) = queue.recv().await {
         if let Err(e) = super::write_batch(&mut writer, first, &mut queue, &mut batch).await {
@@ -190,7 +199,11 @@ async fn write_loop(inner: Arc<Inner>, mut writer: tokio::net::tcp::OwnedWriteHa
     }
 }
 
-async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf, writes: mpsc::Sender<Bytes>) {
+async fn read_loop(
+    inner: Arc<Inner>,
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    writes: mpsc::Sender<Bytes>,
+) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         loop {
@@ -222,7 +235,9 @@ async fn dispatch(inner: &Inner, frame: Frame, writes: &mpsc::Sender<Bytes>) {
             match waiter {
                 Some(w) => drop(w.send(Ok(frame))),
                 // The caller gave up (timeout) or the id is unknown: nothing to do.
-                None => tracing::debug!(addr = %inner.addr, id = frame.metadata.request_id, "response nobody waits for"),
+                None => {
+                    tracing::debug!(addr = %inner.addr, id = frame.metadata.request_id, "response nobody waits for")
+                }
             }
         }
         MessageType::Heartbeat => {
@@ -236,4 +251,3 @@ async fn dispatch(inner: &Inner, frame: Frame, writes: &mpsc::Sender<Bytes>) {
         }
     }
 }
-

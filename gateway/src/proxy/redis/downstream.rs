@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use super::RedisListener;
 use super::route::{Pending, dispatch};
 use super::session::Session;
+use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 use crate::redis::command::{Kind, check_arity, lookup, unknown_command, unsupported_command};
 use crate::redis::resp::{CommandDecoder, Value, encode};
-use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 
 /// Largest command accepted from a client (Redis's own limit for a bulk string).
 pub const DEFAULT_MAX_REQUEST: usize = 512 * 1024 * 1024;
@@ -45,7 +45,9 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(listener = %listener.name, error = %e, "closing a Redis connection that sent unreadable bytes");
-                    let _ = replies.send(futures::future::ready(e.reply()).boxed()).await;
+                    let _ = replies
+                        .send(futures::future::ready(e.reply()).boxed())
+                        .await;
                     break 'read;
                 }
             }
@@ -62,7 +64,11 @@ where
 }
 
 /// The reply to one command: answered here, refused, or sent upstream.
-async fn handle(l: &Arc<RedisListener>, session: &mut Session, cmd: crate::redis::resp::Command) -> Pending {
+async fn handle(
+    l: &Arc<RedisListener>,
+    session: &mut Session,
+    cmd: crate::redis::resp::Command,
+) -> Pending {
     let ready = |v: Value| futures::future::ready(v).boxed();
     let Some(info) = cmd.args.first().and_then(|name| lookup(name)) else {
         return ready(unknown_command(&cmd.args));
@@ -77,9 +83,12 @@ async fn handle(l: &Arc<RedisListener>, session: &mut Session, cmd: crate::redis
         Kind::Connection => ready(session.answer(&l.config, info.name, &cmd.args)),
         Kind::Keyless => ready(Session::keyless(info.name, &cmd.args)),
         Kind::Unsupported => ready(unsupported_command(info)),
-        Kind::SingleKey | Kind::EvalKeys | Kind::Colocated | Kind::MultiGet | Kind::MultiSet | Kind::MultiSum => {
-            dispatch(l, info, cmd).await
-        }
+        Kind::SingleKey
+        | Kind::EvalKeys
+        | Kind::Colocated
+        | Kind::MultiGet
+        | Kind::MultiSet
+        | Kind::MultiSum => dispatch(l, info, cmd).await,
     }
 }
 
@@ -101,7 +110,9 @@ async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Pending>
         // Replies already finished go out in the same write; the first one still
         // waiting starts the next.
         while out.len() < WRITE_BATCH {
-            let Ok(mut next) = queue.try_recv() else { break };
+            let Ok(mut next) = queue.try_recv() else {
+                break;
+            };
             match (&mut next).now_or_never() {
                 Some(v) => encode(&v, &mut out),
                 None => {

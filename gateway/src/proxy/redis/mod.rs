@@ -56,12 +56,25 @@ impl RedisListener {
     /// A listener with no upstream connection yet.
     pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
         let metrics = route::CommandMetrics::new(&shared.metrics, &name);
-        RedisListener { name, config, shared, metrics, open: DashMap::new(), connecting: DashMap::new(), slot_maps: DashMap::new(), refreshed: DashMap::new() }
+        RedisListener {
+            name,
+            config,
+            shared,
+            metrics,
+            open: DashMap::new(),
+            connecting: DashMap::new(),
+            slot_maps: DashMap::new(),
+            refreshed: DashMap::new(),
+        }
     }
 
     /// The pipelined connection to `addr`, opened (and authenticated with the cluster's
     /// upstream credentials) on first use; concurrent first users share one connect.
-    pub async fn connection(&self, addr: SocketAddr, cluster: &ClusterState) -> Result<Pipelined, UpstreamError> {
+    pub async fn connection(
+        &self,
+        addr: SocketAddr,
+        cluster: &ClusterState,
+    ) -> Result<Pipelined, UpstreamError> {
         if let Some(c) = self.open.get(&addr).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
@@ -71,10 +84,14 @@ impl RedisListener {
             return Ok(c.clone());
         }
         let redis = &cluster.config.redis;
-        let auth = redis.password.as_deref().map(|p| (redis.username.as_deref(), p));
+        let auth = redis
+            .password
+            .as_deref()
+            .map(|p| (redis.username.as_deref(), p));
         // Reads may go to replicas: every Redis Cluster connection is READONLY (a no-op
         // on primaries, which the same node may become after a failover).
-        let readonly = redis.mode == RedisMode::Cluster && self.config.read_policy != ReadPolicy::Master;
+        let readonly =
+            redis.mode == RedisMode::Cluster && self.config.read_policy != ReadPolicy::Master;
         let c = Pipelined::connect(addr, auth, readonly, cluster.config.connect_timeout).await?;
         self.open.insert(addr, c.clone());
         Ok(c)
@@ -89,7 +106,10 @@ impl RedisListener {
     /// once per [`REFRESH_INTERVAL`], however many MOVED a resharding causes.
     pub fn may_refresh(&self, cluster: &Arc<str>) -> bool {
         let now = std::time::Instant::now();
-        let mut last = self.refreshed.entry(cluster.clone()).or_insert(now - REFRESH_INTERVAL);
+        let mut last = self
+            .refreshed
+            .entry(cluster.clone())
+            .or_insert(now - REFRESH_INTERVAL);
         if now.duration_since(*last) < REFRESH_INTERVAL {
             return false;
         }

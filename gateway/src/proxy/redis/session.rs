@@ -32,7 +32,12 @@ pub struct Session {
 impl Session {
     /// A new connection: authenticated when the listener asks for no password.
     pub fn new(config: &RedisProxyConfig) -> Session {
-        Session { authenticated: config.passwords.is_empty(), name: None, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), closing: false }
+        Session {
+            authenticated: config.passwords.is_empty(),
+            name: None,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            closing: false,
+        }
     }
 
     /// The answer to a connection command (`name` lower-case, arity already checked).
@@ -78,26 +83,37 @@ impl Session {
             ("ping", [_]) => Value::simple("PONG"),
             ("ping", [_, msg]) | ("echo", [_, msg]) => Value::Bulk(msg.clone()),
             ("time", _) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
                 Value::Array(vec![
                     Value::Bulk(Bytes::from(now.as_secs().to_string())),
                     Value::Bulk(Bytes::from(now.subsec_micros().to_string())),
                 ])
             }
-            _ => Value::error(format!("ERR wrong number of arguments for '{name}' command")),
+            _ => Value::error(format!(
+                "ERR wrong number of arguments for '{name}' command"
+            )),
         }
     }
 
     fn auth(&mut self, config: &RedisProxyConfig, user: Option<&Bytes>, password: &Bytes) -> Value {
         if config.passwords.is_empty() {
-            return Value::error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            return Value::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            );
         }
         let user_ok = match (user, &config.username) {
             (None, _) => true,
             (Some(u), Some(want)) => u[..] == *want.as_bytes(),
             (Some(u), None) => &u[..] == b"default",
         };
-        if user_ok && config.passwords.iter().any(|p| p.as_bytes() == &password[..]) {
+        if user_ok
+            && config
+                .passwords
+                .iter()
+                .any(|p| p.as_bytes() == &password[..])
+        {
             self.authenticated = true;
             Value::ok()
         } else {
@@ -112,7 +128,9 @@ impl Session {
         if let Some(v) = rest.next() {
             match &v[..] {
                 b"2" => {}
-                b"3" => return Value::error("NOPROTO sorry, this protocol version is not supported."),
+                b"3" => {
+                    return Value::error("NOPROTO sorry, this protocol version is not supported.");
+                }
                 _ => return Value::error("ERR Protocol version is not an integer or out of range"),
             }
         }
@@ -131,11 +149,16 @@ impl Session {
                 };
                 self.name = Some(n.clone());
             } else {
-                return Value::error(format!("ERR Syntax error in HELLO option '{}'", String::from_utf8_lossy(opt)));
+                return Value::error(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(opt)
+                ));
             }
         }
         if !self.authenticated {
-            return Value::error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+            return Value::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            );
         }
         let field = |k: &'static str, v: Value| [Value::Bulk(Bytes::from_static(k.as_bytes())), v];
         let text = |s: &'static str| Value::Bulk(Bytes::from_static(s.as_bytes()));
@@ -144,7 +167,10 @@ impl Session {
                 field("server", text("redis")),
                 field("version", text(VERSION)),
                 field("proto", Value::Integer(2)),
-                field("id", Value::Integer(i64::try_from(self.id).unwrap_or(i64::MAX))),
+                field(
+                    "id",
+                    Value::Integer(i64::try_from(self.id).unwrap_or(i64::MAX)),
+                ),
                 field("mode", text("standalone")),
                 field("role", text("master")),
                 field("modules", Value::Array(Vec::new())),
@@ -163,7 +189,9 @@ impl Session {
         match (&sub[..], args.len()) {
             (b"SETNAME", 3) => {
                 if args[2].iter().any(|b| *b == b' ' || *b == b'\n') {
-                    return Value::error("ERR Client names cannot contain spaces, newlines or special characters.");
+                    return Value::error(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
                 }
                 self.name = Some(args[2].clone()).filter(|n| !n.is_empty());
                 Value::ok()
@@ -176,7 +204,10 @@ impl Session {
                 "ERR wrong number of arguments for 'client|{}' command",
                 String::from_utf8_lossy(&sub).to_lowercase()
             )),
-            _ => Value::error(format!("ERR unsupported command 'client {}'", String::from_utf8_lossy(&sub).to_lowercase())),
+            _ => Value::error(format!(
+                "ERR unsupported command 'client {}'",
+                String::from_utf8_lossy(&sub).to_lowercase()
+            )),
         }
     }
 }
@@ -202,7 +233,10 @@ mod tests {
     }
 
     fn args(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
     }
 
     fn error_text(v: &Value) -> String {
@@ -217,9 +251,18 @@ mod tests {
         let c = config(&["s3cret"]);
         let mut s = Session::new(&c);
         assert!(!s.authenticated);
-        assert!(error_text(&s.answer(&c, "auth", &args(&["AUTH", "nope"]))).starts_with("WRONGPASS"));
-        assert!(error_text(&s.answer(&c, "auth", &args(&["AUTH", "bob", "s3cret"]))).starts_with("WRONGPASS"), "only `default` without a username set");
-        assert_eq!(s.answer(&c, "auth", &args(&["AUTH", "default", "s3cret"])), Value::ok());
+        assert!(
+            error_text(&s.answer(&c, "auth", &args(&["AUTH", "nope"]))).starts_with("WRONGPASS")
+        );
+        assert!(
+            error_text(&s.answer(&c, "auth", &args(&["AUTH", "bob", "s3cret"])))
+                .starts_with("WRONGPASS"),
+            "only `default` without a username set"
+        );
+        assert_eq!(
+            s.answer(&c, "auth", &args(&["AUTH", "default", "s3cret"])),
+            Value::ok()
+        );
         assert!(s.authenticated);
     }
 
@@ -229,7 +272,11 @@ mod tests {
         let mut s = Session::new(&c);
         assert!(error_text(&s.answer(&c, "hello", &args(&["HELLO", "3"]))).starts_with("NOPROTO"));
         assert!(error_text(&s.answer(&c, "hello", &args(&["HELLO", "2"]))).starts_with("NOAUTH"));
-        let Value::Array(fields) = s.answer(&c, "hello", &args(&["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "app"])) else {
+        let Value::Array(fields) = s.answer(
+            &c,
+            "hello",
+            &args(&["HELLO", "2", "AUTH", "default", "pw", "SETNAME", "app"]),
+        ) else {
             panic!("HELLO 2 is a map as an array")
         };
         assert_eq!(fields[0], Value::bulk("server"));
@@ -241,12 +288,34 @@ mod tests {
     fn client_commands_keep_the_name_and_refuse_the_rest() {
         let c = config(&[]);
         let mut s = Session::new(&c);
-        assert_eq!(s.answer(&c, "client", &args(&["client", "setname", "worker-1"])), Value::ok());
-        assert_eq!(s.answer(&c, "client", &args(&["CLIENT", "GETNAME"])), Value::bulk("worker-1"));
-        assert_eq!(s.answer(&c, "client", &args(&["CLIENT", "SETINFO", "LIB-NAME", "ioredis"])), Value::ok());
-        assert!(error_text(&s.answer(&c, "client", &args(&["CLIENT", "KILL", "x"]))).contains("client kill"));
+        assert_eq!(
+            s.answer(&c, "client", &args(&["client", "setname", "worker-1"])),
+            Value::ok()
+        );
+        assert_eq!(
+            s.answer(&c, "client", &args(&["CLIENT", "GETNAME"])),
+            Value::bulk("worker-1")
+        );
+        assert_eq!(
+            s.answer(
+                &c,
+                "client",
+                &args(&["CLIENT", "SETINFO", "LIB-NAME", "ioredis"])
+            ),
+            Value::ok()
+        );
+        assert!(
+            error_text(&s.answer(&c, "client", &args(&["CLIENT", "KILL", "x"])))
+                .contains("client kill")
+        );
         assert!(error_text(&s.answer(&c, "select", &args(&["SELECT", "2"]))).starts_with("ERR"));
-        assert_eq!(Session::keyless("ping", &args(&["PING"])), Value::simple("PONG"));
-        assert_eq!(Session::keyless("echo", &args(&["ECHO", "hi"])), Value::bulk("hi"));
+        assert_eq!(
+            Session::keyless("ping", &args(&["PING"])),
+            Value::simple("PONG")
+        );
+        assert_eq!(
+            Session::keyless("echo", &args(&["ECHO", "hi"])),
+            Value::bulk("hi")
+        );
     }
 }

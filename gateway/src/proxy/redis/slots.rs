@@ -34,7 +34,10 @@ impl SlotMap {
         let Value::Array(ranges) = reply else {
             return Err(format!("CLUSTER SLOTS answered {reply:?}"));
         };
-        let mut map = SlotMap { shards: Vec::new(), by_slot: vec![UNCLAIMED; SLOTS] };
+        let mut map = SlotMap {
+            shards: Vec::new(),
+            by_slot: vec![UNCLAIMED; SLOTS],
+        };
         for range in ranges {
             let Value::Array(fields) = range else {
                 return Err("a CLUSTER SLOTS range is not an array".into());
@@ -46,7 +49,10 @@ impl SlotMap {
             };
             let shard = Shard {
                 primary: node_addr(node, asked.ip())?,
-                replicas: fields[3..].iter().map(|n| node_addr(n, asked.ip())).collect::<Result<_, _>>()?,
+                replicas: fields[3..]
+                    .iter()
+                    .map(|n| node_addr(n, asked.ip()))
+                    .collect::<Result<_, _>>()?,
             };
             let (start, end) = (slot_index(*start)?, slot_index(*end)?);
             if start > end {
@@ -84,7 +90,10 @@ impl SlotMap {
     pub fn moved(&self, slot: u16, addr: SocketAddr) -> SlotMap {
         let mut next = self.clone();
         let existing = next.shards.iter().find(|s| s.primary == addr).cloned();
-        let index = next.shard_index(existing.unwrap_or(Shard { primary: addr, replicas: Vec::new() }));
+        let index = next.shard_index(existing.unwrap_or(Shard {
+            primary: addr,
+            replicas: Vec::new(),
+        }));
         if let Some(s) = next.by_slot.get_mut(usize::from(slot)) {
             *s = index;
         }
@@ -93,7 +102,10 @@ impl SlotMap {
 }
 
 fn slot_index(v: i64) -> Result<usize, String> {
-    usize::try_from(v).ok().filter(|s| *s < SLOTS).ok_or_else(|| format!("slot {v} out of range"))
+    usize::try_from(v)
+        .ok()
+        .filter(|s| *s < SLOTS)
+        .ok_or_else(|| format!("slot {v} out of range"))
 }
 
 /// `[host, port, id, ...]` of a CLUSTER SLOTS node.
@@ -109,7 +121,12 @@ fn node_addr(node: &Value, fallback: IpAddr) -> Result<SocketAddr, String> {
         Value::Bulk(b) | Value::Simple(b) => String::from_utf8_lossy(b).into_owned(),
         other => return Err(format!("a CLUSTER SLOTS host is {other:?}")),
     };
-    let ip = if host.is_empty() { fallback } else { host.parse().map_err(|_| format!("host {host:?} is not an IP address"))? };
+    let ip = if host.is_empty() {
+        fallback
+    } else {
+        host.parse()
+            .map_err(|_| format!("host {host:?} is not an IP address"))?
+    };
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -125,7 +142,9 @@ pub enum Redirect {
 impl Redirect {
     /// The redirection an error reply carries, if any.
     pub fn of(reply: &Value) -> Option<Redirect> {
-        let Value::Error(text) = reply else { return None };
+        let Value::Error(text) = reply else {
+            return None;
+        };
         let text = std::str::from_utf8(text).ok()?;
         let mut words = text.split_whitespace();
         let kind = words.next()?;
@@ -145,21 +164,41 @@ mod tests {
     use bytes::Bytes;
 
     fn node(host: &str, port: i64) -> Value {
-        Value::Array(vec![Value::Bulk(Bytes::from(host.to_string())), Value::Integer(port), Value::Bulk(Bytes::from_static(b"id"))])
+        Value::Array(vec![
+            Value::Bulk(Bytes::from(host.to_string())),
+            Value::Integer(port),
+            Value::Bulk(Bytes::from_static(b"id")),
+        ])
     }
 
     #[test]
     fn cluster_slots_map_every_range_to_its_primary() {
         let reply = Value::Array(vec![
-            Value::Array(vec![Value::Integer(0), Value::Integer(5460), node("127.0.0.1", 7000), node("127.0.0.1", 7003)]),
-            Value::Array(vec![Value::Integer(5461), Value::Integer(16383), node("", 7001)]),
+            Value::Array(vec![
+                Value::Integer(0),
+                Value::Integer(5460),
+                node("127.0.0.1", 7000),
+                node("127.0.0.1", 7003),
+            ]),
+            Value::Array(vec![
+                Value::Integer(5461),
+                Value::Integer(16383),
+                node("", 7001),
+            ]),
         ]);
         let asked: SocketAddr = "127.0.0.9:7001".parse().unwrap();
         let m = SlotMap::from_cluster_slots(&reply, asked).unwrap();
         assert_eq!(m.primary(0), Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(m.primary(5460), Some("127.0.0.1:7000".parse().unwrap()));
-        assert_eq!(m.primary(16383), Some("127.0.0.9:7001".parse().unwrap()), "an empty host is the asked node's IP");
-        assert_eq!(m.shard(1).unwrap().replicas, vec!["127.0.0.1:7003".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            m.primary(16383),
+            Some("127.0.0.9:7001".parse().unwrap()),
+            "an empty host is the asked node's IP"
+        );
+        assert_eq!(
+            m.shard(1).unwrap().replicas,
+            vec!["127.0.0.1:7003".parse::<SocketAddr>().unwrap()]
+        );
         assert!(m.shard(16383).unwrap().replicas.is_empty());
         let moved = m.moved(0, "127.0.0.1:7002".parse().unwrap());
         assert_eq!(moved.primary(0), Some("127.0.0.1:7002".parse().unwrap()));
@@ -169,8 +208,14 @@ mod tests {
     #[test]
     fn moved_and_ask_errors_are_redirections() {
         let e = |s: &str| Value::Error(Bytes::from(s.to_string()));
-        assert_eq!(Redirect::of(&e("MOVED 3999 127.0.0.1:6381")), Some(Redirect::Moved(3999, "127.0.0.1:6381".parse().unwrap())));
-        assert_eq!(Redirect::of(&e("ASK 1 127.0.0.1:6382")), Some(Redirect::Ask(1, "127.0.0.1:6382".parse().unwrap())));
+        assert_eq!(
+            Redirect::of(&e("MOVED 3999 127.0.0.1:6381")),
+            Some(Redirect::Moved(3999, "127.0.0.1:6381".parse().unwrap()))
+        );
+        assert_eq!(
+            Redirect::of(&e("ASK 1 127.0.0.1:6382")),
+            Some(Redirect::Ask(1, "127.0.0.1:6382".parse().unwrap()))
+        );
         assert_eq!(Redirect::of(&e("ERR wrong type")), None);
     }
 }

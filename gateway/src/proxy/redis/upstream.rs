@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::redis::resp::{Value, ValueDecoder, encode_command};
 use crate::proxy::{READ_CHUNK, WRITE_BATCH};
+use crate::redis::resp::{Value, ValueDecoder, encode_command};
 
 /// Largest reply accepted from an upstream (Redis's own bulk limit).
 const MAX_REPLY: usize = 512 * 1024 * 1024;
@@ -61,7 +61,10 @@ impl Inner {
             Err(_) => Vec::new(),
         };
         for w in waiters {
-            let _ = w.send(Err(UpstreamError::Reset { addr: self.addr, reason: reason.to_string() }));
+            let _ = w.send(Err(UpstreamError::Reset {
+                addr: self.addr,
+                reason: reason.to_string(),
+            }));
         }
     }
 }
@@ -107,17 +110,27 @@ impl Pipelined {
         for command in &setup {
             let mut out = BytesMut::new();
             encode_command(command, &mut out);
-            stream.write_all(&out).await.map_err(|e| error(e.to_string()))?;
-            let name = String::from_utf8_lossy(command[0]);
-            let reply = tokio::time::timeout(connect_timeout, read_one(&mut stream, &mut decoder, &mut buf))
+            stream
+                .write_all(&out)
                 .await
-                .map_err(|_| error(format!("no answer to {name}")))??;
+                .map_err(|e| error(e.to_string()))?;
+            let name = String::from_utf8_lossy(command[0]);
+            let reply = tokio::time::timeout(
+                connect_timeout,
+                read_one(&mut stream, &mut decoder, &mut buf),
+            )
+            .await
+            .map_err(|_| error(format!("no answer to {name}")))??;
             if reply.is_error() {
                 return Err(error(format!("{name} refused: {}", text(&reply))));
             }
         }
         let (reader, writer) = stream.into_split();
-        let inner = Arc::new(Inner { addr, waiting: Mutex::new(VecDeque::new()), closed: AtomicBool::new(false) });
+        let inner = Arc::new(Inner {
+            addr,
+            waiting: Mutex::new(VecDeque::new()),
+            closed: AtomicBool::new(false),
+        });
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_loop(inner.clone(), writer, queue));
         tokio::spawn(read_loop(inner.clone(), reader, decoder, buf));
@@ -151,16 +164,27 @@ impl Pipelined {
 
     fn queue(&self, bytes: Bytes, skip: usize) -> Reply {
         let (waiter, reply) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, waiter, _))) = self.writes.send((bytes, waiter, skip)) {
-            let _ = waiter.send(Err(UpstreamError::Reset { addr: self.inner.addr, reason: "already closed".into() }));
+        if let Err(mpsc::error::SendError((_, waiter, _))) = self.writes.send((bytes, waiter, skip))
+        {
+            let _ = waiter.send(Err(UpstreamError::Reset {
+                addr: self.inner.addr,
+                reason: "already closed".into(),
+            }));
         }
         reply
     }
 }
 
 /// Reads exactly one value (the AUTH handshake).
-async fn read_one(stream: &mut TcpStream, decoder: &mut ValueDecoder, buf: &mut BytesMut) -> Result<Value, UpstreamError> {
-    let addr = stream.peer_addr().map_err(|e| UpstreamError::Connect { addr: ([0, 0, 0, 0], 0).into(), reason: e.to_string() })?;
+async fn read_one(
+    stream: &mut TcpStream,
+    decoder: &mut ValueDecoder,
+    buf: &mut BytesMut,
+) -> Result<Value, UpstreamError> {
+    let addr = stream.peer_addr().map_err(|e| UpstreamError::Connect {
+        addr: ([0, 0, 0, 0], 0).into(),
+        reason: e.to_string(),
+    })?;
     let error = |reason: String| UpstreamError::Connect { addr, reason };
     loop {
         if let Some(v) = decoder.decode(buf).map_err(|e| error(e.to_string()))? {
@@ -178,7 +202,9 @@ async fn read_one(stream: &mut TcpStream, decoder: &mut ValueDecoder, buf: &mut 
 /// An error reply's text, for messages.
 pub fn text(v: &Value) -> String {
     match v {
-        Value::Error(b) | Value::Simple(b) | Value::Bulk(b) | Value::BulkError(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Error(b) | Value::Simple(b) | Value::Bulk(b) | Value::BulkError(b) => {
+            String::from_utf8_lossy(b).into_owned()
+        }
         other => format!("{other:?}"),
     }
 }
@@ -223,7 +249,12 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(inner: Arc<Inner>, mut reader: tokio::net::tcp::OwnedReadHalf, mut decoder: ValueDecoder, mut buf: BytesMut) {
+async fn read_loop(
+    inner: Arc<Inner>,
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut decoder: ValueDecoder,
+    mut buf: BytesMut,
+) {
     loop {
         loop {
             match decoder.decode(&mut buf) {

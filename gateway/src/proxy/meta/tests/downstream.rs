@@ -28,20 +28,29 @@ impl Backend for Fake {
     fn route(&self, request: &Metadata) -> Result<Decision, LocalError> {
         let payload = request.get("payload").unwrap_or_default();
         if payload.starts_with("noroute") {
-            return Err(LocalError { kind: ErrorKind::NoRoute, message: format!("no route for {payload}") });
+            return Err(LocalError {
+                kind: ErrorKind::NoRoute,
+                message: format!("no route for {payload}"),
+            });
         }
         Ok(Decision {
             route: Arc::from("r"),
             cluster: Arc::from("c"),
             request_edit: Edit::default(),
             response_edit: Edit::default(),
-            timeout: payload.starts_with("slow").then_some(Duration::from_millis(100)),
+            timeout: payload
+                .starts_with("slow")
+                .then_some(Duration::from_millis(100)),
             retry: None,
             mirrors: Vec::new(),
         })
     }
 
-    async fn connection(&self, _cluster: &str, _avoid: &[std::net::SocketAddr]) -> Result<Lease, Unreachable> {
+    async fn connection(
+        &self,
+        _cluster: &str,
+        _avoid: &[std::net::SocketAddr],
+    ) -> Result<Lease, Unreachable> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone().into());
@@ -87,7 +96,10 @@ impl Codec for InOrder {
 
 fn start(codec: Arc<dyn Codec>, upstream: SocketAddr) -> DuplexStream {
     let (client, server) = tokio::io::duplex(1 << 16);
-    let backend = Arc::new(Fake { upstream, conn: tokio::sync::Mutex::new(None) });
+    let backend = Arc::new(Fake {
+        upstream,
+        conn: tokio::sync::Mutex::new(None),
+    });
     tokio::spawn(serve(server, codec, backend));
     client
 }
@@ -98,13 +110,23 @@ async fn read_frames(client: &mut DuplexStream, n: usize) -> Vec<(u64, String)> 
     let mut out = Vec::new();
     while out.len() < n {
         while let Some(f) = Toy.decode(&mut buf).unwrap() {
-            out.push((f.metadata.request_id, f.metadata.get("payload").unwrap_or_default().to_string()));
+            out.push((
+                f.metadata.request_id,
+                f.metadata.get("payload").unwrap_or_default().to_string(),
+            ));
         }
         if out.len() >= n {
             break;
         }
-        let read = tokio::time::timeout(PATIENCE, client.read_buf(&mut buf)).await.unwrap().unwrap();
-        assert!(read > 0, "closed after {} of {n} frames: {out:?}", out.len());
+        let read = tokio::time::timeout(PATIENCE, client.read_buf(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            read > 0,
+            "closed after {} of {n} frames: {out:?}",
+            out.len()
+        );
     }
     out
 }
@@ -115,13 +137,21 @@ async fn requests_answer_under_their_own_ids_and_heartbeats_locally() {
     let mut client = start(Arc::new(Toy), upstream);
     client.write_all(&frame(900, PING, b"")).await.unwrap();
     for (id, p) in [(11, "a"), (12, "b"), (13, "c")] {
-        client.write_all(&frame(id, REQUEST, p.as_bytes())).await.unwrap();
+        client
+            .write_all(&frame(id, REQUEST, p.as_bytes()))
+            .await
+            .unwrap();
     }
     let mut got = read_frames(&mut client, 4).await;
     got.sort();
     assert_eq!(
         got,
-        vec![(11, "echo:a".into()), (12, "echo:b".into()), (13, "echo:c".into()), (900, String::new())]
+        vec![
+            (11, "echo:a".into()),
+            (12, "echo:b".into()),
+            (13, "echo:c".into()),
+            (900, String::new())
+        ]
     );
 }
 
@@ -132,9 +162,16 @@ async fn in_order_protocols_get_answers_in_request_order() {
     let mut client = start(Arc::new(InOrder), upstream);
     client.write_all(&frame(900, PING, b"")).await.unwrap();
     for (id, p) in [(21, "a"), (22, "b"), (23, "c")] {
-        client.write_all(&frame(id, REQUEST, p.as_bytes())).await.unwrap();
+        client
+            .write_all(&frame(id, REQUEST, p.as_bytes()))
+            .await
+            .unwrap();
     }
-    let ids: Vec<u64> = read_frames(&mut client, 4).await.into_iter().map(|(id, _)| id).collect();
+    let ids: Vec<u64> = read_frames(&mut client, 4)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
     assert_eq!(ids, vec![900, 21, 22, 23]);
 }
 
@@ -157,16 +194,32 @@ async fn failures_become_local_replies_and_one_way_calls_stay_silent() {
         }
     });
     let mut client = start(Arc::new(Toy), upstream);
-    client.write_all(&frame(1, REQUEST, b"noroute-x")).await.unwrap();
-    client.write_all(&frame(2, ONEWAY, b"noroute-silent")).await.unwrap();
-    client.write_all(&frame(3, REQUEST, b"slow-y")).await.unwrap();
-    client.write_all(&frame(4, REQUEST, b"doomed")).await.unwrap();
+    client
+        .write_all(&frame(1, REQUEST, b"noroute-x"))
+        .await
+        .unwrap();
+    client
+        .write_all(&frame(2, ONEWAY, b"noroute-silent"))
+        .await
+        .unwrap();
+    client
+        .write_all(&frame(3, REQUEST, b"slow-y"))
+        .await
+        .unwrap();
+    client
+        .write_all(&frame(4, REQUEST, b"doomed"))
+        .await
+        .unwrap();
     let mut got = read_frames(&mut client, 3).await;
     got.sort();
     assert_eq!(got[0], (1, "no route for noroute-x".to_string()));
     assert_eq!(got[1].0, 3);
     // The slow call either timed out first or saw the upstream die: both are answered.
-    assert!(got[1].1.contains("within 100ms") || got[1].1.contains("went away"), "{:?}", got[1]);
+    assert!(
+        got[1].1.contains("within 100ms") || got[1].1.contains("went away"),
+        "{:?}",
+        got[1]
+    );
     assert_eq!(got[2].0, 4);
     assert!(got[2].1.contains("went away mid-call"), "{:?}", got[2]);
 }
@@ -178,7 +231,13 @@ async fn unreadable_bytes_close_the_connection() {
     // A length too short to hold an id and a type: the toy codec's corrupt frame.
     client.write_all(&[0, 0, 0, 1, 0]).await.unwrap();
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(PATIENCE, client.read_to_end(&mut rest)).await.unwrap().unwrap();
-    assert_eq!(n, 0, "closed without an answer (the toy codec has no error reply)");
+    let n = tokio::time::timeout(PATIENCE, client.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n, 0,
+        "closed without an answer (the toy codec has no error reply)"
+    );
     let _ = (RESPONSE, PONG);
 }

@@ -18,11 +18,11 @@ use crate::cluster::Snapshot;
 use crate::codec::thrift::ThriftCodec;
 use crate::codec::{Codec, Edit, MessageType, ResponseStatus};
 use crate::model::cluster::{Cluster, Endpoints};
+use crate::model::listener::ServiceLabels;
 use crate::model::meta_route::MetaRouteConfig;
 use crate::proxy::Shared;
 use crate::proxy::meta::backend::MetaListener;
 use crate::proxy::meta::downstream::serve;
-use crate::model::listener::ServiceLabels;
 use crate::telemetry::metrics::{Metrics, RequestProtocol, ServiceMetrics};
 use crate::testing::{assignment, cluster};
 
@@ -51,13 +51,19 @@ async fn thrift_upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atom
         let body = hex(ADD_REPLY);
         let mut framed = (body.len() as u32).to_be_bytes().to_vec();
         framed.extend_from_slice(&body);
-        let reply = codec.decode(&mut BytesMut::from(&framed[..])).unwrap().unwrap();
+        let reply = codec
+            .decode(&mut BytesMut::from(&framed[..]))
+            .unwrap()
+            .unwrap();
         let mut buf = BytesMut::new();
         loop {
             while let Some(call) = codec.decode(&mut buf).unwrap() {
                 counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut out = BytesMut::new();
-                let edit = Edit { request_id: Some(call.metadata.request_id), set: Vec::new() };
+                let edit = Edit {
+                    request_id: Some(call.metadata.request_id),
+                    set: Vec::new(),
+                };
                 codec.encode(&reply, &edit, &mut out).unwrap();
                 s.write_all(&out).await.unwrap();
             }
@@ -75,14 +81,18 @@ fn snapshot(upstream: std::net::SocketAddr) -> Snapshot {
     #[allow(deprecated)]
     let add = rt::HeaderMatcher {
         name: "method".into(),
-        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch("add".into())),
+        header_match_specifier: Some(rt::header_matcher::HeaderMatchSpecifier::ExactMatch(
+            "add".into(),
+        )),
         ..Default::default()
     };
     let rc = mp::RouteConfiguration {
         name: "calc:9090".into(),
         routes: vec![mp::Route {
             name: "add".into(),
-            r#match: Some(mp::RouteMatch { metadata: vec![add] }),
+            r#match: Some(mp::RouteMatch {
+                metadata: vec![add],
+            }),
             route: Some(mp::RouteAction {
                 cluster_specifier: Some(mp::route_action::ClusterSpecifier::Cluster("calc".into())),
                 ..Default::default()
@@ -90,13 +100,24 @@ fn snapshot(upstream: std::net::SocketAddr) -> Snapshot {
             ..Default::default()
         }],
     };
-    let clusters = BTreeMap::from([("calc".to_string(), Arc::new(Cluster::try_from(&cluster("calc", false)).unwrap()))]);
+    let clusters = BTreeMap::from([(
+        "calc".to_string(),
+        Arc::new(Cluster::try_from(&cluster("calc", false)).unwrap()),
+    )]);
     let endpoints = BTreeMap::from([(
         "calc".to_string(),
         Arc::new(Endpoints::try_from(&assignment("calc", &[(upstream, true)])).unwrap()),
     )]);
-    let mut s = Snapshot::build(&BTreeMap::new(), &clusters, &endpoints, &Snapshot::default());
-    s.meta_routes.insert("calc:9090".into(), Arc::new(MetaRouteConfig::try_from(&rc).unwrap()));
+    let mut s = Snapshot::build(
+        &BTreeMap::new(),
+        &clusters,
+        &endpoints,
+        &Snapshot::default(),
+    );
+    s.meta_routes.insert(
+        "calc:9090".into(),
+        Arc::new(MetaRouteConfig::try_from(&rc).unwrap()),
+    );
     s
 }
 
@@ -104,7 +125,10 @@ fn snapshot(upstream: std::net::SocketAddr) -> Snapshot {
 async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
     let (upstream, calls) = thrift_upstream().await;
     let registry = Metrics::new();
-    let labels = ServiceLabels { service: "calc.default.svc.cluster.local".into(), ..Default::default() };
+    let labels = ServiceLabels {
+        service: "calc.default.svc.cluster.local".into(),
+        ..Default::default()
+    };
     let listener = Arc::new(MetaListener {
         name: "calc:9090".into(),
         route_config: "calc:9090".into(),
@@ -137,20 +161,37 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
             answers.push(f);
             continue;
         }
-        let n = tokio::time::timeout(PATIENCE, client.read_buf(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(PATIENCE, client.read_buf(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "closed after {} answers", answers.len());
     }
     // In request order (Thrift), each under the caller's seqid 7.
     let (ok, missing) = (&answers[0].metadata, &answers[1].metadata);
-    assert_eq!((ok.message_type, ok.response_status, ok.request_id), (MessageType::Response, ResponseStatus::Ok, 7));
+    assert_eq!(
+        (ok.message_type, ok.response_status, ok.request_id),
+        (MessageType::Response, ResponseStatus::Ok, 7)
+    );
     assert_eq!(ok.get("method"), Some("add"));
     // The reply struct: field 0 (i32) = 42, then STOP.
     let tail = &answers[0].bytes[answers[0].bytes.len() - 8..];
     assert_eq!(tail, &[8, 0, 0, 0, 0, 0, 0x2a, 0][..], "field 0 = 42");
-    assert_eq!((missing.message_type, missing.response_status, missing.request_id), (MessageType::Response, ResponseStatus::Error, 7));
+    assert_eq!(
+        (
+            missing.message_type,
+            missing.response_status,
+            missing.request_id
+        ),
+        (MessageType::Response, ResponseStatus::Error, 7)
+    );
     assert_eq!(missing.get("method"), Some("sub"));
     assert!(String::from_utf8_lossy(&answers[1].bytes).contains("no route for method sub"));
-    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1, "only the routed call reached the upstream");
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "only the routed call reached the upstream"
+    );
 
     // Istio's request metric, one series per outcome, labelled thrift.
     let text = registry.render();
@@ -171,7 +212,19 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
     use std::sync::atomic::Ordering::Relaxed;
     let snap = listener.shared.snapshot.load();
     let calc = &snap.clusters["calc"];
-    assert_eq!((calc.counters.total_rq.load(Relaxed), calc.counters.active_rq.load(Relaxed)), (1, 0));
+    assert_eq!(
+        (
+            calc.counters.total_rq.load(Relaxed),
+            calc.counters.active_rq.load(Relaxed)
+        ),
+        (1, 0)
+    );
     let endpoint = &calc.healthy[0];
-    assert_eq!((endpoint.total_rq.load(Relaxed), endpoint.active_rq.load(Relaxed)), (1, 0));
+    assert_eq!(
+        (
+            endpoint.total_rq.load(Relaxed),
+            endpoint.active_rq.load(Relaxed)
+        ),
+        (1, 0)
+    );
 }
