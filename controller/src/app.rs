@@ -110,7 +110,7 @@ impl Bound {
 /// Translation options derived from the configuration.
 pub fn translate_options(config: &Config) -> TranslateOptions {
     TranslateOptions {
-        gateway_cidr: config.gateway_cidr,
+        addressing: crate::translate::Addressing::File { gateway_cidr: config.gateway_cidr },
         cluster_domain: config.cluster_domain.clone(),
         own_namespace: config.namespace.clone(),
     }

@@ -7,6 +7,7 @@ pub mod addressing;
 pub mod admission;
 pub mod app;
 pub mod availability;
+pub mod cluster;
 pub mod config;
 pub mod protocol;
 pub mod resources;

@@ -1,6 +1,6 @@
 //! Listeners: one per meshed (service, port), bound on the service's gateway address.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{collections::BTreeMap, net::SocketAddrV4};
 
 use corridor_proto::{
     aeraki::meta_protocol_proxy::v1alpha::{
@@ -45,13 +45,15 @@ pub fn listener_name(host: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
-/// The listener of one (service, port). A Dubbo/Thrift port's MetaProtocol proxy runs
+/// The listener of one (service, port), bound on `bind` (the service's gateway address and
+/// the original port locally; every interface and the gateway port in a cluster). Its name
+/// keeps the original port either way. A Dubbo/Thrift port's MetaProtocol proxy runs
 /// `meta_filters` (rate limits, then the router); a Redis port runs `redis` (built by
 /// translate/redis.rs).
 pub(super) fn build(
     info: &ServiceInfo,
     port: &PortInfo,
-    address: Ipv4Addr,
+    bind: SocketAddrV4,
     meta_filters: Vec<MetaProtocolFilter>,
     redis: Option<RedisProxy>,
 ) -> Resource {
@@ -125,9 +127,9 @@ pub(super) fn build(
         address: Some(Address {
             address: Some(address::Address::SocketAddress(SocketAddress {
                 protocol: socket_address::Protocol::Tcp as i32,
-                address: address.to_string(),
+                address: bind.ip().to_string(),
                 port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
-                    port.number,
+                    bind.port(),
                 ))),
                 ..Default::default()
             })),

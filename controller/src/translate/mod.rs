@@ -6,6 +6,7 @@ mod endpoint;
 mod listener;
 mod meta;
 mod names;
+mod placement;
 mod redis;
 mod route;
 #[cfg(test)]
@@ -13,7 +14,7 @@ pub(crate) mod tests;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     time::Duration,
 };
 
@@ -29,7 +30,6 @@ use k8s_openapi::api::core::v1::Service;
 use serde::Serialize;
 
 use crate::{
-    addressing,
     config::Ipv4Cidr,
     protocol::Protocol,
     resources::{DestinationRule, MetaRouter, RedisDestination, RedisService, VirtualService},
@@ -39,6 +39,7 @@ use crate::{
 
 pub use cluster::validate_destination_rule;
 pub use names::with_gateway_available;
+pub(crate) use placement::Placement;
 
 /// Label that opts a Namespace or a Service out of the mesh when set to `disabled`.
 pub const MESH_LABEL: &str = "corridor.io/mesh";
@@ -50,22 +51,42 @@ pub const METADATA_KEY: &str = "corridor";
 /// Inputs of the translation besides the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct TranslateOptions {
-    /// Range gateway addresses are taken from.
-    pub gateway_cidr: Ipv4Cidr,
+    /// Where meshed services are reached on the gateway.
+    pub addressing: Addressing,
     /// Cluster DNS domain (`cluster.local`).
     pub cluster_domain: String,
-    /// Corridor's own namespace, never meshed.
+    /// Corridor's own namespace, never meshed; in cluster mode it also holds the gateway
+    /// address Services.
     pub own_namespace: String,
 }
 
 impl Default for TranslateOptions {
     fn default() -> Self {
         Self {
-            gateway_cidr: Ipv4Cidr::DEFAULT,
+            addressing: Addressing::File {
+                gateway_cidr: Ipv4Cidr::DEFAULT,
+            },
             cluster_domain: crate::config::DEFAULT_CLUSTER_DOMAIN.to_string(),
             own_namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
         }
     }
+}
+
+/// How a meshed service gets its gateway address and its listeners (DESIGN.md §2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Addressing {
+    /// One machine, no cluster: each meshed service gets an address from `gateway_cidr`
+    /// ([`crate::addressing`]) and the gateway binds there on the original port numbers.
+    File {
+        /// Range gateway addresses are taken from.
+        gateway_cidr: Ipv4Cidr,
+    },
+    /// In a cluster: the gateway address Services in the own namespace
+    /// ([`crate::cluster::address`]) give each meshed service a ClusterIP, which DNS
+    /// answers, and each of its ports a gateway port, which the gateway binds on every
+    /// interface. The namespace is [`TranslateOptions::own_namespace`].
+    Cluster,
 }
 
 /// One TCP port of a Service.
@@ -109,6 +130,19 @@ impl ServiceInfo {
     pub fn port(&self, number: u16) -> Option<&PortInfo> {
         self.ports.iter().find(|p| p.number == number)
     }
+}
+
+/// The meshed services of the store with what the translator knows of them: not opted
+/// out (see [`unmeshed_reason`]) and with at least one TCP port. The one definition of
+/// "meshed" that the translator and the gateway address Services share.
+pub(crate) fn meshed_services(store: &Store, opts: &TranslateOptions) -> BTreeMap<ObjectKey, ServiceInfo> {
+    store
+        .services
+        .iter()
+        .filter(|(k, s)| unmeshed_reason(store, k, s, opts).is_none())
+        .map(|(k, s)| (k.clone(), ServiceInfo::of(k, s, &opts.cluster_domain)))
+        .filter(|(_, info)| !info.ports.is_empty())
+        .collect()
 }
 
 /// `<name>.<namespace>.svc.<domain>`.
@@ -231,14 +265,9 @@ impl<'a> Validator<'a> {
 /// Translates the whole store. Pure: the same store and options give the same snapshot.
 pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
     let ctx = Context::new(store, opts);
-    let meshed: BTreeSet<ObjectKey> = store
-        .services
-        .iter()
-        .filter(|(k, s)| unmeshed_reason(store, k, s, opts).is_none())
-        .filter(|(k, _)| ctx.services.get(*k).is_some_and(|i| !i.ports.is_empty()))
-        .map(|(k, _)| k.clone())
-        .collect();
-    let addresses = addressing::assign(&opts.gateway_cidr, &meshed);
+    let meshed_infos = meshed_services(store, opts);
+    let meshed: BTreeSet<ObjectKey> = meshed_infos.keys().cloned().collect();
+    let placements = placement::place(store, opts, &meshed_infos);
 
     // VirtualService per meshed host; in-mesh ones only (no `gateways`, or `mesh` listed).
     let mut routing: BTreeMap<ObjectKey, (&ObjectKey, &VirtualService)> = BTreeMap::new();
@@ -321,10 +350,13 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         }
     }
     for key in &meshed {
-        let (Some(info), Some(address)) = (ctx.services.get(key), addresses.get(key)) else {
+        let (Some(info), Some(placement)) = (ctx.services.get(key), placements.get(key)) else {
             continue;
         };
         for port in &info.ports {
+            let Some(bind) = placement.bind(port.number) else {
+                continue;
+            };
             let meta_filters = if port.protocol.is_meta() {
                 meta::filters(&listener::listener_name(&info.host, port.number), meta_routing.get(key).map(|(_, mr)| *mr))
             } else {
@@ -334,7 +366,7 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
                 .protocol
                 .is_redis()
                 .then(|| redis::proxy(&ctx, &redis_index, info, port));
-            listeners.push(listener::build(info, port, *address, meta_filters, redis_proxy));
+            listeners.push(listener::build(info, port, bind, meta_filters, redis_proxy));
             if port.protocol.is_http() {
                 routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
             } else if port.protocol.is_meta() {
@@ -348,7 +380,7 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         }
     }
 
-    let name_table = names::build(store, &opts.cluster_domain, &addresses);
+    let name_table = names::build(store, &opts.cluster_domain, &placements);
 
     let mut snapshot = Snapshot::default();
     for (url, resources) in [
@@ -366,17 +398,21 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
     snapshot
 }
 
-/// Gateway address of each meshed service, as the translator assigns them (for logs and
-/// the umbrella binary's hints).
+/// Gateway address of each meshed service that has one, as the translator assigns them
+/// (for logs and the umbrella binary's hints). In cluster mode it is the IPv4 ClusterIP of
+/// the service's address Service; a service whose address Service is missing, incomplete
+/// or IPv6-only is left out.
 pub fn gateway_addresses(store: &Store, opts: &TranslateOptions) -> BTreeMap<ObjectKey, Ipv4Addr> {
-    let meshed: BTreeSet<ObjectKey> = store
-        .services
-        .iter()
-        .filter(|(k, s)| unmeshed_reason(store, k, s, opts).is_none())
-        .filter(|(k, s)| !ServiceInfo::of(k, s, &opts.cluster_domain).ports.is_empty())
-        .map(|(k, _)| k.clone())
-        .collect();
-    addressing::assign(&opts.gateway_cidr, &meshed)
+    placement::place(store, opts, &meshed_services(store, opts))
+        .into_iter()
+        .filter_map(|(key, p)| {
+            let v4 = p.dns.iter().find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })?;
+            Some((key, v4))
+        })
+        .collect()
 }
 
 // === helpers shared by the builders ===

@@ -5,11 +5,7 @@
 //! Whether the gateway pool can take traffic is not known here: the table leaves
 //! `gateway_available` false and [`with_gateway_available`] stamps it at serving time.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use corridor_proto::{
     corridor::dns::v1::{Endpoint, NameTable, Port, Service as NameEntry, service::Kind},
@@ -18,7 +14,7 @@ use corridor_proto::{
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
 use prost::Message;
 
-use super::endpoint::slices_of;
+use super::{Placement, endpoint::slices_of};
 use crate::{
     store::{ObjectKey, Store},
     xds::snapshot::{Resource, Snapshot, TypeSnapshot},
@@ -27,18 +23,21 @@ use crate::{
 /// Port protocol when a Service or EndpointSlice port names none (the API's default).
 const DEFAULT_PORT_PROTOCOL: &str = "tcp";
 
-/// The name table resource, named after the cluster zone. `addresses` holds the gateway
-/// address of every meshed service (the one its listeners bind); a service without one
-/// is not rewritten, so it is not meshed as far as DNS is concerned.
+/// The name table resource, named after the cluster zone. `placements` holds the gateway
+/// addresses of every meshed service that has listeners; a service without one is not
+/// rewritten, so it is not meshed as far as DNS is concerned.
 pub(super) fn build(
     store: &Store,
     zone: &str,
-    addresses: &BTreeMap<ObjectKey, Ipv4Addr>,
+    placements: &BTreeMap<ObjectKey, Placement>,
 ) -> Resource {
     let services = store
         .services
         .iter()
-        .map(|(key, svc)| entry(store, key, svc, addresses.get(key)))
+        .map(|(key, svc)| {
+            let gateway = placements.get(key).map_or(&[][..], |p| p.dns.as_slice());
+            entry(store, key, svc, gateway)
+        })
         .collect();
     let table = NameTable {
         zone: zone.to_string(),
@@ -48,7 +47,7 @@ pub(super) fn build(
     Resource::new(zone.to_string(), &table)
 }
 
-fn entry(store: &Store, key: &ObjectKey, svc: &Service, gateway: Option<&Ipv4Addr>) -> NameEntry {
+fn entry(store: &Store, key: &ObjectKey, svc: &Service, gateway: &[IpAddr]) -> NameEntry {
     let spec = svc.spec.as_ref();
     let cluster_ips: Vec<&str> = match spec.and_then(|s| s.cluster_ips.as_ref()) {
         Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
@@ -86,8 +85,8 @@ fn entry(store: &Store, key: &ObjectKey, svc: &Service, gateway: Option<&Ipv4Add
         kind: kind as i32,
         // "None" (headless) and "" (ExternalName) are not addresses.
         cluster_ips: cluster_ips.into_iter().filter_map(ip_text).collect(),
-        gateway_ips: gateway.map(ToString::to_string).into_iter().collect(),
-        meshed: gateway.is_some(),
+        gateway_ips: gateway.iter().map(ToString::to_string).collect(),
+        meshed: !gateway.is_empty(),
         ports,
         endpoints,
         external_name: spec
