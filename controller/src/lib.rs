@@ -9,6 +9,7 @@ pub mod app;
 pub mod availability;
 pub mod cluster;
 pub mod config;
+pub mod kube;
 pub mod protocol;
 pub mod resources;
 pub mod source;

@@ -10,8 +10,8 @@ use k8s_openapi::api::{
 };
 
 use crate::resources::{
-    DestinationRule, Kind, MetaRouter, Object, ObjectRef, RedisDestination, RedisService, Secret,
-    VirtualService,
+    AuthorizationPolicy, DestinationRule, Kind, MetaRouter, Object, ObjectRef, RedisDestination,
+    RedisService, Secret, VirtualService,
 };
 
 /// Namespace and name of a namespaced object (for Namespaces, the namespace is empty).
@@ -69,6 +69,8 @@ pub struct Store {
     pub redis_services: BTreeMap<ObjectKey, RedisService>,
     /// Aeraki RedisDestinations.
     pub redis_destinations: BTreeMap<ObjectKey, RedisDestination>,
+    /// Istio AuthorizationPolicies (stored; enforced by issue 8's authorization work).
+    pub authorization_policies: BTreeMap<ObjectKey, AuthorizationPolicy>,
 }
 
 impl Store {
@@ -86,6 +88,7 @@ impl Store {
             Object::Secret(o) => drop(self.secrets.insert(key, *o)),
             Object::RedisService(o) => drop(self.redis_services.insert(key, *o)),
             Object::RedisDestination(o) => drop(self.redis_destinations.insert(key, *o)),
+            Object::AuthorizationPolicy(o) => drop(self.authorization_policies.insert(key, *o)),
         }
     }
 
@@ -103,6 +106,7 @@ impl Store {
             Kind::Secret => self.secrets.remove(&key).is_some(),
             Kind::RedisService => self.redis_services.remove(&key).is_some(),
             Kind::RedisDestination => self.redis_destinations.remove(&key).is_some(),
+            Kind::AuthorizationPolicy => self.authorization_policies.remove(&key).is_some(),
         }
     }
 
@@ -118,6 +122,7 @@ impl Store {
             + self.secrets.len()
             + self.redis_services.len()
             + self.redis_destinations.len()
+            + self.authorization_policies.len()
     }
 
     /// True when the store holds nothing.

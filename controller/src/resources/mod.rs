@@ -2,6 +2,7 @@
 //! document becomes one typed [`Object`].
 
 pub mod aeraki;
+pub mod authz;
 pub mod duration;
 pub mod istio;
 pub mod redis;
@@ -16,6 +17,7 @@ use k8s_openapi::api::{
 use serde_yaml_ng::Value;
 
 pub use aeraki::MetaRouter;
+pub use authz::AuthorizationPolicy;
 pub use istio::{DestinationRule, VirtualService};
 pub use redis::{RedisDestination, RedisService};
 pub use secret::Secret;
@@ -46,6 +48,8 @@ pub enum Kind {
     RedisService,
     /// redis.aeraki.io RedisDestination.
     RedisDestination,
+    /// security.istio.io AuthorizationPolicy.
+    AuthorizationPolicy,
 }
 
 impl fmt::Display for Kind {
@@ -98,6 +102,8 @@ pub enum Object {
     RedisService(Box<RedisService>),
     /// A RedisDestination.
     RedisDestination(Box<RedisDestination>),
+    /// An AuthorizationPolicy.
+    AuthorizationPolicy(Box<AuthorizationPolicy>),
 }
 
 /// Why a document could not become an object.
@@ -168,6 +174,9 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
         (redis::GROUP, v, "RedisService") if redis::VERSIONS.contains(&v) => Kind::RedisService,
         (redis::GROUP, v, "RedisDestination") if redis::VERSIONS.contains(&v) => {
             Kind::RedisDestination
+        }
+        (authz::GROUP, v, "AuthorizationPolicy") if authz::VERSIONS.contains(&v) => {
+            Kind::AuthorizationPolicy
         }
         _ => {
             tracing::debug!(
@@ -249,6 +258,10 @@ fn parse_object(doc: Value) -> Result<Option<Object>, DocumentError> {
             o.metadata.namespace = ns;
             Object::RedisDestination(o)
         }),
+        Kind::AuthorizationPolicy => typed::<AuthorizationPolicy>(doc).map(|mut o| {
+            o.metadata.namespace = ns;
+            Object::AuthorizationPolicy(o)
+        }),
     };
     parsed.map(Some).map_err(fail)
 }
@@ -267,6 +280,7 @@ impl Object {
             Object::Secret(o) => (Kind::Secret, &o.metadata),
             Object::RedisService(o) => (Kind::RedisService, &o.metadata),
             Object::RedisDestination(o) => (Kind::RedisDestination, &o.metadata),
+            Object::AuthorizationPolicy(o) => (Kind::AuthorizationPolicy, &o.metadata),
         };
         ObjectRef {
             kind,
