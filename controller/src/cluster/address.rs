@@ -53,7 +53,9 @@ impl AddressOptions {
 pub struct Desired {
     /// The address Service of every meshed service that got its ports, by owner.
     pub services: BTreeMap<ObjectKey, Service>,
-    /// Services left unmeshed because the port range is exhausted.
+    /// Services left unmeshed because the port range is exhausted. One that already had
+    /// an address Service keeps it with the ports it still holds, so it keeps its
+    /// ClusterIP and is completed once ports are freed.
     pub unplaced: Vec<PortError>,
 }
 
@@ -110,16 +112,24 @@ fn desired_from(store: &Store, opts: &AddressOptions, published: &Published<'_>)
     let mut out = Desired::default();
     let mut new_names = BTreeSet::new();
     for (owner, info) in meshed_services(store, &opts.translate_options()) {
+        let existing = published.of(&owner);
         let numbers: Vec<u16> = info.ports.iter().map(|p| p.number).collect();
         let ports = match allocate(&mut allocator, published, &owner, &numbers) {
             Ok(ports) => ports,
-            Err(e) => {
+            Err((kept, e)) => {
                 tracing::error!(service = %owner, error = %e, "service not meshed");
                 out.unplaced.push(e);
-                continue;
+                // An owner that has an address Service keeps it, with the ports it still
+                // holds (and its ClusterIP): the translator does not rewrite a name whose
+                // ports are not all mapped, and ports it no longer needs are freed for the
+                // next pass. A new owner gets nothing: it would only hold ports unused.
+                if existing.is_none() || kept.is_empty() {
+                    continue;
+                }
+                kept
             }
         };
-        let name = match published.of(&owner) {
+        let name = match existing {
             Some(existing) => existing.name.to_string(),
             None => match new_name(published, &new_names, &owner) {
                 Some(name) => name,
@@ -136,27 +146,25 @@ fn desired_from(store: &Store, opts: &AddressOptions, published: &Published<'_>)
     out
 }
 
-/// All of `owner`'s ports get a gateway port, or none does: a name rewritten to the
-/// gateway must work on every port (the translator checks the same).
+/// Gateway ports for all of `owner`'s ports: the ones it holds and new ones. A name
+/// rewritten to the gateway must work on every port, so when one port finds none, the
+/// error comes back with only the ports the owner already held (new ones released).
 fn allocate(
     allocator: &mut PortAllocator,
     published: &Published<'_>,
     owner: &ObjectKey,
     numbers: &[u16],
-) -> Result<BTreeMap<u16, u16>, PortError> {
+) -> Result<BTreeMap<u16, u16>, (BTreeMap<u16, u16>, PortError)> {
     let range = allocator.range();
-    let mut ports = BTreeMap::new();
+    // A port the owner holds undisputed stays its own (a restart changes nothing); one
+    // outside a since-narrowed range moves into it.
+    let kept: BTreeMap<u16, u16> = numbers
+        .iter()
+        .filter_map(|&n| Some((n, published.gateway_port(owner, n).filter(|p| range.contains(*p))?)))
+        .collect();
+    let mut ports = kept.clone();
     let mut fresh = Vec::new();
-    for &number in numbers {
-        // A port the owner holds undisputed stays its own (a restart changes nothing);
-        // one outside a since-narrowed range moves into it.
-        if let Some(kept) = published
-            .gateway_port(owner, number)
-            .filter(|p| range.contains(*p))
-        {
-            ports.insert(number, kept);
-            continue;
-        }
+    for &number in numbers.iter().filter(|n| !kept.contains_key(n)) {
         match allocator.allocate(owner, number) {
             Ok(port) => {
                 fresh.push(port);
@@ -166,7 +174,7 @@ fn allocate(
                 for port in fresh {
                     allocator.release(port);
                 }
-                return Err(e);
+                return Err((kept, e));
             }
         }
     }
@@ -344,3 +352,6 @@ fn merge(have: &Service, want: Service) -> Service {
     out
 }
 
+
+#[cfg(test)]
+pub(crate) mod tests;
