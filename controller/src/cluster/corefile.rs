@@ -265,4 +265,4 @@ fn normalize_zone(zone: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,7 +1,7 @@
 //! Applies a [`Diff`] of address Services to the API server.
 
 use k8s_openapi::api::core::v1::Service;
-use kube::{
+use ::kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
@@ -106,3 +106,6 @@ pub async fn reconcile(client: Client, namespace: &str, diff: &Diff) -> Reconcil
     }
     report
 }
+
+#[cfg(test)]
+mod tests;

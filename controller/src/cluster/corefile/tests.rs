@@ -3,7 +3,7 @@
 use super::*;
 
 /// kubeadm's default Corefile (its CoreDNS addon template, cluster.local).
-const KUBEADM: &str = ".:53 {
+pub(crate) const KUBEADM: &str = ".:53 {
     errors
     health {
        lameduck 5s
@@ -27,7 +27,7 @@ const KUBEADM: &str = ".:53 {
 
 /// A hand-edited Corefile: a rewrite, hosts, imports, a Consul stub domain with its own
 /// block, comments, tabs, and no newline at the end.
-const CUSTOM: &str = "# Managed by the platform team.
+pub(crate) const CUSTOM: &str = "# Managed by the platform team.
 .:53 {
 \terrors
 \thealth {
