@@ -160,7 +160,14 @@ fn allocate(
     // outside a since-narrowed range moves into it.
     let kept: BTreeMap<u16, u16> = numbers
         .iter()
-        .filter_map(|&n| Some((n, published.gateway_port(owner, n).filter(|p| range.contains(*p))?)))
+        .filter_map(|&n| {
+            Some((
+                n,
+                published
+                    .gateway_port(owner, n)
+                    .filter(|p| range.contains(*p))?,
+            ))
+        })
         .collect();
     let mut ports = kept.clone();
     let mut fresh = Vec::new();
@@ -183,7 +190,11 @@ fn allocate(
 
 /// A free name for a new address Service, or `None` when the owner must wait: its own
 /// Service of that name is still being deleted.
-fn new_name(published: &Published<'_>, taken: &BTreeSet<String>, owner: &ObjectKey) -> Option<String> {
+fn new_name(
+    published: &Published<'_>,
+    taken: &BTreeSet<String>,
+    owner: &ObjectKey,
+) -> Option<String> {
     let free = |name: &str| !published.name_taken(name) && !taken.contains(name);
     let plain = plain_name(owner);
     if free(&plain) {
@@ -295,21 +306,31 @@ pub fn diff(published: &Published<'_>, want: Desired) -> Diff {
 
 /// True when `have` already carries everything `want` sets.
 fn same_owned_fields(have: &Service, want: &Service) -> bool {
-    let has_all = |have: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>| {
+    let has_all = |have: Option<&BTreeMap<String, String>>,
+                   want: Option<&BTreeMap<String, String>>| {
         want.into_iter()
             .flatten()
             .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
     };
     let (h, w) = (have.spec.as_ref(), want.spec.as_ref());
     has_all(have.metadata.labels.as_ref(), want.metadata.labels.as_ref())
-        && has_all(have.metadata.annotations.as_ref(), want.metadata.annotations.as_ref())
+        && has_all(
+            have.metadata.annotations.as_ref(),
+            want.metadata.annotations.as_ref(),
+        )
         && h.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP")
             == w.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP")
         && h.and_then(|s| s.selector.as_ref()) == w.and_then(|s| s.selector.as_ref())
         && normalized_ports(h) == normalized_ports(w)
 }
 
-type PortKey<'a> = (i32, Option<&'a str>, Option<&'a IntOrString>, &'a str, Option<&'a str>);
+type PortKey<'a> = (
+    i32,
+    Option<&'a str>,
+    Option<&'a IntOrString>,
+    &'a str,
+    Option<&'a str>,
+);
 
 fn normalized_ports(spec: Option<&ServiceSpec>) -> Vec<PortKey<'_>> {
     let mut ports: Vec<PortKey<'_>> = spec
@@ -351,7 +372,6 @@ fn merge(have: &Service, want: Service) -> Service {
     spec.ports = want_spec.ports;
     out
 }
-
 
 #[cfg(test)]
 pub(crate) mod tests;

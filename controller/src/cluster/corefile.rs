@@ -34,13 +34,17 @@ const MAX_CONCURRENT: u32 = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CorefileError {
     /// A begin marker without an end marker: the block's extent is unknown.
-    #[error("line {line}: {BEGIN_MARKER:?} without a following {END_MARKER:?}; fix the Corefile by hand")]
+    #[error(
+        "line {line}: {BEGIN_MARKER:?} without a following {END_MARKER:?}; fix the Corefile by hand"
+    )]
     Unterminated {
         /// 1-based line of the begin marker.
         line: usize,
     },
     /// An end marker without a begin marker.
-    #[error("line {line}: {END_MARKER:?} without a preceding {BEGIN_MARKER:?}; fix the Corefile by hand")]
+    #[error(
+        "line {line}: {END_MARKER:?} without a preceding {BEGIN_MARKER:?}; fix the Corefile by hand"
+    )]
     StrayEnd {
         /// 1-based line of the end marker.
         line: usize,
@@ -259,7 +263,9 @@ fn normalize_zone(zone: &str) -> Option<String> {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     valid.then(|| name.to_string())
 }

@@ -35,7 +35,9 @@ pub const PORTS_ANNOTATION: &str = "corridor.io/ports";
 
 /// A label selector in `key=value[,key=value...]` form (`--gateway-selector`) is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("label selector {selector:?}: {reason} (expected key=value[,key=value...], like app.kubernetes.io/name=corridor-gateway)")]
+#[error(
+    "label selector {selector:?}: {reason} (expected key=value[,key=value...], like app.kubernetes.io/name=corridor-gateway)"
+)]
 pub struct SelectorError {
     /// The text given.
     pub selector: String,

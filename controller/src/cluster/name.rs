@@ -70,11 +70,17 @@ mod tests {
 
     #[test]
     fn short_names_are_name_dash_namespace() {
-        assert_eq!(plain_name(&ObjectKey::new("default", "reviews")), "reviews-default");
+        assert_eq!(
+            plain_name(&ObjectKey::new("default", "reviews")),
+            "reviews-default"
+        );
         let ns = "n".repeat(30);
         let name = "a".repeat(32);
         // 32 + 1 + 30 = 63: still fits.
-        assert_eq!(plain_name(&ObjectKey::new(&ns, &name)), format!("{name}-{ns}"));
+        assert_eq!(
+            plain_name(&ObjectKey::new(&ns, &name)),
+            format!("{name}-{ns}")
+        );
     }
 
     #[test]
@@ -87,7 +93,10 @@ mod tests {
         assert_eq!(name, plain_name(&owner), "deterministic");
         // A name that would not be a DNS-1035 label (from a manifests file, say).
         let odd = plain_name(&ObjectKey::new("ns", "9lives"));
-        assert!(odd.starts_with("s9lives-ns-") && is_dns1035_label(&odd), "{odd}");
+        assert!(
+            odd.starts_with("s9lives-ns-") && is_dns1035_label(&odd),
+            "{odd}"
+        );
         // Salts give different names.
         let salted: BTreeSet<String> = (0..50).map(|s| hashed_name(&owner, s)).collect();
         assert_eq!(salted.len(), 50);

@@ -272,11 +272,22 @@ mod tests {
     fn exhaustion_names_the_service() {
         let mut a = PortAllocator::new(PortRange::new(7000, 7001).unwrap());
         let svc = ObjectKey::new("shop", "cart");
-        let got: BTreeSet<u16> = [a.allocate(&svc, 1).unwrap(), a.allocate(&svc, 2).unwrap()].into();
+        let got: BTreeSet<u16> =
+            [a.allocate(&svc, 1).unwrap(), a.allocate(&svc, 2).unwrap()].into();
         assert_eq!(got, BTreeSet::from([7000, 7001]));
         let err = a.allocate(&svc, 3).unwrap_err();
-        assert!(matches!(err, PortError::Exhausted { port: 3, size: 2, .. }));
+        assert!(matches!(
+            err,
+            PortError::Exhausted {
+                port: 3,
+                size: 2,
+                ..
+            }
+        ));
         let text = err.to_string();
-        assert!(text.contains("shop/cart port 3") && text.contains("7000-7001"), "{text}");
+        assert!(
+            text.contains("shop/cart port 3") && text.contains("7000-7001"),
+            "{text}"
+        );
     }
 }

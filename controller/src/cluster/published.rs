@@ -149,7 +149,10 @@ fn address_service<'a>(key: &'a ObjectKey, svc: &'a Service) -> Option<AddressSe
     let spec = svc.spec.as_ref();
     let ips: Vec<&String> = match spec.and_then(|s| s.cluster_ips.as_ref()) {
         Some(ips) if !ips.is_empty() => ips.iter().collect(),
-        _ => spec.and_then(|s| s.cluster_ip.as_ref()).into_iter().collect(),
+        _ => spec
+            .and_then(|s| s.cluster_ip.as_ref())
+            .into_iter()
+            .collect(),
     };
     Some(AddressService {
         name: key.name.as_str(),

@@ -1,10 +1,10 @@
 //! Applies a [`Diff`] of address Services to the API server.
 
-use k8s_openapi::api::core::v1::Service;
 use ::kube::{
     Api, Client,
     api::{DeleteParams, PostParams, Preconditions},
 };
+use k8s_openapi::api::core::v1::Service;
 
 use super::address::Diff;
 

@@ -135,7 +135,10 @@ impl ServiceInfo {
 /// The meshed services of the store with what the translator knows of them: not opted
 /// out (see [`unmeshed_reason`]) and with at least one TCP port. The one definition of
 /// "meshed" that the translator and the gateway address Services share.
-pub(crate) fn meshed_services(store: &Store, opts: &TranslateOptions) -> BTreeMap<ObjectKey, ServiceInfo> {
+pub(crate) fn meshed_services(
+    store: &Store,
+    opts: &TranslateOptions,
+) -> BTreeMap<ObjectKey, ServiceInfo> {
     store
         .services
         .iter()
@@ -245,19 +248,31 @@ impl<'a> Validator<'a> {
     }
 
     /// Checks a MetaRouter; the error says which field is wrong and why.
-    pub fn meta_router(&self, key: &ObjectKey, mr: &crate::resources::MetaRouter) -> Result<(), String> {
+    pub fn meta_router(
+        &self,
+        key: &ObjectKey,
+        mr: &crate::resources::MetaRouter,
+    ) -> Result<(), String> {
         meta::validate(&self.ctx, key, mr)
     }
 
     /// Checks a RedisService; when it is good, returns it with the Secrets its auth names
     /// replaced by their values (so its last good version outlives a deleted Secret).
-    pub fn redis_service(&self, key: &ObjectKey, rs: &RedisService) -> Result<RedisService, String> {
+    pub fn redis_service(
+        &self,
+        key: &ObjectKey,
+        rs: &RedisService,
+    ) -> Result<RedisService, String> {
         redis::validate_service(&self.ctx, key, rs)
     }
 
     /// Checks a RedisDestination; when it is good, returns it with its Secret resolved,
     /// as [`Validator::redis_service`] does.
-    pub fn redis_destination(&self, key: &ObjectKey, rd: &RedisDestination) -> Result<RedisDestination, String> {
+    pub fn redis_destination(
+        &self,
+        key: &ObjectKey,
+        rd: &RedisDestination,
+    ) -> Result<RedisDestination, String> {
         redis::validate_destination(&self.ctx, key, rd)
     }
 }
@@ -342,7 +357,14 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
                 } else {
                     (policy, None)
                 };
-                clusters.push(cluster::build(&name, info, port, subset, policy.as_ref(), redis.as_ref()));
+                clusters.push(cluster::build(
+                    &name,
+                    info,
+                    port,
+                    subset,
+                    policy.as_ref(),
+                    redis.as_ref(),
+                ));
                 if redis.as_ref().is_none_or(redis::Upstream::uses_eds) {
                     endpoints.push(endpoint::build(&ctx, &name, info, port, subset));
                 }
@@ -358,7 +380,10 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
                 continue;
             };
             let meta_filters = if port.protocol.is_meta() {
-                meta::filters(&listener::listener_name(&info.host, port.number), meta_routing.get(key).map(|(_, mr)| *mr))
+                meta::filters(
+                    &listener::listener_name(&info.host, port.number),
+                    meta_routing.get(key).map(|(_, mr)| *mr),
+                )
             } else {
                 Vec::new()
             };

@@ -27,7 +27,9 @@ pub(crate) struct Placement {
 impl Placement {
     /// The socket the listener of original port `port` binds.
     pub fn bind(&self, port: u16) -> Option<SocketAddrV4> {
-        self.ports.get(&port).map(|p| SocketAddrV4::new(self.bind, *p))
+        self.ports
+            .get(&port)
+            .map(|p| SocketAddrV4::new(self.bind, *p))
     }
 }
 
@@ -55,7 +57,9 @@ pub(crate) fn place(
             let published = Published::read(store, &opts.own_namespace);
             meshed
                 .iter()
-                .filter_map(|(key, info)| Some((key.clone(), cluster_placement(&published, key, info)?)))
+                .filter_map(|(key, info)| {
+                    Some((key.clone(), cluster_placement(&published, key, info)?))
+                })
                 .collect()
         }
     }
@@ -63,7 +67,11 @@ pub(crate) fn place(
 
 /// From the service's address Service: its ClusterIPs for DNS, every interface and the
 /// allocated gateway ports for the listeners (kube-proxy delivers to the pod's IP).
-fn cluster_placement(published: &Published<'_>, key: &ObjectKey, info: &ServiceInfo) -> Option<Placement> {
+fn cluster_placement(
+    published: &Published<'_>,
+    key: &ObjectKey,
+    info: &ServiceInfo,
+) -> Option<Placement> {
     let address = published.of(key)?;
     if address.cluster_ips.is_empty() {
         return None;
@@ -79,3 +87,6 @@ fn cluster_placement(published: &Published<'_>, key: &ObjectKey, info: &ServiceI
         ports,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -81,9 +81,9 @@ spec:
     - { destination: { host: reviews, subset: v3 }, weight: 10 }
 "#;
 
-const HOST: &str = "reviews.default.svc.cluster.local";
+pub(crate) const HOST: &str = "reviews.default.svc.cluster.local";
 
-fn decode<M: Message + Default>(snapshot: &Snapshot, url: &str, name: &str) -> M {
+pub(crate) fn decode<M: Message + Default>(snapshot: &Snapshot, url: &str, name: &str) -> M {
     let r = snapshot
         .get(url)
         .and_then(|t| t.resources.get(name))
@@ -91,7 +91,7 @@ fn decode<M: Message + Default>(snapshot: &Snapshot, url: &str, name: &str) -> M
     M::decode(r.body.value.as_slice()).unwrap()
 }
 
-fn names(snapshot: &Snapshot, url: &str) -> Vec<String> {
+pub(crate) fn names(snapshot: &Snapshot, url: &str) -> Vec<String> {
     snapshot
         .get(url)
         .unwrap()

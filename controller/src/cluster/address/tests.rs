@@ -45,7 +45,10 @@ impl FakeApi {
         for svc in &diff.update {
             let key = ObjectKey::new(NS, svc.metadata.name.clone().unwrap());
             let have = &store.services[&key];
-            assert_eq!(svc.metadata.resource_version, have.metadata.resource_version);
+            assert_eq!(
+                svc.metadata.resource_version,
+                have.metadata.resource_version
+            );
             let ip = |s: &Service| s.spec.as_ref().unwrap().cluster_ip.clone();
             assert_eq!(ip(svc), ip(have), "clusterIP is immutable");
             let mut svc = svc.clone();
@@ -120,7 +123,10 @@ pub(crate) fn allocation(store: &Store, owner: &ObjectKey) -> BTreeMap<u16, u16>
 }
 
 fn created_names(diff: &Diff) -> Vec<&str> {
-    diff.create.iter().map(|s| s.metadata.name.as_deref().unwrap()).collect()
+    diff.create
+        .iter()
+        .map(|s| s.metadata.name.as_deref().unwrap())
+        .collect()
 }
 
 fn deleted_names(diff: &Diff) -> Vec<&str> {
@@ -196,9 +202,18 @@ fn one_address_service_per_meshed_service() {
     assert_eq!(
         meta.labels.as_ref().unwrap(),
         &BTreeMap::from([
-            ("app.kubernetes.io/managed-by".to_string(), "corridor".to_string()),
-            ("corridor.io/service-namespace".to_string(), "default".to_string()),
-            ("corridor.io/service-name".to_string(), "reviews".to_string()),
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "corridor".to_string()
+            ),
+            (
+                "corridor.io/service-namespace".to_string(),
+                "default".to_string()
+            ),
+            (
+                "corridor.io/service-name".to_string(),
+                "reviews".to_string()
+            ),
         ])
     );
     let spec = reviews.spec.as_ref().unwrap();
@@ -212,11 +227,18 @@ fn one_address_service_per_meshed_service() {
         ref other => panic!("{other:?}"),
     };
     assert_eq!(
-        (ports[0].name.as_deref(), ports[0].port, ports[0].protocol.as_deref()),
+        (
+            ports[0].name.as_deref(),
+            ports[0].port,
+            ports[0].protocol.as_deref()
+        ),
         (Some("http"), 9080, Some("TCP"))
     );
     assert_eq!(ports[0].app_protocol.as_deref(), Some("http"));
-    assert_eq!((ports[1].name.as_deref(), ports[1].port), (Some("grpc-api"), 9090));
+    assert_eq!(
+        (ports[1].name.as_deref(), ports[1].port),
+        (Some("grpc-api"), 9090)
+    );
     assert_eq!(ports[1].app_protocol, None);
     let (g1, g2) = (target(0), target(1));
     assert!(g1 != g2 && PortRange::default().contains(g1) && PortRange::default().contains(g2));
@@ -279,10 +301,11 @@ fn ports_survive_a_restart_even_where_a_fresh_allocation_would_differ() {
     let mut fresh = store.clone();
     fresh.services.retain(|k, _| k.namespace != NS);
     let scratch = desired(&fresh, &opts);
-    let port_of = |svc: &Service| match svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].target_port {
-        Some(IntOrString::Int(p)) => p,
-        _ => panic!(),
-    };
+    let port_of =
+        |svc: &Service| match svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].target_port {
+            Some(IntOrString::Int(p)) => p,
+            _ => panic!(),
+        };
     assert_eq!(port_of(&scratch.services[&early]), i32::from(preferred));
 }
 
@@ -290,7 +313,14 @@ fn ports_survive_a_restart_even_where_a_fresh_allocation_would_differ() {
 fn ten_thousand_services_never_share_a_port() {
     let mut store = Store::default();
     for i in 0..10_000 {
-        add(&mut store, service(&format!("ns-{}", i % 100), &format!("svc-{i}"), &[80, 443, 8080]));
+        add(
+            &mut store,
+            service(
+                &format!("ns-{}", i % 100),
+                &format!("svc-{i}"),
+                &[80, 443, 8080],
+            ),
+        );
     }
     let mut api = FakeApi::default();
     let diff = plan(&store, &opts());
@@ -303,13 +333,19 @@ fn ten_thousand_services_never_share_a_port() {
     let ports: Vec<u16> = published.claimed_ports().collect();
     assert_eq!(ports.len(), 30_000);
     let distinct: BTreeSet<u16> = ports.iter().copied().collect();
-    assert_eq!(distinct.len(), 30_000, "no two (service, port) share a gateway port");
+    assert_eq!(
+        distinct.len(),
+        30_000,
+        "no two (service, port) share a gateway port"
+    );
     assert!(distinct.iter().all(|p| PortRange::default().contains(*p)));
     assert!(plan(&store, &opts()).is_empty(), "stable on the next pass");
 
     // Churn: 100 services go, 100 come. The newcomers cannot have the leavers' ports,
     // whose Services are still there until this pass's deletions are seen.
-    let leaving: Vec<ObjectKey> = (0..100).map(|i| ObjectKey::new(format!("ns-{i}"), format!("svc-{i}"))).collect();
+    let leaving: Vec<ObjectKey> = (0..100)
+        .map(|i| ObjectKey::new(format!("ns-{i}"), format!("svc-{i}")))
+        .collect();
     let published = Published::read(&store, NS);
     let freed: BTreeSet<u16> = leaving
         .iter()
@@ -320,14 +356,27 @@ fn ten_thousand_services_never_share_a_port() {
         store.services.remove(k);
     }
     for i in 10_000..10_100 {
-        add(&mut store, service("new", &format!("svc-{i}"), &[80, 443, 8080]));
+        add(
+            &mut store,
+            service("new", &format!("svc-{i}"), &[80, 443, 8080]),
+        );
     }
     let diff = plan(&store, &opts());
-    assert_eq!((diff.create.len(), diff.update.len(), diff.delete.len()), (100, 0, 100));
+    assert_eq!(
+        (diff.create.len(), diff.update.len(), diff.delete.len()),
+        (100, 0, 100)
+    );
     api.apply(&mut store, &diff);
     let published = Published::read(&store, NS);
     let taken_by_new: BTreeSet<u16> = (10_000..10_100)
-        .flat_map(|i| published.of(&ObjectKey::new("new", format!("svc-{i}"))).unwrap().ports.values().copied())
+        .flat_map(|i| {
+            published
+                .of(&ObjectKey::new("new", format!("svc-{i}")))
+                .unwrap()
+                .ports
+                .values()
+                .copied()
+        })
         .collect();
     assert_eq!(taken_by_new.len(), 300);
     assert!(taken_by_new.is_disjoint(&freed));
@@ -388,7 +437,10 @@ fn an_exhausted_range_keeps_an_existing_service_and_completes_it_later() {
     // `a` swaps port 81 for 82 with the range full: 82 finds no port this pass.
     add(&mut store, service("default", "a", &[80, 82]));
     let diff = plan(&store, &opts);
-    assert!(matches!(&diff.unplaced[..], [PortError::Exhausted { port: 82, .. }]));
+    assert!(matches!(
+        &diff.unplaced[..],
+        [PortError::Exhausted { port: 82, .. }]
+    ));
     assert!(diff.delete.is_empty() && diff.create.is_empty());
     api.apply(&mut store, &diff);
     assert_eq!(allocation(&store, &a), BTreeMap::from([(80, before[&80])]));
@@ -397,7 +449,10 @@ fn an_exhausted_range_keeps_an_existing_service_and_completes_it_later() {
     let diff = plan(&store, &opts);
     assert!(diff.unplaced.is_empty());
     api.apply(&mut store, &diff);
-    assert_eq!(allocation(&store, &a), BTreeMap::from([(80, before[&80]), (82, before[&81])]));
+    assert_eq!(
+        allocation(&store, &a),
+        BTreeMap::from([(80, before[&80]), (82, before[&81])])
+    );
     assert_eq!(ip(&store), ip_before);
 }
 
@@ -410,7 +465,11 @@ fn updates_keep_what_the_api_server_owns() {
     let key = ObjectKey::new(NS, "reviews-default");
     // Someone else labels the address Service; the API server filled in fields.
     let svc = store.services.get_mut(&key).unwrap();
-    svc.metadata.labels.as_mut().unwrap().insert("team".into(), "platform".into());
+    svc.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("team".into(), "platform".into());
     svc.spec.as_mut().unwrap().session_affinity = Some("None".into());
     let before = svc.clone();
     let allocated = allocation(&store, &reviews);
@@ -428,17 +487,35 @@ fn updates_keep_what_the_api_server_owns() {
     }
     let diff = plan(&store, &opts());
     assert!(diff.create.is_empty() && diff.delete.is_empty());
-    let [updated] = &diff.update[..] else { panic!("{diff:?}") };
-    assert_eq!(updated.metadata.resource_version, before.metadata.resource_version);
+    let [updated] = &diff.update[..] else {
+        panic!("{diff:?}")
+    };
+    assert_eq!(
+        updated.metadata.resource_version,
+        before.metadata.resource_version
+    );
     assert_eq!(updated.metadata.uid, before.metadata.uid);
-    let (s, b) = (updated.spec.as_ref().unwrap(), before.spec.as_ref().unwrap());
-    assert_eq!((&s.cluster_ip, &s.cluster_ips), (&b.cluster_ip, &b.cluster_ips));
+    let (s, b) = (
+        updated.spec.as_ref().unwrap(),
+        before.spec.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (&s.cluster_ip, &s.cluster_ips),
+        (&b.cluster_ip, &b.cluster_ips)
+    );
     assert_eq!(s.session_affinity.as_deref(), Some("None"));
-    assert_eq!(updated.metadata.labels.as_ref().unwrap()["team"], "platform");
+    assert_eq!(
+        updated.metadata.labels.as_ref().unwrap()["team"],
+        "platform"
+    );
     api.apply(&mut store, &diff);
     let after = allocation(&store, &reviews);
     assert_eq!(after.len(), 3);
-    assert_eq!((after[&9080], after[&9090]), (allocated[&9080], allocated[&9090]), "old ports stay");
+    assert_eq!(
+        (after[&9080], after[&9090]),
+        (allocated[&9080], allocated[&9090]),
+        "old ports stay"
+    );
 
     // A new gateway selector rewrites every address Service, ports unchanged.
     let moved = AddressOptions {
@@ -447,7 +524,11 @@ fn updates_keep_what_the_api_server_owns() {
     };
     let diff = plan(&store, &moved);
     assert_eq!(diff.update.len(), 2);
-    assert!(diff.update.iter().all(|s| s.spec.as_ref().unwrap().selector.as_ref() == Some(&moved.selector)));
+    assert!(
+        diff.update
+            .iter()
+            .all(|s| s.spec.as_ref().unwrap().selector.as_ref() == Some(&moved.selector))
+    );
     api.apply(&mut store, &diff);
     assert_eq!(allocation(&store, &reviews), after);
 }
@@ -483,23 +564,56 @@ spec: { ports: [ { port: 80 } ] }
     let mut api = FakeApi::default();
     api.settle(&mut store, &opts());
     assert_eq!(Published::read(&store, NS).services().count(), 4);
-    let uid = store.services[&ObjectKey::new(NS, "gone-team")].metadata.uid.clone();
+    let uid = store.services[&ObjectKey::new(NS, "gone-team")]
+        .metadata
+        .uid
+        .clone();
 
     let changed = base
-        .replace("metadata: { name: gone, namespace: team }\nspec: { ports: [ { port: 80 } ] }", "metadata: { name: other, namespace: elsewhere }\nspec: { clusterIP: None }")
-        .replace("{ name: optout, namespace: team }", "{ name: optout, namespace: team, labels: { corridor.io/mesh: disabled } }")
-        .replace("{ name: udp, namespace: team }\nspec: { ports: [ { port: 80 } ] }", "{ name: udp, namespace: team }\nspec: { ports: [ { port: 80, protocol: UDP } ] }");
+        .replace(
+            "metadata: { name: gone, namespace: team }\nspec: { ports: [ { port: 80 } ] }",
+            "metadata: { name: other, namespace: elsewhere }\nspec: { clusterIP: None }",
+        )
+        .replace(
+            "{ name: optout, namespace: team }",
+            "{ name: optout, namespace: team, labels: { corridor.io/mesh: disabled } }",
+        )
+        .replace(
+            "{ name: udp, namespace: team }\nspec: { ports: [ { port: 80 } ] }",
+            "{ name: udp, namespace: team }\nspec: { ports: [ { port: 80, protocol: UDP } ] }",
+        );
     let mut next = store_from_yaml(&changed);
-    next.services.extend(store.services.iter().filter(|(k, _)| k.namespace == NS).map(|(k, v)| (k.clone(), v.clone())));
+    next.services.extend(
+        store
+            .services
+            .iter()
+            .filter(|(k, _)| k.namespace == NS)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     let diff = plan(&next, &opts());
-    assert_eq!(deleted_names(&diff), ["gone-team", "optout-team", "udp-team"]);
-    assert_eq!(diff.delete[0].uid, uid, "deleted with its uid as precondition");
+    assert_eq!(
+        deleted_names(&diff),
+        ["gone-team", "optout-team", "udp-team"]
+    );
+    assert_eq!(
+        diff.delete[0].uid, uid,
+        "deleted with its uid as precondition"
+    );
     assert!(diff.create.is_empty() && diff.update.is_empty());
 
     // A whole namespace opting out.
-    let team_out = base.replace("metadata: { name: team }", "metadata: { name: team, labels: { corridor.io/mesh: disabled } }");
+    let team_out = base.replace(
+        "metadata: { name: team }",
+        "metadata: { name: team, labels: { corridor.io/mesh: disabled } }",
+    );
     let mut next = store_from_yaml(&team_out);
-    next.services.extend(store.services.iter().filter(|(k, _)| k.namespace == NS).map(|(k, v)| (k.clone(), v.clone())));
+    next.services.extend(
+        store
+            .services
+            .iter()
+            .filter(|(k, _)| k.namespace == NS)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     assert_eq!(plan(&next, &opts()).delete.len(), 4);
 }
 
@@ -519,9 +633,16 @@ fn names_never_clash() {
     assert_eq!(names.len(), 4, "{names:?}");
     assert!(names.contains("a-b-c"));
     assert!(!names.contains("reviews-default"), "{names:?}");
-    assert!(names.iter().all(|n| super::super::name::is_dns1035_label(n)));
+    assert!(
+        names
+            .iter()
+            .all(|n| super::super::name::is_dns1035_label(n))
+    );
     api.apply(&mut store, &diff);
-    assert!(plan(&store, &opts()).is_empty(), "names are kept, not recomputed");
+    assert!(
+        plan(&store, &opts()).is_empty(),
+        "names are kept, not recomputed"
+    );
 }
 
 #[test]
@@ -531,22 +652,39 @@ fn duplicates_are_deleted_and_contested_ports_move() {
     add(&mut store, service("default", "a", &[80]));
     add(&mut store, service("default", "b", &[80]));
     api.settle(&mut store, &opts());
-    let (a, b) = (ObjectKey::new("default", "a"), ObjectKey::new("default", "b"));
+    let (a, b) = (
+        ObjectKey::new("default", "a"),
+        ObjectKey::new("default", "b"),
+    );
     let a_port = allocation(&store, &a)[&80];
 
     // A stray copy of a's Service, and b's Service edited to claim a's port.
     let mut copy = store.services[&ObjectKey::new(NS, "a-default")].clone();
     copy.metadata.name = Some("zz-copy".into());
     store.services.insert(ObjectKey::new(NS, "zz-copy"), copy);
-    let b_svc = store.services.get_mut(&ObjectKey::new(NS, "b-default")).unwrap();
-    b_svc.metadata.annotations.as_mut().unwrap().insert(PORTS_ANNOTATION.into(), format!(r#"{{"80":{a_port}}}"#));
+    let b_svc = store
+        .services
+        .get_mut(&ObjectKey::new(NS, "b-default"))
+        .unwrap();
+    b_svc
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert(PORTS_ANNOTATION.into(), format!(r#"{{"80":{a_port}}}"#));
 
     let diff = plan(&store, &opts());
     assert_eq!(deleted_names(&diff), ["zz-copy"]);
-    let [moved] = &diff.update[..] else { panic!("{diff:?}") };
+    let [moved] = &diff.update[..] else {
+        panic!("{diff:?}")
+    };
     assert_eq!(moved.metadata.name.as_deref(), Some("b-default"));
     api.apply(&mut store, &diff);
-    assert_eq!(allocation(&store, &a)[&80], a_port, "the first by name keeps the port");
+    assert_eq!(
+        allocation(&store, &a)[&80],
+        a_port,
+        "the first by name keeps the port"
+    );
     assert_ne!(allocation(&store, &b)[&80], a_port);
     assert!(plan(&store, &opts()).is_empty());
 }
@@ -558,7 +696,12 @@ fn an_owner_waits_while_its_old_service_terminates() {
     add(&mut store, service("default", "a", &[80]));
     api.settle(&mut store, &opts());
     let key = ObjectKey::new(NS, "a-default");
-    store.services.get_mut(&key).unwrap().metadata.deletion_timestamp = Some(Time(Default::default()));
+    store
+        .services
+        .get_mut(&key)
+        .unwrap()
+        .metadata
+        .deletion_timestamp = Some(Time(Default::default()));
     let diff = plan(&store, &opts());
     assert!(diff.is_empty(), "{diff:?}");
     store.services.remove(&key);

@@ -80,7 +80,11 @@ cluster.local:53 {{
     );
     assert_eq!(added, expected);
     assert_eq!(added.matches(BEGIN_MARKER).count(), 1);
-    assert_eq!(add_stub(&added, "cluster.local", target()).unwrap(), added, "idempotent");
+    assert_eq!(
+        add_stub(&added, "cluster.local", target()).unwrap(),
+        added,
+        "idempotent"
+    );
     assert_eq!(remove_stub(&added).unwrap(), KUBEADM);
     assert_eq!(remove_stub(KUBEADM).unwrap(), KUBEADM, "nothing to remove");
 }
@@ -91,7 +95,11 @@ fn custom_corefile_keeps_every_line() {
     assert!(added.ends_with(CUSTOM));
     assert_eq!(added.matches("cluster.local:53 {").count(), 1);
     assert_eq!(add_stub(&added, "Cluster.Local", target()).unwrap(), added);
-    assert_eq!(remove_stub(&added).unwrap(), CUSTOM, "byte for byte, no final newline");
+    assert_eq!(
+        remove_stub(&added).unwrap(),
+        CUSTOM,
+        "byte for byte, no final newline"
+    );
     // Only the block's own lines were added.
     let extra = added.lines().count() - CUSTOM.lines().count();
     assert_eq!(extra, 8);
@@ -141,7 +149,10 @@ fn refuses_what_would_break_coredns() {
         Err(CorefileError::ZoneTaken { port: 53, .. })
     ));
     let taken = format!("{KUBEADM}dns://CLUSTER.LOCAL. {{\n    whoami\n}}\n");
-    assert!(matches!(add_stub(&taken, "cluster.local", target()), Err(CorefileError::ZoneTaken { .. })));
+    assert!(matches!(
+        add_stub(&taken, "cluster.local", target()),
+        Err(CorefileError::ZoneTaken { .. })
+    ));
     // The zone on another port, a sub-zone, or the zone in a comment is no clash.
     for fine in [
         format!("{KUBEADM}cluster.local:5300 {{\n    whoami\n}}\n"),
@@ -151,10 +162,16 @@ fn refuses_what_would_break_coredns() {
         add_stub(&fine, "cluster.local", target()).unwrap();
     }
     let broken = format!("{BEGIN_MARKER}\ncluster.local:53 {{\n{KUBEADM}");
-    assert_eq!(remove_stub(&broken), Err(CorefileError::Unterminated { line: 1 }));
+    assert_eq!(
+        remove_stub(&broken),
+        Err(CorefileError::Unterminated { line: 1 })
+    );
     assert!(add_stub(&broken, "cluster.local", target()).is_err());
     let stray = format!("{KUBEADM}{END_MARKER}\n");
-    assert_eq!(remove_stub(&stray), Err(CorefileError::StrayEnd { line: 21 }));
+    assert_eq!(
+        remove_stub(&stray),
+        Err(CorefileError::StrayEnd { line: 21 })
+    );
     for zone in ["", ".", "a..b", "bad zone", "x/y"] {
         assert!(add_stub(KUBEADM, zone, target()).is_err(), "{zone:?}");
     }

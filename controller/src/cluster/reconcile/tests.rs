@@ -37,7 +37,11 @@ async fn creates_updates_and_deletes_address_services() {
     let client = fake.client();
     let mut store = Store::default();
     for name in ["reviews", "ratings"] {
-        store.insert(Object::Service(Box::new(service("default", name, &[80, 9090]))));
+        store.insert(Object::Service(Box::new(service(
+            "default",
+            name,
+            &[80, 9090],
+        ))));
     }
 
     let diff = plan(&store, &opts());
@@ -45,14 +49,27 @@ async fn creates_updates_and_deletes_address_services() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.created, report.updated, report.deleted), (2, 0, 0));
     let stored = fake.get("v1", "Service", NS, "reviews-default").unwrap();
-    assert_eq!(stored["metadata"]["labels"]["corridor.io/service-name"], "reviews");
-    assert_eq!(stored["spec"]["selector"]["app.kubernetes.io/name"], "corridor-gateway");
+    assert_eq!(
+        stored["metadata"]["labels"]["corridor.io/service-name"],
+        "reviews"
+    );
+    assert_eq!(
+        stored["spec"]["selector"]["app.kubernetes.io/name"],
+        "corridor-gateway"
+    );
     let store = refreshed(&client, &store).await;
-    assert!(plan(&store, &opts()).is_empty(), "the server holds what was planned");
+    assert!(
+        plan(&store, &opts()).is_empty(),
+        "the server holds what was planned"
+    );
 
     // reviews gains a port, ratings goes.
     let mut next = store.clone();
-    next.insert(Object::Service(Box::new(service("default", "reviews", &[80, 9090, 9100]))));
+    next.insert(Object::Service(Box::new(service(
+        "default",
+        "reviews",
+        &[80, 9090, 9100],
+    ))));
     next.services.remove(&ObjectKey::new("default", "ratings"));
     let diff = plan(&next, &opts());
     let report = reconcile(client.clone(), NS, &diff).await;
@@ -75,7 +92,11 @@ async fn a_stale_update_fails_alone_and_is_reported() {
     let fake = FakeApi::start().await.unwrap();
     let client = fake.client();
     let mut store = Store::default();
-    store.insert(Object::Service(Box::new(service("default", "reviews", &[80]))));
+    store.insert(Object::Service(Box::new(service(
+        "default",
+        "reviews",
+        &[80],
+    ))));
     reconcile(client.clone(), NS, &plan(&store, &opts())).await;
     let store = refreshed(&client, &store).await;
 
@@ -85,13 +106,29 @@ async fn a_stale_update_fails_alone_and_is_reported() {
     edited["metadata"]["labels"]["team"] = json!("platform");
     fake.apply(edited).unwrap();
     let mut next = store.clone();
-    next.insert(Object::Service(Box::new(service("default", "reviews", &[80, 81]))));
-    next.insert(Object::Service(Box::new(service("default", "ratings", &[80]))));
+    next.insert(Object::Service(Box::new(service(
+        "default",
+        "reviews",
+        &[80, 81],
+    ))));
+    next.insert(Object::Service(Box::new(service(
+        "default",
+        "ratings",
+        &[80],
+    ))));
     let diff = plan(&next, &opts());
     assert_eq!((diff.create.len(), diff.update.len()), (1, 1));
     let report = reconcile(client, NS, &diff).await;
     assert_eq!(report.created, 1, "the other write still happens");
-    let [err] = &report.errors[..] else { panic!("{:?}", report.errors) };
-    assert_eq!((err.verb, err.name.as_str()), ("replace", "reviews-default"));
-    assert!(err.to_string().contains("corridor-system/reviews-default"), "{err}");
+    let [err] = &report.errors[..] else {
+        panic!("{:?}", report.errors)
+    };
+    assert_eq!(
+        (err.verb, err.name.as_str()),
+        ("replace", "reviews-default")
+    );
+    assert!(
+        err.to_string().contains("corridor-system/reviews-default"),
+        "{err}"
+    );
 }
