@@ -20,6 +20,13 @@ pub struct ReconcileReport {
     pub deleted: usize,
     /// Writes that failed, each naming its Service; the next pass tries again.
     pub errors: Vec<ReconcileError>,
+    /// The Services as the server stored them after each create and replace, and
+    /// [`ReconcileReport::gone`] the names deleted: a leader that plans again before its
+    /// watch delivers these can fold them into its store first, so that the next plan
+    /// starts from what the server holds (ports just allocated stay taken).
+    pub written: Vec<Service>,
+    /// Names of the Services deleted (or found gone already).
+    pub gone: Vec<String>,
 }
 
 /// A write of one address Service that failed.
@@ -78,17 +85,22 @@ pub async fn reconcile(client: Client, namespace: &str, diff: &Diff) -> Reconcil
             Ok(_) => {
                 tracing::info!(service = %d.name, "address Service deleted");
                 report.deleted += 1;
+                report.gone.push(d.name.clone());
             }
-            Err(e) if status_code(&e) == Some(NOT_FOUND) => report.deleted += 1,
+            Err(e) if status_code(&e) == Some(NOT_FOUND) => {
+                report.deleted += 1;
+                report.gone.push(d.name.clone());
+            }
             Err(e) => report.errors.push(failed("delete", &d.name, e)),
         }
     }
     for svc in &diff.update {
         let name = svc.metadata.name.as_deref().unwrap_or_default();
         match api.replace(name, &PostParams::default(), svc).await {
-            Ok(_) => {
+            Ok(stored) => {
                 tracing::info!(service = %name, "address Service updated");
                 report.updated += 1;
+                report.written.push(stored);
             }
             Err(e) => report.errors.push(failed("replace", name, e)),
         }
@@ -96,9 +108,10 @@ pub async fn reconcile(client: Client, namespace: &str, diff: &Diff) -> Reconcil
     for svc in &diff.create {
         let name = svc.metadata.name.as_deref().unwrap_or_default();
         match api.create(&PostParams::default(), svc).await {
-            Ok(_) => {
+            Ok(stored) => {
                 tracing::info!(service = %name, "address Service created");
                 report.created += 1;
+                report.written.push(stored);
             }
             Err(e) if status_code(&e) == Some(CONFLICT) => report.created += 1,
             Err(e) => report.errors.push(failed("create", name, e)),

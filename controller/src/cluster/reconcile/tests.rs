@@ -48,6 +48,12 @@ async fn creates_updates_and_deletes_address_services() {
     let report = reconcile(client.clone(), NS, &diff).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.created, report.updated, report.deleted), (2, 0, 0));
+    // What the server stored comes back, ready to fold into the store.
+    let mut folded = store.clone();
+    for svc in &report.written {
+        folded.insert(Object::Service(Box::new(svc.clone())));
+    }
+    assert!(plan(&folded, &opts()).is_empty());
     let stored = fake.get("v1", "Service", NS, "reviews-default").unwrap();
     assert_eq!(
         stored["metadata"]["labels"]["corridor.io/service-name"],
@@ -75,6 +81,7 @@ async fn creates_updates_and_deletes_address_services() {
     let report = reconcile(client.clone(), NS, &diff).await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!((report.created, report.updated, report.deleted), (0, 1, 1));
+    assert_eq!(report.gone, ["ratings-default"]);
     assert!(fake.get("v1", "Service", NS, "ratings-default").is_none());
     let next = refreshed(&client, &next).await;
     let published = Published::read(&next, NS);
