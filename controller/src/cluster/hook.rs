@@ -154,7 +154,8 @@ where
         // 409 and the loop starts over from a fresh read.
         match api.replace(name, &PostParams::default(), &cm).await {
             Ok(_) => {
-                tracing::info!(configmap = %format!("{namespace}/{name}"), ?hook, "CoreDNS hook written");
+                // The caller logs the outcome; this records which attempt got through.
+                tracing::debug!(configmap = %format!("{namespace}/{name}"), attempt, ?hook, "Corefile replaced");
                 return Ok(HookOutcome::Changed);
             }
             Err(::kube::Error::Api(status)) if status.code == CONFLICT => {
