@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use crate::{
     resources::{
         DestinationRule, Kind, MetaRouter, ObjectRef, RedisDestination, RedisService,
@@ -13,6 +15,53 @@ use crate::{
     store::{ObjectKey, Store},
     translate::{TranslateOptions, Validator, validate_destination_rule},
 };
+
+/// The verdict on one routing object, for status conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `metadata.generation` of the version judged.
+    pub generation: Option<i64>,
+    /// Why it was rejected; None when it was accepted.
+    pub rejection: Option<String>,
+}
+
+impl Verdict {
+    /// Accepted.
+    pub fn accepted(generation: Option<i64>) -> Self {
+        Self {
+            generation,
+            rejection: None,
+        }
+    }
+
+    /// Rejected, and why.
+    pub fn rejected(generation: Option<i64>, reason: impl Into<String>) -> Self {
+        Self {
+            generation,
+            rejection: Some(reason.into()),
+        }
+    }
+}
+
+/// Verdicts by object.
+pub type Verdicts = BTreeMap<ObjectRef, Verdict>;
+
+/// The routing kinds admission judges, for the generation a verdict is about.
+pub trait Judged {
+    /// The object's metadata.
+    fn meta(&self) -> &ObjectMeta;
+}
+
+macro_rules! judged {
+    ($($t:ty),*) => {$(
+        impl Judged for $t {
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+        }
+    )*};
+}
+judged!(VirtualService, DestinationRule, MetaRouter, RedisService, RedisDestination);
 
 /// Last good and currently rejected versions of one kind.
 #[derive(Debug)]
@@ -44,6 +93,26 @@ impl<T> Ledger<T> {
                 (object, reason.clone())
             })
             .collect()
+    }
+}
+
+impl<T: Judged> Ledger<T> {
+    /// The verdict on every current object: rejected ones judged on their current
+    /// version, accepted ones on their last good (= current) version.
+    fn verdicts(&self, kind: Kind, out: &mut Verdicts) {
+        let object = |k: &ObjectKey| ObjectRef {
+            kind,
+            namespace: k.namespace.clone(),
+            name: k.name.clone(),
+        };
+        for (k, good) in &self.last_good {
+            if !self.rejected.contains_key(k) {
+                out.insert(object(k), Verdict::accepted(good.meta().generation));
+            }
+        }
+        for (k, (current, reason)) in &self.rejected {
+            out.insert(object(k), Verdict::rejected(current.meta().generation, reason.clone()));
+        }
     }
 }
 
@@ -197,6 +266,17 @@ impl Admission {
             verdicts,
             origin,
         );
+    }
+
+    /// The verdict on every routing object of the last [`Admission::admit`].
+    pub fn verdicts(&self) -> Verdicts {
+        let mut out = Verdicts::new();
+        self.virtual_services.verdicts(Kind::VirtualService, &mut out);
+        self.destination_rules.verdicts(Kind::DestinationRule, &mut out);
+        self.meta_routers.verdicts(Kind::MetaRouter, &mut out);
+        self.redis_services.verdicts(Kind::RedisService, &mut out);
+        self.redis_destinations.verdicts(Kind::RedisDestination, &mut out);
+        out
     }
 
     /// Rejected objects and why, for status reporting.

@@ -1,9 +1,11 @@
-//! Wiring: configuration in, a running controller (file source + ADS server) out.
+//! Wiring: configuration in, a running controller out.
 //!
 //! ```text
-//! manifests ─▶ source::run ─▶ source snapshots ─┐
-//!                                               ├─▶ availability::run ─▶ served snapshots ─▶ ADS
-//! gateway streams' listener ACKs ─▶ pool ───────┘
+//! manifests dir ─┐                                  ┌─ gateway streams' listener ACKs (file mode)
+//!  or watches  ──┴▶ source::run ─▶ source snapshots ─┤   or gateway pods' readiness (cluster mode)
+//!                                                   └▶ availability::run ─▶ served snapshots ─▶ ADS
+//! cluster mode, leader only: status conditions (kube::status), address Services and the
+//! CoreDNS hook (kube::leader, calling crate::cluster)
 //! ```
 
 use std::{collections::BTreeMap, net::Ipv4Addr, net::SocketAddr, sync::Arc, time::Duration};
@@ -15,8 +17,10 @@ pub use crate::config::Config;
 use crate::{
     availability,
     config::ConfigError,
-    source::{self, Pipeline, file::ManifestDir},
-    translate::{TranslateOptions, service_host},
+    kube::{self as cluster_mode, KubeError},
+    probe::{self, Metrics, Readiness},
+    source::{self, Pipeline, Triggers, file::ManifestDir},
+    translate::{Addressing, TranslateOptions, service_host},
     xds::{AdsServer, snapshot::Snapshot},
 };
 
@@ -32,14 +36,19 @@ pub enum AppError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The xDS address could not be bound.
-    #[error("cannot listen on {addr} for xDS: {source} (is another controller running there?)")]
+    /// An address could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source} (is another controller running there?)")]
     Bind {
+        /// xDS or probes.
+        what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
     },
+    /// The Kubernetes API cannot be used.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     /// The gRPC server failed.
     #[error("xDS server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
@@ -64,12 +73,14 @@ impl ShutdownHandle {
 pub struct Bound {
     /// Where the ADS server listens.
     pub xds_addr: SocketAddr,
+    /// Where the probes are served, when `--probe-listen` is given.
+    pub probe_addr: Option<SocketAddr>,
     shutdown: ShutdownHandle,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     gateway_available: watch::Receiver<bool>,
+    leader: watch::Receiver<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    source: JoinHandle<()>,
-    stamper: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Bound {
@@ -84,10 +95,17 @@ impl Bound {
         self.snapshots.clone()
     }
 
-    /// Whether the gateway pool can take traffic: true while at least one gateway stream
-    /// serves listeners it acknowledged (see [`crate::xds::pool`]).
+    /// Whether the gateway pool can take traffic: in file mode, true while at least one
+    /// gateway stream serves listeners it acknowledged (see [`crate::xds::pool`]); in
+    /// cluster mode, while at least one gateway pod is Ready and not terminating.
     pub fn gateway_available(&self) -> watch::Receiver<bool> {
         self.gateway_available.clone()
+    }
+
+    /// Whether this replica leads (holds the Lease) and so writes to the API; always
+    /// true in file mode, where nothing is written.
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
     }
 
     /// Stops gracefully and waits until everything has ended.
@@ -100,8 +118,9 @@ impl Bound {
     pub async fn wait(self) -> Result<(), AppError> {
         let served = self.server.await;
         self.shutdown.shutdown();
-        self.source.await?;
-        self.stamper.await?;
+        for task in self.tasks {
+            task.await?;
+        }
         served??;
         Ok(())
     }
@@ -109,17 +128,27 @@ impl Bound {
 
 /// Translation options derived from the configuration.
 pub fn translate_options(config: &Config) -> TranslateOptions {
+    let addressing = if config.kubernetes {
+        Addressing::Cluster
+    } else {
+        Addressing::File {
+            gateway_cidr: config.gateway_cidr,
+        }
+    };
     TranslateOptions {
-        addressing: crate::translate::Addressing::File { gateway_cidr: config.gateway_cidr },
+        addressing,
         cluster_domain: config.cluster_domain.clone(),
         own_namespace: config.namespace.clone(),
     }
 }
 
 /// Gateway address of every meshed service the manifests define, by host name (for
-/// tools that tell users where to send requests).
+/// tools that tell users where to send requests). Empty in cluster mode.
 pub fn service_addresses(config: &Config) -> BTreeMap<String, Ipv4Addr> {
-    let mut dir = ManifestDir::new(&config.manifests);
+    let Some(manifests) = &config.manifests else {
+        return BTreeMap::new();
+    };
+    let mut dir = ManifestDir::new(manifests);
     dir.rescan();
     let (store, _) = dir.store();
     let opts = translate_options(config);
@@ -129,15 +158,66 @@ pub fn service_addresses(config: &Config) -> BTreeMap<String, Ipv4Addr> {
         .collect()
 }
 
-/// Validates the configuration, loads the manifests, binds the xDS address and starts
-/// serving. The first snapshot is complete before the first client can connect.
+/// Removes the CoreDNS hook and returns (`--uninstall-coredns-hook`).
+pub async fn uninstall_coredns_hook(config: &Config) -> Result<(), AppError> {
+    let client = cluster_mode::connect().await?;
+    cluster_mode::leader::remove_coredns_hook(client, &config.cluster).await?;
+    Ok(())
+}
+
+/// Validates the configuration, reads the source (the manifests, or every watched API
+/// once), binds the xDS address and starts serving. The first snapshot is complete before
+/// the first client can connect.
 pub async fn build(config: Config) -> Result<Bound, AppError> {
     config.validate()?;
     tracing::info!(config = %serde_json::to_string(&config).unwrap_or_default(), "corridor-controller starting");
 
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown = ShutdownHandle(Arc::new(shutdown_tx));
+    let readiness = Arc::new(Readiness::default());
+    let metrics = Arc::new(Metrics::default());
+    let first_snapshot = readiness.task("first snapshot");
+    let mut tasks = Vec::new();
+
+    // Probes first, so that /healthz answers while the initial lists load.
+    let mut probe_addr = None;
+    if let Some(addr) = config.probe_listen {
+        let (listener, bound) = probe::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { what: "probes", addr, source })?;
+        tasks.push(probe::serve(listener, readiness.clone(), metrics.clone(), shutdown_rx.clone()));
+        tracing::info!(%bound, "serving probes (/ready, /healthz, /metrics)");
+        probe_addr = Some(bound);
+    }
+
     let opts = translate_options(&config);
-    let mut pipeline = Pipeline::new(ManifestDir::new(&config.manifests), opts);
+    let debounce = Duration::from_millis(config.debounce_ms);
+    let (pipeline, triggers, cluster) = if config.kubernetes {
+        let mut cluster =
+            cluster_mode::Cluster::start(&config, &readiness, metrics.clone(), shutdown_rx.clone()).await?;
+        let (source, triggers) = cluster.source(debounce);
+        (Pipeline::new(source, opts), triggers, Some(cluster))
+    } else {
+        let root = config.manifests.clone().unwrap_or_default();
+        let (watcher, changes) = source::file::watch(&root);
+        let triggers = Triggers {
+            changes,
+            debounce,
+            rescan: Some(Duration::from_millis(config.rescan_ms)),
+        };
+        let pipeline = Pipeline::new(ManifestDir::new(root), opts);
+        // The file watcher lives until shutdown.
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _watcher = watcher;
+            let _ = stop.wait_for(|v| *v).await;
+        }));
+        (pipeline, triggers, None)
+    };
+    let stores = pipeline.stores();
+    let verdicts = pipeline.verdicts();
     let (pipeline, first) = tokio::task::spawn_blocking(move || {
+        let mut pipeline = pipeline;
         pipeline.refresh();
         let snapshot = pipeline.translate();
         (pipeline, snapshot)
@@ -148,40 +228,39 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
 
     let listener = TcpListener::bind(config.xds_listen)
         .await
-        .map_err(|source| AppError::Bind {
-            addr: config.xds_listen,
-            source,
-        })?;
+        .map_err(|source| AppError::Bind { what: "xDS", addr: config.xds_listen, source })?;
     let xds_addr = listener.local_addr().map_err(|source| AppError::Bind {
+        what: "xDS",
         addr: config.xds_listen,
         source,
     })?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shutdown = ShutdownHandle(Arc::new(shutdown_tx));
-
-    let source = tokio::spawn(source::run(
+    tasks.push(tokio::spawn(source::run(
         pipeline,
         source_tx,
-        Duration::from_millis(config.debounce_ms),
-        Duration::from_millis(config.rescan_ms),
+        triggers,
+        metrics.clone(),
         shutdown_rx.clone(),
-    ));
+    )));
 
     // Stamped before the server starts, so no client ever sees an unstamped table.
     let (served_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
     let ads = AdsServer::new(snapshots.clone(), shutdown_rx.clone());
-    let gateway_available = ads.gateway_available();
-    served_tx.send_replace(availability::stamp(
-        &source_rx.borrow(),
-        *gateway_available.borrow(),
-    ));
-    let stamper = tokio::spawn(availability::run(
+    let (gateway_available, leader) = match cluster {
+        Some(cluster) => {
+            let running = cluster.run_writers(stores, verdicts, shutdown_rx.clone());
+            tasks.extend(running.tasks);
+            (running.gateway_available, running.leader)
+        }
+        None => (ads.gateway_available(), watch::channel(true).1),
+    };
+    served_tx.send_replace(availability::stamp(&source_rx.borrow(), *gateway_available.borrow()));
+    tasks.push(tokio::spawn(availability::run(
         source_rx,
         gateway_available.clone(),
         served_tx,
         shutdown_rx.clone(),
-    ));
+    )));
     let mut stop = shutdown_rx;
     let serve = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -203,14 +282,16 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
             }
         }
     });
+    first_snapshot.done();
     tracing::info!(%xds_addr, "serving ADS (SotW and Delta)");
     Ok(Bound {
         xds_addr,
+        probe_addr,
         shutdown,
         snapshots,
         gateway_available,
+        leader,
         server,
-        source,
-        stamper,
+        tasks,
     })
 }

@@ -4,6 +4,8 @@ use std::{fmt, net::Ipv4Addr, net::SocketAddr, path::PathBuf, str::FromStr};
 
 use serde::Serialize;
 
+use crate::cluster::ports::{DEFAULT_PORT_RANGE, PortRange};
+
 /// Default xDS listen address: the port DESIGN.md §11 assigns to the controller's xDS,
 /// on loopback so a local run exposes nothing to the network.
 pub const DEFAULT_XDS_LISTEN: &str = "127.0.0.1:15010";
@@ -24,18 +26,30 @@ pub const DEFAULT_RESCAN_MS: u64 = 500;
 pub const DEFAULT_NAMESPACE: &str = "corridor-system";
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default label selector of the gateway pods: the chart's labels.
+pub const DEFAULT_GATEWAY_SELECTOR: &str = "app.kubernetes.io/name=corridor-gateway";
+/// Default name of the leader Lease (in `--namespace`).
+pub const DEFAULT_LEASE_NAME: &str = "corridor-controller";
+/// Default CoreDNS ConfigMap (kubeadm's and most distributions').
+pub const DEFAULT_COREDNS_CONFIGMAP: &str = "kube-system/coredns";
+/// Default name of corridor-dns's Service (in `--namespace`).
+pub const DEFAULT_DNS_SERVICE: &str = "corridor-dns";
 
 /// Everything the controller needs to run. Logged once at start-up.
 #[derive(Debug, Clone, Serialize, clap::Parser)]
 #[command(
     name = "corridor-controller",
     version,
-    about = "Corridor's control plane: manifests in, xDS out"
+    about = "Corridor's control plane: manifests or the Kubernetes API in, xDS out"
 )]
 pub struct Config {
     /// Directory of Kubernetes manifests (YAML or JSON, searched recursively).
-    #[arg(long, env = "CORRIDOR_MANIFESTS")]
-    pub manifests: PathBuf,
+    #[arg(long, env = "CORRIDOR_MANIFESTS", required_unless_present = "kubernetes", conflicts_with = "kubernetes")]
+    pub manifests: Option<PathBuf>,
+    /// Read the cluster through the Kubernetes API (KUBECONFIG, ~/.kube/config, or the
+    /// in-cluster service account) instead of a manifests directory.
+    #[arg(long)]
+    pub kubernetes: bool,
     /// Address the ADS (xDS) server listens on; port 0 picks a free port.
     #[arg(long, default_value = DEFAULT_XDS_LISTEN)]
     pub xds_listen: SocketAddr,
@@ -57,13 +71,98 @@ pub struct Config {
     /// Log filter (`info`, `debug`, `corridor_controller=debug,info`, ...).
     #[arg(long, default_value = DEFAULT_LOG_LEVEL, env = "RUST_LOG")]
     pub log_level: String,
+    /// Address of the probe endpoint (`GET /ready`, `/healthz`, `/metrics`); none when
+    /// absent.
+    #[arg(long)]
+    pub probe_listen: Option<SocketAddr>,
+    /// Cluster mode (`--kubernetes`) settings.
+    #[command(flatten)]
+    pub cluster: ClusterConfig,
+}
+
+/// How corridor-dns is wired into the cluster's DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    /// CoreDNS keeps serving; the leader keeps a server block for the cluster zone in
+    /// CoreDNS's Corefile that forwards to corridor-dns.
+    Stub,
+    /// corridor-dns serves as the cluster DNS itself; CoreDNS is left alone.
+    Replace,
+    /// DNS is not touched.
+    Off,
+}
+
+/// The settings only cluster mode reads.
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct ClusterConfig {
+    /// Label selector of the gateway pods (in `--namespace`): address Services select
+    /// them, and their readiness decides fail-open.
+    #[arg(long, default_value = DEFAULT_GATEWAY_SELECTOR)]
+    pub gateway_selector: String,
+    /// Range the gateway target ports of meshed (service, port) pairs are allocated from.
+    #[arg(long, default_value = DEFAULT_PORT_RANGE)]
+    pub gateway_ports: PortRange,
+    /// Name of the coordination.k8s.io Lease (in `--namespace`) replicas elect a leader on.
+    #[arg(long, default_value = DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+    /// This replica's identity in the Lease; the pod name (the chart passes it from the
+    /// downward API). Defaults to the host name, which is the pod name in a pod.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// How corridor-dns joins the cluster DNS.
+    #[arg(long, value_enum, default_value = "stub")]
+    pub dns_mode: DnsMode,
+    /// The CoreDNS ConfigMap (`namespace/name`) the stub hook is kept in.
+    #[arg(long, default_value = DEFAULT_COREDNS_CONFIGMAP)]
+    pub coredns_configmap: String,
+    /// corridor-dns's Service (in `--namespace`): the stub server block forwards to its
+    /// ClusterIP.
+    #[arg(long, default_value = DEFAULT_DNS_SERVICE)]
+    pub dns_service: String,
+    /// Remove the CoreDNS server block and exit (the chart's pre-delete hook).
+    #[arg(long)]
+    pub uninstall_coredns_hook: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            gateway_selector: DEFAULT_GATEWAY_SELECTOR.to_string(),
+            gateway_ports: PortRange::default(),
+            lease_name: DEFAULT_LEASE_NAME.to_string(),
+            pod_name: None,
+            dns_mode: DnsMode::Stub,
+            coredns_configmap: DEFAULT_COREDNS_CONFIGMAP.to_string(),
+            dns_service: DEFAULT_DNS_SERVICE.to_string(),
+            uninstall_coredns_hook: false,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The CoreDNS ConfigMap as (namespace, name).
+    pub fn coredns_configmap(&self) -> Option<(&str, &str)> {
+        self.coredns_configmap
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+    }
+
+    /// This replica's Lease identity: `--pod-name`, else the host name.
+    pub fn identity(&self) -> Option<String> {
+        self.pod_name
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|n| !n.is_empty())
+    }
 }
 
 impl Config {
     /// A configuration with every default, reading `manifests` and serving on `xds_listen`.
     pub fn new(manifests: impl Into<PathBuf>, xds_listen: SocketAddr) -> Self {
         Self {
-            manifests: manifests.into(),
+            manifests: Some(manifests.into()),
+            kubernetes: false,
             xds_listen,
             gateway_cidr: Ipv4Cidr::DEFAULT,
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
@@ -71,17 +170,35 @@ impl Config {
             rescan_ms: DEFAULT_RESCAN_MS,
             namespace: DEFAULT_NAMESPACE.to_string(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
+            probe_listen: None,
+            cluster: ClusterConfig::default(),
+        }
+    }
+
+    /// A cluster-mode configuration with every default, serving on `xds_listen`.
+    pub fn kubernetes(xds_listen: SocketAddr) -> Self {
+        Self {
+            manifests: None,
+            kubernetes: true,
+            ..Self::new("", xds_listen)
         }
     }
 
     /// Checks the options that parse but cannot work, reporting all problems together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        if !self.manifests.is_dir() {
-            problems.push(format!(
+        match (&self.manifests, self.kubernetes) {
+            (Some(_), true) | (None, false) => {
+                problems.push("give exactly one of --manifests DIR and --kubernetes".to_string());
+            }
+            (Some(dir), false) if !dir.is_dir() => problems.push(format!(
                 "--manifests {}: not a directory (create it, or point at the directory holding the YAML files)",
-                self.manifests.display()
-            ));
+                dir.display()
+            )),
+            _ => {}
+        }
+        if self.kubernetes {
+            self.cluster.validate(&mut problems);
         }
         if self.cluster_domain.is_empty() || self.cluster_domain.starts_with('.') {
             problems.push(format!(
@@ -102,6 +219,32 @@ impl Config {
             Ok(())
         } else {
             Err(ConfigError(problems.join("; ")))
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = crate::cluster::parse_selector(&self.gateway_selector) {
+            problems.push(format!("--gateway-selector: {e}"));
+        }
+        if self.lease_name.is_empty() {
+            problems.push("--lease-name \"\": must name a Lease".to_string());
+        }
+        if self.identity().is_none() && !self.uninstall_coredns_hook {
+            problems.push(
+                "--pod-name: not given and no HOSTNAME to default to (pass the pod name, e.g. from the downward API)"
+                    .to_string(),
+            );
+        }
+        if self.coredns_configmap().is_none() {
+            problems.push(format!(
+                "--coredns-configmap {:?}: must be namespace/name, like kube-system/coredns",
+                self.coredns_configmap
+            ));
+        }
+        if self.dns_service.is_empty() {
+            problems.push("--dns-service \"\": must name corridor-dns's Service".to_string());
         }
     }
 }
@@ -189,6 +332,50 @@ impl Serialize for Ipv4Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("corridor-controller").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn exactly_one_source() {
+        assert!(parse(&[]).is_err(), "neither");
+        assert!(parse(&["--manifests", "/tmp", "--kubernetes"]).is_err(), "both");
+        let c = parse(&["--kubernetes", "--pod-name", "p-0"]).unwrap();
+        assert!(c.kubernetes && c.manifests.is_none());
+        c.validate().unwrap();
+        assert!(parse(&["--manifests", "/tmp"]).unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_flags_parse_and_validate_together() {
+        let c = parse(&[
+            "--kubernetes",
+            "--pod-name=ctl-1",
+            "--gateway-selector=app=gw,tier=edge",
+            "--gateway-ports=30000-30099",
+            "--lease-name=corridor",
+            "--dns-mode=replace",
+            "--coredns-configmap=kube-system/dns",
+            "--dns-service=cdns",
+            "--probe-listen=127.0.0.1:0",
+        ])
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.gateway_ports.to_string(), "30000-30099");
+        assert_eq!(c.cluster.dns_mode, DnsMode::Replace);
+        assert_eq!(c.cluster.coredns_configmap(), Some(("kube-system", "dns")));
+        assert!(parse(&["--kubernetes", "--gateway-ports=9-1"]).is_err());
+        assert!(parse(&["--kubernetes", "--dns-mode=both"]).is_err());
+
+        let mut bad = Config::kubernetes("127.0.0.1:0".parse().unwrap());
+        bad.cluster.pod_name = Some("p".into());
+        bad.cluster.gateway_selector = "app in (gw)".into();
+        bad.cluster.coredns_configmap = "coredns".into();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("--gateway-selector") && err.contains("--coredns-configmap"), "{err}");
+    }
 
     #[test]
     fn cidr_parses_and_masks() {

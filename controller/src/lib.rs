@@ -1,5 +1,5 @@
-//! corridor-controller: reads Kubernetes and Istio objects (from a manifests directory
-//! today), translates them into Envoy v3 resources, and serves them over ADS.
+//! corridor-controller: reads Kubernetes and Istio objects (from a manifests directory or
+//! the Kubernetes API), translates them into Envoy v3 resources, and serves them over ADS.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -10,6 +10,7 @@ pub mod availability;
 pub mod cluster;
 pub mod config;
 pub mod kube;
+pub mod probe;
 pub mod protocol;
 pub mod resources;
 pub mod source;

@@ -1,5 +1,6 @@
-//! `corridor-controller`: parse flags, start the controller, print the bound address,
-//! stop on SIGTERM/SIGINT.
+//! `corridor-controller`: parse flags, start the controller, print the bound addresses,
+//! stop on SIGTERM/SIGINT (or, with `--uninstall-coredns-hook`, remove the CoreDNS hook
+//! and exit).
 
 use std::io::{IsTerminal, Write};
 
@@ -18,10 +19,17 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if config.cluster.uninstall_coredns_hook {
+        app::uninstall_coredns_hook(&config).await?;
+        return Ok(());
+    }
     let bound = app::build(config).await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "corridor-controller bound xds={}", bound.xds_addr)?;
+        match bound.probe_addr {
+            Some(probe) => writeln!(out, "corridor-controller bound xds={} probe={probe}", bound.xds_addr)?,
+            None => writeln!(out, "corridor-controller bound xds={}", bound.xds_addr)?,
+        }
         out.flush()?;
     }
     let handle = bound.shutdown_handle();

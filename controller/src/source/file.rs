@@ -9,8 +9,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use notify::{RecursiveMode, Watcher};
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
+use super::{Source, trim};
 use crate::{
     addressing::fnv1a,
     resources::{Object, ObjectRef, one_line, parse_document},
@@ -151,6 +154,45 @@ impl ManifestDir {
     }
 }
 
+impl Source for ManifestDir {
+    fn refresh(&mut self) -> bool {
+        self.rescan()
+    }
+
+    fn store(&self) -> Store {
+        ManifestDir::store(self).0
+    }
+
+    /// The file defining the object (the last one, when several do).
+    fn origin(&self, object: &ObjectRef) -> String {
+        self.files
+            .iter()
+            .rev()
+            .find(|(_, state)| state.objects.iter().any(|o| &o.object_ref() == object))
+            .map_or_else(|| "<unknown file>".to_string(), |(p, _)| p.display().to_string())
+    }
+}
+
+/// Watches `root` recursively: one message on the receiver per file event. The watcher
+/// stops when the returned guard is dropped; None (logged) when the platform cannot
+/// watch, in which case only the periodic rescan notices changes.
+pub fn watch(root: &Path) -> (Option<notify::RecommendedWatcher>, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|()| w));
+    match watcher {
+        Ok(w) => (Some(w), rx),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the manifests directory; relying on the periodic rescan");
+            (None, rx)
+        }
+    }
+}
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -206,7 +248,7 @@ fn parse_file(path: &Path, bytes: &[u8], previous: Vec<Object>) -> Vec<Object> {
     let mut objects: Vec<Object> = Vec::new();
     for result in docs.into_iter().flat_map(parse_document) {
         match result {
-            Ok(o) => objects.push(o),
+            Ok(o) => objects.extend(trim::admit(o)),
             Err(e) => {
                 let kept = e
                     .object

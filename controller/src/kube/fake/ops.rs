@@ -193,9 +193,18 @@ fn write(state: &mut State, t: Target<'_>, old: Value, mut new: Value, status: b
         .ok_or_else(|| ApiError::new(500, "InternalError", "write lost its object"))
 }
 
-/// Sets the fields every stored object has: apiVersion, kind, name, namespace.
+/// Sets the fields every stored object has: apiVersion, kind, name, namespace; and, as
+/// the API server does for Secrets, moves `stringData` into `data` (base64).
 fn stamp(state: &mut State, t: &Target<'_>, object: &mut Value) {
     let def = state.table(t.index).def;
+    if def.group.is_empty() && def.kind == "Secret"
+        && let Some(Value::Object(plain)) = object.as_object_mut().and_then(|m| m.remove("stringData"))
+    {
+        for (k, v) in plain {
+            let bytes = k8s_openapi::ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec());
+            object["data"][k] = serde_json::to_value(bytes).unwrap_or_default();
+        }
+    }
     object["apiVersion"] = Value::String(def.api_version(def.versions[0]));
     object["kind"] = Value::String(def.kind.to_string());
     object["metadata"]["name"] = Value::String(t.name.to_string());
