@@ -61,7 +61,13 @@ macro_rules! judged {
         }
     )*};
 }
-judged!(VirtualService, DestinationRule, MetaRouter, RedisService, RedisDestination);
+judged!(
+    VirtualService,
+    DestinationRule,
+    MetaRouter,
+    RedisService,
+    RedisDestination
+);
 
 /// Last good and currently rejected versions of one kind.
 #[derive(Debug)]
@@ -111,7 +117,10 @@ impl<T: Judged> Ledger<T> {
             }
         }
         for (k, (current, reason)) in &self.rejected {
-            out.insert(object(k), Verdict::rejected(current.meta().generation, reason.clone()));
+            out.insert(
+                object(k),
+                Verdict::rejected(current.meta().generation, reason.clone()),
+            );
         }
     }
 }
@@ -271,11 +280,14 @@ impl Admission {
     /// The verdict on every routing object of the last [`Admission::admit`].
     pub fn verdicts(&self) -> Verdicts {
         let mut out = Verdicts::new();
-        self.virtual_services.verdicts(Kind::VirtualService, &mut out);
-        self.destination_rules.verdicts(Kind::DestinationRule, &mut out);
+        self.virtual_services
+            .verdicts(Kind::VirtualService, &mut out);
+        self.destination_rules
+            .verdicts(Kind::DestinationRule, &mut out);
         self.meta_routers.verdicts(Kind::MetaRouter, &mut out);
         self.redis_services.verdicts(Kind::RedisService, &mut out);
-        self.redis_destinations.verdicts(Kind::RedisDestination, &mut out);
+        self.redis_destinations
+            .verdicts(Kind::RedisDestination, &mut out);
         out
     }
 

@@ -182,10 +182,17 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     // Probes first, so that /healthz answers while the initial lists load.
     let mut probe_addr = None;
     if let Some(addr) = config.probe_listen {
-        let (listener, bound) = probe::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { what: "probes", addr, source })?;
-        tasks.push(probe::serve(listener, readiness.clone(), metrics.clone(), shutdown_rx.clone()));
+        let (listener, bound) = probe::bind(addr).await.map_err(|source| AppError::Bind {
+            what: "probes",
+            addr,
+            source,
+        })?;
+        tasks.push(probe::serve(
+            listener,
+            readiness.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        ));
         tracing::info!(%bound, "serving probes (/ready, /healthz, /metrics)");
         probe_addr = Some(bound);
     }
@@ -194,7 +201,8 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
     let debounce = Duration::from_millis(config.debounce_ms);
     let (pipeline, triggers, cluster) = if config.kubernetes {
         let mut cluster =
-            cluster_mode::Cluster::start(&config, &readiness, metrics.clone(), shutdown_rx.clone()).await?;
+            cluster_mode::Cluster::start(&config, &readiness, metrics.clone(), shutdown_rx.clone())
+                .await?;
         let (source, triggers) = cluster.source(debounce);
         (Pipeline::new(source, opts), triggers, Some(cluster))
     } else {
@@ -228,7 +236,11 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
 
     let listener = TcpListener::bind(config.xds_listen)
         .await
-        .map_err(|source| AppError::Bind { what: "xDS", addr: config.xds_listen, source })?;
+        .map_err(|source| AppError::Bind {
+            what: "xDS",
+            addr: config.xds_listen,
+            source,
+        })?;
     let xds_addr = listener.local_addr().map_err(|source| AppError::Bind {
         what: "xDS",
         addr: config.xds_listen,
@@ -254,7 +266,10 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         }
         None => (ads.gateway_available(), watch::channel(true).1),
     };
-    served_tx.send_replace(availability::stamp(&source_rx.borrow(), *gateway_available.borrow()));
+    served_tx.send_replace(availability::stamp(
+        &source_rx.borrow(),
+        *gateway_available.borrow(),
+    ));
     tasks.push(tokio::spawn(availability::run(
         source_rx,
         gateway_available.clone(),

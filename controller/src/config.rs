@@ -44,7 +44,12 @@ pub const DEFAULT_DNS_SERVICE: &str = "corridor-dns";
 )]
 pub struct Config {
     /// Directory of Kubernetes manifests (YAML or JSON, searched recursively).
-    #[arg(long, env = "CORRIDOR_MANIFESTS", required_unless_present = "kubernetes", conflicts_with = "kubernetes")]
+    #[arg(
+        long,
+        env = "CORRIDOR_MANIFESTS",
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
     pub manifests: Option<PathBuf>,
     /// Read the cluster through the Kubernetes API (KUBECONFIG, ~/.kube/config, or the
     /// in-cluster service account) instead of a manifests directory.
@@ -341,7 +346,10 @@ mod tests {
     #[test]
     fn exactly_one_source() {
         assert!(parse(&[]).is_err(), "neither");
-        assert!(parse(&["--manifests", "/tmp", "--kubernetes"]).is_err(), "both");
+        assert!(
+            parse(&["--manifests", "/tmp", "--kubernetes"]).is_err(),
+            "both"
+        );
         let c = parse(&["--kubernetes", "--pod-name", "p-0"]).unwrap();
         assert!(c.kubernetes && c.manifests.is_none());
         c.validate().unwrap();
@@ -374,7 +382,10 @@ mod tests {
         bad.cluster.gateway_selector = "app in (gw)".into();
         bad.cluster.coredns_configmap = "coredns".into();
         let err = bad.validate().unwrap_err().to_string();
-        assert!(err.contains("--gateway-selector") && err.contains("--coredns-configmap"), "{err}");
+        assert!(
+            err.contains("--gateway-selector") && err.contains("--coredns-configmap"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,7 +27,11 @@ async fn main() -> anyhow::Result<()> {
     {
         let mut out = std::io::stdout().lock();
         match bound.probe_addr {
-            Some(probe) => writeln!(out, "corridor-controller bound xds={} probe={probe}", bound.xds_addr)?,
+            Some(probe) => writeln!(
+                out,
+                "corridor-controller bound xds={} probe={probe}",
+                bound.xds_addr
+            )?,
             None => writeln!(out, "corridor-controller bound xds={}", bound.xds_addr)?,
         }
         out.flush()?;

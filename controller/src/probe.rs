@@ -37,13 +37,19 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a watch of `kind` that ended with an error and restarts.
     pub fn watch_restarted(&self, kind: &str) {
-        let mut map = self.watch_restarts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .watch_restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *map.entry(kind.to_string()).or_default() += 1;
     }
 
     /// Watch restarts of `kind` so far.
     pub fn watch_restarts(&self, kind: &str) -> u64 {
-        let map = self.watch_restarts.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self
+            .watch_restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         map.get(kind).copied().unwrap_or_default()
     }
 
@@ -62,9 +68,15 @@ impl Metrics {
             "# HELP corridor_controller_watch_restarts_total Kubernetes watches that failed and restarted, by kind.\n\
              # TYPE corridor_controller_watch_restarts_total counter"
         );
-        let restarts = self.watch_restarts.lock().unwrap_or_else(|p| p.into_inner());
+        let restarts = self
+            .watch_restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (kind, n) in restarts.iter() {
-            let _ = writeln!(out, "corridor_controller_watch_restarts_total{{kind=\"{kind}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "corridor_controller_watch_restarts_total{{kind=\"{kind}\"}} {n}"
+            );
         }
         drop(restarts);
         if self.cluster_mode.load(Ordering::Relaxed) {
@@ -108,7 +120,11 @@ impl ReadyTask {
 
 impl Drop for ReadyTask {
     fn drop(&mut self) {
-        let mut pending = self.readiness.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self
+            .readiness
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         pending.remove(&self.id);
     }
 }
@@ -179,7 +195,11 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
     Ok((listener, bound))
 }
 
-fn answer(req: &Request<Incoming>, readiness: &Readiness, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<Incoming>,
+    readiness: &Readiness,
+    metrics: &Metrics,
+) -> Response<Full<Bytes>> {
     let text = |code: StatusCode, body: String, content_type: &str| {
         Response::builder()
             .status(code)
@@ -188,7 +208,11 @@ fn answer(req: &Request<Incoming>, readiness: &Readiness, metrics: &Metrics) -> 
             .unwrap_or_default()
     };
     if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), "text/plain");
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n".into(),
+            "text/plain",
+        );
     }
     match req.uri().path() {
         "/ready" => {
@@ -219,7 +243,10 @@ mod tests {
         let r = Arc::new(Readiness::default());
         let a = r.task("initial list of Service");
         let b = r.task("first snapshot");
-        assert_eq!(r.pending(), vec!["first snapshot", "initial list of Service"]);
+        assert_eq!(
+            r.pending(),
+            vec!["first snapshot", "initial list of Service"]
+        );
         drop(a);
         assert!(!r.is_ready());
         b.done();
@@ -234,8 +261,14 @@ mod tests {
         m.watch_restarted("Pod");
         m.cluster_mode.store(true, Ordering::Relaxed);
         let text = m.render(true);
-        assert!(text.contains("corridor_controller_snapshots_published_total 3"), "{text}");
-        assert!(text.contains("corridor_controller_watch_restarts_total{kind=\"Pod\"} 2"), "{text}");
+        assert!(
+            text.contains("corridor_controller_snapshots_published_total 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("corridor_controller_watch_restarts_total{kind=\"Pod\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("corridor_controller_leader 0"), "{text}");
         assert!(text.contains("corridor_controller_ready 1"), "{text}");
     }

@@ -42,7 +42,11 @@ impl WatchedApi {
 
     /// The API named for logs: `VirtualService (networking.istio.io v1, v1beta1, v1alpha3)`.
     pub fn describe(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         format!("{} ({group} {})", self.kind_name, self.versions.join(", "))
     }
 }
@@ -72,13 +76,55 @@ pub const WATCHED: [WatchedApi; 11] = [
     api(Kind::Namespace, "", V1, "namespaces", "Namespace", false),
     api(Kind::Service, "", V1, "services", "Service", false),
     api(Kind::Pod, "", V1, "pods", "Pod", false),
-    api(Kind::EndpointSlice, "discovery.k8s.io", V1, "endpointslices", "EndpointSlice", false),
+    api(
+        Kind::EndpointSlice,
+        "discovery.k8s.io",
+        V1,
+        "endpointslices",
+        "EndpointSlice",
+        false,
+    ),
     api(Kind::Secret, "", V1, "secrets", "Secret", false),
-    api(Kind::VirtualService, istio::GROUP, &istio::VERSIONS, "virtualservices", "VirtualService", true),
-    api(Kind::DestinationRule, istio::GROUP, &istio::VERSIONS, "destinationrules", "DestinationRule", true),
-    api(Kind::MetaRouter, aeraki::GROUP, &aeraki::VERSIONS, "metarouters", "MetaRouter", true),
-    api(Kind::RedisService, redis::GROUP, &redis::VERSIONS, "redisservices", "RedisService", true),
-    api(Kind::RedisDestination, redis::GROUP, &redis::VERSIONS, "redisdestinations", "RedisDestination", true),
+    api(
+        Kind::VirtualService,
+        istio::GROUP,
+        &istio::VERSIONS,
+        "virtualservices",
+        "VirtualService",
+        true,
+    ),
+    api(
+        Kind::DestinationRule,
+        istio::GROUP,
+        &istio::VERSIONS,
+        "destinationrules",
+        "DestinationRule",
+        true,
+    ),
+    api(
+        Kind::MetaRouter,
+        aeraki::GROUP,
+        &aeraki::VERSIONS,
+        "metarouters",
+        "MetaRouter",
+        true,
+    ),
+    api(
+        Kind::RedisService,
+        redis::GROUP,
+        &redis::VERSIONS,
+        "redisservices",
+        "RedisService",
+        true,
+    ),
+    api(
+        Kind::RedisDestination,
+        redis::GROUP,
+        &redis::VERSIONS,
+        "redisdestinations",
+        "RedisDestination",
+        true,
+    ),
     api(
         Kind::AuthorizationPolicy,
         authz::GROUP,
@@ -105,7 +151,10 @@ mod tests {
         kinds.dedup();
         assert_eq!(kinds.len(), WATCHED.len());
         let r = watched(Kind::VirtualService).unwrap().resource("v1beta1");
-        assert_eq!((r.api_version.as_str(), r.plural.as_str()), ("networking.istio.io/v1beta1", "virtualservices"));
+        assert_eq!(
+            (r.api_version.as_str(), r.plural.as_str()),
+            ("networking.istio.io/v1beta1", "virtualservices")
+        );
         assert_eq!(watched(Kind::Service).unwrap().api_version("v1"), "v1");
     }
 }

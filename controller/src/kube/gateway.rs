@@ -56,7 +56,9 @@ pub fn watch_gateway_pods(
             let name = |p: &Pod| p.metadata.name.clone().unwrap_or_default();
             match item {
                 Ok(watcher::Event::Init) => listing.clear(),
-                Ok(watcher::Event::InitApply(p)) => drop(listing.insert(name(&p), pod_available(&p))),
+                Ok(watcher::Event::InitApply(p)) => {
+                    drop(listing.insert(name(&p), pod_available(&p)))
+                }
                 Ok(watcher::Event::InitDone) => {
                     pods = std::mem::take(&mut listing);
                     if failing {

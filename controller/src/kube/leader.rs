@@ -78,7 +78,8 @@ where
 pub fn keep_address_services(ctx: LeaderContext) -> Result<JoinHandle<()>, KubeError> {
     let opts = AddressOptions {
         namespace: ctx.namespace.clone(),
-        selector: parse_selector(&ctx.cluster.gateway_selector).map_err(|e| KubeError::Settings(e.to_string()))?,
+        selector: parse_selector(&ctx.cluster.gateway_selector)
+            .map_err(|e| KubeError::Settings(e.to_string()))?,
         ports: ctx.cluster.gateway_ports,
     };
     Ok(drive(ctx, None, move |client, store| {
@@ -104,36 +105,47 @@ pub fn keep_coredns_hook(ctx: LeaderContext) -> Result<Option<JoinHandle<()>>, K
     let dns = ObjectKey::new(ctx.namespace.clone(), ctx.cluster.dns_service.clone());
     let zone = ctx.cluster_domain.clone();
     let mut reported_missing = false;
-    Ok(Some(drive(ctx, Some(HOOK_RECHECK), move |client, store| {
-        let target = dns_target(&store, &dns);
-        if target.is_none() && !reported_missing {
-            tracing::warn!(service = %dns, "corridor-dns's Service has no ClusterIP yet; the CoreDNS hook waits for it (is --dns-service right?)");
-        }
-        reported_missing = target.is_none();
-        let (ns, name, zone) = (cm_namespace.clone(), cm_name.clone(), zone.clone());
-        async move {
-            let Some(target) = target else { return false };
-            match ensure_hook(client, &ns, &name, &Hook::Stub { zone, target }).await {
-                Ok(HookOutcome::Changed) => {
-                    tracing::info!(configmap = %format!("{ns}/{name}"), %target, "CoreDNS hook written");
-                    false
-                }
-                Ok(HookOutcome::Unchanged) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot keep the CoreDNS hook; retrying");
-                    true
+    Ok(Some(drive(
+        ctx,
+        Some(HOOK_RECHECK),
+        move |client, store| {
+            let target = dns_target(&store, &dns);
+            if target.is_none() && !reported_missing {
+                tracing::warn!(service = %dns, "corridor-dns's Service has no ClusterIP yet; the CoreDNS hook waits for it (is --dns-service right?)");
+            }
+            reported_missing = target.is_none();
+            let (ns, name, zone) = (cm_namespace.clone(), cm_name.clone(), zone.clone());
+            async move {
+                let Some(target) = target else { return false };
+                match ensure_hook(client, &ns, &name, &Hook::Stub { zone, target }).await {
+                    Ok(HookOutcome::Changed) => {
+                        tracing::info!(configmap = %format!("{ns}/{name}"), %target, "CoreDNS hook written");
+                        false
+                    }
+                    Ok(HookOutcome::Unchanged) => false,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot keep the CoreDNS hook; retrying");
+                        true
+                    }
                 }
             }
-        }
-    })))
+        },
+    )))
 }
 
 /// Removes the CoreDNS stub block (`--uninstall-coredns-hook`).
 pub async fn remove_coredns_hook(client: Client, cluster: &ClusterConfig) -> Result<(), KubeError> {
     let (ns, name) = configmap(cluster)?;
-    match ensure_hook(client, &ns, &name, &Hook::Absent).await? {
-        HookOutcome::Changed => tracing::info!(configmap = %format!("{ns}/{name}"), "CoreDNS hook removed"),
-        HookOutcome::Unchanged => tracing::info!(configmap = %format!("{ns}/{name}"), "no CoreDNS hook to remove"),
+    let outcome = ensure_hook(client, &ns, &name, &Hook::Absent)
+        .await
+        .map_err(|e| KubeError::Hook(Box::new(e)))?;
+    match outcome {
+        HookOutcome::Changed => {
+            tracing::info!(configmap = %format!("{ns}/{name}"), "CoreDNS hook removed")
+        }
+        HookOutcome::Unchanged => {
+            tracing::info!(configmap = %format!("{ns}/{name}"), "no CoreDNS hook to remove")
+        }
     }
     Ok(())
 }
@@ -142,7 +154,12 @@ fn configmap(cluster: &ClusterConfig) -> Result<(String, String), KubeError> {
     cluster
         .coredns_configmap()
         .map(|(ns, name)| (ns.to_string(), name.to_string()))
-        .ok_or_else(|| KubeError::Settings(format!("--coredns-configmap {:?} is not namespace/name", cluster.coredns_configmap)))
+        .ok_or_else(|| {
+            KubeError::Settings(format!(
+                "--coredns-configmap {:?} is not namespace/name",
+                cluster.coredns_configmap
+            ))
+        })
 }
 
 /// corridor-dns's ClusterIP and DNS port, from its Service in the store.

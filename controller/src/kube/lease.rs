@@ -56,7 +56,11 @@ struct Elector {
 
 /// Runs the election until `shutdown` turns true, publishing whether this replica leads.
 /// On shutdown a leader releases the Lease so that another replica takes over at once.
-pub fn elect(client: Client, config: LeaseConfig, mut shutdown: watch::Receiver<bool>) -> (watch::Receiver<bool>, JoinHandle<()>) {
+pub fn elect(
+    client: Client,
+    config: LeaseConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let mut elector = Elector {
         api: Api::namespaced(client, &config.namespace),
@@ -132,7 +136,10 @@ impl Elector {
             .lease_duration_seconds
             .and_then(|s| u64::try_from(s).ok())
             .map_or(self.config.duration, Duration::from_secs);
-        let expired = self.observed.as_ref().is_some_and(|o| o.since.elapsed() >= duration);
+        let expired = self
+            .observed
+            .as_ref()
+            .is_some_and(|o| o.since.elapsed() >= duration);
         // A Lease under this replica's name is renewed even when this run did not take it
         // (a restarted pod keeps its name): nobody else may take it before it expires.
         let mine = holder.as_deref() == Some(me.as_str());
@@ -140,10 +147,18 @@ impl Elector {
             return Ok(false);
         }
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!mine);
-        let acquired = if mine { spec.acquire_time.clone() } else { None };
+        let acquired = if mine {
+            spec.acquire_time.clone()
+        } else {
+            None
+        };
         let mut renewed = lease;
         renewed.spec = Some(self.spec(acquired, transitions));
-        match self.api.replace(&self.config.name, &PostParams::default(), &renewed).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &renewed)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
@@ -155,7 +170,9 @@ impl Elector {
         let now = MicroTime(Timestamp::now());
         LeaseSpec {
             holder_identity: Some(self.config.identity.clone()),
-            lease_duration_seconds: Some(i32::try_from(self.config.duration.as_secs().max(1)).unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                i32::try_from(self.config.duration.as_secs().max(1)).unwrap_or(i32::MAX),
+            ),
             acquire_time: acquired.or_else(|| Some(now.clone())),
             renew_time: Some(now),
             lease_transitions: Some(transitions),
@@ -168,15 +185,23 @@ impl Elector {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
             return;
         };
-        let Some(spec) = lease.spec.as_mut() else { return };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
         if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
             return;
         }
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => tracing::info!(lease = %self.config.name, "released the leader Lease"),
-            Err(e) => tracing::debug!(lease = %self.config.name, error = %e, "could not release the leader Lease"),
+            Err(e) => {
+                tracing::debug!(lease = %self.config.name, error = %e, "could not release the leader Lease")
+            }
         }
     }
 }
@@ -208,7 +233,12 @@ mod tests {
     }
 
     fn holder(fake: &FakeApi) -> Option<String> {
-        let lease = fake.get("coordination.k8s.io/v1", "Lease", "corridor-system", "corridor-controller")?;
+        let lease = fake.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "corridor-system",
+            "corridor-controller",
+        )?;
         lease["spec"]["holderIdentity"].as_str().map(str::to_string)
     }
 
@@ -230,7 +260,14 @@ mod tests {
         task_a.abort();
         until(&mut b, true).await;
         assert_eq!(holder(&fake).as_deref(), Some("b"));
-        let lease = fake.get("coordination.k8s.io/v1", "Lease", "corridor-system", "corridor-controller").unwrap();
+        let lease = fake
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "corridor-system",
+                "corridor-controller",
+            )
+            .unwrap();
         assert_eq!(lease["spec"]["leaseTransitions"], 1);
         drop(task_b);
     }

@@ -42,17 +42,21 @@ const SYNC_REPORT_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// No kubeconfig and not in a pod.
-    #[error("cannot find the Kubernetes API: {0} (set KUBECONFIG, or run in a pod with a service account)")]
+    #[error(
+        "cannot find the Kubernetes API: {0} (set KUBECONFIG, or run in a pod with a service account)"
+    )]
     Config(#[source] ::kube::config::InferConfigError),
     /// The client cannot be built from the configuration found.
-    #[error("cannot build a Kubernetes client: {0} (check the kubeconfig's cluster and credentials)")]
+    #[error(
+        "cannot build a Kubernetes client: {0} (check the kubeconfig's cluster and credentials)"
+    )]
     Client(#[source] ::kube::Error),
     /// A cluster setting is unusable.
     #[error("{0}")]
     Settings(String),
     /// The CoreDNS hook could not be changed.
     #[error(transparent)]
-    Hook(#[from] crate::cluster::hook::HookError),
+    Hook(Box<crate::cluster::hook::HookError>),
 }
 
 /// A client for the API the environment names (KUBECONFIG, ~/.kube/config, or the
@@ -91,7 +95,15 @@ impl Cluster {
         shutdown: channel::Receiver<bool>,
     ) -> Result<Cluster, KubeError> {
         let client = connect().await?;
-        Self::start_with(client, config, readiness, metrics, watch::WatchOptions::default(), shutdown).await
+        Self::start_with(
+            client,
+            config,
+            readiness,
+            metrics,
+            watch::WatchOptions::default(),
+            shutdown,
+        )
+        .await
     }
 
     /// [`Cluster::start`] with a given client and watch options.
@@ -104,7 +116,8 @@ impl Cluster {
         shutdown: channel::Receiver<bool>,
     ) -> Result<Cluster, KubeError> {
         metrics.cluster_mode.store(true, Ordering::Relaxed);
-        let mut watches = Watches::start(client.clone(), readiness, metrics.clone(), opts, shutdown);
+        let mut watches =
+            Watches::start(client.clone(), readiness, metrics.clone(), opts, shutdown);
         watches.synced(SYNC_REPORT_EVERY).await;
         tracing::info!("initial lists complete");
         Ok(Cluster {
@@ -192,7 +205,9 @@ fn mirror_leader(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            metrics.leader.store(*leader.borrow_and_update(), Ordering::Relaxed);
+            metrics
+                .leader
+                .store(*leader.borrow_and_update(), Ordering::Relaxed);
             tokio::select! {
                 _ = shutdown.wait_for(|v| *v) => return,
                 r = leader.changed() => if r.is_err() { return },

@@ -58,7 +58,12 @@ pub fn read(api: &WatchedApi, version: &str, object: DynamicObject) -> Read {
     };
     let conditions = api
         .routing
-        .then(|| value.pointer("/status/conditions").and_then(Value::as_array).cloned())
+        .then(|| {
+            value
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+        })
         .flatten();
     let parsed = serde_yaml_ng::to_value(&value)
         .map_err(|e| e.to_string())
@@ -135,12 +140,16 @@ impl Reflected {
             Ok(None) => self.delete(&read.object),
             Err(reason) => {
                 let kept = self.stored.contains(&read.object);
-                let repeat = self
-                    .unreadable
-                    .get(&read.object)
-                    .is_some_and(|v| v.rejection.as_deref() == Some(reason.as_str()) && v.generation == read.generation);
+                let repeat = self.unreadable.get(&read.object).is_some_and(|v| {
+                    v.rejection.as_deref() == Some(reason.as_str())
+                        && v.generation == read.generation
+                });
                 if !repeat {
-                    let keeping = if kept { "keeping its last good version" } else { "no earlier version to keep" };
+                    let keeping = if kept {
+                        "keeping its last good version"
+                    } else {
+                        "no earlier version to keep"
+                    };
                     tracing::warn!("{}: {}; {keeping}", read.object, one_line(&reason));
                 }
                 self.keys.entry(read.object.kind).or_default().insert(key);
@@ -166,7 +175,8 @@ impl Reflected {
     /// Replaces every object of `kind` with `reads` (a complete list): objects not in it
     /// are gone.
     pub fn replace_kind(&mut self, kind: Kind, reads: Vec<Read>) {
-        let listed: BTreeSet<ObjectKey> = reads.iter().map(|r| ObjectKey::from(&r.object)).collect();
+        let listed: BTreeSet<ObjectKey> =
+            reads.iter().map(|r| ObjectKey::from(&r.object)).collect();
         let gone: Vec<ObjectKey> = self
             .keys
             .get(&kind)

@@ -74,7 +74,8 @@ impl Watches {
     ) -> Watches {
         let (changes_tx, changes) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(changes_tx));
-        let pending = Arc::new(watch::channel(WATCHED.iter().map(|a| a.kind).collect::<BTreeSet<_>>()).0);
+        let pending =
+            Arc::new(watch::channel(WATCHED.iter().map(|a| a.kind).collect::<BTreeSet<_>>()).0);
         let pending_rx = pending.subscribe();
         let tasks: Vec<JoinHandle<()>> = WATCHED
             .iter()
@@ -114,7 +115,12 @@ impl Watches {
             match waited {
                 Ok(_) => return,
                 Err(_) => {
-                    let names: Vec<String> = self.pending.borrow().iter().map(ToString::to_string).collect();
+                    let names: Vec<String> = self
+                        .pending
+                        .borrow()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
                     tracing::warn!(pending = %names.join(", "), "still waiting for the initial lists (is the API server reachable?)");
                 }
             }

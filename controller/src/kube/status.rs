@@ -50,7 +50,8 @@ pub fn desired(verdict: &Verdict) -> Value {
             ("False", REASON_INVALID, m)
         }
     };
-    let mut c = json!({"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message});
+    let mut c =
+        json!({"type": CONDITION_TYPE, "status": status, "reason": reason, "message": message});
     if let Some(g) = verdict.generation {
         c["observedGeneration"] = json!(g);
     }
@@ -74,9 +75,13 @@ pub fn merged(current: &[Value], verdict: &Verdict) -> Option<Vec<Value>> {
         Some(c) if c["status"] == condition["status"] => c.get("lastTransitionTime").cloned(),
         _ => None,
     };
-    condition["lastTransitionTime"] =
-        transition.unwrap_or_else(|| json!(Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
-    let mut out: Vec<Value> = current.iter().filter(|c| c["type"] != CONDITION_TYPE).cloned().collect();
+    condition["lastTransitionTime"] = transition
+        .unwrap_or_else(|| json!(Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()));
+    let mut out: Vec<Value> = current
+        .iter()
+        .filter(|c| c["type"] != CONDITION_TYPE)
+        .cloned()
+        .collect();
     out.push(condition);
     Some(out)
 }
@@ -118,15 +123,24 @@ pub fn write_status(
 type Written = (Value, Vec<Value>);
 
 /// One pass over every verdict; true when some write failed and should be retried.
-async fn pass(client: &Client, shared: &Shared, verdicts: &Verdicts, written: &mut BTreeMap<ObjectRef, Written>) -> bool {
+async fn pass(
+    client: &Client,
+    shared: &Shared,
+    verdicts: &Verdicts,
+    written: &mut BTreeMap<ObjectRef, Written>,
+) -> bool {
     let mut writes = Vec::new();
     {
         let reflected = shared.lock();
         for (object, verdict) in verdicts {
-            let (Some(api), Some(version)) = (watched(object.kind), reflected.version(object.kind)) else {
+            let (Some(api), Some(version)) = (watched(object.kind), reflected.version(object.kind))
+            else {
                 continue;
             };
-            let current = reflected.conditions().get(object).map_or(&[][..], Vec::as_slice);
+            let current = reflected
+                .conditions()
+                .get(object)
+                .map_or(&[][..], Vec::as_slice);
             let Some(conditions) = merged(current, verdict) else {
                 written.remove(object);
                 continue;
@@ -141,13 +155,17 @@ async fn pass(client: &Client, shared: &Shared, verdicts: &Verdicts, written: &m
     }
     let mut failed = false;
     for (object, resource, conditions, want) in writes {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &object.namespace, &resource);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &object.namespace, &resource);
         let patch = json!({"status": {"conditions": conditions}});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
         };
-        match api.patch_status(&object.name, &params, &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&object.name, &params, &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
                 tracing::debug!(%object, status = %want.0["status"], "status written");
                 written.insert(object, want);

@@ -91,8 +91,19 @@ fn differences(a: &Store, b: &Store) -> Vec<&'static str> {
     macro_rules! cmp {
         ($($f:ident),*) => {$( if a.$f != b.$f { out.push(stringify!($f)); } )*};
     }
-    cmp!(namespaces, services, pods, endpoint_slices, virtual_services, destination_rules, meta_routers, secrets,
-         redis_services, redis_destinations, authorization_policies);
+    cmp!(
+        namespaces,
+        services,
+        pods,
+        endpoint_slices,
+        virtual_services,
+        destination_rules,
+        meta_routers,
+        secrets,
+        redis_services,
+        redis_destinations,
+        authorization_policies
+    );
     out
 }
 
@@ -108,7 +119,10 @@ impl Harness {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
-                panic!("{what}: the stores still differ in {:?}", differences(&got, &want));
+                panic!(
+                    "{what}: the stores still differ in {:?}",
+                    differences(&got, &want)
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -140,11 +154,19 @@ async fn the_kube_store_equals_the_file_store_of_the_same_objects() {
     assert_eq!(store.endpoint_slices.len(), 3);
     assert_eq!(store.secrets.len(), 1, "the TLS Secret is not kept");
     assert_eq!(
-        (store.virtual_services.len(), store.destination_rules.len(), store.meta_routers.len()),
+        (
+            store.virtual_services.len(),
+            store.destination_rules.len(),
+            store.meta_routers.len()
+        ),
         (1, 1, 1)
     );
     assert_eq!(
-        (store.redis_services.len(), store.redis_destinations.len(), store.authorization_policies.len()),
+        (
+            store.redis_services.len(),
+            store.redis_destinations.len(),
+            store.authorization_policies.len()
+        ),
         (1, 1, 1)
     );
     let svc = &store.services[&ObjectKey::new("bookinfo", "reviews")];
@@ -176,18 +198,39 @@ async fn every_kind_is_added_updated_and_deleted() {
         let mut object = sample(api.kind_name, &name);
         h.fake.apply(object.clone()).unwrap();
         h.converges(&format!("{} added", api.kind_name)).await;
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let key = ObjectKey::new(if api.kind == Kind::Namespace { "" } else { &namespace }, &name);
-        assert!(contains(&h.source.store(), api.kind, &key), "{} {key} added", api.kind_name);
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let key = ObjectKey::new(
+            if api.kind == Kind::Namespace {
+                ""
+            } else {
+                &namespace
+            },
+            &name,
+        );
+        assert!(
+            contains(&h.source.store(), api.kind, &key),
+            "{} {key} added",
+            api.kind_name
+        );
 
         object["metadata"]["labels"] = json!({"revision": "2"});
         h.fake.apply(object.clone()).unwrap();
         h.converges(&format!("{} updated", api.kind_name)).await;
 
         let api_version = object["apiVersion"].as_str().unwrap().to_string();
-        assert!(h.fake.delete(&api_version, api.kind_name, &namespace, &name));
+        assert!(
+            h.fake
+                .delete(&api_version, api.kind_name, &namespace, &name)
+        );
         h.converges(&format!("{} deleted", api.kind_name)).await;
-        assert!(!contains(&h.source.store(), api.kind, &key), "{} {key} deleted", api.kind_name);
+        assert!(
+            !contains(&h.source.store(), api.kind, &key),
+            "{} {key} deleted",
+            api.kind_name
+        );
     }
 }
 
@@ -212,7 +255,10 @@ async fn a_restarted_watch_replays_what_it_missed_without_relisting() {
     h.fake.hold_watches(false);
     h.converges("after the restart").await;
     let (lists_after, watches_after) = h.fake.requests("", "services");
-    assert_eq!(lists_after, lists, "no relist: the watch resumed from its resourceVersion");
+    assert_eq!(
+        lists_after, lists,
+        "no relist: the watch resumed from its resourceVersion"
+    );
     assert!(watches_after > watches, "the watch was restarted");
 }
 
@@ -228,14 +274,23 @@ async fn a_410_gone_relists_and_drops_what_was_deleted_meanwhile() {
     h.fake.compact(); // the deletion event is gone from the history
     h.fake.hold_watches(false);
     h.converges("after the relist").await;
-    assert!(!h.source.store().services.contains_key(&ObjectKey::new("shop", "cache")));
+    assert!(
+        !h.source
+            .store()
+            .services
+            .contains_key(&ObjectKey::new("shop", "cache"))
+    );
     assert!(h.fake.requests("", "services").0 > lists, "relisted");
-    assert!(h.metrics.watch_restarts("Service") >= 1, "the 410 counts as a restart");
+    assert!(
+        h.metrics.watch_restarts("Service") >= 1,
+        "the 410 counts as a restart"
+    );
 
     // The one-shot 410 on the next watch does the same for one resource.
     let (lists, _) = h.fake.requests("networking.istio.io", "virtualservices");
     h.fake.hold_watches(true);
-    h.fake.gone_on_next_watch("networking.istio.io", "virtualservices");
+    h.fake
+        .gone_on_next_watch("networking.istio.io", "virtualservices");
     let mut vs = sample("VirtualService", "reviews");
     vs["spec"]["http"][1]["timeout"] = json!("5s");
     h.fake.apply(vs).unwrap();
@@ -276,7 +331,10 @@ async fn an_older_crd_version_is_used_when_the_newest_is_not_served() {
     let h = start(fake, "versions").await;
     h.converges("VirtualServices through v1alpha3").await;
     assert_eq!(h.source.store().virtual_services.len(), 1);
-    assert_eq!(h.watches.shared.lock().version(Kind::VirtualService), Some("v1alpha3"));
+    assert_eq!(
+        h.watches.shared.lock().version(Kind::VirtualService),
+        Some("v1alpha3")
+    );
 }
 
 #[tokio::test]
@@ -295,14 +353,28 @@ async fn an_unreadable_object_keeps_its_last_good_version_and_says_why() {
     };
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !source.unreadable().contains_key(&object) {
-        assert!(tokio::time::Instant::now() < deadline, "the bad version is noticed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bad version is noticed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(source.refresh());
     let verdict = &source.unreadable()[&object];
     assert_eq!(verdict.generation, Some(2));
-    assert!(verdict.rejection.as_deref().unwrap_or_default().contains("sequence"), "{verdict:?}");
+    assert!(
+        verdict
+            .rejection
+            .as_deref()
+            .unwrap_or_default()
+            .contains("sequence"),
+        "{verdict:?}"
+    );
     let kept = &source.store().virtual_services[&ObjectKey::new("bookinfo", "reviews")];
-    assert_eq!(kept.spec.hosts, vec!["reviews"], "the last good version stays");
+    assert_eq!(
+        kept.spec.hosts,
+        vec!["reviews"],
+        "the last good version stays"
+    );
     assert_eq!(source.origin(&object), "the Kubernetes API");
 }

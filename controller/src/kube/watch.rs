@@ -43,7 +43,9 @@ pub struct WatchOptions {
 
 impl Default for WatchOptions {
     fn default() -> Self {
-        Self { recheck: API_RECHECK }
+        Self {
+            recheck: API_RECHECK,
+        }
     }
 }
 
@@ -82,7 +84,8 @@ impl WatchTask {
         let mut off_logged = false;
         'versions: loop {
             let version = api.versions[version_index];
-            let objects: Api<DynamicObject> = Api::all_with(self.client.clone(), &api.resource(version));
+            let objects: Api<DynamicObject> =
+                Api::all_with(self.client.clone(), &api.resource(version));
             let mut config = watcher::Config::default();
             if api.kind == Kind::Secret {
                 config = config.fields(&trim::ignored_secret_types_selector());
@@ -125,7 +128,9 @@ impl WatchTask {
                         let read = read(api, version, o);
                         self.shared.update(|r| r.delete(&read.object));
                     }
-                    Err(watcher::Error::InitialListFailed(e)) if is_not_found(&e) || is_forbidden(&e) => {
+                    Err(watcher::Error::InitialListFailed(e))
+                        if is_not_found(&e) || is_forbidden(&e) =>
+                    {
                         if is_not_found(&e) && version_index + 1 < api.versions.len() {
                             version_index += 1;
                             continue 'versions;

@@ -191,25 +191,39 @@ spec:
     #[test]
     fn parses_in_every_version() {
         for v in VERSIONS {
-            let p: AuthorizationPolicy = serde_yaml_ng::from_str(&POLICY.replace("VERSION", v)).unwrap();
+            let p: AuthorizationPolicy =
+                serde_yaml_ng::from_str(&POLICY.replace("VERSION", v)).unwrap();
             assert_eq!(p.spec.action, Action::Deny);
-            assert_eq!(p.spec.selector.as_ref().unwrap().match_labels["app"], "reviews");
+            assert_eq!(
+                p.spec.selector.as_ref().unwrap().match_labels["app"],
+                "reviews"
+            );
             let rule = &p.spec.rules[0];
             let source = &rule.from[0].source;
             assert_eq!(source.principals, vec!["cluster.local/ns/default/sa/sleep"]);
             assert_eq!(source.not_namespaces, vec!["prod"]);
             assert_eq!(source.ip_blocks, vec!["10.0.0.0/8"]);
             let op = &rule.to[0].operation;
-            assert_eq!((op.methods[0].as_str(), op.paths[0].as_str()), ("GET", "/info*"));
-            assert_eq!((op.not_paths.len(), op.ports[0].as_str(), op.hosts.len()), (1, "9080", 1));
+            assert_eq!(
+                (op.methods[0].as_str(), op.paths[0].as_str()),
+                ("GET", "/info*")
+            );
+            assert_eq!(
+                (op.not_paths.len(), op.ports[0].as_str(), op.hosts.len()),
+                (1, "9080", 1)
+            );
             assert_eq!(rule.when[0].key, "request.headers[x-user]");
-            assert_eq!((rule.when[0].values.len(), rule.when[0].not_values.len()), (1, 1));
+            assert_eq!(
+                (rule.when[0].values.len(), rule.when[0].not_values.len()),
+                (1, 1)
+            );
         }
     }
 
     #[test]
     fn action_defaults_to_allow_and_unenforceable_actions_are_refused() {
-        let p: AuthorizationPolicy = serde_yaml_ng::from_str("metadata: {name: allow-nothing}\nspec: {}\n").unwrap();
+        let p: AuthorizationPolicy =
+            serde_yaml_ng::from_str("metadata: {name: allow-nothing}\nspec: {}\n").unwrap();
         assert_eq!(p.spec.action, Action::Allow);
         assert!(p.spec.rules.is_empty());
         for action in ["CUSTOM", "AUDIT", "deny"] {

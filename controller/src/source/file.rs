@@ -169,14 +169,22 @@ impl Source for ManifestDir {
             .iter()
             .rev()
             .find(|(_, state)| state.objects.iter().any(|o| &o.object_ref() == object))
-            .map_or_else(|| "<unknown file>".to_string(), |(p, _)| p.display().to_string())
+            .map_or_else(
+                || "<unknown file>".to_string(),
+                |(p, _)| p.display().to_string(),
+            )
     }
 }
 
 /// Watches `root` recursively: one message on the receiver per file event. The watcher
 /// stops when the returned guard is dropped; None (logged) when the platform cannot
 /// watch, in which case only the periodic rescan notices changes.
-pub fn watch(root: &Path) -> (Option<notify::RecommendedWatcher>, mpsc::UnboundedReceiver<()>) {
+pub fn watch(
+    root: &Path,
+) -> (
+    Option<notify::RecommendedWatcher>,
+    mpsc::UnboundedReceiver<()>,
+) {
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {

@@ -60,7 +60,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("opts", &self.opts).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,7 +167,9 @@ pub async fn run(
 ) {
     let debounce = triggers.debounce;
     // A week stands in for "never" when there is no rescan.
-    let period = triggers.rescan.unwrap_or(Duration::from_secs(7 * 24 * 3600));
+    let period = triggers
+        .rescan
+        .unwrap_or(Duration::from_secs(7 * 24 * 3600));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;

@@ -36,7 +36,9 @@ pub const IGNORED_SECRET_TYPES: [&str; 6] = [
 /// The object as the store keeps it, or None when it is not kept.
 pub fn admit(mut object: Object) -> Option<Object> {
     if let Object::Secret(s) = &object
-        && s.type_.as_deref().is_some_and(|t| IGNORED_SECRET_TYPES.contains(&t))
+        && s.type_
+            .as_deref()
+            .is_some_and(|t| IGNORED_SECRET_TYPES.contains(&t))
     {
         return None;
     }
@@ -111,7 +113,9 @@ mod tests {
              spec: {serviceAccountName: sa, containers: [{name: c, image: i}]}\n\
              status: {podIP: 10.0.0.1, phase: Running, containerStatuses: [{name: c, image: i, imageID: x, ready: true, restartCount: 0}]}\n",
         );
-        let Some(Object::Pod(p)) = admit(pod) else { panic!("a pod") };
+        let Some(Object::Pod(p)) = admit(pod) else {
+            panic!("a pod")
+        };
         assert!(p.metadata.managed_fields.is_none());
         let annotations = p.metadata.annotations.unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), vec!["keep"]);
@@ -126,9 +130,12 @@ mod tests {
 
     #[test]
     fn secrets_of_ignored_types_are_not_kept() {
-        let tls = object("apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\n");
+        let tls =
+            object("apiVersion: v1\nkind: Secret\nmetadata: {name: t}\ntype: kubernetes.io/tls\n");
         assert!(admit(tls).is_none());
-        let opaque = object("apiVersion: v1\nkind: Secret\nmetadata: {name: o}\ntype: Opaque\nstringData: {password: x}\n");
+        let opaque = object(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: o}\ntype: Opaque\nstringData: {password: x}\n",
+        );
         assert!(admit(opaque).is_some());
         assert!(ignored_secret_types_selector().starts_with("type!=helm.sh/release.v1,type!="));
     }

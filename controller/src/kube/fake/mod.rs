@@ -73,7 +73,10 @@ impl ResourceDef {
                 m.remove("apiVersion");
                 m.remove("kind");
             } else {
-                m.insert("apiVersion".into(), Value::String(self.api_version(version)));
+                m.insert(
+                    "apiVersion".into(),
+                    Value::String(self.api_version(version)),
+                );
                 m.insert("kind".into(), Value::String(self.kind.into()));
             }
         }
@@ -106,14 +109,56 @@ pub const RESOURCES: &[ResourceDef] = &[
     def("", &["v1"], "pods", "Pod", true),
     def("", &["v1"], "secrets", "Secret", true),
     def("", &["v1"], "configmaps", "ConfigMap", true),
-    def("discovery.k8s.io", &["v1"], "endpointslices", "EndpointSlice", true),
+    def(
+        "discovery.k8s.io",
+        &["v1"],
+        "endpointslices",
+        "EndpointSlice",
+        true,
+    ),
     def("coordination.k8s.io", &["v1"], "leases", "Lease", true),
-    def("networking.istio.io", ISTIO_VERSIONS, "virtualservices", "VirtualService", true),
-    def("networking.istio.io", ISTIO_VERSIONS, "destinationrules", "DestinationRule", true),
-    def("security.istio.io", &["v1", "v1beta1"], "authorizationpolicies", "AuthorizationPolicy", true),
-    def("metaprotocol.aeraki.io", &["v1alpha1"], "metarouters", "MetaRouter", true),
-    def("redis.aeraki.io", &["v1alpha1"], "redisservices", "RedisService", true),
-    def("redis.aeraki.io", &["v1alpha1"], "redisdestinations", "RedisDestination", true),
+    def(
+        "networking.istio.io",
+        ISTIO_VERSIONS,
+        "virtualservices",
+        "VirtualService",
+        true,
+    ),
+    def(
+        "networking.istio.io",
+        ISTIO_VERSIONS,
+        "destinationrules",
+        "DestinationRule",
+        true,
+    ),
+    def(
+        "security.istio.io",
+        &["v1", "v1beta1"],
+        "authorizationpolicies",
+        "AuthorizationPolicy",
+        true,
+    ),
+    def(
+        "metaprotocol.aeraki.io",
+        &["v1alpha1"],
+        "metarouters",
+        "MetaRouter",
+        true,
+    ),
+    def(
+        "redis.aeraki.io",
+        &["v1alpha1"],
+        "redisservices",
+        "RedisService",
+        true,
+    ),
+    def(
+        "redis.aeraki.io",
+        &["v1alpha1"],
+        "redisdestinations",
+        "RedisDestination",
+        true,
+    ),
 ];
 
 /// A running fake API server; stops when dropped.
@@ -156,7 +201,11 @@ impl FakeApi {
                 while connections.try_join_next().is_some() {}
             }
         });
-        Ok(FakeApi { addr, shared, server })
+        Ok(FakeApi {
+            addr,
+            shared,
+            server,
+        })
     }
 
     /// The server's address.
@@ -173,7 +222,8 @@ impl FakeApi {
     pub fn client(&self) -> ::kube::Client {
         let uri = self.url().parse().unwrap_or_default();
         let config = ::kube::Config::new(uri);
-        ::kube::Client::try_from(config).unwrap_or_else(|e| panic!("a client for the fake API server: {e}"))
+        ::kube::Client::try_from(config)
+            .unwrap_or_else(|e| panic!("a client for the fake API server: {e}"))
     }
 
     /// A kubeconfig whose current context points at this server.
@@ -207,7 +257,11 @@ impl FakeApi {
         if let Some(m) = body["metadata"].as_object_mut() {
             m.remove("resourceVersion");
         }
-        let stored = if state.table(index).objects.contains_key(&(namespace.clone().unwrap_or_default(), name.clone())) {
+        let stored = if state
+            .table(index)
+            .objects
+            .contains_key(&(namespace.clone().unwrap_or_default(), name.clone()))
+        {
             let stored = ops::replace(&mut state, t, body.clone(), false).map_err(|e| e.message)?;
             if body.get("status") != stored.get("status") {
                 ops::replace(&mut state, t, body, true).map_err(|e| e.message)?
@@ -215,7 +269,8 @@ impl FakeApi {
                 stored
             }
         } else {
-            ops::create(&mut state, index, namespace.as_deref(), body, true).map_err(|e| e.message)?
+            ops::create(&mut state, index, namespace.as_deref(), body, true)
+                .map_err(|e| e.message)?
         };
         Ok(stored)
     }
@@ -268,8 +323,14 @@ impl FakeApi {
     }
 
     fn locate(&self, object: &Value) -> Result<(usize, Option<String>, String), String> {
-        let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
         let state = self.shared.lock();
         let index = state

@@ -20,7 +20,10 @@ pub struct Target<'a> {
 
 impl Target<'_> {
     fn key(&self) -> (String, String) {
-        (self.namespace.unwrap_or_default().to_string(), self.name.to_string())
+        (
+            self.namespace.unwrap_or_default().to_string(),
+            self.name.to_string(),
+        )
     }
 }
 
@@ -58,9 +61,16 @@ pub fn create(
         .unwrap_or_default()
         .to_string();
     if name.is_empty() {
-        return Err(ApiError::new(422, "Invalid", "metadata.name: Required value"));
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            "metadata.name: Required value",
+        ));
     }
-    if body.pointer("/metadata/resourceVersion").is_some_and(|v| !v.is_null()) {
+    if body
+        .pointer("/metadata/resourceVersion")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err(ApiError::new(
             422,
             "Invalid",
@@ -106,10 +116,19 @@ pub fn create(
 
 /// Replaces an object (or only its status). A resourceVersion in the body must be the
 /// current one.
-pub fn replace(state: &mut State, t: Target<'_>, body: Value, status: bool) -> Result<Value, ApiError> {
+pub fn replace(
+    state: &mut State,
+    t: Target<'_>,
+    body: Value,
+    status: bool,
+) -> Result<Value, ApiError> {
     let old = get(state, t)?;
-    let given = body.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-    let current = old.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+    let given = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
+    let current = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
     if given.is_some_and(|g| Some(g) != current) {
         return Err(ApiError::new(
             409,
@@ -148,10 +167,19 @@ pub fn patch(
     };
     let mut new = old.clone();
     merge_patch(&mut new, patch);
-    if let Some(rv) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
-        && Some(rv) != old.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+    if let Some(rv) = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        && Some(rv)
+            != old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
     {
-        return Err(ApiError::new(409, "Conflict", "the object has been modified"));
+        return Err(ApiError::new(
+            409,
+            "Conflict",
+            "the object has been modified",
+        ));
     }
     write(state, t, old, new, status)
 }
@@ -165,7 +193,13 @@ pub fn delete(state: &mut State, t: Target<'_>) -> Result<Value, ApiError> {
 }
 
 /// Stores `new` over `old` with the server's bookkeeping.
-fn write(state: &mut State, t: Target<'_>, old: Value, mut new: Value, status: bool) -> Result<Value, ApiError> {
+fn write(
+    state: &mut State,
+    t: Target<'_>,
+    old: Value,
+    mut new: Value,
+    status: bool,
+) -> Result<Value, ApiError> {
     if status {
         let mut kept = old.clone();
         match new.get("status") {
@@ -184,7 +218,10 @@ fn write(state: &mut State, t: Target<'_>, old: Value, mut new: Value, status: b
             }
         }
     }
-    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let bump = i64::from(spec_part(&old) != spec_part(&new));
     new["metadata"]["generation"] = Value::from(generation + bump);
     stamp(state, &t, &mut new);
@@ -197,8 +234,10 @@ fn write(state: &mut State, t: Target<'_>, old: Value, mut new: Value, status: b
 /// the API server does for Secrets, moves `stringData` into `data` (base64).
 fn stamp(state: &mut State, t: &Target<'_>, object: &mut Value) {
     let def = state.table(t.index).def;
-    if def.group.is_empty() && def.kind == "Secret"
-        && let Some(Value::Object(plain)) = object.as_object_mut().and_then(|m| m.remove("stringData"))
+    if def.group.is_empty()
+        && def.kind == "Secret"
+        && let Some(Value::Object(plain)) =
+            object.as_object_mut().and_then(|m| m.remove("stringData"))
     {
         for (k, v) in plain {
             let bytes = k8s_openapi::ByteString(v.as_str().unwrap_or_default().as_bytes().to_vec());
@@ -210,7 +249,11 @@ fn stamp(state: &mut State, t: &Target<'_>, object: &mut Value) {
     object["metadata"]["name"] = Value::String(t.name.to_string());
     match t.namespace {
         Some(ns) => object["metadata"]["namespace"] = Value::String(ns.to_string()),
-        None => drop(object["metadata"].as_object_mut().and_then(|m| m.remove("namespace"))),
+        None => drop(
+            object["metadata"]
+                .as_object_mut()
+                .and_then(|m| m.remove("namespace")),
+        ),
     }
 }
 

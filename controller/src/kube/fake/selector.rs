@@ -165,7 +165,11 @@ mod tests {
         let secret = json!({"type": "Opaque", "metadata": {"name": "s"}});
         let sel = FieldSelector::parse("type!=kubernetes.io/tls,metadata.name=s").unwrap();
         assert!(sel.matches(&secret));
-        assert!(!FieldSelector::parse("type=kubernetes.io/tls").unwrap().matches(&secret));
+        assert!(
+            !FieldSelector::parse("type=kubernetes.io/tls")
+                .unwrap()
+                .matches(&secret)
+        );
         assert!(FieldSelector::parse("type").is_err());
     }
 }

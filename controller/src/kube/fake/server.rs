@@ -59,7 +59,10 @@ struct Route {
 }
 
 /// Serves one request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query().unwrap_or_default());
@@ -85,16 +88,28 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Respo
             return Ok(list(&shared, &route, &query).unwrap_or_else(|e| error(&e)));
         }
         (&Method::POST, None) => parse_body(&body).and_then(|b| {
-            ops::create(&mut shared.lock(), route.index, route.namespace.as_deref(), b, false)
-                .map(|o| (StatusCode::CREATED, o))
+            ops::create(
+                &mut shared.lock(),
+                route.index,
+                route.namespace.as_deref(),
+                b,
+                false,
+            )
+            .map(|o| (StatusCode::CREATED, o))
         }),
         (&Method::GET, Some(name)) => ops::get(&mut shared.lock(), target(&route, name)).map(ok),
         (&Method::PUT, Some(name)) => parse_body(&body).and_then(|b| {
             ops::replace(&mut shared.lock(), target(&route, name), b, route.status).map(ok)
         }),
         (&Method::PATCH, Some(name)) => patch(&shared, &route, name, &content_type, &body),
-        (&Method::DELETE, Some(name)) => ops::delete(&mut shared.lock(), target(&route, name)).map(ok),
-        _ => Err(ApiError::new(405, "MethodNotAllowed", format!("{method} is not supported here"))),
+        (&Method::DELETE, Some(name)) => {
+            ops::delete(&mut shared.lock(), target(&route, name)).map(ok)
+        }
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{method} is not supported here"),
+        )),
     };
     let mut state = shared.lock();
     Ok(match result {
@@ -142,15 +157,29 @@ fn patch(
         }
     };
     let patch = parse_body(body)?;
-    ops::patch(&mut shared.lock(), target(route, name), &patch, route.status, upsert).map(ok)
+    ops::patch(
+        &mut shared.lock(),
+        target(route, name),
+        &patch,
+        route.status,
+        upsert,
+    )
+    .map(ok)
 }
 
-fn list(shared: &Shared, route: &Route, query: &BTreeMap<String, String>) -> Result<Response<Body>, ApiError> {
+fn list(
+    shared: &Shared,
+    route: &Route,
+    query: &BTreeMap<String, String>,
+) -> Result<Response<Body>, ApiError> {
     let filter = filter(route, query)?;
     let mut state = shared.lock();
     let (items, rv) = state.list(route.index, &filter);
     let def = state.table(route.index).def;
-    let items: Vec<Value> = items.iter().map(|o| def.present(o, &route.version, true)).collect();
+    let items: Vec<Value> = items
+        .iter()
+        .map(|o| def.present(o, &route.version, true))
+        .collect();
     let body = json!({
         "kind": format!("{}List", def.kind),
         "apiVersion": def.api_version(&route.version),
@@ -164,20 +193,28 @@ fn filter(route: &Route, query: &BTreeMap<String, String>) -> Result<Filter, Api
     let bad = |e: String| ApiError::new(400, "BadRequest", e);
     Ok(Filter {
         namespace: route.namespace.clone(),
-        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(bad)?,
-        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str)).map_err(bad)?,
+        labels: LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+            .map_err(bad)?,
+        fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+            .map_err(bad)?,
     })
 }
 
 /// A watch: replayed events, then live ones, one JSON document per line, until the
 /// timeout, a test closes it, or the client goes away.
-async fn watch_stream(shared: Arc<Shared>, route: Route, query: &BTreeMap<String, String>) -> Response<Body> {
+async fn watch_stream(
+    shared: Arc<Shared>,
+    route: Route,
+    query: &BTreeMap<String, String>,
+) -> Response<Body> {
     let filter = match filter(&route, query) {
         Ok(f) => f,
         Err(e) => return error(&e),
     };
     let _ = shared.hold.subscribe().wait_for(|held| !*held).await;
-    let from = query.get("resourceVersion").and_then(|v| v.parse::<u64>().ok());
+    let from = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse::<u64>().ok());
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|v| v.parse().ok())
@@ -185,7 +222,11 @@ async fn watch_stream(shared: Arc<Shared>, route: Route, query: &BTreeMap<String
     let (start, def, mut closing) = {
         let mut state = shared.lock();
         let start = state.watch(route.index, from);
-        (start, state.table(route.index).def, shared.closing.subscribe())
+        (
+            start,
+            state.table(route.index).def,
+            shared.closing.subscribe(),
+        )
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(64);
     tokio::spawn(async move {
@@ -243,14 +284,24 @@ async fn watch_stream(shared: Arc<Shared>, route: Route, query: &BTreeMap<String
 
 /// Resolves a URL path to a table, namespace, name and subresource.
 fn route(state: &State, path: &str) -> Result<Route, ApiError> {
-    let not_found = || ApiError::new(404, "NotFound", "the server could not find the requested resource");
+    let not_found = || {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    };
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(not_found()),
     };
-    let namespaced_plural = |p: &str| state.index(group, p).is_some_and(|i| state.def(i).namespaced);
+    let namespaced_plural = |p: &str| {
+        state
+            .index(group, p)
+            .is_some_and(|i| state.def(i).namespaced)
+    };
     let (namespace, plural, name, sub) = match rest {
         ["namespaces", ns, plural, tail @ ..] if namespaced_plural(plural) => {
             (Some(ns.to_string()), *plural, tail.first(), tail.get(1))

@@ -81,7 +81,10 @@ impl Filter {
     /// True when the object is in view.
     pub fn matches(&self, object: &Value) -> bool {
         let ns_ok = self.namespace.as_deref().is_none_or(|ns| {
-            object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                == Some(ns)
         });
         ns_ok && self.labels.matches(object) && self.fields.matches(object)
     }
@@ -192,7 +195,10 @@ impl State {
     pub fn objects_of(&self, index: usize) -> Vec<Value> {
         let t = &self.tables[index];
         let version = t.served.first().copied().unwrap_or(t.def.versions[0]);
-        t.objects.values().map(|o| t.def.present(o, version, false)).collect()
+        t.objects
+            .values()
+            .map(|o| t.def.present(o, version, false))
+            .collect()
     }
 
     /// The table at `index`.
@@ -205,7 +211,11 @@ impl State {
         self.index(group, plural)
             .filter(|&i| self.tables[i].served.contains(&version))
             .ok_or_else(|| {
-                ApiError::new(404, "NotFound", "the server could not find the requested resource")
+                ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
             })
     }
 
@@ -236,7 +246,10 @@ impl State {
         let t = &mut self.tables[index];
         t.watches += 1;
         if std::mem::take(&mut t.gone_next) {
-            return WatchStart::Gone(format!("too old resource version: {} ({rv})", from.unwrap_or(0)));
+            return WatchStart::Gone(format!(
+                "too old resource version: {} ({rv})",
+                from.unwrap_or(0)
+            ));
         }
         let replay = match from.filter(|&v| v != 0) {
             None => t
@@ -259,7 +272,12 @@ impl State {
 
     /// Records a change: bumps the resourceVersion, stamps it on the new object, keeps the
     /// event for later watches and sends it to open ones. `new` None deletes.
-    pub fn commit(&mut self, index: usize, key: (String, String), new: Option<Value>) -> Option<Value> {
+    pub fn commit(
+        &mut self,
+        index: usize,
+        key: (String, String),
+        new: Option<Value>,
+    ) -> Option<Value> {
         self.rv += 1;
         let rv = self.rv;
         let t = &mut self.tables[index];
@@ -268,7 +286,11 @@ impl State {
             (Some(mut n), _) => {
                 n["metadata"]["resourceVersion"] = Value::String(rv.to_string());
                 t.objects.insert(key, n.clone());
-                let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+                let kind = if old.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 (kind, n)
             }
             (None, Some(o)) => {
@@ -353,9 +375,18 @@ mod tests {
             old,
             new,
         };
-        assert_eq!(filter.view(&ev(Some(obj("x")), obj("gw"))).unwrap().0, EventType::Added);
-        assert_eq!(filter.view(&ev(Some(obj("gw")), obj("x"))).unwrap().0, EventType::Deleted);
-        assert_eq!(filter.view(&ev(Some(obj("gw")), obj("gw"))).unwrap().0, EventType::Modified);
+        assert_eq!(
+            filter.view(&ev(Some(obj("x")), obj("gw"))).unwrap().0,
+            EventType::Added
+        );
+        assert_eq!(
+            filter.view(&ev(Some(obj("gw")), obj("x"))).unwrap().0,
+            EventType::Deleted
+        );
+        assert_eq!(
+            filter.view(&ev(Some(obj("gw")), obj("gw"))).unwrap().0,
+            EventType::Modified
+        );
         assert!(filter.view(&ev(Some(obj("x")), obj("y"))).is_none());
     }
 }
