@@ -61,6 +61,23 @@ pub struct CommandInfo {
 /// unknown without looking.
 const LONGEST_NAME: usize = 20;
 
+/// Number of commands in the table.
+pub fn table_len() -> usize {
+    table::TABLE.len()
+}
+
+/// The place of `info` in the table (what [`lookup`] returns always has one), so
+/// per-command state can live in an array instead of a hash map.
+pub fn table_index(info: &'static CommandInfo) -> Option<usize> {
+    let base = table::TABLE.as_ptr() as usize;
+    let offset = (info as *const CommandInfo as usize).checked_sub(base)?;
+    let i = offset / std::mem::size_of::<CommandInfo>();
+    table::TABLE
+        .get(i)
+        .filter(|entry| std::ptr::eq(*entry, info))
+        .map(|_| i)
+}
+
 /// The command named `name`, in any letter case; no allocation.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandInfo> {
     if name.len() > LONGEST_NAME {

@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::RedisListener;
-use super::route::{Pending, dispatch};
+use super::pending::Pending;
+use super::route::dispatch;
 use super::session::Session;
 use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 use crate::redis::command::{Kind, check_arity, lookup, unknown_command, unsupported_command};
@@ -33,11 +34,12 @@ where
     let mut decoder = CommandDecoder::new(max_request);
     let mut session = Session::new(&listener.config);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scratch = BytesMut::new();
     'read: loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
-                    let reply = handle(&listener, &mut session, cmd).await;
+                    let reply = handle(&listener, &mut session, cmd, &mut scratch).await;
                     if replies.send(reply).await.is_err() || session.closing {
                         break 'read;
                     }
@@ -45,9 +47,7 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(listener = %listener.name, error = %e, "closing a Redis connection that sent unreadable bytes");
-                    let _ = replies
-                        .send(futures::future::ready(e.reply()).boxed())
-                        .await;
+                    let _ = replies.send(Pending::ready(e.reply())).await;
                     break 'read;
                 }
             }
@@ -68,8 +68,9 @@ async fn handle(
     l: &Arc<RedisListener>,
     session: &mut Session,
     cmd: crate::redis::resp::Command,
+    scratch: &mut BytesMut,
 ) -> Pending {
-    let ready = |v: Value| futures::future::ready(v).boxed();
+    let ready = Pending::ready;
     let Some(info) = cmd.args.first().and_then(|name| lookup(name)) else {
         return ready(unknown_command(&cmd.args));
     };
@@ -88,17 +89,21 @@ async fn handle(
         | Kind::Colocated
         | Kind::MultiGet
         | Kind::MultiSet
-        | Kind::MultiSum => dispatch(l, info, cmd).await,
+        | Kind::MultiSum => dispatch(l, info, cmd, scratch).await,
     }
 }
 
-/// Writes replies in command order, batching those already done.
+/// Writes replies in command order, batching those already done. Replies are waited
+/// for in order, so one timer, set to the deadline of the reply at the head, enforces
+/// every command's op timeout.
 async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Pending>) {
     tokio::pin!(writer);
     let mut out = BytesMut::new();
     let mut held: Option<Pending> = None;
+    let timer = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(timer);
     loop {
-        let first = match held.take() {
+        let mut first = match held.take() {
             Some(p) => p,
             None => match queue.recv().await {
                 Some(p) => p,
@@ -106,7 +111,19 @@ async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Pending>
             },
         };
         out.clear();
-        encode(&first.await, &mut out);
+        let value = match ((&mut first).now_or_never(), first.deadline()) {
+            (Some(v), _) => v,
+            (None, None) => first.await,
+            (None, Some(deadline)) => {
+                timer.as_mut().reset(deadline.into());
+                tokio::select! {
+                    biased;
+                    v = &mut first => v,
+                    () = timer.as_mut() => first.expire(),
+                }
+            }
+        };
+        encode(&value, &mut out);
         // Replies already finished go out in the same write; the first one still
         // waiting starts the next.
         while out.len() < WRITE_BATCH {

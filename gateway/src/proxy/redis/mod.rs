@@ -7,10 +7,12 @@
 //! - [`upstream`]: a pipelined upstream connection (replies matched in order).
 //! - [`slots`]: a Redis Cluster's slot map and redirections.
 //! - [`route`]: one command: faults, routing, splitting, sending, merging, redirections.
+//! - [`pending`]: a reply on its way, and the per-command metrics.
 //! - [`session`]: a client connection's state and the commands the gateway answers.
 //! - [`downstream`]: a client connection: decode, dispatch in order, write replies.
 
 pub mod downstream;
+pub mod pending;
 pub mod route;
 pub mod session;
 pub mod slots;
@@ -42,9 +44,11 @@ pub struct RedisListener {
     /// Shared state (clusters, metrics).
     pub shared: Arc<Shared>,
     /// Per-command metrics.
-    pub metrics: route::CommandMetrics,
+    pub metrics: pending::CommandMetrics,
     /// Open connections, read without locking on every command.
-    open: DashMap<SocketAddr, Pipelined>,
+    /// Looked up on every command, so hashed with foldhash rather than SipHash (the
+    /// keys are upstream addresses from xDS, not attacker-chosen).
+    open: DashMap<SocketAddr, Pipelined, foldhash::fast::RandomState>,
     /// One connect at a time per server.
     connecting: DashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
     slot_maps: DashMap<Arc<str>, Arc<SlotMap>>,
@@ -55,13 +59,13 @@ pub struct RedisListener {
 impl RedisListener {
     /// A listener with no upstream connection yet.
     pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
-        let metrics = route::CommandMetrics::new(&shared.metrics, &name);
+        let metrics = pending::CommandMetrics::new(&shared.metrics, &name);
         RedisListener {
             name,
             config,
             shared,
             metrics,
-            open: DashMap::new(),
+            open: DashMap::default(),
             connecting: DashMap::new(),
             slot_maps: DashMap::new(),
             refreshed: DashMap::new(),

@@ -3,44 +3,43 @@
 //! arrival order, mirrors, and a future that waits for the replies, follows MOVED/ASK
 //! and merges the parts.
 
-use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use dashmap::DashMap;
-use futures::future::{BoxFuture, FutureExt, join_all};
-use metrics::{Counter, Histogram};
+use futures::future::join_all;
 use rand::Rng;
 
 use super::RedisListener;
+use super::pending::{Follow, Pending};
 use super::slots::{Redirect, Shard, SlotMap};
-use super::upstream::{Pipelined, Reply, text};
+use super::upstream::{Pipelined, text};
 use crate::cluster::ClusterState;
-use crate::model::redis::{FaultKind, PrefixRoute, ReadPolicy, RedisMode};
+use crate::model::redis::{FaultKind, ReadPolicy, RedisMode};
 use crate::redis::command::{CommandInfo, Kind, key_indices};
 use crate::redis::resp::{Command, Value, encode_command};
 use crate::redis::slot;
-use crate::telemetry::metrics::{
-    Metrics, REDIS_COMMAND_ERROR, REDIS_COMMAND_LATENCY, REDIS_COMMAND_SUCCESS, REDIS_COMMAND_TOTAL,
-};
 
 /// Redirections followed for one command before giving up (a cluster in flux).
 const MAX_REDIRECTS: usize = 3;
+/// Size of the blocks commands are encoded into.
+const ENCODE_BLOCK: usize = 16 * 1024;
+/// Room below which a new encoding block is taken (most commands are smaller).
+const ENCODE_MIN_ROOM: usize = 512;
 
-/// A reply on its way: ready now, or when the upstream answers.
-pub type Pending = BoxFuture<'static, Value>;
-
-/// Queues a data command (one that passed the arity check) and returns its reply's
-/// future. Everything up to the queuing happens before the next command of the same
-/// client is looked at, so a client's commands reach each server in order.
+/// Queues a data command (one that passed the arity check) and returns its pending
+/// reply. Everything up to the queuing happens before the next command of the same
+/// client is looked at, so a client's commands reach each server in order. `scratch`
+/// is the connection's encoding buffer (reused, so encoding allocates nothing).
 pub async fn dispatch(
     l: &Arc<RedisListener>,
     info: &'static CommandInfo,
     mut cmd: Command,
+    scratch: &mut BytesMut,
 ) -> Pending {
     let started = Instant::now();
+    let metered = |p: Pending, extra: Duration| p.metered(l, info, started, extra);
     let mut delay = None;
     for f in &l.config.faults {
         let applies =
@@ -48,90 +47,88 @@ pub async fn dispatch(
         if applies && (f.fraction >= 1.0 || rand::rng().random_bool(f.fraction)) {
             match f.kind {
                 FaultKind::Error => {
-                    return ready(l, info, started, Value::error("ERR Fault injected"));
+                    return metered(
+                        Pending::ready(Value::error("ERR Fault injected")),
+                        Duration::ZERO,
+                    );
                 }
                 FaultKind::Delay(d) => delay = Some(d),
             }
             break;
         }
     }
-    let keys: Vec<usize> = match key_indices(info, &cmd.args) {
-        Ok(k) => k.collect(),
-        Err(e) => return ready(l, info, started, e),
-    };
-    let Some(&first) = keys.first() else {
-        return ready(
-            l,
-            info,
-            started,
-            Value::error(format!("ERR '{}' needs a key to be routed", info.name)),
-        );
+    let refuse = |text: String| metered(Pending::ready(Value::error(text)), Duration::ZERO);
+    let first = match key_indices(info, &cmd.args).map(|mut k| k.next()) {
+        Ok(Some(first)) => first,
+        Ok(None) => return refuse(format!("ERR '{}' needs a key to be routed", info.name)),
+        Err(e) => return metered(Pending::ready(e), Duration::ZERO),
     };
     // Keys that must be served together (EVAL's, PFCOUNT's) may not span servers or
     // slots: the command would run where the first one lives and miss the others.
     if matches!(info.kind, Kind::EvalKeys | Kind::Colocated)
-        && !colocated(l, keys.iter().map(|&k| &cmd.args[k][..]))
+        && !key_indices(info, &cmd.args)
+            .is_ok_and(|keys| colocated(l, keys.map(|k| &cmd.args[k][..])))
     {
-        let text = format!(
+        return refuse(format!(
             "ERR CROSSSLOT the keys of '{}' don't hash to the same server or slot",
             info.name
-        );
-        return ready(l, info, started, Value::error(text));
+        ));
     }
-    let parts = match info.kind {
-        Kind::MultiGet | Kind::MultiSum | Kind::MultiSet => {
-            let single: &[u8] = match info.kind {
-                Kind::MultiGet => b"GET",
-                Kind::MultiSet => b"SET",
-                _ => &cmd.args[0],
-            };
-            let width = if info.kind == Kind::MultiSet { 2 } else { 1 };
-            let mut parts = Vec::with_capacity(keys.len());
-            for &k in &keys {
-                let mut args = Vec::with_capacity(1 + width);
-                args.push(Bytes::copy_from_slice(single));
-                args.extend(cmd.args[k..k + width].iter().cloned());
-                parts.push(send(l, info, args, 1).await);
-            }
-            parts
-        }
-        _ => {
-            // EVAL's keys must live together: route on the first, and in a Redis
-            // Cluster let the server say CROSSSLOT for the others.
-            vec![send(l, info, std::mem::take(&mut cmd.args), first).await]
-        }
+    let extra = delay.unwrap_or_default();
+    if !matches!(info.kind, Kind::MultiGet | Kind::MultiSum | Kind::MultiSet) {
+        // EVAL's keys must live together: route on the first, and in a Redis Cluster
+        // let the server say CROSSSLOT for the others.
+        let part = send(l, info, std::mem::take(&mut cmd.args), first, scratch).await;
+        return match delay {
+            None => metered(part, extra),
+            Some(d) => metered(
+                Pending::boxed(async move {
+                    tokio::time::sleep(d).await;
+                    part.await
+                }),
+                extra,
+            ),
+        };
+    }
+    let single: &[u8] = match info.kind {
+        Kind::MultiGet => b"GET",
+        Kind::MultiSet => b"SET",
+        _ => &cmd.args[0],
     };
-    let kind = info.kind;
-    let l = l.clone();
-    async move {
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+    let single = Bytes::copy_from_slice(single);
+    let width = if info.kind == Kind::MultiSet { 2 } else { 1 };
+    let mut parts = Vec::new();
+    if let Ok(keys) = key_indices(info, &cmd.args) {
+        for k in keys {
+            let mut args = Vec::with_capacity(1 + width);
+            args.push(single.clone());
+            args.extend(cmd.args[k..k + width].iter().cloned());
+            parts.push(send(l, info, args, 1, scratch).await);
         }
-        let replies = join_all(parts).await;
-        let reply = merge(kind, replies);
-        l.metrics
-            .record(info.name, !reply.is_error(), started.elapsed());
-        reply
     }
-    .boxed()
+    let kind = info.kind;
+    metered(
+        Pending::boxed(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            merge(kind, join_all(parts).await)
+        }),
+        extra,
+    )
 }
 
-fn ready(l: &RedisListener, info: &CommandInfo, started: Instant, reply: Value) -> Pending {
-    l.metrics
-        .record(info.name, !reply.is_error(), started.elapsed());
-    futures::future::ready(reply).boxed()
-}
-
-/// Routes `args` on the key at `key_at`, queues it, mirrors it, and returns the future
-/// of its reply (redirections followed).
+/// Routes `args` on the key at `key_at`, queues it, mirrors it, and returns its pending
+/// reply (not metered: the caller counts the whole command).
 async fn send(
     l: &Arc<RedisListener>,
     info: &'static CommandInfo,
     mut args: Vec<Bytes>,
     key_at: usize,
+    scratch: &mut BytesMut,
 ) -> Pending {
-    let Some(route) = l.config.route_for(&args[key_at]).cloned() else {
-        return futures::future::ready(Value::error("ERR no upstream host")).boxed();
+    let Some(route) = l.config.route_for(&args[key_at]) else {
+        return Pending::ready(Value::error("ERR no upstream host"));
     };
     if route.remove_prefix {
         for k in key_positions(info, &args, key_at) {
@@ -139,10 +136,15 @@ async fn send(
             args[k] = stripped;
         }
     }
-    let mut bytes = BytesMut::new();
-    encode_command(&args, &mut bytes);
-    let bytes = bytes.freeze();
-    let key = args[key_at].clone();
+    // One block serves many commands: each is split off it, and it is replaced only
+    // when used up (reserving per command would allocate per command, since the
+    // previous command still holds its part until it is written).
+    if scratch.capacity() < ENCODE_MIN_ROOM {
+        scratch.reserve(ENCODE_BLOCK);
+    }
+    encode_command(&args, scratch);
+    let bytes = scratch.split().freeze();
+    let key = args.swap_remove(key_at);
     for m in &route.mirrors {
         if (m.exclude_read_commands && !info.write)
             || !(m.fraction >= 1.0 || rand::rng().random_bool(m.fraction))
@@ -156,23 +158,22 @@ async fn send(
             }
         });
     }
-    let sent = match target(l, &route.cluster, &key, info.write).await {
-        Ok((conn, state)) => Ok((conn.send(bytes.clone()), state)),
-        Err(e) => Err(e),
+    let (conn, state) = match target(l, &route.cluster, &key, info.write).await {
+        Ok(found) => found,
+        Err(e) => return Pending::ready(e),
     };
-    let (l, op_timeout) = (l.clone(), l.config.op_timeout);
-    async move {
-        let (reply, state) = match sent {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        match tokio::time::timeout(op_timeout, follow(&l, &route, state, &key, bytes, reply)).await
-        {
-            Ok(v) => v,
-            Err(_) => Value::error(format!("ERR upstream timed out after {op_timeout:?}")),
-        }
+    if !l.config.redirection && state.config.redis.mode != RedisMode::Cluster {
+        return Pending::upstream(conn.send(bytes), None);
     }
-    .boxed()
+    let reply = conn.send(bytes.clone());
+    let follow = Follow {
+        listener: l.clone(),
+        cluster: route.cluster.clone(),
+        state,
+        key,
+        bytes,
+    };
+    Pending::upstream(reply, Some(Box::new(follow)))
 }
 
 /// The argument positions holding keys of a single (or per-key) command, for prefix removal.
@@ -185,42 +186,28 @@ fn key_positions(info: &CommandInfo, args: &[Bytes], first: usize) -> Vec<usize>
     }
 }
 
-/// Waits for a reply; on MOVED updates the slot map and resends to the new primary, on
-/// ASK sends `ASKING` and the command to the named node once.
-async fn follow(
-    l: &Arc<RedisListener>,
-    route: &PrefixRoute,
-    state: Arc<ClusterState>,
-    key: &[u8],
-    bytes: Bytes,
-    first: Reply,
-) -> Value {
-    let mut reply = first;
-    for _ in 0..=MAX_REDIRECTS {
-        let value = match reply.await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Value::error(format!("ERR upstream failure: {e}")),
-            Err(_) => {
-                return Value::error("ERR upstream failure: the connection dropped the command");
-            }
-        };
-        let redirect = if l.config.redirection || state.config.redis.mode == RedisMode::Cluster {
-            Redirect::of(&value)
-        } else {
-            None
-        };
-        let Some(redirect) = redirect else {
-            return value;
-        };
+/// Follows a redirection: on MOVED updates the slot map and resends to the new primary,
+/// on ASK sends `ASKING` and the command to the named node; then the same for the
+/// reply, up to [`MAX_REDIRECTS`] times.
+pub(super) async fn follow(f: Follow, first: Redirect) -> Value {
+    let Follow {
+        listener: l,
+        cluster,
+        state,
+        key,
+        bytes,
+    } = f;
+    let mut redirect = first;
+    for _ in 0..MAX_REDIRECTS {
         let (addr, asking) = match redirect {
             Redirect::Moved(slot, addr) => {
-                if let Some(map) = l.slot_map(&route.cluster) {
-                    l.set_slot_map(route.cluster.clone(), map.moved(slot, addr));
+                if let Some(map) = l.slot_map(&cluster) {
+                    l.set_slot_map(cluster.clone(), map.moved(slot, addr));
                 }
                 // A MOVED usually means a resharding: learn the whole map again in the
                 // background, so the other moved slots need no redirection of their own.
-                if l.may_refresh(&route.cluster) {
-                    let (l, state, cluster) = (l.clone(), state.clone(), route.cluster.clone());
+                if l.may_refresh(&cluster) {
+                    let (l, state, cluster) = (l.clone(), state.clone(), cluster.clone());
                     tokio::spawn(async move {
                         match discover(&l, &state).await {
                             Ok(map) => l.set_slot_map(cluster, map),
@@ -238,12 +225,23 @@ async fn follow(
             Ok(c) => c,
             Err(e) => return Value::error(format!("ERR upstream failure: {e}")),
         };
-        reply = if asking {
+        tracing::debug!(key = %String::from_utf8_lossy(&key), %addr, ?redirect, "following a redirection");
+        let reply = if asking {
             conn.send_asking(&bytes)
         } else {
             conn.send(bytes.clone())
         };
-        tracing::debug!(key = %String::from_utf8_lossy(key), %addr, ?redirect, "following a redirection");
+        let value = match reply.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Value::error(format!("ERR upstream failure: {e}")),
+            Err(_) => {
+                return Value::error("ERR upstream failure: the connection dropped the command");
+            }
+        };
+        match Redirect::of(&value) {
+            Some(next) => redirect = next,
+            None => return value,
+        }
     }
     Value::error("ERR too many redirections")
 }
@@ -350,18 +348,45 @@ fn colocated<'k>(l: &RedisListener, mut keys: impl Iterator<Item = &'k [u8]>) ->
 }
 
 /// The server for `key` by rendezvous hashing over the healthy endpoints: every key
-/// has one, and removing a server moves only that server's keys.
+/// has one, and removing a server moves only that server's keys. The hash is a
+/// specified one (FNV-1a, then a 64-bit finalizer), not `std`'s, so every gateway
+/// replica and every release places a key on the same server.
 fn rendezvous(state: &ClusterState, key: &[u8]) -> Option<SocketAddr> {
-    state
-        .healthy
-        .iter()
-        .max_by_key(|e| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            key.hash(&mut h);
-            e.addr.hash(&mut h);
-            h.finish()
-        })
-        .map(|e| e.addr)
+    if let [only] = &state.healthy[..] {
+        return Some(only.addr);
+    }
+    highest_score(key, state.healthy.iter().map(|e| e.addr))
+}
+
+/// The address whose hash with `key` is highest.
+fn highest_score(key: &[u8], addrs: impl Iterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let key_hash = fnv1a(key, FNV_OFFSET);
+    addrs.max_by_key(|addr| {
+        let ip = match addr.ip() {
+            IpAddr::V4(a) => fnv1a(&a.octets(), key_hash),
+            IpAddr::V6(a) => fnv1a(&a.octets(), key_hash),
+        };
+        mix64(fnv1a(&addr.port().to_be_bytes(), ip))
+    })
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a over `bytes`, continuing from `h`.
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The splitmix64 finalizer: FNV's low bits mix poorly, and rendezvous hashing compares
+/// whole values.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Learns a Redis Cluster's slots from the first seed that answers `CLUSTER SLOTS`.
@@ -417,71 +442,6 @@ fn merge(kind: Kind, mut replies: Vec<Value>) -> Value {
     }
 }
 
-/// Per-command counters and latency (`command` label: the lower-case name).
-#[derive(Debug)]
-pub struct CommandMetrics {
-    registry: Arc<Metrics>,
-    listener: String,
-    by_command: DashMap<&'static str, Handles>,
-}
-
-#[derive(Debug, Clone)]
-struct Handles {
-    total: Counter,
-    success: Counter,
-    error: Counter,
-    latency: Histogram,
-}
-
-impl CommandMetrics {
-    /// Metrics of listener `listener`.
-    pub fn new(registry: &Arc<Metrics>, listener: &str) -> CommandMetrics {
-        CommandMetrics {
-            registry: registry.clone(),
-            listener: listener.to_string(),
-            by_command: DashMap::new(),
-        }
-    }
-
-    /// Counts one command.
-    pub fn record(&self, command: &'static str, ok: bool, took: Duration) {
-        if let Some(h) = self.by_command.get(command) {
-            return h.record(ok, took);
-        }
-        let h = self
-            .by_command
-            .entry(command)
-            .or_insert_with(|| {
-                let labels = || {
-                    vec![
-                        metrics::Label::new("listener", self.listener.clone()),
-                        metrics::Label::new("command", command),
-                    ]
-                };
-                Handles {
-                    total: self.registry.counter(REDIS_COMMAND_TOTAL, labels()),
-                    success: self.registry.counter(REDIS_COMMAND_SUCCESS, labels()),
-                    error: self.registry.counter(REDIS_COMMAND_ERROR, labels()),
-                    latency: self.registry.histogram(REDIS_COMMAND_LATENCY, labels()),
-                }
-            })
-            .clone();
-        h.record(ok, took);
-    }
-}
-
-impl Handles {
-    fn record(&self, ok: bool, took: Duration) {
-        self.total.increment(1);
-        if ok {
-            self.success.increment(1)
-        } else {
-            self.error.increment(1)
-        }
-        self.latency.record(took.as_secs_f64() * 1000.0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +476,36 @@ mod tests {
             .map(|_| read_node(ReadPolicy::Any, &shard).unwrap())
             .collect();
         assert_eq!(picks.len(), 2, "ANY reads from both");
+    }
+
+    #[test]
+    fn rendezvous_spreads_keys_evenly_and_moves_only_a_removed_servers_keys() {
+        let servers: Vec<SocketAddr> = (0..3)
+            .map(|i| SocketAddr::from(([10, 0, 0, 1 + i], 6379)))
+            .collect();
+        let keys: Vec<String> = (0..3000).map(|i| format!("user:{i}")).collect();
+        let place = |key: &str, among: &[SocketAddr]| {
+            highest_score(key.as_bytes(), among.iter().copied()).unwrap()
+        };
+        let mut per_server = std::collections::BTreeMap::new();
+        for k in &keys {
+            *per_server.entry(place(k, &servers)).or_insert(0) += 1;
+        }
+        for (server, n) in &per_server {
+            assert!((850..=1150).contains(n), "{server}: {n} of 3000 keys");
+        }
+        for k in &keys {
+            let before = place(k, &servers);
+            if before != servers[2] {
+                assert_eq!(place(k, &servers[..2]), before, "{k} moved");
+            }
+        }
+        // Pinned (computed independently): a new hash would move every key of every
+        // running mesh, and replicas of different releases would disagree.
+        assert_eq!(fnv1a(b"user:42", FNV_OFFSET), 0x6c15_1ea4_dcd2_21c2);
+        assert_eq!(place("user:42", &servers), servers[2]);
+        assert_eq!(place("user:7", &servers), servers[1]);
+        assert_eq!(place("session:abc", &servers), servers[0]);
     }
 
     #[test]

@@ -227,3 +227,19 @@ fn upper_case_names() {
     );
     assert_eq!(format!("{:?}", CommandName::new(b"Ping")), "\"PING\"");
 }
+
+#[test]
+fn every_command_has_its_own_table_index() {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in table::TABLE {
+        let info = lookup(c.name.as_bytes()).unwrap();
+        let i = table_index(info).unwrap();
+        assert!(i < table_len());
+        assert_eq!(table::TABLE[i].name, c.name);
+        assert!(seen.insert(i));
+    }
+    assert_eq!(seen.len(), table_len());
+    // An entry that is not the table's own has no index.
+    let copy: &'static CommandInfo = Box::leak(Box::new(table::TABLE[0].clone()));
+    assert_eq!(table_index(copy), None);
+}
