@@ -57,7 +57,7 @@ pub fn watch_gateway_pods(
             match item {
                 Ok(watcher::Event::Init) => listing.clear(),
                 Ok(watcher::Event::InitApply(p)) => {
-                    drop(listing.insert(name(&p), pod_available(&p)))
+                    listing.insert(name(&p), pod_available(&p));
                 }
                 Ok(watcher::Event::InitDone) => {
                     pods = std::mem::take(&mut listing);
@@ -66,8 +66,12 @@ pub fn watch_gateway_pods(
                         failing = false;
                     }
                 }
-                Ok(watcher::Event::Apply(p)) => drop(pods.insert(name(&p), pod_available(&p))),
-                Ok(watcher::Event::Delete(p)) => drop(pods.remove(&name(&p))),
+                Ok(watcher::Event::Apply(p)) => {
+                    pods.insert(name(&p), pod_available(&p));
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    pods.remove(&name(&p));
+                }
                 Err(e) => {
                     metrics.watch_restarted(WATCH_NAME);
                     if !failing {

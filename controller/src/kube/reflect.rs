@@ -122,22 +122,23 @@ impl Reflected {
         }
     }
 
-    /// Adds or updates one object. One that does not parse keeps its last good version
-    /// in the store (as a file that fails to parse does).
-    pub fn apply(&mut self, read: Read) {
+    /// Adds or updates one object; true when anything changed. One that does not parse
+    /// keeps its last good version in the store (as a file that fails to parse does).
+    pub fn apply(&mut self, read: Read) -> bool {
         let key = ObjectKey::from(&read.object);
-        match read.conditions {
-            Some(c) => drop(self.conditions.insert(read.object.clone(), c)),
-            None => drop(self.conditions.remove(&read.object)),
-        }
+        let mut changed = match read.conditions {
+            Some(c) => self.conditions.insert(read.object.clone(), c.clone()) != Some(c),
+            None => self.conditions.remove(&read.object).is_some(),
+        };
         match read.parsed {
             Ok(Some(object)) => {
-                self.unreadable.remove(&read.object);
+                changed |= self.unreadable.remove(&read.object).is_some();
                 self.keys.entry(read.object.kind).or_default().insert(key);
                 self.stored.insert(read.object);
+                changed |= !holds(&self.store, &object);
                 self.store.insert(object);
             }
-            Ok(None) => self.delete(&read.object),
+            Ok(None) => changed |= self.delete(&read.object),
             Err(reason) => {
                 let kept = self.stored.contains(&read.object);
                 let repeat = self.unreadable.get(&read.object).is_some_and(|v| {
@@ -154,27 +155,30 @@ impl Reflected {
                 }
                 self.keys.entry(read.object.kind).or_default().insert(key);
                 if is_routing(read.object.kind) {
+                    changed |= !repeat;
                     self.unreadable
                         .insert(read.object, Verdict::rejected(read.generation, reason));
                 }
             }
         }
+        changed
     }
 
-    /// Removes one object.
-    pub fn delete(&mut self, object: &ObjectRef) {
-        self.store.remove(object);
+    /// Removes one object; true when it was known.
+    pub fn delete(&mut self, object: &ObjectRef) -> bool {
+        let mut known = self.store.remove(object);
         self.stored.remove(object);
         if let Some(keys) = self.keys.get_mut(&object.kind) {
-            keys.remove(&ObjectKey::from(object));
+            known |= keys.remove(&ObjectKey::from(object));
         }
-        self.unreadable.remove(object);
-        self.conditions.remove(object);
+        known |= self.unreadable.remove(object).is_some();
+        known |= self.conditions.remove(object).is_some();
+        known
     }
 
     /// Replaces every object of `kind` with `reads` (a complete list): objects not in it
-    /// are gone.
-    pub fn replace_kind(&mut self, kind: Kind, reads: Vec<Read>) {
+    /// are gone. True when anything changed.
+    pub fn replace_kind(&mut self, kind: Kind, reads: Vec<Read>) -> bool {
         let listed: BTreeSet<ObjectKey> =
             reads.iter().map(|r| ObjectKey::from(&r.object)).collect();
         let gone: Vec<ObjectKey> = self
@@ -182,16 +186,37 @@ impl Reflected {
             .get(&kind)
             .map(|keys| keys.difference(&listed).cloned().collect())
             .unwrap_or_default();
+        let mut changed = false;
         for key in gone {
-            self.delete(&ObjectRef {
+            changed |= self.delete(&ObjectRef {
                 kind,
                 namespace: key.namespace,
                 name: key.name,
             });
         }
         for read in reads {
-            self.apply(read);
+            changed |= self.apply(read);
         }
+        changed
+    }
+}
+
+/// True when `store` holds exactly `object`.
+fn holds(store: &Store, object: &Object) -> bool {
+    let r = object.object_ref();
+    let key = ObjectKey::from(&r);
+    match object {
+        Object::Namespace(o) => store.namespaces.get(&key) == Some(o),
+        Object::Service(o) => store.services.get(&key) == Some(o),
+        Object::Pod(o) => store.pods.get(&key) == Some(o),
+        Object::EndpointSlice(o) => store.endpoint_slices.get(&key) == Some(o),
+        Object::VirtualService(o) => store.virtual_services.get(&key) == Some(o),
+        Object::DestinationRule(o) => store.destination_rules.get(&key) == Some(o),
+        Object::MetaRouter(o) => store.meta_routers.get(&key) == Some(o),
+        Object::Secret(o) => store.secrets.get(&key) == Some(o),
+        Object::RedisService(o) => store.redis_services.get(&key) == Some(o),
+        Object::RedisDestination(o) => store.redis_destinations.get(&key) == Some(o),
+        Object::AuthorizationPolicy(o) => store.authorization_policies.get(&key) == Some(o),
     }
 }
 
@@ -224,11 +249,14 @@ impl Shared {
         self.reflected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Changes the state and tells everyone who follows it.
-    pub fn update(&self, change: impl FnOnce(&mut Reflected)) {
-        change(&mut self.lock());
-        self.revision.send_modify(|r| *r += 1);
-        let _ = self.changes.send(());
+    /// Changes the state and, when `change` says it changed anything, tells everyone who
+    /// follows it.
+    pub fn update(&self, change: impl FnOnce(&mut Reflected) -> bool) {
+        let changed = change(&mut self.lock());
+        if changed {
+            self.revision.send_modify(|r| *r += 1);
+            let _ = self.changes.send(());
+        }
     }
 
     /// The revision, bumped on every change.

@@ -116,7 +116,7 @@ impl WatchTask {
                         off_logged = false;
                         self.shared.update(|r| {
                             r.set_version(api.kind, Some(version));
-                            r.replace_kind(api.kind, reads);
+                            r.replace_kind(api.kind, reads)
                         });
                         self.synced();
                     }
@@ -156,6 +156,7 @@ impl WatchTask {
                             self.shared.update(|r| {
                                 r.set_version(api.kind, None);
                                 r.replace_kind(api.kind, Vec::new());
+                                true
                             });
                         }
                         self.synced();

@@ -5,7 +5,10 @@
 //! In a cluster the store holds every Service, EndpointSlice, Pod and Namespace, so the
 //! per-object overhead multiplies: `managedFields` (often larger than the object itself)
 //! and kubectl's last-applied annotation (a second copy of the object; for a Secret, its
-//! values) are dropped from every object; Pods keep their metadata, service account and
+//! values) are dropped from every object, and so is `resourceVersion` except on Services
+//! (the address Service writer replaces Services with it): a write that changes nothing
+//! the controller reads (a status update, kubelet's container statuses) then leaves the
+//! stored object equal, and triggers no translation. Pods keep their metadata, service account and
 //! IPs (subsets, source identity) but not containers, volumes or container statuses; and
 //! Secrets of types that never hold the credentials the controller reads (Helm releases,
 //! service-account tokens, registry and TLS credentials, bootstrap tokens) are not kept
@@ -44,7 +47,11 @@ pub fn admit(mut object: Object) -> Option<Object> {
     }
     match &mut object {
         Object::Namespace(o) => trim_meta(&mut o.metadata),
-        Object::Service(o) => trim_meta(&mut o.metadata),
+        Object::Service(o) => {
+            let version = o.metadata.resource_version.take();
+            trim_meta(&mut o.metadata);
+            o.metadata.resource_version = version;
+        }
         Object::Pod(o) => trim_pod(o),
         Object::EndpointSlice(o) => trim_meta(&mut o.metadata),
         Object::VirtualService(o) => trim_meta(&mut o.metadata),
@@ -69,6 +76,7 @@ pub fn ignored_secret_types_selector() -> String {
 
 fn trim_meta(meta: &mut ObjectMeta) {
     meta.managed_fields = None;
+    meta.resource_version = None;
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove(LAST_APPLIED_ANNOTATION);
         if annotations.is_empty() {
@@ -109,7 +117,7 @@ mod tests {
     fn drops_bookkeeping_and_pod_internals() {
         let pod = object(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {app: a}\n  managedFields: [{manager: kubectl}]\n  \
-             annotations: {kubectl.kubernetes.io/last-applied-configuration: '{}', keep: me}\n\
+             annotations: {kubectl.kubernetes.io/last-applied-configuration: '{}', keep: me}\n  resourceVersion: '42'\n\
              spec: {serviceAccountName: sa, containers: [{name: c, image: i}]}\n\
              status: {podIP: 10.0.0.1, phase: Running, containerStatuses: [{name: c, image: i, imageID: x, ready: true, restartCount: 0}]}\n",
         );
@@ -126,6 +134,18 @@ mod tests {
         let status = p.status.unwrap();
         assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
         assert!(status.container_statuses.is_none());
+    }
+
+    #[test]
+    fn services_keep_their_resource_version() {
+        let svc = object(
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s, resourceVersion: '7', managedFields: [{}]}\n",
+        );
+        let Some(Object::Service(s)) = admit(svc) else {
+            panic!("a service")
+        };
+        assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
+        assert!(s.metadata.managed_fields.is_none());
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub fn create(
     if !keep_status && let Value::Object(m) = &mut body {
         m.remove("status");
     }
+    if is_service(state, index) {
+        allocate_cluster_ip(state, &mut body);
+    }
     let uid = state.uid();
     let meta = &mut body["metadata"];
     meta["uid"] = Value::String(uid);
@@ -217,6 +220,14 @@ fn write(
                 new["metadata"][field] = v.clone();
             }
         }
+        // A Service's ClusterIP is immutable; an update that leaves it out keeps it.
+        if is_service(state, t.index) && new.pointer("/spec/clusterIP").is_none_or(|ip| ip == "") {
+            for field in ["clusterIP", "clusterIPs"] {
+                if let Some(v) = old["spec"].get(field) {
+                    new["spec"][field] = v.clone();
+                }
+            }
+        }
     }
     let generation = old
         .pointer("/metadata/generation")
@@ -228,6 +239,32 @@ fn write(
     state
         .commit(t.index, t.key(), Some(new))
         .ok_or_else(|| ApiError::new(500, "InternalError", "write lost its object"))
+}
+
+fn is_service(state: &mut State, index: usize) -> bool {
+    let def = state.table(index).def;
+    def.group.is_empty() && def.kind == "Service"
+}
+
+/// Gives a new Service a ClusterIP, as the API server does, unless it is headless
+/// (`None`), an ExternalName, or names its own.
+fn allocate_cluster_ip(state: &mut State, service: &mut Value) {
+    let external = service.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+    let given = service
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if external {
+        return;
+    }
+    if given.is_empty() {
+        let ip = state.cluster_ip();
+        service["spec"]["clusterIP"] = Value::String(ip.clone());
+        service["spec"]["clusterIPs"] = serde_json::json!([ip]);
+    } else if service.pointer("/spec/clusterIPs").is_none() {
+        let given = given.to_string();
+        service["spec"]["clusterIPs"] = serde_json::json!([given]);
+    }
 }
 
 /// Sets the fields every stored object has: apiVersion, kind, name, namespace; and, as

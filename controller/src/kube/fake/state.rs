@@ -140,6 +140,7 @@ pub struct State {
     /// Events at or before this resourceVersion are gone from the history.
     compacted: u64,
     next_uid: u64,
+    next_cluster_ip: u32,
     tables: Vec<Table>,
 }
 
@@ -163,6 +164,7 @@ impl State {
             rv: 1,
             compacted: 0,
             next_uid: 1,
+            next_cluster_ip: 0,
             tables,
         }
     }
@@ -309,6 +311,14 @@ impl State {
         t.history.push(event.clone());
         let _ = t.events.send(event);
         Some(stored)
+    }
+
+    /// A fresh ClusterIP from the fake's service range, 10.96.128.0/17 (the first half of
+    /// kubeadm's 10.96.0.0/16 is left to the addresses tests choose themselves).
+    pub fn cluster_ip(&mut self) -> String {
+        self.next_cluster_ip += 1;
+        let n = self.next_cluster_ip;
+        format!("10.96.{}.{}", 128 + (n >> 8) % 128, n & 0xff)
     }
 
     /// A fresh object UID.
