@@ -34,6 +34,9 @@ use crate::{
 /// it sees one list request per API per half minute.
 pub const API_RECHECK: Duration = Duration::from_secs(30);
 
+/// Pause before listing again an API whose watch found it gone.
+const RELIST_PAUSE: Duration = Duration::from_secs(1);
+
 /// How the watches behave.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -168,9 +171,15 @@ impl WatchTask {
                         continue 'versions;
                     }
                     Err(watcher::Error::WatchStartFailed(e)) if is_not_found(&e) => {
-                        // Gone while watched (its CRD deleted): start over with a list.
+                        // Gone while watched (its CRD deleted): start over with a list,
+                        // after a pause so that a server answering lists but not watches
+                        // is not hammered.
                         tracing::info!(api = %api.describe(), "no longer served; listing again");
                         self.metrics.watch_restarted(api.kind_name);
+                        tokio::select! {
+                            _ = shutdown.wait_for(|v| *v) => return,
+                            () = tokio::time::sleep(RELIST_PAUSE) => {}
+                        }
                         continue 'versions;
                     }
                     Err(e) => {
