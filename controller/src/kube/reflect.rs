@@ -264,3 +264,51 @@ impl Shared {
         self.revision.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::apis::watched;
+
+    fn vs(hosts: &str, resource_version: &str, conditions: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "r", "namespace": "ns", "resourceVersion": resource_version, "generation": 1},
+            "spec": {"hosts": [hosts]}, "status": {"conditions": conditions}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_real_changes_count() {
+        let api = watched(Kind::VirtualService).unwrap();
+        let mut r = Reflected::default();
+        assert!(r.apply(read(api, "v1", vs("a", "1", serde_json::json!([])))));
+        assert!(
+            !r.apply(read(api, "v1", vs("a", "2", serde_json::json!([])))),
+            "a new resourceVersion alone"
+        );
+        let accepted = serde_json::json!([{"type": "Accepted", "status": "True"}]);
+        assert!(
+            r.apply(read(api, "v1", vs("a", "3", accepted.clone()))),
+            "conditions are followed"
+        );
+        assert!(!r.apply(read(api, "v1", vs("a", "4", accepted.clone()))));
+        assert!(
+            r.apply(read(api, "v1", vs("b", "5", accepted))),
+            "a spec change"
+        );
+        assert_eq!(
+            r.store().virtual_services[&ObjectKey::new("ns", "r")]
+                .spec
+                .hosts,
+            vec!["b"]
+        );
+        let object = ObjectRef {
+            kind: Kind::VirtualService,
+            namespace: "ns".into(),
+            name: "r".into(),
+        };
+        assert!(r.delete(&object));
+        assert!(!r.delete(&object));
+    }
+}
