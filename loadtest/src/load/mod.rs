@@ -10,6 +10,7 @@
 
 pub mod dubbo;
 pub mod http;
+pub mod html;
 mod mux;
 pub mod report;
 pub mod thrift;
