@@ -10,18 +10,18 @@ use corridor_controller::{
     store::Store,
     translate::{TranslateOptions, translate},
 };
+use corridor_gateway::model::meta_route::MetaRouteConfig;
 use corridor_gateway::model::{
     ModelError,
     cluster::{Cluster, Endpoints},
     listener::Listener,
     route::RouteConfig,
 };
+use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 use corridor_proto::envoy::config::{
     cluster::v3::Cluster as PbCluster, endpoint::v3::ClusterLoadAssignment,
     listener::v3::Listener as PbListener, route::v3::RouteConfiguration,
 };
-use corridor_gateway::model::meta_route::MetaRouteConfig;
-use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
 use corridor_proto::type_url;
 use prost::Message;
 use serde::Deserialize;
@@ -102,7 +102,9 @@ fn convert(tag: usize, body: &[u8]) -> Result<(), String> {
         1 => decode_and(body, |pb: &RouteConfiguration| RouteConfig::try_from(pb)),
         2 => decode_and(body, |pb: &PbCluster| Cluster::try_from(pb)),
         3 => decode_and(body, |pb: &ClusterLoadAssignment| Endpoints::try_from(pb)),
-        _ => decode_and(body, |pb: &PbMetaRouteConfiguration| MetaRouteConfig::try_from(pb)),
+        _ => decode_and(body, |pb: &PbMetaRouteConfiguration| {
+            MetaRouteConfig::try_from(pb)
+        }),
     }
 }
 
@@ -118,7 +120,11 @@ pub fn dns_request(data: &[u8]) {
     let Some((&transport, message)) = data.split_first() else {
         return;
     };
-    let protocol = if transport % 2 == 0 { Protocol::Udp } else { Protocol::Tcp };
+    let protocol = if transport % 2 == 0 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let (runtime, handler) = dns::fixture();
     let src = std::net::SocketAddr::from(([127, 0, 0, 1], 5300));
     let Some(reply) = runtime.block_on(handler.answer_raw(message, src, protocol)) else {
@@ -129,9 +135,16 @@ pub fn dns_request(data: &[u8]) {
         Ok(m) => m,
         Err(e) => panic!("corridor-dns produced a response that does not parse: {e}"),
     };
-    assert!(decoder.is_empty(), "{} bytes of trailing junk after the response", decoder.len());
+    assert!(
+        decoder.is_empty(),
+        "{} bytes of trailing junk after the response",
+        decoder.len()
+    );
     if message.len() >= 2 {
-        assert_eq!(parsed.metadata.id, u16::from_be_bytes([message[0], message[1]]));
+        assert_eq!(
+            parsed.metadata.id,
+            u16::from_be_bytes([message[0], message[1]])
+        );
     }
     if protocol == Protocol::Udp {
         assert!(reply.len() <= usize::from(corridor_dns::server::MAX_UDP_PAYLOAD));
@@ -148,7 +161,10 @@ mod dns {
     pub fn fixture() -> &'static (tokio::runtime::Runtime, Handler) {
         static FIXTURE: OnceLock<(tokio::runtime::Runtime, Handler)> = OnceLock::new();
         FIXTURE.get_or_init(|| {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => panic!("cannot build a runtime: {e}"),
             };
@@ -162,20 +178,28 @@ pub fn dubbo_codec(data: &[u8]) {
     use corridor_gateway::codec::dubbo::peer;
     // The echo backend's and load client's readers see the same frames: they may refuse
     // them, never panic.
-    codec_stream(&corridor_gateway::codec::dubbo::DubboCodec::default(), data, |frame| {
-        let _ = peer::read_invocation(frame);
-        let _ = peer::read_answer(frame);
-    });
+    codec_stream(
+        &corridor_gateway::codec::dubbo::DubboCodec::default(),
+        data,
+        |frame| {
+            let _ = peer::read_invocation(frame);
+            let _ = peer::read_answer(frame);
+        },
+    );
 }
 
 /// Bytes of a Thrift stream (any transport and protocol) through the gateway's Thrift
 /// codec ([`codec_stream`]).
 pub fn thrift_codec(data: &[u8]) {
     use corridor_gateway::codec::thrift::peer;
-    codec_stream(&corridor_gateway::codec::thrift::ThriftCodec::default(), data, |frame| {
-        let _ = peer::string_field(frame, 0);
-        let _ = peer::string_field(frame, 1);
-    });
+    codec_stream(
+        &corridor_gateway::codec::thrift::ThriftCodec::default(),
+        data,
+        |frame| {
+            let _ = peer::string_field(frame, 0);
+            let _ = peer::string_field(frame, 1);
+        },
+    );
 }
 
 /// Cuts `data` into messages as a connection would, and for each message checks what
@@ -196,7 +220,10 @@ pub fn codec_stream(
         let mut buf = BytesMut::from(bytes);
         match codec.decode(&mut buf) {
             Ok(Some(frame)) => frame,
-            other => panic!("{}: our own output does not decode: {other:?}", codec.name()),
+            other => panic!(
+                "{}: our own output does not decode: {other:?}",
+                codec.name()
+            ),
         }
     };
     let mut buf = BytesMut::from(data);
@@ -215,35 +242,68 @@ pub fn codec_stream(
         let md = &frame.metadata;
         let mut out = BytesMut::new();
         if let Err(e) = codec.encode(&frame, &Edit::default(), &mut out) {
-            panic!("{}: an unchanged frame cannot be written back: {e}", codec.name());
+            panic!(
+                "{}: an unchanged frame cannot be written back: {e}",
+                codec.name()
+            );
         }
-        assert_eq!(&out[..], &frame.bytes[..], "{}: an empty edit changed the bytes", codec.name());
+        assert_eq!(
+            &out[..],
+            &frame.bytes[..],
+            "{}: an empty edit changed the bytes",
+            codec.name()
+        );
 
         // Thrift seqids are 32 bits: use an id every codec can carry.
         let id = md.request_id.wrapping_add(1) & 0x7fff_ffff;
-        let mut edit = Edit { request_id: Some(id), set: Vec::new() };
+        let mut edit = Edit {
+            request_id: Some(id),
+            set: Vec::new(),
+        };
         if codec.can_mutate(md) {
-            edit.set.push(("x-corridor-fuzz".to_string(), "1".to_string()));
+            edit.set
+                .push(("x-corridor-fuzz".to_string(), "1".to_string()));
         }
         let mut out = BytesMut::new();
         if codec.encode(&frame, &edit, &mut out).is_ok() {
             let again = decode_one(&out);
-            assert_eq!(again.metadata.request_id, id, "{}: the new id did not stick", codec.name());
+            assert_eq!(
+                again.metadata.request_id,
+                id,
+                "{}: the new id did not stick",
+                codec.name()
+            );
             assert_eq!(again.metadata.message_type, md.message_type);
             if !edit.set.is_empty() && md.message_type == MessageType::Request {
-                assert_eq!(again.metadata.get("x-corridor-fuzz"), Some("1"), "{}: the edit was lost", codec.name());
+                assert_eq!(
+                    again.metadata.get("x-corridor-fuzz"),
+                    Some("1"),
+                    "{}: the edit was lost",
+                    codec.name()
+                );
             }
         }
         if md.message_type == MessageType::Request {
-            let error = LocalError { kind: ErrorKind::NoRoute, message: "no route (fuzz)".into() };
+            let error = LocalError {
+                kind: ErrorKind::NoRoute,
+                message: "no route (fuzz)".into(),
+            };
             let reply = decode_one(&codec.local_reply(md, &error));
             assert_eq!(reply.metadata.message_type, MessageType::Response);
-            assert_eq!(reply.metadata.request_id, md.request_id, "{}: local reply under another id", codec.name());
+            assert_eq!(
+                reply.metadata.request_id,
+                md.request_id,
+                "{}: local reply under another id",
+                codec.name()
+            );
         }
         if md.message_type == MessageType::Heartbeat
             && let Some(pong) = codec.heartbeat_reply(md)
         {
-            assert_eq!(decode_one(&pong).metadata.message_type, MessageType::HeartbeatResponse);
+            assert_eq!(
+                decode_one(&pong).metadata.message_type,
+                MessageType::HeartbeatResponse
+            );
         }
     }
 }
@@ -280,8 +340,15 @@ mod redis {
     pub(super) fn commands(stream: &[u8], read_size: usize, max: usize) {
         let (commands, error) = read_commands(stream, read_size, max);
         let (whole, whole_error) = read_commands(stream, stream.len().max(1), max);
-        assert_eq!(commands, whole, "commands depend on how the stream was read");
-        assert_eq!(error.is_some(), whole_error.is_some(), "{error:?} / {whole_error:?}");
+        assert_eq!(
+            commands, whole,
+            "commands depend on how the stream was read"
+        );
+        assert_eq!(
+            error.is_some(),
+            whole_error.is_some(),
+            "{error:?} / {whole_error:?}"
+        );
         for command in &commands {
             check_command(command, max);
         }
@@ -301,21 +368,36 @@ mod redis {
         let (values, error) = read_values(stream, read_size, max);
         let (whole, whole_error) = read_values(stream, stream.len().max(1), max);
         assert_eq!(values, whole, "values depend on how the stream was read");
-        assert_eq!(error.is_some(), whole_error.is_some(), "{error:?} / {whole_error:?}");
+        assert_eq!(
+            error.is_some(),
+            whole_error.is_some(),
+            "{error:?} / {whole_error:?}"
+        );
         for v in &values {
             let (again, e) = read_values(&encoded(v), 1, max);
             assert_eq!(e, None, "{v:?} written back does not decode");
-            assert_eq!(again, std::slice::from_ref(v), "{v:?} written back decodes differently");
+            assert_eq!(
+                again,
+                std::slice::from_ref(v),
+                "{v:?} written back decodes differently"
+            );
             // RESP2 forms can be longer (`_` becomes `$-1`): no limit for them.
             let resp2 = v.clone().into_resp2();
             let (again, e) = read_values(&encoded(&resp2), 7, usize::MAX);
-            assert!(e.is_none() && again.len() == 1, "{resp2:?} (RESP2) does not decode: {e:?}");
+            assert!(
+                e.is_none() && again.len() == 1,
+                "{resp2:?} (RESP2) does not decode: {e:?}"
+            );
         }
     }
 
     /// Every command of `stream` read `read_size` bytes at a time, and the error that
     /// ended it, if one did.
-    fn read_commands(stream: &[u8], read_size: usize, max: usize) -> (Vec<Command>, Option<RespError>) {
+    fn read_commands(
+        stream: &[u8],
+        read_size: usize,
+        max: usize,
+    ) -> (Vec<Command>, Option<RespError>) {
         let mut decoder = CommandDecoder::new(max);
         read_all(stream, read_size, |buf| decoder.decode(buf))
     }
@@ -378,8 +460,43 @@ mod redis {
         }
         if let Ok(keys) = command::key_indices(info, &command.args) {
             for i in keys {
-                assert!(slot::slot(&command.args[i]) < slot::SLOTS, "key {i} of {command:?}");
+                assert!(
+                    slot::slot(&command.args[i]) < slot::SLOTS,
+                    "key {i} of {command:?}"
+                );
             }
         }
+    }
+}
+
+/// `corefile`: the bytes (UTF-8, lossily) as the Corefile in the `coredns` ConfigMap, which
+/// anyone with access to kube-system may have edited by hand. Adding Corridor's block must
+/// either refuse with an error or give a Corefile from which removing the block gives back
+/// the input byte for byte; adding again must change nothing; removing from any input must
+/// not panic, and removing twice must equal removing once.
+pub fn corefile(data: &[u8]) {
+    use corridor_controller::cluster::corefile::{add_stub, remove_stub};
+    let text = String::from_utf8_lossy(data);
+    let target = std::net::SocketAddr::from(([10, 96, 0, 53], 53));
+    if let Ok(added) = add_stub(&text, "cluster.local", target) {
+        assert_eq!(
+            add_stub(&added, "cluster.local", target).as_deref(),
+            Ok(added.as_str()),
+            "adding twice changed the Corefile"
+        );
+        let removed = remove_stub(&added).expect("our own block is removable");
+        if remove_stub(&text).as_deref() == Ok(&*text) {
+            assert_eq!(
+                removed, text,
+                "removing the block did not give back the input"
+            );
+        }
+    }
+    if let Ok(once) = remove_stub(&text) {
+        assert_eq!(
+            remove_stub(&once).as_deref(),
+            Ok(once.as_str()),
+            "removing is not idempotent"
+        );
     }
 }

@@ -61,3 +61,8 @@ fn thrift_codec_seeds() {
 fn redis_resp_seeds() {
     replay("redis_resp", corridor_fuzz::redis_resp);
 }
+
+#[test]
+fn corefile_seeds() {
+    replay("corefile", corridor_fuzz::corefile);
+}
