@@ -203,23 +203,42 @@ class Dns(unittest.TestCase):
 
 class LoadTest(unittest.TestCase):
     def test_each_protocol(self) -> None:
+        # `corridor-load <protocol> --target ... --json` with each protocol's own flags.
         cases = {
-            "http": ({"target": "http://web.shop:8080/"}, {"--url": ["http://web.shop:8080/"]}),
+            "http": ({"target": "http://web.shop:8080/"}, {"--target": ["http://web.shop:8080/"]}),
+            "grpc": ({"target": "greeter.shop:50051", "method": "/shop.Greeter/Hello"},
+                     {"--target": ["greeter.shop:50051"], "--method": ["/shop.Greeter/Hello"]}),
             "dubbo": ({"target": "orders.shop:20880", "interface": "com.shop.Orders", "method": "get"},
                       {"--target": ["orders.shop:20880"], "--interface": ["com.shop.Orders"], "--method": ["get"]}),
             "thrift": ({"target": "cart.shop:9090", "method": "add"}, {"--target": ["cart.shop:9090"], "--method": ["add"]}),
+            "redis": ({"target": "cache.shop:6379"}, {"--target": ["cache.shop:6379"]}),
+            "dns": ({"target": "10.96.0.10:53", "names": "web.shop.svc.cluster.local,cart.shop.svc.cluster.local"},
+                    {"--target": ["10.96.0.10:53"], "--names": ["web.shop.svc.cluster.local,cart.shop.svc.cluster.local"]}),
         }
+        own_flags = {"--interface", "--method", "--names"}
         for protocol, (values, want) in cases.items():
             with self.subTest(protocol=protocol):
-                load = {"enabled": True, "protocol": protocol, "rate": 500, "duration": "30s", **values}
+                load = {"enabled": True, "protocol": protocol, "rate": 500, "duration": "30s", "connections": 8, **values}
                 (job,) = [j for j in render({"loadTest": load}).of_kind("Job")]
                 (c,) = job.pod_spec()["containers"]
+                self.assertEqual(c["command"], ["/usr/local/bin/corridor-load"])
                 self.assertEqual(c["args"][0], protocol)
                 flags = args_of(c)
                 self.assertEqual({k: flags[k] for k in want}, want)
+                # No other protocol's flags (the CLI refuses unknown flags).
+                self.assertEqual(own_flags & flags.keys(), own_flags & want.keys())
                 self.assertEqual(flags["--rate"], ["500"])
                 self.assertEqual(flags["--duration"], ["30s"])
-                self.assertIn("--json", flags)
+                self.assertEqual(flags["--connections"], ["8"])
+                self.assertEqual(flags["--json"], [""])
+                self.assertNotIn("--url", flags)
+
+    def test_extra_args_come_last_as_given(self) -> None:
+        load = {"enabled": True, "target": "web.shop:8080", "extraArgs": ["--warmup=5s", "--header", "x-test: a b"]}
+        (job,) = render({"loadTest": load}).of_kind("Job")
+        (c,) = job.pod_spec()["containers"]
+        self.assertEqual(c["args"][-3:], ["--warmup=5s", "--header", "x-test: a b"])
+        self.assertEqual(c["args"][:2], ["http", "--target=web.shop:8080"])
 
     def test_off_by_default(self) -> None:
         self.assertEqual(render().of_kind("Job"), [])

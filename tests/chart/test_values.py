@@ -25,7 +25,10 @@ class Schema(unittest.TestCase):
         ({"gateway": {"autoscaling": {"enabled": "yes"}}}, "/gateway/autoscaling/enabled", "want boolean"),
         ({"gateway": {"replica": 3}}, "/gateway", "additional properties 'replica'"),
         ({"controler": {"replicas": 2}}, "", "additional properties 'controler'"),
-        ({"loadTest": {"protocol": "grpc"}}, "/loadTest/protocol", "one of"),
+        ({"loadTest": {"protocol": "kafka"}}, "/loadTest/protocol", "one of"),
+        ({"loadTest": {"enabled": True, "protocol": "grpc", "target": "g:50051", "method": "Greeter/Hello"}},
+         "/loadTest/method", "pattern"),
+        ({"loadTest": {"enabled": True, "protocol": "grpc", "target": "g:50051"}}, "/loadTest/method", "pattern"),
         ({"loadTest": {"duration": "2 minutes"}}, "/loadTest/duration", "pattern"),
         ({"gateway": {"pdb": {"maxUnavailable": "one"}}}, "/gateway/pdb/maxUnavailable", ""),
     ]
@@ -48,7 +51,7 @@ class Schema(unittest.TestCase):
         render({
             "gateway": {"replicas": 5, "podAntiAffinity": "hard", "pdb": {"maxUnavailable": "25%"}},
             "dns": {"mode": "replace", "replicas": 3, "port": 10053},
-            "loadTest": {"protocol": "thrift", "duration": "1m30s"},
+            "loadTest": {"protocol": "dns", "duration": "1m30s", "names": "a.example,b.example"},
         })
 
 
@@ -77,6 +80,8 @@ class Guards(unittest.TestCase):
             {"loadTest": {"enabled": True, "protocol": "dubbo", "target": "orders:20880", "method": "get"}},
             "loadTest.interface is required",
         )
+        self.assert_refused({"loadTest": {"enabled": True, "protocol": "dns", "target": "10.0.0.10:53"}},
+                            "loadTest.names is required")
 
 
 if __name__ == "__main__":
