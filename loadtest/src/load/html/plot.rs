@@ -39,7 +39,8 @@ pub(crate) enum XScale {
 pub(crate) struct Series {
     /// Its name in the legend and in the polyline's `data-series`.
     pub label: String,
-    /// Its points (x, y) in data units; points that are not finite are left out.
+    /// Its points (x, y) in data units. A point without a y (NaN: e.g. a second in
+    /// which no call was answered has no latency) breaks the line there.
     pub points: Vec<(f64, f64)>,
     /// Dashed: a bound or a request rather than a measurement.
     pub dashed: bool,
@@ -50,12 +51,16 @@ impl Series {
     pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
         Self {
             label: label.into(),
-            points: points
-                .into_iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .collect(),
+            points: points.into_iter().filter(|(x, _)| x.is_finite()).collect(),
             dashed: false,
         }
+    }
+
+    /// Its unbroken runs of points.
+    fn segments(&self) -> impl Iterator<Item = &[(f64, f64)]> {
+        self.points
+            .split(|p| !p.1.is_finite())
+            .filter(|run| !run.is_empty())
     }
 
     /// The same series, dashed.
@@ -119,7 +124,7 @@ impl Plot {
         for (i, s) in self.series.iter().enumerate() {
             series(&frame, s, PALETTE[i % PALETTE.len()], &mut out);
         }
-        if self.series.iter().all(|s| s.points.is_empty()) {
+        if self.series.iter().all(|s| s.segments().next().is_none()) {
             let _ = write!(
                 out,
                 r#"<text class="no-data" x="{}" y="{}" text-anchor="middle">no data</text>"#,
@@ -142,7 +147,7 @@ impl Plot {
     }
 
     fn frame(&self) -> Frame {
-        let points = || self.series.iter().flat_map(|s| s.points.iter());
+        let points = || self.series.iter().flat_map(Series::segments).flatten();
         let y_top = points().map(|p| p.1).fold(0.0, f64::max);
         let (y_max, y_ticks) = linear_ticks(y_top);
         let (x_max, x_ticks) = match self.x_scale {
@@ -230,33 +235,34 @@ impl Plot {
     }
 }
 
-/// One series: a polyline through its points (and a dot when it has only one, which a
-/// polyline would not show).
+/// One series: a polyline per unbroken run of points (and a dot for a run of one, which
+/// a polyline would not show).
 fn series(f: &Frame, s: &Series, colour: &str, out: &mut String) {
-    let points: Vec<String> = s
-        .points
-        .iter()
-        .map(|&(x, y)| format!("{:.1},{:.1}", f.px(x), f.py(y)))
-        .collect();
     let dash = if s.dashed {
         r#" stroke-dasharray="6 4""#
     } else {
         ""
     };
-    let _ = write!(
-        out,
-        r#"<polyline class="series" data-series="{}" data-points="{}" points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
-        super::escape(&s.label),
-        points.len(),
-        points.join(" ")
-    );
-    if let [only] = s.points.as_slice() {
+    for run in s.segments() {
+        let points: Vec<String> = run
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", f.px(x), f.py(y)))
+            .collect();
         let _ = write!(
             out,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
-            f.px(only.0),
-            f.py(only.1)
+            r#"<polyline class="series" data-series="{}" data-points="{}" points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"#,
+            super::escape(&s.label),
+            points.len(),
+            points.join(" ")
         );
+        if let [only] = run {
+            let _ = write!(
+                out,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
+                f.px(only.0),
+                f.py(only.1)
+            );
+        }
     }
 }
 
@@ -338,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn a_series_becomes_a_polyline_inside_the_plot_area() {
+    fn a_series_becomes_polylines_inside_the_plot_area() {
         let plot = Plot {
             id: "p".into(),
             title: "t".into(),
@@ -347,7 +353,13 @@ mod tests {
             x_scale: XScale::Linear,
             series: vec![Series::new(
                 "a<b",
-                vec![(0.0, 0.0), (5.0, 10.0), (f64::NAN, 1.0)],
+                vec![
+                    (0.0, 0.0),
+                    (5.0, 10.0),
+                    (f64::NAN, 1.0),
+                    (3.0, f64::NAN),
+                    (4.0, 2.0),
+                ],
             )],
         };
         let svg = plot.render();
@@ -362,6 +374,12 @@ mod tests {
             WIDTH - RIGHT
         );
         assert!(svg.contains(&corners), "{svg}");
+        // After the gap (x = 3 has no y), x = 4 stands alone: a line of one point, and a dot.
+        assert!(
+            svg.contains(r#"data-points="1""#) && svg.contains("<circle"),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(!svg.contains("no data"));
     }
 

@@ -171,6 +171,26 @@ fn a_capacity_search_plots_its_steps_against_the_objective() {
 }
 
 #[test]
+fn a_second_without_answers_breaks_the_latency_lines() {
+    let mut v = summary();
+    v["timeseries"][4]["p50_ms"] = Value::Null;
+    v["timeseries"][4]["p99_ms"] = Value::Null;
+    v["timeseries"][4]["rate"] = json!(0.0);
+    let page = render(&v).unwrap();
+    assert_eq!(
+        polylines(&page, "latency"),
+        [
+            ("p50".to_owned(), 4),
+            ("p50".to_owned(), 5),
+            ("p99".to_owned(), 4),
+            ("p99".to_owned(), 5)
+        ]
+    );
+    // The rate has a value every second: zero is one.
+    assert_eq!(polylines(&page, "rate")[0], ("rate".to_owned(), 10));
+}
+
+#[test]
 fn other_objects_are_refused_with_what_they_are() {
     let err = render(&json!({"protocol": "http"})).unwrap_err();
     assert!(
