@@ -8,11 +8,15 @@
 //! - [`slots`]: a Redis Cluster's slot map and redirections.
 //! - [`route`]: one command: faults, routing, splitting, sending, merging, redirections.
 //! - [`pending`]: a reply on its way, and the per-command metrics.
+//! - [`placement`]: the server of a key in PROXY mode (rendezvous hashing).
+//! - [`redirect`]: CLUSTER mode's slot discovery and MOVED/ASK following.
 //! - [`session`]: a client connection's state and the commands the gateway answers.
 //! - [`downstream`]: a client connection: decode, dispatch in order, write replies.
 
 pub mod downstream;
 pub mod pending;
+pub mod placement;
+pub mod redirect;
 pub mod route;
 pub mod session;
 pub mod slots;

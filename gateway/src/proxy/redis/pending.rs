@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use metrics::{Counter, Histogram};
 
 use super::RedisListener;
-use super::route::follow;
+use super::redirect::follow;
 use super::slots::Redirect;
 use super::upstream::Reply;
 use crate::cluster::ClusterState;

@@ -3,7 +3,7 @@
 //! arrival order, mirrors, and a future that waits for the replies, follows MOVED/ASK
 //! and merges the parts.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,16 @@ use rand::Rng;
 
 use super::RedisListener;
 use super::pending::{Follow, Pending};
-use super::slots::{Redirect, Shard, SlotMap};
-use super::upstream::{Pipelined, text};
+use super::placement::rendezvous;
+use super::redirect::discover;
+use super::slots::Shard;
+use super::upstream::Pipelined;
 use crate::cluster::ClusterState;
 use crate::model::redis::{FaultKind, ReadPolicy, RedisMode};
 use crate::redis::command::{CommandInfo, Kind, key_indices};
 use crate::redis::resp::{Command, Value, encode_command};
 use crate::redis::slot;
 
-/// Redirections followed for one command before giving up (a cluster in flux).
-const MAX_REDIRECTS: usize = 3;
 /// Size of the blocks commands are encoded into.
 const ENCODE_BLOCK: usize = 16 * 1024;
 /// Room below which a new encoding block is taken (most commands are smaller).
@@ -186,66 +186,6 @@ fn key_positions(info: &CommandInfo, args: &[Bytes], first: usize) -> Vec<usize>
     }
 }
 
-/// Follows a redirection: on MOVED updates the slot map and resends to the new primary,
-/// on ASK sends `ASKING` and the command to the named node; then the same for the
-/// reply, up to [`MAX_REDIRECTS`] times.
-pub(super) async fn follow(f: Follow, first: Redirect) -> Value {
-    let Follow {
-        listener: l,
-        cluster,
-        state,
-        key,
-        bytes,
-    } = f;
-    let mut redirect = first;
-    for _ in 0..MAX_REDIRECTS {
-        let (addr, asking) = match redirect {
-            Redirect::Moved(slot, addr) => {
-                if let Some(map) = l.slot_map(&cluster) {
-                    l.set_slot_map(cluster.clone(), map.moved(slot, addr));
-                }
-                // A MOVED usually means a resharding: learn the whole map again in the
-                // background, so the other moved slots need no redirection of their own.
-                if l.may_refresh(&cluster) {
-                    let (l, state, cluster) = (l.clone(), state.clone(), cluster.clone());
-                    tokio::spawn(async move {
-                        match discover(&l, &state).await {
-                            Ok(map) => l.set_slot_map(cluster, map),
-                            Err(e) => {
-                                tracing::debug!(%cluster, error = ?e, "slot map refresh failed")
-                            }
-                        }
-                    });
-                }
-                (addr, false)
-            }
-            Redirect::Ask(_, addr) => (addr, true),
-        };
-        let conn = match l.connection(addr, &state).await {
-            Ok(c) => c,
-            Err(e) => return Value::error(format!("ERR upstream failure: {e}")),
-        };
-        tracing::debug!(key = %String::from_utf8_lossy(&key), %addr, ?redirect, "following a redirection");
-        let reply = if asking {
-            conn.send_asking(&bytes)
-        } else {
-            conn.send(bytes.clone())
-        };
-        let value = match reply.await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Value::error(format!("ERR upstream failure: {e}")),
-            Err(_) => {
-                return Value::error("ERR upstream failure: the connection dropped the command");
-            }
-        };
-        match Redirect::of(&value) {
-            Some(next) => redirect = next,
-            None => return value,
-        }
-    }
-    Value::error("ERR too many redirections")
-}
-
 /// The connection for `key` in `cluster`: the hashed server (PROXY mode) or a node of
 /// the key's slot (CLUSTER mode; the slot map is learnt on first use): the primary for
 /// writes, for reads as the read policy says.
@@ -347,75 +287,6 @@ fn colocated<'k>(l: &RedisListener, mut keys: impl Iterator<Item = &'k [u8]>) ->
     keys.all(|k| place(k) == first)
 }
 
-/// The server for `key` by rendezvous hashing over the healthy endpoints: every key
-/// has one, and removing a server moves only that server's keys. The hash is a
-/// specified one (FNV-1a, then a 64-bit finalizer), not `std`'s, so every gateway
-/// replica and every release places a key on the same server.
-fn rendezvous(state: &ClusterState, key: &[u8]) -> Option<SocketAddr> {
-    if let [only] = &state.healthy[..] {
-        return Some(only.addr);
-    }
-    highest_score(key, state.healthy.iter().map(|e| e.addr))
-}
-
-/// The address whose hash with `key` is highest.
-fn highest_score(key: &[u8], addrs: impl Iterator<Item = SocketAddr>) -> Option<SocketAddr> {
-    let key_hash = fnv1a(key, FNV_OFFSET);
-    addrs.max_by_key(|addr| {
-        let ip = match addr.ip() {
-            IpAddr::V4(a) => fnv1a(&a.octets(), key_hash),
-            IpAddr::V6(a) => fnv1a(&a.octets(), key_hash),
-        };
-        mix64(fnv1a(&addr.port().to_be_bytes(), ip))
-    })
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// 64-bit FNV-1a over `bytes`, continuing from `h`.
-fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The splitmix64 finalizer: FNV's low bits mix poorly, and rendezvous hashing compares
-/// whole values.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Learns a Redis Cluster's slots from the first seed that answers `CLUSTER SLOTS`.
-async fn discover(l: &Arc<RedisListener>, state: &Arc<ClusterState>) -> Result<SlotMap, Value> {
-    let mut last = String::from("no seed endpoint");
-    for seed in state.healthy.iter().map(|e| e.addr) {
-        let conn = match l.connection(seed, state).await {
-            Ok(c) => c,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        let mut out = BytesMut::new();
-        encode_command(&[b"CLUSTER".as_slice(), b"SLOTS"], &mut out);
-        match tokio::time::timeout(l.config.op_timeout, conn.send(out.freeze())).await {
-            Ok(Ok(Ok(reply))) => match SlotMap::from_cluster_slots(&reply, seed) {
-                Ok(m) => return Ok(m),
-                Err(e) => last = format!("{seed}: {e}: {}", text(&reply)),
-            },
-            Ok(Ok(Err(e))) => last = e.to_string(),
-            Ok(Err(_)) | Err(_) => last = format!("{seed}: no answer to CLUSTER SLOTS"),
-        }
-    }
-    Err(Value::error(format!(
-        "ERR cannot learn the cluster's slots: {last}"
-    )))
-}
-
 /// One reply from the parts of a split command.
 fn merge(kind: Kind, mut replies: Vec<Value>) -> Value {
     match kind {
@@ -476,36 +347,6 @@ mod tests {
             .map(|_| read_node(ReadPolicy::Any, &shard).unwrap())
             .collect();
         assert_eq!(picks.len(), 2, "ANY reads from both");
-    }
-
-    #[test]
-    fn rendezvous_spreads_keys_evenly_and_moves_only_a_removed_servers_keys() {
-        let servers: Vec<SocketAddr> = (0..3)
-            .map(|i| SocketAddr::from(([10, 0, 0, 1 + i], 6379)))
-            .collect();
-        let keys: Vec<String> = (0..3000).map(|i| format!("user:{i}")).collect();
-        let place = |key: &str, among: &[SocketAddr]| {
-            highest_score(key.as_bytes(), among.iter().copied()).unwrap()
-        };
-        let mut per_server = std::collections::BTreeMap::new();
-        for k in &keys {
-            *per_server.entry(place(k, &servers)).or_insert(0) += 1;
-        }
-        for (server, n) in &per_server {
-            assert!((850..=1150).contains(n), "{server}: {n} of 3000 keys");
-        }
-        for k in &keys {
-            let before = place(k, &servers);
-            if before != servers[2] {
-                assert_eq!(place(k, &servers[..2]), before, "{k} moved");
-            }
-        }
-        // Pinned (computed independently): a new hash would move every key of every
-        // running mesh, and replicas of different releases would disagree.
-        assert_eq!(fnv1a(b"user:42", FNV_OFFSET), 0x6c15_1ea4_dcd2_21c2);
-        assert_eq!(place("user:42", &servers), servers[2]);
-        assert_eq!(place("user:7", &servers), servers[1]);
-        assert_eq!(place("session:abc", &servers), servers[0]);
     }
 
     #[test]
