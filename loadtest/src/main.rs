@@ -1,15 +1,17 @@
-//! corridor-load: the load-test harness SREs run against the mesh (HTTP/1.1, Dubbo2,
-//! Thrift; open or closed loop, one report), and `serve`, a Dubbo or Thrift echo backend.
+//! corridor-load: the load-test harness SREs run against the mesh (HTTP, gRPC, Dubbo2,
+//! Thrift, Redis, DNS; open or closed loop, one report), and `serve`, an HTTP, gRPC,
+//! Dubbo or Thrift echo backend.
 
-use std::{future::Future, io::Write, net::SocketAddr, time::Duration};
+use std::{io::Write, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use corridor_load::{
     load::{
-        self, LoadArgs, LoadError, RunResult, dubbo::DubboArgs, http::HttpArgs, thrift::ThriftArgs,
+        self, Plan, Report, capacity::SearchArgs, dns::DnsArgs, dubbo::DubboArgs,
+        grpc::GrpcArgs, http::HttpArgs, redis::RedisArgs, thrift::ThriftArgs,
     },
-    serve::{self, EchoConfig},
+    serve::{self, EchoConfig, Stall},
 };
 
 /// Command-line flags.
@@ -25,14 +27,53 @@ struct Flags {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// HTTP/1.1 keep-alive load against one URL.
+    #[command(flatten)]
+    Load(LoadCommand),
+    /// Finds the highest open-loop rate that meets a latency objective (search flags
+    /// first, then a load command: `capacity --slo 'p99<5ms' http --target ...`).
+    Capacity(CapacityArgs),
+    /// An echo backend: answers every call with what it carried.
+    Serve(ServeArgs),
+}
+
+/// Flags of `corridor-load capacity`: the search's, then a load command's.
+#[derive(Debug, clap::Args)]
+struct CapacityArgs {
+    #[command(flatten)]
+    search: SearchArgs,
+    #[command(subcommand)]
+    load: LoadCommand,
+}
+
+/// The load commands, one per protocol.
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// HTTP load: one request (method, headers, body) over HTTP/1.1 or h2c.
     Http(HttpArgs),
+    /// gRPC load: unary calls of one method with a raw protobuf payload.
+    Grpc(GrpcArgs),
     /// Dubbo2 (Hessian2) load: one method with a string argument.
     Dubbo(DubboArgs),
     /// Thrift load: one method whose args struct holds a string (field 1).
     Thrift(ThriftArgs),
-    /// An echo backend: answers every call with its first string argument.
-    Serve(ServeArgs),
+    /// Redis load: a mix of commands on random keys, pipelined.
+    Redis(RedisArgs),
+    /// DNS load: queries for a list of names over UDP or TCP.
+    Dns(DnsArgs),
+}
+
+impl LoadCommand {
+    /// Runs the load as a plain run (or `--compare`), or as a capacity `search`.
+    fn drive(self, search: Option<&SearchArgs>) -> anyhow::Result<()> {
+        match self {
+            Self::Http(args) => drive(args, search),
+            Self::Grpc(args) => drive(args, search),
+            Self::Dubbo(args) => drive(args, search),
+            Self::Thrift(args) => drive(args, search),
+            Self::Redis(args) => drive(args, search),
+            Self::Dns(args) => drive(args, search),
+        }
+    }
 }
 
 /// Flags of `corridor-load serve`.
@@ -43,7 +84,8 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = serve::DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Prefix of every answer: "{name}: {arg}".
+    /// Names the backend: Dubbo/Thrift answers are "{name}: {arg}", HTTP answers carry
+    /// it in x-backend.
     #[arg(long)]
     name: Option<String>,
     /// Delay before every answer.
@@ -52,6 +94,12 @@ struct ServeArgs {
     /// Uniformly random extra delay per call, up to this.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     jitter: Duration,
+    /// Stall the whole backend once for this long: every call arriving meanwhile waits.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    stall: Option<Duration>,
+    /// Calls answered before the stall.
+    #[arg(long, alias = "delay-once-after", default_value_t = 0, requires = "stall")]
+    stall_after: u64,
     /// Share of calls (0.0 to 1.0) answered with the protocol's error.
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
     error_rate: f64,
@@ -72,9 +120,8 @@ fn parse_share(s: &str) -> Result<f64, String> {
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     match flags.command {
-        Command::Http(args) => drive(&args.load, load::http::run(&args)),
-        Command::Dubbo(args) => drive(&args.load, load::dubbo::run(&args)),
-        Command::Thrift(args) => drive(&args.load, load::thrift::run(&args)),
+        Command::Load(command) => command.drive(None),
+        Command::Capacity(args) => args.load.drive(Some(&args.search)),
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -88,24 +135,39 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs a load on `--threads` workers, prints the report, and fails with
-/// `--fail-on-error` when any call failed.
-fn drive(
-    args: &LoadArgs,
-    run: impl Future<Output = Result<RunResult, LoadError>>,
-) -> anyhow::Result<()> {
+/// Runs `plan` on `--threads` workers (a capacity search with `search`), prints the
+/// report, writes `--html`, and fails with `--fail-on-error` when any call failed.
+fn drive<P: Plan>(plan: P, search: Option<&SearchArgs>) -> anyhow::Result<()> {
+    let args = plan.load().clone();
+    if search.is_some() && (args.rate > 0 || args.compare.is_some()) {
+        anyhow::bail!("capacity sets the rate itself and compares nothing: drop --rate and --compare");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
         .build()?;
-    let result = rt.block_on(run)?;
-    println!("{}", load::report::render(&result, args.json)?);
+    let report = rt.block_on(async {
+        match search {
+            Some(search) => load::capacity::search(&plan, search).await.map(Report::Capacity),
+            None => load::plan::execute(&plan).await,
+        }
+    })?;
     rt.shutdown_timeout(Duration::from_secs(1));
-    if let Some(why) = &result.first_error {
-        eprintln!("{} calls failed; the first: {why}", result.errors);
+    let json = report.json();
+    if args.json {
+        println!("{json}");
+    } else {
+        println!("{}", report.text());
     }
-    if result.errors > 0 && args.fail_on_error {
-        anyhow::bail!("{} requests failed", result.errors);
+    if let Some(path) = &args.html {
+        load::html::write(path, &json)?;
+    }
+    let errors = report.errors();
+    if let Some(why) = report.first_error() {
+        eprintln!("{errors} calls failed; the first: {why}");
+    }
+    if errors > 0 && args.fail_on_error {
+        anyhow::bail!("{errors} calls failed");
     }
     Ok(())
 }
@@ -117,6 +179,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         name: args.name,
         delay: args.delay,
         jitter: args.jitter,
+        stall: args.stall.map(|duration| Stall {
+            after: args.stall_after,
+            duration,
+        }),
         error_rate: args.error_rate,
         log_calls: args.log_calls,
     };

@@ -1,34 +1,49 @@
 //! The load driver every protocol shares: open loop at a fixed rate or closed loop as
 //! fast as the connections go, over `--connections` connections with `--concurrency`
-//! calls in flight on each.
+//! calls in flight on each; the report of a run, a comparison or a capacity search.
 //!
-//! Open loop: call `i` is due at `start + i / rate` and is timed from then, so a server
-//! that stalls is charged for the queue it causes (no coordinated omission). The calls
-//! are dealt to lanes (one per call in flight: connections × concurrency): lane `l` takes
-//! calls `l, l + L, l + 2L, ...`, and lane `l` uses connection `l mod connections`.
-//! Closed loop: each lane sends its next call when the last one is answered.
+//! Open loop: call `i` is due at `start + i / rate`; a [pacer](pacer) thread hands it
+//! to a free lane when due, and its latency is timed from then, so a server that stalls
+//! is charged for the queue it causes (no coordinated omission). Closed loop: each lane
+//! sends its next call when the last one ended. See [`driver`].
 
+pub mod capacity;
+pub mod compare;
+pub mod dns;
+mod driver;
 pub mod dubbo;
-pub mod http;
+pub mod grpc;
 pub mod html;
+pub mod http;
 mod mux;
+mod pacer;
+pub mod plan;
+mod progress;
+pub mod redis;
 pub mod report;
+pub mod summary;
+mod tally;
 pub mod thrift;
+pub mod timeseries;
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use tokio::{sync::Mutex, time::Instant};
+pub use self::{
+    plan::{Plan, Report},
+    progress::ProgressMode,
+    report::{Answer, ErrorKind, RunResult, Status},
+};
 
-pub use self::report::{Answer, Outcome, RunResult, Status};
-
-/// Time between setting up the lanes and the first call, so every lane starts on time.
-const START_DELAY: Duration = Duration::from_millis(20);
-/// How long calls still in flight at the end of the run may take before they count as
-/// errors (a call the server never answers must not hold the run forever).
-pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
-/// Pause of a closed-loop lane after a failed call, so a dead target is not hammered in
-/// a busy loop (open-loop lanes keep their schedule).
-const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// Default of `--connections`.
+pub const DEFAULT_CONNECTIONS: usize = 50;
+/// Default of `--duration`: long enough for a steady state and a tail worth reading.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Default of `--timeout`: far beyond any healthy answer, short enough that a lost call
+/// does not hold the run's end for long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `--rounds`: enough alternations that a drift of the machine shows up on
+/// both sides of a comparison.
+pub const DEFAULT_ROUNDS: usize = 3;
 
 /// The string argument Dubbo and Thrift calls carry unless told otherwise.
 pub const DEFAULT_ARG: &str = "hello";
@@ -46,24 +61,77 @@ pub fn argument(arg: Option<&str>, payload_size: Option<usize>) -> String {
 /// Flags every load command shares.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// Calls per second across all connections; 0 = closed loop, as fast as possible.
+    /// Calls per second across all connections; 0 = closed loop, as fast as answers come.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// Concurrent connections.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = DEFAULT_CONNECTIONS)]
     pub connections: usize,
-    /// How long to send for.
+    /// How long to measure for (after the warm-up).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// How long to send before measuring: calls sent but not counted.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// A call unanswered this long after it was due (open loop) or sent (closed loop)
+    /// is a timeout error.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
     /// Worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as a self-contained HTML page to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Exit non-zero when any call failed.
     #[arg(long)]
     pub fail_on_error: bool,
+    /// Show a live progress line on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Run the same load against this address (host:port) too, straight at the
+    /// backend, in alternating rounds with the target, and report both and the ratios.
+    #[arg(long, value_name = "DIRECT_ADDR")]
+    pub compare: Option<String>,
+    /// Rounds per side of --compare.
+    #[arg(long, default_value_t = DEFAULT_ROUNDS, requires = "compare", value_parser = parse_positive)]
+    pub rounds: usize,
+    /// What the progress line starts with (a comparison's side and round, a capacity
+    /// step); set by the driver, not a flag.
+    #[arg(skip)]
+    pub label: Option<String>,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Default for LoadArgs {
+    /// The flags' defaults.
+    fn default() -> Self {
+        Self {
+            rate: 0,
+            connections: DEFAULT_CONNECTIONS,
+            duration: DEFAULT_DURATION,
+            warmup: Duration::ZERO,
+            timeout: DEFAULT_TIMEOUT,
+            threads: 1,
+            json: false,
+            html: None,
+            fail_on_error: false,
+            progress: ProgressMode::Auto,
+            compare: None,
+            rounds: DEFAULT_ROUNDS,
+            label: None,
+        }
+    }
 }
 
 /// Why a call failed without an answer.
@@ -89,6 +157,16 @@ pub enum CallError {
     /// HTTP failed.
     #[error("http: {0}")]
     Http(#[from] hyper::Error),
+}
+
+impl CallError {
+    /// How the report counts it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Connect { .. } => ErrorKind::Connect,
+            Self::Io(_) | Self::Closed | Self::Codec(_) | Self::Http(_) => ErrorKind::Protocol,
+        }
+    }
 }
 
 /// Why a load run could not start.
@@ -133,126 +211,10 @@ pub trait Target: Send + Sync + 'static {
 }
 
 /// Runs the load of `args` against `target` with `concurrency` calls in flight per
-/// connection, and gathers every lane's outcome.
+/// connection. The result's `settings.target` is left empty: [`plan::run_once`] names it.
 pub async fn run<T: Target>(target: Arc<T>, args: &LoadArgs, concurrency: usize) -> RunResult {
-    let n = args.connections.max(1);
-    let lanes = n * concurrency.max(1);
-    let start = Instant::now() + START_DELAY;
-    let deadline = start + args.duration;
-    let interval =
-        (args.rate > 0).then(|| Duration::from_secs_f64(lanes as f64 / args.rate as f64));
-    let slots: Vec<Arc<Slot<T::Conn>>> = (0..n).map(|_| Arc::new(Slot::default())).collect();
-    let mut tasks = Vec::with_capacity(lanes);
-    for l in 0..lanes {
-        let first = interval.map(|_| start + Duration::from_secs_f64(l as f64 / args.rate as f64));
-        let lane = Lane {
-            target: target.clone(),
-            slot: slots[l % n].clone(),
-            first,
-            interval,
-            deadline,
-        };
-        tasks.push(tokio::spawn(lane.drive()));
-    }
-    let mut result = RunResult::new(T::PROTOCOL, args.rate, n, concurrency.max(1));
-    for t in tasks {
-        match t.await {
-            Ok(outcome) => result.merge(outcome),
-            // A lane that panicked lost its counts; say so rather than under-report.
-            Err(e) => result.merge(Outcome::lost(&e.to_string())),
-        }
-    }
-    result.elapsed = start.elapsed();
-    result
+    driver::run(target, args, concurrency).await
 }
 
-/// A connection shared by the lanes of one slot, opened on first use and again after
-/// a failure.
-struct Slot<C> {
-    conn: Mutex<Option<Arc<C>>>,
-}
-
-impl<C> Default for Slot<C> {
-    fn default() -> Self {
-        Self {
-            conn: Mutex::new(None),
-        }
-    }
-}
-
-impl<C> Slot<C> {
-    async fn get<T: Target<Conn = C>>(&self, target: &T) -> Result<Arc<C>, CallError> {
-        let mut conn = self.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = Arc::new(target.connect().await?);
-        *conn = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Drops `failed` unless another lane replaced it already.
-    async fn discard(&self, failed: &Arc<C>) {
-        let mut conn = self.conn.lock().await;
-        if conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
-            *conn = None;
-        }
-    }
-}
-
-struct Lane<T: Target> {
-    target: Arc<T>,
-    slot: Arc<Slot<T::Conn>>,
-    first: Option<Instant>,
-    interval: Option<Duration>,
-    deadline: Instant,
-}
-
-impl<T: Target> Lane<T> {
-    async fn drive(self) -> Outcome {
-        let mut out = Outcome::new();
-        let give_up = self.deadline + DRAIN_GRACE;
-        let mut due = self.first;
-        loop {
-            let now = Instant::now();
-            if let Some(d) = due {
-                if d >= self.deadline {
-                    break;
-                }
-                if d > now {
-                    tokio::time::sleep_until(d).await;
-                }
-            } else if now >= self.deadline {
-                break;
-            }
-            let intended = due.unwrap_or_else(Instant::now);
-            match tokio::time::timeout_at(give_up, self.one()).await {
-                Ok(Ok(answer)) => out.record(&answer, intended.elapsed()),
-                Ok(Err(e)) => {
-                    out.fail(&e);
-                    if due.is_none() {
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
-                Err(_) => {
-                    out.fail(&"no answer by the end of the run");
-                    break;
-                }
-            }
-            due = match (due, self.interval) {
-                (Some(d), Some(i)) => Some(d + i),
-                _ => None,
-            };
-        }
-        out
-    }
-
-    async fn one(&self) -> Result<Answer, CallError> {
-        let conn = self.slot.get(&*self.target).await?;
-        let answer = self.target.call(&conn).await;
-        if answer.is_err() {
-            self.slot.discard(&conn).await;
-        }
-        answer
-    }
-}
+#[cfg(test)]
+mod tests;

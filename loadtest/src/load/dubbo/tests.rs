@@ -14,6 +14,7 @@ async fn provider(jitter: Duration, error_rate: f64) -> serve::Echo {
         name: Some("b1".into()),
         delay: Duration::ZERO,
         jitter,
+        stall: None,
         error_rate,
         log_calls: false,
     })
@@ -37,9 +38,7 @@ fn load(duration_ms: u64, connections: usize) -> LoadArgs {
         rate: 0,
         connections,
         duration: Duration::from_millis(duration_ms),
-        threads: 1,
-        json: false,
-        fail_on_error: false,
+        ..LoadArgs::default()
     }
 }
 

@@ -12,6 +12,7 @@ async fn server(error_rate: f64) -> serve::Echo {
         name: Some("t1".into()),
         delay: Duration::ZERO,
         jitter: Duration::from_millis(2),
+        stall: None,
         error_rate,
         log_calls: false,
     })
@@ -56,9 +57,7 @@ async fn run_counts_replies_and_exceptions() {
         rate: 0,
         connections: 2,
         duration: Duration::from_millis(100),
-        threads: 1,
-        json: false,
-        fail_on_error: false,
+        ..LoadArgs::default()
     };
     let echo = server(0.0).await;
     let target = ThriftTarget::new(
