@@ -115,8 +115,9 @@ pub struct ClusterConfig {
     /// downward API). Defaults to the host name, which is the pod name in a pod.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
-    /// How corridor-dns joins the cluster DNS.
-    #[arg(long, value_enum, default_value = "stub")]
+    /// How corridor-dns joins the cluster DNS. Off unless asked for, as in the chart: a
+    /// controller started by hand must not edit kube-system's CoreDNS on its own.
+    #[arg(long, value_enum, default_value = "off")]
     pub dns_mode: DnsMode,
     /// The CoreDNS ConfigMap (`namespace/name`) the stub hook is kept in.
     #[arg(long, default_value = DEFAULT_COREDNS_CONFIGMAP)]
@@ -137,7 +138,7 @@ impl Default for ClusterConfig {
             gateway_ports: PortRange::default(),
             lease_name: DEFAULT_LEASE_NAME.to_string(),
             pod_name: None,
-            dns_mode: DnsMode::Stub,
+            dns_mode: DnsMode::Off,
             coredns_configmap: DEFAULT_COREDNS_CONFIGMAP.to_string(),
             dns_service: DEFAULT_DNS_SERVICE.to_string(),
             uninstall_coredns_hook: false,

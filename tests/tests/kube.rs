@@ -170,6 +170,8 @@ async fn the_controller_serves_a_cluster_from_the_kubernetes_api() {
         .args([
             "--pod-name",
             "corridor-controller-0",
+            "--dns-mode",
+            "stub",
             "--gateway-ports",
             &range,
             "--debounce-ms",
