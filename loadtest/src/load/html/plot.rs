@@ -14,6 +14,8 @@ const TOP: f64 = 16.0;
 const BOTTOM: f64 = 48.0;
 /// About this many ticks on a linear axis; the step is rounded to 1, 2 or 5 × 10^k.
 const LINEAR_TICKS: f64 = 6.0;
+/// Share of a step a linear axis' top may fall short of the data (see [`linear_ticks`]).
+const AXIS_SLACK: f64 = 0.01;
 /// The percentile axis stops at 99.9999 % (six nines): an HDR distribution ends at
 /// 100 %, which lies at infinity on this scale.
 const MAX_NINES: f64 = 6.0;
@@ -300,7 +302,9 @@ fn linear_ticks(top: f64) -> (f64, Vec<(f64, String)>) {
         .map(|m| m * magnitude)
         .find(|s| *s >= rough)
         .unwrap_or(10.0 * magnitude);
-    let n = (top / step).ceil().max(1.0) as u32;
+    // A top a hair past a tick (a run's last second ends at 4.002 s) ends the axis at that
+    // tick rather than a whole step later; the point is drawn on the edge.
+    let n = (top / step - AXIS_SLACK).ceil().max(1.0) as u32;
     let decimals = if step >= 1.0 {
         0
     } else {
@@ -339,6 +343,8 @@ mod tests {
         let (max, ticks) = linear_ticks(0.042);
         assert!((max - 0.05).abs() < 1e-12, "{max}");
         assert_eq!(ticks[1].1, "0.01");
+        assert_eq!(linear_ticks(4.002).0, 4.0);
+        assert_eq!(linear_ticks(4.2).0, 5.0);
         // No data still gives an axis.
         assert_eq!(linear_ticks(0.0).0, 1.0);
     }
