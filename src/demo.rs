@@ -154,6 +154,7 @@ pub async fn serve(pod: DemoPod) -> anyhow::Result<Running> {
         name: Some(pod.pod.clone()),
         delay: std::time::Duration::ZERO,
         jitter: std::time::Duration::ZERO,
+        stall: None,
         error_rate: 0.0,
         log_calls: false,
     };

@@ -6,7 +6,7 @@ use corridor_gateway::codec::{
     dubbo::{DubboCodec, peer, status},
 };
 
-use super::{INJECTED, Incoming, echo_value, sorted_pairs};
+use super::{INJECTED, echo_value, meta::Incoming, sorted_pairs};
 
 /// Serialization id of Hessian2 (`Metadata::dialect` of Dubbo frames): the only body
 /// the provider reads; others get the empty argument.

@@ -1,29 +1,35 @@
-//! Echo backends for the MetaProtocol tests and benchmarks: a Dubbo2 provider and a
-//! Thrift server that answer every call with its first string argument.
+//! Echo backends for the tests and benchmarks: an HTTP server (HTTP/1.1 and h2c), a
+//! gRPC server, a Dubbo2 provider and a Thrift server, each answering every call with
+//! what it carried (the HTTP body, the gRPC message, the first string argument).
 //!
-//! Each call is answered from its own task after the configured delay (plus jitter), so
-//! answers on one connection leave in the order their delays end, not the order the
-//! calls came: the gateway must match them by id. A share of the calls can be answered
-//! with the protocol's error instead. Bytes are read and written with the gateway's own
-//! codecs ([`corridor_gateway::codec`]), so the backend and the proxy read the protocol
-//! the same way, and the real client libraries in the end-to-end tests check both.
+//! Every backend can be told to misbehave ([`faults`]): a fixed delay plus jitter, one
+//! stall of the whole server after some calls, and a share of calls answered with the
+//! protocol's error. Dubbo and Thrift calls are answered from their own tasks once their
+//! wait is over, so answers on one connection leave in the order their waits end, not
+//! the order the calls came: the gateway must match them by id. Dubbo and Thrift bytes
+//! are read and written with the gateway's own codecs ([`corridor_gateway::codec`]), so
+//! the backend and the proxy read the protocol the same way, and the real client
+//! libraries in the end-to-end tests check both.
 
 mod dubbo;
+mod faults;
+mod grpc;
+mod http;
+mod meta;
 mod thrift;
 
-use std::{io::Write, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use bytes::{Bytes, BytesMut};
-use corridor_gateway::codec::{Codec, CodecError, Frame, dubbo::DubboCodec, thrift::ThriftCodec};
-use rand::Rng;
 use serde::Serialize;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
-    sync::{mpsc, watch},
+    net::{TcpListener, TcpStream},
+    sync::watch,
     task::{JoinHandle, JoinSet},
 };
 use tracing::{Instrument, debug, info_span};
+
+use self::{faults::Faults, meta::Meta};
+pub use self::{faults::Stall, http::BACKEND_HEADER};
 
 /// Where the backend listens unless told: loopback, any free port (read it back from
 /// [`Echo::addr`]).
@@ -32,13 +38,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
 /// The message of errors answered because of the error rate.
 pub const INJECTED: &str = "injected error";
 
-/// Bytes read from a socket at a time: most calls fit in one read.
-const READ_CHUNK: usize = 16 * 1024;
-
 /// Which protocol a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// HTTP/1.1 and HTTP/2 over cleartext (prior knowledge), on one port.
+    Http,
+    /// gRPC over h2c: any unary method.
+    Grpc,
     /// Dubbo2 with Hessian2 bodies.
     Dubbo,
     /// Thrift, any transport and protocol the gateway's codec reads.
@@ -49,6 +56,8 @@ impl Protocol {
     /// The protocol's name, as on the command line and in the bound line.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Http => "http",
+            Self::Grpc => "grpc",
             Self::Dubbo => "dubbo",
             Self::Thrift => "thrift",
         }
@@ -62,16 +71,55 @@ pub struct EchoConfig {
     pub protocol: Protocol,
     /// Address to bind.
     pub listen: SocketAddr,
-    /// Prefixes every answer (`"{name}: {arg}"`), so a test can tell backends apart.
+    /// Names the backend, so a test can tell backends apart: Dubbo and Thrift answers
+    /// are `"{name}: {arg}"`, HTTP answers carry it in `x-backend`.
     pub name: Option<String>,
     /// Delay before every answer.
     pub delay: Duration,
     /// Upper bound of a uniformly random extra delay per call.
     pub jitter: Duration,
+    /// One stall of the whole backend after some calls.
+    pub stall: Option<Stall>,
     /// Share of calls (0.0 to 1.0) answered with the protocol's error.
     pub error_rate: f64,
     /// Print one line per received call on stdout.
     pub log_calls: bool,
+}
+
+impl EchoConfig {
+    /// A well-behaved backend for `protocol` on [`DEFAULT_LISTEN`]: no name, no delay,
+    /// no stall, no errors, no call log.
+    pub fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: None,
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            stall: None,
+            error_rate: 0.0,
+            log_calls: false,
+        }
+    }
+}
+
+/// What every connection of a backend shares.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) config: EchoConfig,
+    pub(crate) faults: Faults,
+}
+
+impl Backend {
+    /// Prints a `--log-calls` line, when asked to, flushed so a test reads it at once.
+    pub(crate) fn log_call(&self, line: impl FnOnce() -> String) {
+        if self.config.log_calls {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", line());
+            let _ = out.flush();
+        }
+    }
 }
 
 /// Why a backend could not start.
@@ -128,13 +176,17 @@ pub async fn start(config: EchoConfig) -> Result<Echo, ServeError> {
         source,
     })?;
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(listener, Arc::new(config), stopped));
+    let backend = Arc::new(Backend {
+        faults: Faults::new(&config),
+        config,
+    });
+    let task = tokio::spawn(accept_loop(listener, backend, stopped));
     Ok(Echo { addr, stop, task })
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    config: Arc<EchoConfig>,
+    backend: Arc<Backend>,
     mut stopped: watch::Receiver<bool>,
 ) {
     // Dropping the set when the loop ends aborts every connection.
@@ -144,35 +196,14 @@ async fn accept_loop(
             _ = stopped.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let span = info_span!("echo", protocol = config.protocol.name(), %peer);
-                    connections.spawn(connection(stream, config.clone()).instrument(span));
+                    let span = info_span!("echo", protocol = backend.config.protocol.name(), %peer);
+                    connections.spawn(connection(stream, backend.clone()).instrument(span));
                 }
                 // Out of file descriptors and the like: keep serving the others.
                 Err(e) => debug!(error = %e, "accept failed"),
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    }
-}
-
-/// What the backend does with one message it read.
-#[derive(Debug, Default)]
-pub(crate) struct Incoming {
-    /// The `--log-calls` line, for calls.
-    pub(crate) log: Option<String>,
-    /// The answer, if the message gets one.
-    pub(crate) answer: Option<Bytes>,
-    /// Whether the answer waits for the call delay (calls do, heartbeats do not).
-    pub(crate) delayed: bool,
-}
-
-/// A protocol's way of reading a message and writing its answer. `fail` says whether
-/// this call is answered with the protocol's error.
-fn read(config: &EchoConfig, frame: &Frame, fail: bool) -> Result<Incoming, CodecError> {
-    let name = config.name.as_deref();
-    match config.protocol {
-        Protocol::Dubbo => dubbo::read(frame, name, fail),
-        Protocol::Thrift => thrift::read(frame, name, fail),
     }
 }
 
@@ -192,105 +223,13 @@ pub(crate) fn sorted_pairs(pairs: &[(String, String)]) -> String {
     rendered.join(",")
 }
 
-async fn connection(stream: TcpStream, config: Arc<EchoConfig>) {
-    let _ = stream.set_nodelay(true);
-    let codec: Box<dyn Codec> = match config.protocol {
-        Protocol::Dubbo => Box::new(DubboCodec::default()),
-        Protocol::Thrift => Box::new(ThriftCodec::default()),
-    };
-    let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut writer = AbortOnDrop(tokio::spawn(write_loop(wr, rx)));
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    if let Err(e) = handle(&config, &frame, &tx) {
-                        debug!(error = %e, "unreadable call, closing");
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(error = %e, "bad input, closing");
-                    return;
-                }
-            }
-        }
-        buf.reserve(READ_CHUNK);
-        tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
-            // The peer stopped reading answers (or the socket broke): nothing more to do.
-            _ = &mut writer.0 => return,
-        }
+async fn connection(stream: TcpStream, backend: Arc<Backend>) {
+    match backend.config.protocol {
+        Protocol::Http => http::connection(stream, backend).await,
+        Protocol::Grpc => grpc::connection(stream, backend).await,
+        Protocol::Dubbo => meta::connection(stream, backend, Meta::Dubbo).await,
+        Protocol::Thrift => meta::connection(stream, backend, Meta::Thrift).await,
     }
-    // The caller is done sending: the answers still waiting for their delay go out,
-    // then the writer ends with the last sender.
-    drop(tx);
-    let _ = (&mut writer.0).await;
-}
-
-/// Aborts the writer when its connection ends (bad input, shutdown), which closes the
-/// socket even while answers are still waiting for their delay.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn handle(
-    config: &EchoConfig,
-    frame: &Frame,
-    tx: &mpsc::UnboundedSender<Bytes>,
-) -> Result<(), CodecError> {
-    let fail = config.error_rate > 0.0 && rand::rng().random::<f64>() < config.error_rate;
-    let incoming = read(config, frame, fail)?;
-    if let (true, Some(line)) = (config.log_calls, &incoming.log) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
-    let Some(answer) = incoming.answer else {
-        return Ok(());
-    };
-    if !incoming.delayed {
-        let _ = tx.send(answer);
-        return Ok(());
-    }
-    let mut wait = config.delay;
-    if !config.jitter.is_zero() {
-        wait += config.jitter.mul_f64(rand::rng().random::<f64>());
-    }
-    let tx = tx.clone();
-    tokio::spawn(async move {
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        let _ = tx.send(answer);
-    });
-    Ok(())
-}
-
-/// Writes answers as they come, several per write when they queue up.
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        batch.extend_from_slice(&first);
-        while let Ok(more) = rx.try_recv() {
-            batch.extend_from_slice(&more);
-        }
-        if wr.write_all(&batch).await.is_err() {
-            return;
-        }
-        batch.clear();
-    }
-    let _ = wr.shutdown().await;
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use corridor_gateway::codec::{
     thrift::peer::{self, Reply},
 };
 
-use super::{INJECTED, Incoming, echo_value, sorted_pairs};
+use super::{INJECTED, echo_value, meta::Incoming, sorted_pairs};
 
 /// The args struct field whose string is echoed.
 const ARG_FIELD: i16 = 1;

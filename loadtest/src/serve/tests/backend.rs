@@ -16,13 +16,9 @@ use super::super::*;
 
 fn config(protocol: Protocol, jitter: Duration) -> EchoConfig {
     EchoConfig {
-        protocol,
-        listen: "127.0.0.1:0".parse().unwrap(),
         name: Some("b1".into()),
-        delay: Duration::ZERO,
         jitter,
-        error_rate: 0.0,
-        log_calls: false,
+        ..EchoConfig::new(protocol)
     }
 }
 

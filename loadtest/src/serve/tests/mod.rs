@@ -293,3 +293,5 @@ fn thrift_one_way_is_logged_not_answered() {
 }
 
 mod backend;
+
+mod web;
