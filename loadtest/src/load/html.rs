@@ -93,12 +93,16 @@ pub fn render(report: &Value) -> Result<String, HtmlError> {
             });
         }
     };
-    let first = sides.first().map_or(&Value::Null, |s| s.summary);
-    let title = format!(
+    // A comparison is about the gateway: its side is the last.
+    let last = sides.last().map_or(&Value::Null, |s| s.summary);
+    let mut title = format!(
         "corridor-load {} → {}",
-        plain(&first["protocol"]),
-        plain(&first["target"])
+        plain(&last["protocol"]),
+        plain(&last["target"])
     );
+    if schema == COMPARE_SCHEMA {
+        let _ = write!(title, " vs direct {}", plain(&report["direct"]["target"]));
+    }
     let mut page = String::new();
     let _ = write!(
         page,

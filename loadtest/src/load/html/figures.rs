@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{
     Side, f, list, plain,
-    plot::{Plot, Series, XScale},
+    plot::{Plot, Series, Stroke, XScale},
     slo_text,
 };
 
@@ -21,7 +21,8 @@ pub(super) fn percentile_plot(sides: &[Side<'_>], slo: Option<&Value>) -> String
         .collect();
     if let Some(slo) = slo {
         let max = f(&slo["max_ms"]);
-        series.push(Series::new(slo_text(slo), vec![(0.0, max), (100.0, max)]).dashed());
+        series
+            .push(Series::new(slo_text(slo), vec![(0.0, max), (100.0, max)]).stroke(Stroke::Bound));
     }
     Plot {
         id: "percentiles".to_owned(),
@@ -37,10 +38,12 @@ pub(super) fn percentile_plot(sides: &[Side<'_>], slo: Option<&Value>) -> String
 /// Capacity: the latency at the objective's percentile of every step, by requested rate.
 pub(super) fn rate_plot(sides: &[Side<'_>], slo: &Value) -> String {
     let at = f(&slo["percentile"]);
-    let points: Vec<(f64, f64)> = sides
+    // A search may step back down (bisecting): the line goes by rate, not by time.
+    let mut points: Vec<(f64, f64)> = sides
         .iter()
         .map(|s| (f(&s.summary["rate_requested"]), latency_at(s.summary, at)))
         .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let last = points.iter().map(|p| p.0).fold(0.0, f64::max);
     let max = f(&slo["max_ms"]);
     Plot {
@@ -51,7 +54,7 @@ pub(super) fn rate_plot(sides: &[Side<'_>], slo: &Value) -> String {
         x_scale: XScale::Linear,
         series: vec![
             Series::new(format!("p{}", plain(&slo["percentile"])), points),
-            Series::new(slo_text(slo), vec![(0.0, max), (last, max)]).dashed(),
+            Series::new(slo_text(slo), vec![(0.0, max), (last, max)]).stroke(Stroke::Bound),
         ],
     }
     .render()
@@ -93,16 +96,25 @@ pub(super) fn time_plots(sides: &[Side<'_>], end_to_end: bool) -> String {
             lines.push((label, points, offsets));
         }
     }
-    let series = |label: &str, key: &str| -> Vec<Series> {
+    // With several sides, each keeps its colour in every plot and its lesser measurement
+    // (errors beside the rate, p50 beside p99) is dotted.
+    let several = lines.len() > 1;
+    let series = |label: &str, key: &str, lesser: bool| -> Vec<Series> {
         lines
             .iter()
-            .map(|(prefix, points, offsets)| {
+            .enumerate()
+            .map(|(i, (prefix, points, offsets))| {
                 let xy = points
                     .iter()
                     .zip(offsets)
                     .map(|(p, off)| (f(&p["t_s"]) + off, f(&p[key])))
                     .collect();
-                Series::new(format!("{prefix}{label}"), xy)
+                let line = Series::new(format!("{prefix}{label}"), xy);
+                match (several, lesser) {
+                    (false, _) => line,
+                    (true, false) => line.colour(i),
+                    (true, true) => line.colour(i).stroke(Stroke::Dotted),
+                }
             })
             .collect()
     };
@@ -112,7 +124,11 @@ pub(super) fn time_plots(sides: &[Side<'_>], end_to_end: bool) -> String {
         x_label: "time (s)".to_owned(),
         y_label: "per second".to_owned(),
         x_scale: XScale::Linear,
-        series: [series("rate", "rate"), series("errors", "errors")].concat(),
+        series: [
+            series("rate", "rate", false),
+            series("errors", "errors", true),
+        ]
+        .concat(),
     };
     let latency = Plot {
         id: "latency".to_owned(),
@@ -120,7 +136,11 @@ pub(super) fn time_plots(sides: &[Side<'_>], end_to_end: bool) -> String {
         x_label: "time (s)".to_owned(),
         y_label: "latency (ms)".to_owned(),
         x_scale: XScale::Linear,
-        series: [series("p50", "p50_ms"), series("p99", "p99_ms")].concat(),
+        series: [
+            series("p50", "p50_ms", true),
+            series("p99", "p99_ms", false),
+        ]
+        .concat(),
     };
     format!(
         "<h3>Rate</h3>{}<h3>Latency</h3>{}",

@@ -21,6 +21,8 @@ const AXIS_SLACK: f64 = 0.01;
 const MAX_NINES: f64 = 6.0;
 /// The percentile axis shows at least 0 %, 90 % and 99 %.
 const MIN_NINES: f64 = 2.0;
+/// Colour of bounds (objectives): apart from every measurement.
+const BOUND_COLOUR: &str = "#555555";
 /// Colours of the series, in order; picked to stay apart for common colour blindness.
 const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -44,8 +46,22 @@ pub(crate) struct Series {
     /// Its points (x, y) in data units. A point without a y (NaN: e.g. a second in
     /// which no call was answered has no latency) breaks the line there.
     pub points: Vec<(f64, f64)>,
-    /// Dashed: a bound or a request rather than a measurement.
-    pub dashed: bool,
+    /// How its line is drawn.
+    pub stroke: Stroke,
+    /// Its colour, an index into the palette; by default its place in the plot.
+    pub colour: Option<usize>,
+}
+
+/// How a line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stroke {
+    /// A measurement.
+    Solid,
+    /// A second measurement in the colour of the first (p50 beside p99, errors beside
+    /// the rate of the same side).
+    Dotted,
+    /// A bound (an objective), dashed in grey.
+    Bound,
 }
 
 impl Series {
@@ -54,7 +70,8 @@ impl Series {
         Self {
             label: label.into(),
             points: points.into_iter().filter(|(x, _)| x.is_finite()).collect(),
-            dashed: false,
+            stroke: Stroke::Solid,
+            colour: None,
         }
     }
 
@@ -65,10 +82,24 @@ impl Series {
             .filter(|run| !run.is_empty())
     }
 
-    /// The same series, dashed.
-    pub fn dashed(mut self) -> Self {
-        self.dashed = true;
+    /// The same series, drawn as `stroke`.
+    pub fn stroke(mut self, stroke: Stroke) -> Self {
+        self.stroke = stroke;
         self
+    }
+
+    /// The same series, in palette colour `index`.
+    pub fn colour(mut self, index: usize) -> Self {
+        self.colour = Some(index);
+        self
+    }
+
+    /// Its colour when it is the `place`-th series of its plot.
+    fn colour_at(&self, place: usize) -> &'static str {
+        match self.stroke {
+            Stroke::Bound => BOUND_COLOUR,
+            _ => PALETTE[self.colour.unwrap_or(place) % PALETTE.len()],
+        }
     }
 }
 
@@ -124,7 +155,7 @@ impl Plot {
         );
         self.axes(&frame, &mut out);
         for (i, s) in self.series.iter().enumerate() {
-            series(&frame, s, PALETTE[i % PALETTE.len()], &mut out);
+            series(&frame, s, s.colour_at(i), &mut out);
         }
         if self.series.iter().all(|s| s.segments().next().is_none()) {
             let _ = write!(
@@ -136,11 +167,15 @@ impl Plot {
         }
         out.push_str("</svg><figcaption class=\"legend\">");
         for (i, s) in self.series.iter().enumerate() {
-            let style = if s.dashed { " dashed" } else { "" };
+            let style = match s.stroke {
+                Stroke::Solid => "",
+                Stroke::Dotted => " dotted",
+                Stroke::Bound => " dashed",
+            };
             let _ = write!(
                 out,
                 r#"<span class="key{style}"><span class="swatch" style="border-color:{}"></span>{}</span>"#,
-                PALETTE[i % PALETTE.len()],
+                s.colour_at(i),
                 super::escape(&s.label)
             );
         }
@@ -240,10 +275,10 @@ impl Plot {
 /// One series: a polyline per unbroken run of points (and a dot for a run of one, which
 /// a polyline would not show).
 fn series(f: &Frame, s: &Series, colour: &str, out: &mut String) {
-    let dash = if s.dashed {
-        r#" stroke-dasharray="6 4""#
-    } else {
-        ""
+    let dash = match s.stroke {
+        Stroke::Solid => "",
+        Stroke::Dotted => r#" stroke-dasharray="2 3""#,
+        Stroke::Bound => r#" stroke-dasharray="6 4""#,
     };
     for run in s.segments() {
         let points: Vec<String> = run

@@ -30,6 +30,21 @@ fn polylines(page: &str, id: &str) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// Attribute `name` of the first polyline of `series` in the plot with SVG id `id`.
+fn line_attr(page: &str, id: &str, series: &str, name: &str) -> String {
+    let start = page.find(&format!(r#"<svg id="{id}""#)).unwrap();
+    let svg = &page[start..start + page[start..].find("</svg>").unwrap()];
+    let at = svg
+        .find(&format!(r#"data-series="{series}""#))
+        .unwrap_or_else(|| panic!("no {series} in {id}"));
+    let line = &svg[at..at + svg[at..].find("/>").unwrap()];
+    let value = line
+        .find(&format!(" {name}=\""))
+        .map(|i| &line[i + name.len() + 3..])
+        .unwrap_or_default();
+    value[..value.find('"').unwrap_or(0)].to_owned()
+}
+
 #[test]
 fn a_summary_shows_its_numbers_and_plots_its_data() {
     let page = render(&summary()).unwrap();
@@ -107,6 +122,7 @@ fn a_comparison_shows_both_sides_and_the_ratios() {
         "ratios": {"rate": 0.998, "p50": 1.1, "p99": 1.4886},
     });
     let page = render(&report).unwrap();
+    assert!(page.contains("<h1>corridor-load http → 127.0.0.1:8080 vs direct 127.0.0.1:8080</h1>"));
     assert!(page.contains("3 alternating rounds"));
     assert!(page.contains("<td>1.489</td>"));
     assert!(page.contains("<th>direct</th>") && page.contains("<th>gateway</th>"));
@@ -114,6 +130,25 @@ fn a_comparison_shows_both_sides_and_the_ratios() {
     let percentiles = polylines(&page, "percentiles");
     assert_eq!(percentiles.len(), 2);
     assert_eq!(percentiles[1].0, "gateway");
+    // Each side keeps its colour across plots; its p50 is dotted beside its solid p99.
+    let gateway = line_attr(&page, "percentiles", "gateway", "stroke");
+    assert_ne!(gateway, line_attr(&page, "percentiles", "direct", "stroke"));
+    for (id, series) in [
+        ("latency", "gateway p50"),
+        ("latency", "gateway p99"),
+        ("rate", "gateway rate"),
+        ("rate", "gateway errors"),
+    ] {
+        assert_eq!(line_attr(&page, id, series, "stroke"), gateway, "{series}");
+    }
+    assert_eq!(
+        line_attr(&page, "latency", "gateway p50", "stroke-dasharray"),
+        "2 3"
+    );
+    assert_eq!(
+        line_attr(&page, "latency", "gateway p99", "stroke-dasharray"),
+        ""
+    );
     let latency = polylines(&page, "latency");
     assert_eq!(
         latency
