@@ -65,8 +65,8 @@ pub struct DnsArgs {
     /// Names asked in turn: `a,b,c`, or `@FILE` with one name per line (`#` comments).
     #[arg(long)]
     pub names: String,
-    /// Record type asked.
-    #[arg(long, value_enum, default_value_t = Qtype::A)]
+    /// Record type asked (any case).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Qtype::A)]
     pub qtype: Qtype,
     /// Ask over TCP instead of UDP.
     #[arg(long)]

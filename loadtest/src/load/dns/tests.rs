@@ -38,6 +38,23 @@ fn tempfile_in_target() -> (std::path::PathBuf, std::fs::File) {
 }
 
 #[test]
+fn the_record_type_flag_takes_any_case() {
+    use clap::Parser;
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dns: DnsArgs,
+    }
+    let parse = |qtype: &str| {
+        Cli::try_parse_from(["x", "--target", "a:53", "--names", "n", "--qtype", qtype])
+            .map(|c| c.dns.qtype)
+    };
+    assert_eq!(parse("srv").unwrap(), Qtype::Srv);
+    assert_eq!(parse("AAAA").unwrap(), Qtype::Aaaa);
+    assert!(parse("MX").is_err());
+}
+
+#[test]
 fn queries_are_fully_qualified_recursive_with_edns() {
     let q = question("www.example.test", Qtype::Aaaa).unwrap();
     let m = Message::from_vec(&q.bytes).unwrap();
