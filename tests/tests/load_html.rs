@@ -44,7 +44,7 @@ fn chromium() -> PathBuf {
 /// Runs headless Chromium on the page at `page` with `action` (`--dump-dom` or
 /// `--screenshot=...`) and returns what it printed on stdout.
 async fn chromium_run(page: &Path, action: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let mut cmd = tokio::process::Command::new(chromium());
     cmd.args([
         "--headless",
@@ -70,7 +70,7 @@ async fn chromium_run(page: &Path, action: &str) -> String {
         .unwrap_or_else(|e| panic!("starting chromium: {e}"));
     let pid = child.id().and_then(|id| i32::try_from(id).ok());
     let output = match tokio::time::timeout(CHROMIUM_PATIENCE, child.wait_with_output()).await {
-        Ok(output) => output.unwrap(),
+        Ok(output) => output.unwrap_or_else(|e| panic!("waiting for chromium: {e}")),
         Err(_) => {
             if let Some(pid) = pid {
                 let _ = nix::sys::signal::killpg(
@@ -105,7 +105,9 @@ struct Line {
 fn plots(dom: &str) -> BTreeMap<String, Vec<Line>> {
     let mut plots = BTreeMap::new();
     for svg in dom.split("<svg ").skip(1) {
-        let svg = &svg[..svg.find("</svg>").expect("an svg without its end")];
+        let svg = &svg[..svg
+            .find("</svg>")
+            .unwrap_or_else(|| panic!("an svg without its end"))];
         let lines = svg
             .split("<polyline")
             .skip(1)
@@ -114,8 +116,13 @@ fn plots(dom: &str) -> BTreeMap<String, Vec<Line>> {
                 points: attr(p, "points")
                     .split_whitespace()
                     .map(|xy| {
-                        let (x, y) = xy.split_once(',').unwrap();
-                        (x.parse().unwrap(), y.parse().unwrap())
+                        let number = |v: &str| -> f64 {
+                            v.parse().unwrap_or_else(|e| panic!("point {xy:?}: {e}"))
+                        };
+                        let (x, y) = xy
+                            .split_once(',')
+                            .unwrap_or_else(|| panic!("point {xy:?} is not x,y"));
+                        (number(x), number(y))
                     })
                     .collect(),
             })
@@ -134,7 +141,10 @@ fn attr(tag: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {tag}"))
         + name.len()
         + 3;
-    tag[at..at + tag[at..].find('"').unwrap()].to_owned()
+    let len = tag[at..]
+        .find('"')
+        .unwrap_or_else(|| panic!("{name} unterminated in {tag}"));
+    tag[at..at + len].to_owned()
 }
 
 /// Points per series of plot `id`, in order (a line broken by a gap counts once).
@@ -207,11 +217,18 @@ fn shown(v: &Value) -> String {
 /// How many pixels of the screenshot have each colour.
 fn colours(png_file: &Path) -> BTreeMap<[u8; 3], usize> {
     let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(png_file).unwrap(),
+        std::fs::File::open(png_file).unwrap_or_else(|e| panic!("{}: {e}", png_file.display())),
     ));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
+    let mut reader = decoder
+        .read_info()
+        .unwrap_or_else(|e| panic!("screenshot is no PNG: {e}"));
+    let size = reader
+        .output_buffer_size()
+        .unwrap_or_else(|| panic!("screenshot too large"));
+    let mut buf = vec![0; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .unwrap_or_else(|e| panic!("decoding the screenshot: {e}"));
     let step = match info.color_type {
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
@@ -239,10 +256,11 @@ fn assert_drawn(png_file: &Path) {
 
 #[tokio::test]
 async fn a_report_from_a_summary_opens_in_chromium_with_its_plots_drawn() {
-    let summary: Value = serde_json::from_str(FIXTURE).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let summary: Value =
+        serde_json::from_str(FIXTURE).unwrap_or_else(|e| panic!("the fixture: {e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let page = dir.path().join("report.html");
-    corridor_load::load::html::write(&page, &summary).unwrap();
+    corridor_load::load::html::write(&page, &summary).unwrap_or_else(|e| panic!("{e}"));
 
     let dom = chromium_run(&page, "--dump-dom").await;
     assert!(
@@ -268,12 +286,12 @@ async fn a_real_run_writes_a_report_chromium_draws() {
         cmd.args(["serve", "http", "--listen", "127.0.0.1:0"]);
         cmd
     })
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let addr = serve
         .wait_bound("corridor-load serve bound", "http")
         .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let page = dir.path().join("run.html");
     let mut load = tokio::process::Command::new(binary("corridor-load"));
     load.args(["http", "--target", &addr.to_string()])
@@ -285,7 +303,7 @@ async fn a_real_run_writes_a_report_chromium_draws() {
     let output = tokio::time::timeout(RUN_PATIENCE, load.output())
         .await
         .unwrap_or_else(|_| panic!("corridor-load http ran past {RUN_PATIENCE:?}"))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("running corridor-load http: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -299,11 +317,15 @@ async fn a_real_run_writes_a_report_chromium_draws() {
     assert_eq!(summary["errors"]["connect"], 0, "{summary}");
 
     // The page embeds exactly what --json printed, and shows it.
-    let html = std::fs::read_to_string(&page).unwrap();
-    let start = html.find(r#"id="report-data">"#).unwrap() + r#"id="report-data">"#.len();
+    let html = std::fs::read_to_string(&page)
+        .unwrap_or_else(|e| panic!("--html wrote no {}: {e}", page.display()));
+    let data = html
+        .split_once(r#"id="report-data">"#)
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map(|(data, _)| data)
+        .unwrap_or_else(|| panic!("no report-data in the page"));
     let embedded: Value =
-        serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()])
-            .unwrap();
+        serde_json::from_str(data).unwrap_or_else(|e| panic!("report-data: {e}: {data}"));
     assert_eq!(embedded, summary);
     let dom = chromium_run(&page, "--dump-dom").await;
     assert_plots_the_summary(&dom, &summary, "run");

@@ -29,13 +29,14 @@ fn job_args(load: &Value) -> Vec<String> {
         .current_dir(chart_tests)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("running python: {e}"));
     assert!(
         output.status.success(),
         "rendering the Job failed (helm_python missing? `tests/run` installs it): {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let argv: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    let argv: Vec<String> =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("the rendered argv: {e}"));
     assert_eq!(argv[0], "/usr/local/bin/corridor-load", "{argv:?}");
     argv[1..].to_vec()
 }
@@ -51,7 +52,7 @@ async fn run_job(args: &[String]) -> Value {
     let output = tokio::time::timeout(RUN_PATIENCE, cmd.output())
         .await
         .unwrap_or_else(|_| panic!("corridor-load {args:?} ran past {RUN_PATIENCE:?}"))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("running corridor-load: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -68,24 +69,25 @@ async fn run_job(args: &[String]) -> Value {
 async fn serve(protocol: &str) -> (Process, SocketAddr) {
     let mut cmd = std::process::Command::new(binary("corridor-load"));
     cmd.args(["serve", protocol, "--listen", "127.0.0.1:0"]);
-    let mut process = Process::spawn(&format!("serve {protocol}"), cmd).unwrap();
+    let mut process =
+        Process::spawn(&format!("serve {protocol}"), cmd).unwrap_or_else(|e| panic!("{e:#}"));
     let addr = process
         .wait_bound("corridor-load serve bound", protocol)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:#}"));
     (process, addr)
 }
 
-/// The Job for `protocol` with its own `values` against `target`: the summary of a
-/// second at 100 calls/s, every call answered.
-async fn assert_job_runs(protocol: &str, target: SocketAddr, values: Value) {
+/// The Job for `protocol` with its own `values` (protocol flags) against `target`: the
+/// summary of a second at 100 calls/s, every call answered.
+async fn assert_job_runs(protocol: &str, target: SocketAddr, values: &[(&str, &str)]) {
     let mut load = json!({
         "enabled": true, "protocol": protocol, "target": target.to_string(),
         "rate": 100, "duration": "1s", "connections": 2,
     });
-    load.as_object_mut()
-        .unwrap()
-        .extend(values.as_object().unwrap().clone());
+    for (key, value) in values {
+        load[*key] = json!(value);
+    }
     let args = job_args(&load);
     let summary = run_job(&args).await;
     assert_eq!(summary["schema"], "corridor-load/summary/v1", "{summary}");
@@ -93,39 +95,43 @@ async fn assert_job_runs(protocol: &str, target: SocketAddr, values: Value) {
     assert_eq!(summary["rate_requested"], 100, "{summary}");
     assert_eq!(summary["connections"], 2, "{summary}");
     let requests = &summary["requests"];
-    assert!(requests["ok"].as_u64().unwrap() >= 90, "{summary}");
+    assert!(
+        requests["ok"].as_u64().unwrap_or_default() >= 90,
+        "{summary}"
+    );
     assert_eq!(requests["errors"], 0, "{summary}");
 }
 
 #[tokio::test]
 async fn http_job() {
     let (_serve, addr) = serve("http").await;
-    assert_job_runs("http", addr, json!({})).await;
+    assert_job_runs("http", addr, &[]).await;
 }
 
 #[tokio::test]
 async fn grpc_job() {
     let (_serve, addr) = serve("grpc").await;
-    assert_job_runs("grpc", addr, json!({"method": "/corridor.Echo/Say"})).await;
+    assert_job_runs("grpc", addr, &[("method", "/corridor.Echo/Say")]).await;
 }
 
 #[tokio::test]
 async fn dubbo_job() {
     let (_serve, addr) = serve("dubbo").await;
-    let values = json!({"interface": "org.example.Echo", "method": "echo"});
-    assert_job_runs("dubbo", addr, values).await;
+    let values = [("interface", "org.example.Echo"), ("method", "echo")];
+    assert_job_runs("dubbo", addr, &values).await;
 }
 
 #[tokio::test]
 async fn thrift_job() {
     let (_serve, addr) = serve("thrift").await;
-    assert_job_runs("thrift", addr, json!({"method": "echo"})).await;
+    assert_job_runs("thrift", addr, &[("method", "echo")]).await;
 }
 
 #[tokio::test]
 async fn redis_job_against_redis_server() {
-    let redis = RedisServer::start("127.0.0.1:0".parse().unwrap(), RedisOptions::new())
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let redis = RedisServer::start(any_port, RedisOptions::new())
         .await
-        .unwrap();
-    assert_job_runs("redis", redis.addr, json!({})).await;
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_job_runs("redis", redis.addr, &[]).await;
 }
