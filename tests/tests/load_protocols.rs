@@ -18,10 +18,12 @@ use serde_json::Value;
 /// Longest one load run may take: its second or two, a start, the drain at the end.
 const RUN_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Runs `corridor-load <args> --json --progress never` and returns its summary.
-async fn load(args: &[&str]) -> Value {
+/// Runs `corridor-load <line> --json --progress never` (`line` split at whitespace)
+/// and returns its summary.
+async fn load(line: &str) -> Value {
+    let args: Vec<&str> = line.split_whitespace().collect();
     let run = tokio::process::Command::new(binary("corridor-load"))
-        .args(args)
+        .args(&args)
         .args(["--json", "--progress", "never"])
         .kill_on_drop(true)
         .output();
@@ -53,9 +55,18 @@ fn assert_no_errors(s: &Value) {
 }
 
 async fn redis() -> RedisServer {
-    RedisServer::start("127.0.0.1:0".parse().unwrap(), RedisOptions::new())
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    RedisServer::start(addr, RedisOptions::new())
         .await
         .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Runs one command on `server`.
+async fn command(server: &RedisServer, args: &[&str]) -> Resp {
+    server
+        .command(args)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e:#}"))
 }
 
 fn int(reply: &Resp) -> i64 {
@@ -70,27 +81,25 @@ fn int(reply: &Resp) -> i64 {
 async fn redis_sets_land_in_every_key_of_the_key_space() {
     let server = redis().await;
     let addr = server.addr.to_string();
-    let s = load(&[
-        "redis", "--target", &addr, "--command-mix", "set:1", "--keyspace", "50",
-        "--value-size", "16", "--concurrency", "8", "--connections", "2",
-        "--rate", "1000", "--duration", "1s",
-    ])
+    let s = load(&format!(
+        "redis --target {addr} --command-mix set:1 --keyspace 50 --value-size 16 \
+         --concurrency 8 --connections 2 --rate 1000 --duration 1s"
+    ))
     .await;
     assert_no_errors(&s);
     let completed = count(&s["requests"]["completed"]);
     assert!(completed >= 900, "{s}");
     assert_eq!(count(&s["statuses"]["OK"]), completed, "{s}");
     // 1,000 SETs on 50 keys: every key written (missing one has odds of 50 x 0.98^1000).
-    assert_eq!(int(&server.command(&["DBSIZE"]).await.unwrap()), 50);
-    let value = server.command(&["GET", "key:7"]).await.unwrap();
+    assert_eq!(int(&command(&server, &["DBSIZE"]).await), 50);
+    let value = command(&server, &["GET", "key:7"]).await;
     assert_eq!(value.as_str(), Some("x".repeat(16).as_str()), "{value:?}");
 
     // Reads of the same keys: answers, no errors (a miss would be a null, still OK).
-    let s = load(&[
-        "redis", "--target", &addr, "--command-mix", "get:60,mget:20,ping:10,set:10",
-        "--keyspace", "50", "--mget-keys", "5", "--concurrency", "8", "--connections", "2",
-        "--duration", "1s",
-    ])
+    let s = load(&format!(
+        "redis --target {addr} --command-mix get:60,mget:20,ping:10,set:10 --keyspace 50 \
+         --mget-keys 5 --concurrency 8 --connections 2 --duration 1s"
+    ))
     .await;
     assert_no_errors(&s);
     assert!(count(&s["requests"]["completed"]) > 0, "{s}");
@@ -101,29 +110,33 @@ async fn redis_pipelined_incrs_are_counted_once_each() {
     let server = redis().await;
     let addr = server.addr.to_string();
     // Closed loop, 16 in flight on each of 2 connections, all on one counter.
-    let s = load(&[
-        "redis", "--target", &addr, "--command-mix", "incr", "--keyspace", "1",
-        "--concurrency", "16", "--connections", "2", "--duration", "1s",
-    ])
+    let s = load(&format!(
+        "redis --target {addr} --command-mix incr --keyspace 1 --concurrency 16 \
+         --connections 2 --duration 1s"
+    ))
     .await;
     assert_no_errors(&s);
     let completed = count(&s["requests"]["completed"]);
     assert!(completed > 0, "{s}");
     assert_eq!(count(&s["requests"]["sent"]), completed, "{s}");
     // Every INCR the report counts reached the server once: no reply went astray.
-    let counter = server.command(&["GET", "counter:0"]).await.unwrap();
-    assert_eq!(counter.as_str(), Some(completed.to_string().as_str()), "{s}");
+    let counter = command(&server, &["GET", "counter:0"]).await;
+    assert_eq!(
+        counter.as_str(),
+        Some(completed.to_string().as_str()),
+        "{s}"
+    );
 }
 
 #[tokio::test]
 async fn redis_error_replies_are_status_errors_by_code() {
     let server = redis().await;
-    server.command(&["RPUSH", "key:0", "a"]).await.unwrap();
+    command(&server, &["RPUSH", "key:0", "a"]).await;
     let addr = server.addr.to_string();
-    let s = load(&[
-        "redis", "--target", &addr, "--command-mix", "get", "--keyspace", "1",
-        "--concurrency", "4", "--connections", "1", "--rate", "200", "--duration", "1s",
-    ])
+    let s = load(&format!(
+        "redis --target {addr} --command-mix get --keyspace 1 --concurrency 4 --connections 1 \
+         --rate 200 --duration 1s"
+    ))
     .await;
     let completed = count(&s["requests"]["completed"]);
     assert!(completed > 0, "{s}");
@@ -176,13 +189,12 @@ async fn dns_queries_corridor_dns_for_zone_and_forwarded_names() {
         "gone.example.test".to_owned(),
     ]
     .join(",");
-    for transport in [&[][..], &["--tcp"][..]] {
-        let mut args = vec![
-            "dns", "--target", &target, "--names", &names, "--concurrency", "4",
-            "--connections", "2", "--rate", "400", "--duration", "1s",
-        ];
-        args.extend_from_slice(transport);
-        let s = load(&args).await;
+    for transport in ["", "--tcp"] {
+        let s = load(&format!(
+            "dns --target {target} --names {names} --concurrency 4 --connections 2 --rate 400 \
+             --duration 1s {transport}"
+        ))
+        .await;
         assert_no_errors(&s);
         let completed = count(&s["requests"]["completed"]);
         assert!(completed >= 360, "{transport:?}: {s}");
@@ -194,10 +206,9 @@ async fn dns_queries_corridor_dns_for_zone_and_forwarded_names() {
 
     // SRV of the service's named port.
     let srv = format!("_http._tcp.{}", svc_name("web", &mesh.ns));
-    let s = load(&[
-        "dns", "--target", &target, "--names", &srv, "--qtype", "SRV", "--rate", "100",
-        "--duration", "1s", "--connections", "1",
-    ])
+    let s = load(&format!(
+        "dns --target {target} --names {srv} --qtype SRV --rate 100 --duration 1s --connections 1"
+    ))
     .await;
     assert_no_errors(&s);
     assert_eq!(rcodes(&s).0, count(&s["requests"]["completed"]), "{s}");
@@ -206,18 +217,17 @@ async fn dns_queries_corridor_dns_for_zone_and_forwarded_names() {
 #[tokio::test]
 async fn dns_servfail_from_a_dead_upstream_is_a_status_error() {
     // An upstream nobody listens on: forwarded names get SERVFAIL after the timeout.
-    let dead: SocketAddr = {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.local_addr().unwrap()
-    };
+    let dead: SocketAddr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .unwrap_or_else(|e| panic!("a free UDP port: {e}"));
     let dead = dead.to_string();
     let flags = ["--upstream", &dead, "--upstream-timeout", "200ms"];
     let (_mesh, dns) = corridor_dns("loaddnsfail", &flags).await;
     let target = dns.addr.to_string();
-    let s = load(&[
-        "dns", "--target", &target, "--names", "www.example.test", "--concurrency", "8",
-        "--connections", "1", "--rate", "50", "--duration", "1s",
-    ])
+    let s = load(&format!(
+        "dns --target {target} --names www.example.test --concurrency 8 --connections 1 \
+         --rate 50 --duration 1s"
+    ))
     .await;
     let completed = count(&s["requests"]["completed"]);
     assert!(completed > 0, "{s}");
@@ -232,14 +242,12 @@ async fn dns_every_query_reaches_the_dnspython_server_once_per_transport() {
     let target = up.addr.to_string();
     let mut expected = (0, 0);
     for tcp in [false, true] {
-        let mut args = vec![
-            "dns", "--target", &target, "--names", "www.example.test", "--concurrency", "4",
-            "--connections", "2", "--rate", "300", "--duration", "1s",
-        ];
-        if tcp {
-            args.push("--tcp");
-        }
-        let s = load(&args).await;
+        let transport = if tcp { "--tcp" } else { "" };
+        let s = load(&format!(
+            "dns --target {target} --names www.example.test --concurrency 4 --connections 2 \
+             --rate 300 --duration 1s {transport}"
+        ))
+        .await;
         assert_no_errors(&s);
         let sent = count(&s["requests"]["sent"]);
         assert_eq!(count(&s["statuses"]["NOERROR"]), sent, "tcp={tcp}: {s}");
@@ -248,6 +256,10 @@ async fn dns_every_query_reaches_the_dnspython_server_once_per_transport() {
         } else {
             expected.0 += sent;
         }
-        assert_eq!(up.counts("www.example.test").await, expected, "tcp={tcp}: {s}");
+        assert_eq!(
+            up.counts("www.example.test").await,
+            expected,
+            "tcp={tcp}: {s}"
+        );
     }
 }
