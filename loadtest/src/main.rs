@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use corridor_load::{
     load::{
-        self, Plan, Report, capacity::SearchArgs, dns::DnsArgs, dubbo::DubboArgs,
-        grpc::GrpcArgs, http::HttpArgs, redis::RedisArgs, thrift::ThriftArgs,
+        self, Plan, Report, capacity::SearchArgs, dns::DnsArgs, dubbo::DubboArgs, grpc::GrpcArgs,
+        http::HttpArgs, redis::RedisArgs, thrift::ThriftArgs,
     },
     serve::{self, EchoConfig, Stall},
 };
@@ -98,7 +98,12 @@ struct ServeArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     stall: Option<Duration>,
     /// Calls answered before the stall.
-    #[arg(long, alias = "delay-once-after", default_value_t = 0, requires = "stall")]
+    #[arg(
+        long,
+        alias = "delay-once-after",
+        default_value_t = 0,
+        requires = "stall"
+    )]
     stall_after: u64,
     /// Share of calls (0.0 to 1.0) answered with the protocol's error.
     #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
@@ -140,7 +145,9 @@ fn main() -> anyhow::Result<()> {
 fn drive<P: Plan>(plan: P, search: Option<&SearchArgs>) -> anyhow::Result<()> {
     let args = plan.load().clone();
     if search.is_some() && (args.rate > 0 || args.compare.is_some()) {
-        anyhow::bail!("capacity sets the rate itself and compares nothing: drop --rate and --compare");
+        anyhow::bail!(
+            "capacity sets the rate itself and compares nothing: drop --rate and --compare"
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -148,7 +155,9 @@ fn drive<P: Plan>(plan: P, search: Option<&SearchArgs>) -> anyhow::Result<()> {
         .build()?;
     let report = rt.block_on(async {
         match search {
-            Some(search) => load::capacity::search(&plan, search).await.map(Report::Capacity),
+            Some(search) => load::capacity::search(&plan, search)
+                .await
+                .map(Report::Capacity),
             None => load::plan::execute(&plan).await,
         }
     })?;

@@ -196,7 +196,9 @@ impl Capacity {
                 s.latency_ms.p50,
                 s.latency_ms.p99,
                 s.requests.errors,
-                step.missed.as_deref().map_or_else(|| "met".to_owned(), |why| format!("missed: {why}")),
+                step.missed
+                    .as_deref()
+                    .map_or_else(|| "met".to_owned(), |why| format!("missed: {why}")),
             ));
         }
         lines.push(match self.max_rate_meeting_slo {

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, mpsc::UnboundedReceiver};
 
 use super::{
     CallError, LoadArgs, Target,
-    pacer::{Due, Pacer, Schedule},
+    pacer::{Due, Lead, Pacer, Schedule},
     progress::Progress,
     report::{Answer, ErrorKind, RunResult, RunSettings},
     tally::Tally,
@@ -61,12 +61,13 @@ pub(crate) async fn run<T: Target>(
             end,
             rate: args.rate,
         };
-        match Pacer::spawn(schedule) {
-            Ok((pacer, rx)) => (Some(pacer), Some(Arc::new(Mutex::new(rx)))),
+        let lead = Arc::new(Lead::default());
+        match Pacer::spawn(schedule, lead.clone()) {
+            Ok((pacer, rx)) => (Some(pacer), Some((Arc::new(Mutex::new(rx)), lead))),
             Err(e) => {
                 progress.stop().await;
                 tally.note(&format_args!("cannot start the pacer thread: {e}"));
-                return tally.finish(Instant::now(), None);
+                return tally.finish(Instant::now());
             }
         }
     } else {
@@ -83,7 +84,7 @@ pub(crate) async fn run<T: Target>(
                 timeout: args.timeout,
             };
             match &queue {
-                Some(queue) => tokio::spawn(lane.open(queue.clone())),
+                Some((queue, lead)) => tokio::spawn(lane.open(queue.clone(), lead.clone())),
                 None => tokio::spawn(lane.closed(start, end)),
             }
         })
@@ -92,12 +93,18 @@ pub(crate) async fn run<T: Target>(
     for lane in lanes {
         if let Err(e) = lane.await {
             // A lane that panicked lost its call in flight; say so rather than hide it.
-            tally.failed(true, ErrorKind::Protocol, &format_args!("a load task failed: {e}"));
+            tally.failed(
+                true,
+                ErrorKind::Protocol,
+                &format_args!("a load task failed: {e}"),
+            );
         }
     }
-    let lateness = pacer.and_then(Pacer::join);
+    if let Some(pacer) = pacer {
+        pacer.join();
+    }
     progress.stop().await;
-    tally.finish(end.min(Instant::now()), lateness)
+    tally.finish(end.min(Instant::now()))
 }
 
 /// A connection shared by the lanes of one slot, opened on first use and again after
@@ -148,15 +155,34 @@ enum Ended {
 }
 
 impl<T: Target> Lane<T> {
-    /// Takes due calls from the queue until it closes and is empty.
-    async fn open(self, queue: Arc<Mutex<UnboundedReceiver<Due>>>) {
+    /// Takes due calls from the queue until it closes and is empty, each sent when due.
+    async fn open(self, queue: Arc<Mutex<UnboundedReceiver<Due>>>, lead: Arc<Lead>) {
         loop {
             // Free lanes wait in line on the lock; the one holding it takes the next call.
-            let due = queue.lock().await.recv().await;
-            let Some(Due { intended, counted }) = due else {
+            let mut rx = queue.lock().await;
+            let waiting = Instant::now();
+            let due = rx.recv().await;
+            drop(rx);
+            let Some(Due {
+                intended,
+                counted,
+                handed,
+            }) = due
+            else {
                 break;
             };
-            self.tally.sent(counted);
+            let taken = Instant::now();
+            if handed >= waiting {
+                // This lane was waiting for the queue when the call came: how late it
+                // took the call is what the pacer's lead makes up for. (A call that
+                // waited for a free lane says nothing about that.)
+                lead.observe(taken > intended);
+            }
+            // Handed over early by the lead: hold it until due.
+            while Instant::now() < intended {
+                std::hint::spin_loop();
+            }
+            self.tally.sent_late(counted, intended.elapsed());
             let give_up = intended + self.timeout;
             let ended = if Instant::now() >= give_up {
                 // Queued behind busy lanes past its timeout: it counts, unsent.

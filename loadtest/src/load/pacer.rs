@@ -5,24 +5,32 @@
 //! call sends it up to a millisecond late, which is charged to every call's latency and
 //! bunches the calls into bursts at 1,000/s and more. A thread sleeping with the
 //! kernel's high-resolution timer, its timer slack cut to a nanosecond (Linux), wakes
-//! some tens of microseconds after the due time; the lateness is measured and reported.
+//! some tens of microseconds after the due time.
+//!
+//! A lane parked while it waits takes a while to wake once handed a call (on a virtual
+//! machine, often 100 µs or more: the idle CPU is descheduled). So the pacer hands each
+//! call over that long *before* it is due, and the lane holds it until it is due,
+//! yielding to the other lanes for the few microseconds left: the call leaves on time. That [`Lead`] is
+//! learned as the median wake-up time of lanes that were waiting for a call.
 //!
 //! Calls are due at `start + i / rate` (whole nanoseconds, so the schedule never
 //! drifts). When the pacer wakes late it hands over every call due by then, each with
 //! its own due time, so a late wake-up costs latency (measured) but never calls.
 //! Calls that find no free lane wait in the queue, and their wait counts: latency is
-//! timed from when a call was due (no coordinated omission).
+//! timed from when a call was due (no coordinated omission). How late calls actually
+//! left is measured by the lanes and reported.
 
 use std::{
     io,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
-use hdrhistogram::Histogram;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-
-use super::report::{Lateness, histogram, micros};
 
 /// A call the pacer found due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +39,8 @@ pub(crate) struct Due {
     pub intended: Instant,
     /// Whether it is measured (due after the warm-up).
     pub counted: bool,
+    /// When the pacer handed it over.
+    pub handed: Instant,
 }
 
 /// When calls are due.
@@ -55,6 +65,7 @@ impl Schedule {
         (intended < self.end).then_some(Due {
             intended,
             counted: intended >= self.measured,
+            handed: intended,
         })
     }
 }
@@ -62,46 +73,86 @@ impl Schedule {
 /// A running pacer.
 #[derive(Debug)]
 pub(crate) struct Pacer {
-    thread: JoinHandle<Histogram<u64>>,
+    thread: JoinHandle<()>,
 }
 
 impl Pacer {
     /// Starts pacing `schedule`; due calls arrive on the receiver, which closes after
-    /// the last one.
-    pub(crate) fn spawn(schedule: Schedule) -> io::Result<(Self, UnboundedReceiver<Due>)> {
+    /// the last one. Each is handed over `lead` before it is due.
+    pub(crate) fn spawn(
+        schedule: Schedule,
+        lead: Arc<Lead>,
+    ) -> io::Result<(Self, UnboundedReceiver<Due>)> {
         let (tx, rx) = unbounded_channel();
         let thread = thread::Builder::new()
             .name("corridor-load-pacer".into())
-            .spawn(move || pace(schedule, &tx))?;
+            .spawn(move || pace(schedule, &lead, &tx))?;
         Ok((Self { thread }, rx))
     }
 
-    /// Waits for the pacer to end (it has once its receiver closed) and says how late
-    /// it was.
-    pub(crate) fn join(self) -> Option<Lateness> {
-        self.thread.join().ok().map(|h| Lateness::of(&h))
+    /// Waits for the pacer to end (it has once its receiver closed).
+    pub(crate) fn join(self) {
+        // It cannot panic: it only sleeps and sends.
+        let _ = self.thread.join();
     }
 }
 
-/// Hands over every call of `schedule` when it is due; returns how late it was, in
-/// microseconds.
-fn pace(schedule: Schedule, tx: &UnboundedSender<Due>) -> Histogram<u64> {
+/// Hands over every call of `schedule` `lead` before it is due.
+fn pace(schedule: Schedule, lead: &Lead, tx: &UnboundedSender<Due>) {
     precise_sleep();
-    let mut late = histogram();
     let mut i = 0;
-    while let Some(due) = schedule.due(i) {
+    while let Some(mut due) = schedule.due(i) {
+        let hand_at = due.intended.checked_sub(lead.get()).unwrap_or(due.intended);
         let now = Instant::now();
-        if due.intended > now {
-            thread::sleep(due.intended - now);
+        if hand_at > now {
+            thread::sleep(hand_at - now);
         }
-        late.saturating_record(micros(due.intended.elapsed()));
+        due.handed = Instant::now();
         if tx.send(due).is_err() {
             // The run ended (its lanes are gone): nobody takes calls any more.
             break;
         }
         i += 1;
     }
-    late
+}
+
+/// How long before a call is due the pacer hands it over, learned as the run goes: the
+/// median of the pacer's own oversleeping plus the time a waiting lane takes to wake
+/// up and take the call.
+#[derive(Debug, Default)]
+pub(crate) struct Lead {
+    nanos: AtomicU64,
+}
+
+/// Each call taken moves the lead this much: from nothing to a typical 150 µs in 150
+/// calls, and steady within a few microseconds.
+const LEAD_STEP: u64 = 1_000;
+/// The lead never exceeds this: a lane holds a call at most this long. Beyond a wake-up
+/// (100–200 µs on a busy virtual machine), a longer wait means lanes are busy, which
+/// no lead fixes.
+const MAX_LEAD: u64 = 300_000;
+
+impl Lead {
+    /// The lead now.
+    pub(crate) fn get(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    /// A lane that was waiting for a call took it after it was due (`late`) or
+    /// before. A step up when late and down when early settles the lead where half the
+    /// calls are taken early: at the median of the hand-over's delay (a streaming
+    /// quantile estimate).
+    pub(crate) fn observe(&self, late: bool) {
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |lead| {
+                Some(if late {
+                    (lead + LEAD_STEP).min(MAX_LEAD)
+                } else {
+                    lead.saturating_sub(LEAD_STEP)
+                })
+            });
+    }
 }
 
 /// Cuts this thread's timer slack to a nanosecond, so its sleeps end when asked rather
@@ -159,22 +210,60 @@ mod tests {
     #[test]
     fn the_pacer_hands_over_every_call_and_closes() {
         let s = schedule(2000, 0, 50);
-        let (pacer, mut rx) = Pacer::spawn(s).unwrap();
+        let (pacer, mut rx) = Pacer::spawn(s, Arc::default()).unwrap();
         let mut got = Vec::new();
         while let Some(d) = rx.blocking_recv() {
             got.push(d);
         }
         assert_eq!(got.len(), 100);
         assert!(got.windows(2).all(|w| w[0].intended < w[1].intended));
-        assert!(pacer.join().is_some());
+        pacer.join();
+    }
+
+    #[test]
+    fn the_lead_settles_at_the_median_wake_up() {
+        let lead = Lead::default();
+        // Hand-overs taking 100, 150 and 200 µs in turn: the median is 150 µs.
+        for i in 0..3000u64 {
+            let delay = Duration::from_micros(100 + 50 * (i % 3));
+            lead.observe(delay > lead.get());
+        }
+        let got = lead.get().as_micros();
+        assert!((145..=155).contains(&got), "{got}");
+        for _ in 0..3000 {
+            lead.observe(true);
+        }
+        assert_eq!(lead.get(), Duration::from_nanos(MAX_LEAD));
+        for _ in 0..3000 {
+            lead.observe(false);
+        }
+        assert_eq!(lead.get(), Duration::ZERO);
+    }
+
+    #[test]
+    fn calls_are_handed_over_ahead_by_the_lead() {
+        let mut s = schedule(1000, 0, 20);
+        // The first call is due well after the pacer starts.
+        s.start += Duration::from_millis(50);
+        s.end += Duration::from_millis(50);
+        let lead = Arc::new(Lead::default());
+        for _ in 0..500 {
+            lead.observe(true);
+        }
+        let (pacer, mut rx) = Pacer::spawn(s, lead).unwrap();
+        let first = rx.blocking_recv().unwrap();
+        // Handed over about the lead (300 µs) early: a sleep never ends early.
+        assert!(first.handed < first.intended, "{first:?}");
+        while rx.blocking_recv().is_some() {}
+        pacer.join();
     }
 
     #[test]
     fn the_pacer_stops_when_nobody_listens() {
         let s = schedule(1000, 0, 3_600_000);
-        let (pacer, rx) = Pacer::spawn(s).unwrap();
+        let (pacer, rx) = Pacer::spawn(s, Arc::default()).unwrap();
         drop(rx);
         // Ends at its next call instead of pacing for an hour.
-        assert!(pacer.join().is_some());
+        pacer.join();
     }
 }

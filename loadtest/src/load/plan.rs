@@ -48,6 +48,8 @@ pub async fn execute<P: Plan>(plan: &P) -> Result<Report, LoadError> {
 
 /// What a command measured.
 #[derive(Debug)]
+// One per command: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Report {
     /// One run.
     Run(RunResult),
@@ -182,8 +184,7 @@ mod tests {
 
     #[test]
     fn an_http_target_keeps_its_path() {
-        let mut args =
-            Cli::parse_from(["x", "--target", "gw:80", "--path", "/p"]).http;
+        let mut args = Cli::parse_from(["x", "--target", "gw:80", "--path", "/p"]).http;
         args.retarget("10.0.0.1:80");
         assert_eq!(args.uri().unwrap().to_string(), "http://10.0.0.1:80/p");
     }

@@ -63,7 +63,11 @@ impl Progress {
                 let measured = tally.measured();
                 let text = if now < measured {
                     let done = warmup.saturating_sub(measured - now);
-                    format!("{label}warm-up {:.1}s/{:.1}s", done.as_secs_f64(), warmup.as_secs_f64())
+                    format!(
+                        "{label}warm-up {:.1}s/{:.1}s",
+                        done.as_secs_f64(),
+                        warmup.as_secs_f64()
+                    )
                 } else {
                     line(&label, &tally.snapshot(), now - measured, duration)
                 };

@@ -86,9 +86,10 @@ impl ErrorKind {
     }
 }
 
-/// How late the pacer handed calls over (open loop only): the generator's own delay,
-/// charged to every call it touched. A large figure means the load generator itself was
-/// starved of CPU and the run measured the generator, not the target.
+/// How late open-loop calls left after they were due: the generator's own delay (a
+/// starved pacer or lanes), or no free lane (all connections busy), charged to every
+/// call it touched. Large figures with free lanes mean the load generator was starved
+/// of CPU, and the run measured the generator rather than the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Lateness {
     /// Median.
@@ -146,7 +147,7 @@ pub struct RunResult {
     pub first_error: Option<String>,
     /// One point per second of the measured part.
     pub timeseries: Vec<Point>,
-    /// How late the pacer was (open loop).
+    /// How late calls left (open loop).
     pub lateness: Option<Lateness>,
     latency_us: Histogram<u64>,
     statuses: BTreeMap<Status, u64>,
@@ -177,7 +178,10 @@ impl RunResult {
         self.latency_us.saturating_record(micros(latency));
         *self.statuses.entry(answer.status).or_default() += 1;
         if answer.failed {
-            self.count_error(ErrorKind::Status, &format_args!("answer with status {}", answer.status));
+            self.count_error(
+                ErrorKind::Status,
+                &format_args!("answer with status {}", answer.status),
+            );
         }
         answer.failed
     }
@@ -206,10 +210,11 @@ impl RunResult {
             *mine += theirs;
         }
         let offset = self.elapsed.as_secs_f64();
-        self.timeseries.extend(other.timeseries.into_iter().map(|p| Point {
-            t_s: p.t_s + offset,
-            ..p
-        }));
+        self.timeseries
+            .extend(other.timeseries.into_iter().map(|p| Point {
+                t_s: p.t_s + offset,
+                ..p
+            }));
         self.elapsed += other.elapsed;
         self.sent += other.sent;
         self.errors += other.errors;

@@ -55,8 +55,8 @@ pub struct Summary {
     pub timeseries: Vec<Point>,
     /// The first failure.
     pub first_error: Option<String>,
-    /// How late the pacer was: shown in the text, left out of the JSON (a figure about
-    /// the generator, not the target).
+    /// How late calls left: shown in the text, left out of the JSON (a figure about the
+    /// generator, not the target).
     #[serde(skip)]
     pub lateness: Option<Lateness>,
 }
@@ -212,7 +212,7 @@ impl Summary {
         if let Some(late) = self.lateness {
             let _ = writeln!(
                 out,
-                "  pacer     sent late by p50 {}us  p99 {}us  max {}us",
+                "  sending   late by p50 {}us  p99 {}us  max {}us",
                 late.p50.as_micros(),
                 late.p99.as_micros(),
                 late.max.as_micros()
@@ -226,7 +226,11 @@ impl Summary {
                 e.connect, e.timeout, e.protocol, e.status
             );
         }
-        let statuses: Vec<String> = self.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let statuses: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
         if !statuses.is_empty() {
             let _ = writeln!(out, "  statuses  {}", statuses.join(", "));
         }

@@ -11,8 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hdrhistogram::Histogram;
+
 use super::{
-    report::{Answer, ErrorKind, Lateness, RunResult, RunSettings},
+    report::{Answer, ErrorKind, Lateness, RunResult, RunSettings, histogram, micros},
     timeseries::Seconds,
 };
 
@@ -30,6 +32,8 @@ struct Inner {
     seconds: Seconds,
     /// When the last counted call ended.
     last_end: Option<Instant>,
+    /// How late open-loop calls left, in microseconds.
+    late_us: Option<Histogram<u64>>,
 }
 
 /// The figures the progress line shows.
@@ -71,6 +75,18 @@ impl Tally {
         }
     }
 
+    /// An open-loop call was issued `late` after it was due.
+    pub(crate) fn sent_late(&self, counted: bool, late: Duration) {
+        if counted {
+            let mut inner = self.lock();
+            inner.result.sent += 1;
+            inner
+                .late_us
+                .get_or_insert_with(histogram)
+                .saturating_record(micros(late));
+        }
+    }
+
     /// A call was answered `latency` after it was due.
     pub(crate) fn answered(&self, counted: bool, answer: &Answer, latency: Duration) {
         if !counted {
@@ -109,13 +125,16 @@ impl Tally {
 
     /// Keeps `why` as the first error without counting a call: the run itself failed.
     pub(crate) fn note(&self, why: &dyn fmt::Display) {
-        self.lock().result.first_error.get_or_insert_with(|| why.to_string());
+        self.lock()
+            .result
+            .first_error
+            .get_or_insert_with(|| why.to_string());
     }
 
     /// Takes the result of the run whose sending stopped at `stopped` (the end of the
     /// measured part; the run lasts longer if its last calls ended after it). Calls
     /// recorded afterwards start a new, empty result.
-    pub(crate) fn finish(&self, stopped: Instant, lateness: Option<Lateness>) -> RunResult {
+    pub(crate) fn finish(&self, stopped: Instant) -> RunResult {
         let mut inner = self.lock();
         let end = inner.last_end.map_or(stopped, |e| e.max(stopped));
         let elapsed = end.saturating_duration_since(self.measured);
@@ -124,11 +143,12 @@ impl Tally {
         let Inner {
             mut result,
             seconds,
+            late_us,
             ..
         } = std::mem::replace(&mut *inner, fresh);
         result.elapsed = elapsed;
         result.timeseries = seconds.finish(elapsed);
-        result.lateness = lateness;
+        result.lateness = late_us.as_ref().map(Lateness::of);
         result
     }
 }
@@ -139,6 +159,7 @@ impl Inner {
             seconds: Seconds::new(settings.duration),
             result: RunResult::new(settings),
             last_end: None,
+            late_us: None,
         }
     }
 
@@ -180,8 +201,9 @@ mod tests {
         let snap = tally.snapshot();
         assert_eq!(snap.completed, 1);
         assert_eq!(snap.errors, 0);
-        let r = tally.finish(measured + Duration::from_secs(1), None);
+        let r = tally.finish(measured + Duration::from_secs(1));
         assert_eq!(r.sent, 1);
+        assert!(r.lateness.is_none(), "closed loop");
         assert_eq!(r.completed(), 1);
         assert!(r.elapsed >= Duration::from_secs(1));
         assert_eq!(r.timeseries.len(), 1);
@@ -195,7 +217,7 @@ mod tests {
         tally.sent(true);
         tally.failed(true, ErrorKind::Timeout, &"slow");
         // The sending stopped a second before the timed-out call ended.
-        let r = tally.finish(measured + Duration::from_secs(1), None);
+        let r = tally.finish(measured + Duration::from_secs(1));
         assert!(r.elapsed >= Duration::from_secs(2), "{:?}", r.elapsed);
         assert_eq!(r.errors_of(ErrorKind::Timeout), 1);
         assert_eq!(r.timeseries.last().map(|p| p.errors), Some(1));

@@ -28,7 +28,12 @@ impl Slo {
 
 impl fmt::Display for Slo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}<{}", self.name(), humantime::format_duration(self.max))
+        write!(
+            f,
+            "{}<{}",
+            self.name(),
+            humantime::format_duration(self.max)
+        )
     }
 }
 
@@ -41,9 +46,7 @@ impl FromStr for Slo {
             reason: reason.to_owned(),
         };
         let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let (left, right) = compact
-            .split_once('<')
-            .ok_or_else(|| fail("no '<'"))?;
+        let (left, right) = compact.split_once('<').ok_or_else(|| fail("no '<'"))?;
         let percentile: f64 = left
             .strip_prefix('p')
             .ok_or_else(|| fail("the percentile starts with 'p'"))?
@@ -80,8 +83,14 @@ mod tests {
 
     #[test]
     fn an_objective_prints_as_it_is_written() {
-        assert_eq!("p99.9<20ms".parse::<Slo>().unwrap().to_string(), "p99.9<20ms");
-        assert_eq!("p50<1500us".parse::<Slo>().unwrap().to_string(), "p50<1ms 500us");
+        assert_eq!(
+            "p99.9<20ms".parse::<Slo>().unwrap().to_string(),
+            "p99.9<20ms"
+        );
+        assert_eq!(
+            "p50<1500us".parse::<Slo>().unwrap().to_string(),
+            "p50<1ms 500us"
+        );
     }
 
     #[test]

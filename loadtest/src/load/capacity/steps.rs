@@ -90,7 +90,10 @@ mod tests {
         let (tried, best) = rates(100, 1_000_000, 1234);
         assert_eq!(&tried[..6], [100, 200, 400, 800, 1600, 1200]);
         let best = best.unwrap();
-        assert!(best <= 1234 && best as f64 >= 1234.0 * 0.95, "{best} {tried:?}");
+        assert!(
+            best <= 1234 && best as f64 >= 1234.0 * 0.95,
+            "{best} {tried:?}"
+        );
         assert!(tried.len() < 12, "{tried:?}");
     }
 
