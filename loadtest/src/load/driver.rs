@@ -101,10 +101,15 @@ pub(crate) async fn run<T: Target>(
         }
     }
     if let Some(pacer) = pacer {
+        // Done already: the queue closed when it ended. (Had every lane panicked, it
+        // ends at its next call, finding no lane.)
         pacer.join();
+        // A slow rate may have sent its last call long before the end: the run still
+        // lasts its duration, and its rate is counted over it.
+        tokio::time::sleep_until(end.into()).await;
     }
     progress.stop().await;
-    tally.finish(end.min(Instant::now()))
+    tally.finish(end)
 }
 
 /// A connection shared by the lanes of one slot, opened on first use and again after
@@ -243,3 +248,6 @@ impl<T: Target> Lane<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

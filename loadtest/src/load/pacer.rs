@@ -7,11 +7,17 @@
 //! kernel's high-resolution timer, its timer slack cut to a nanosecond (Linux), wakes
 //! some tens of microseconds after the due time.
 //!
-//! A lane parked while it waits takes a while to wake once handed a call (on a virtual
-//! machine, often 100 µs or more: the idle CPU is descheduled). So the pacer hands each
-//! call over that long *before* it is due, and the lane holds it until it is due,
-//! yielding to the other lanes for the few microseconds left: the call leaves on time. That [`Lead`] is
-//! learned as the median wake-up time of lanes that were waiting for a call.
+//! Handing a call over is not instant either: the pacer oversleeps a little, and a lane
+//! parked while it waits takes a while to wake (on a virtual machine often 100 µs or
+//! more: its idle CPU was descheduled). So the pacer hands each call over that long
+//! *before* it is due, and the lane holds it until due, spinning for the few
+//! microseconds left: the call leaves on time. That [`Lead`] is learned as the run
+//! goes, as the median of how late idle lanes would take calls; it settles where half
+//! the calls are taken a little early (and held) and half a little late. The spinning is
+//! bounded by the lead (a few tens of µs per call on average, at most 300 µs), and
+//! disappears when the lanes are busy: a call that waited for a free lane is late anyway.
+//! Measured on a loaded 2-core VM: calls leave 1–5 µs late at the median instead of
+//! ~150 µs, and a 2 ms server reads 2.13 ms at p50 instead of 2.30 ms.
 //!
 //! Calls are due at `start + i / rate` (whole nanoseconds, so the schedule never
 //! drifts). When the pacer wakes late it hands over every call due by then, each with
