@@ -162,14 +162,13 @@ fn drive<P: Plan>(plan: P, search: Option<&SearchArgs>) -> anyhow::Result<()> {
         }
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
-    let json = report.json();
     if args.json {
-        println!("{json}");
+        println!("{}", report.json_line());
     } else {
         println!("{}", report.text());
     }
     if let Some(path) = &args.html {
-        load::html::write(path, &json)?;
+        load::html::write(path, &report.json())?;
     }
     let errors = report.errors();
     if let Some(why) = report.first_error() {

@@ -208,3 +208,96 @@ impl Capacity {
         lines.join("\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::report::{Answer, ErrorKind, RunSettings, Status};
+
+    /// A step at `rate` that answered `calls` calls in a second, one of them after
+    /// `slowest` and the rest after 1 ms, with `errors` more failed.
+    fn step(rate: u64, calls: u64, slowest: Duration, errors: u64) -> RunResult {
+        let mut r = RunResult::new(RunSettings {
+            protocol: "http",
+            target: "gw:80".into(),
+            rate,
+            connections: 10,
+            concurrency: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+        });
+        let ok = Answer {
+            status: Status::Code(200),
+            failed: false,
+        };
+        for i in 0..calls {
+            let latency = if i == 0 {
+                slowest
+            } else {
+                Duration::from_millis(1)
+            };
+            r.record(&ok, latency);
+        }
+        for _ in 0..errors {
+            r.fail(ErrorKind::Protocol, &"reset");
+        }
+        r.elapsed = Duration::from_secs(1);
+        r
+    }
+
+    fn slo(text: &str) -> Slo {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_step_meets_the_objective_under_its_bound() {
+        let r = step(1000, 1000, Duration::from_millis(30), 0);
+        assert_eq!(judge(&slo("p99<5ms"), 0.001, &r), None);
+        // The one slow call is the maximum: p100 sees it.
+        let why = judge(&slo("p100<5ms"), 0.001, &r).unwrap();
+        assert!(why.contains("p100 was 30"), "{why}");
+    }
+
+    #[test]
+    fn too_many_errors_or_a_rate_not_carried_miss_it() {
+        let errors = step(1000, 990, Duration::from_millis(1), 10);
+        let why = judge(&slo("p99<5ms"), 0.001, &errors).unwrap();
+        assert!(why.contains("1.00% of calls failed"), "{why}");
+        assert_eq!(judge(&slo("p99<5ms"), 0.02, &errors), None);
+
+        let short = step(1000, 900, Duration::from_millis(1), 0);
+        let why = judge(&slo("p99<5ms"), 0.001, &short).unwrap();
+        assert!(why.contains("achieved 900/s of 1000/s"), "{why}");
+
+        let nothing = step(1000, 0, Duration::ZERO, 0);
+        assert!(judge(&slo("p99<5ms"), 0.001, &nothing).is_some());
+    }
+
+    #[test]
+    fn the_report_names_the_objective_and_the_best_rate() {
+        let capacity = Capacity {
+            slo: slo("p99<5ms"),
+            steps: vec![
+                Step {
+                    result: step(100, 100, Duration::from_millis(1), 0),
+                    missed: None,
+                },
+                Step {
+                    result: step(200, 200, Duration::from_millis(9), 0),
+                    missed: Some("p99 was 9ms".into()),
+                },
+            ],
+            max_rate_meeting_slo: Some(100),
+        };
+        let json = capacity.json();
+        assert_eq!(json.schema, SCHEMA);
+        assert_eq!(json.slo.max_ms, 5.0);
+        assert_eq!(json.steps.len(), 2);
+        let text = capacity.text();
+        assert!(text.contains("missed: p99 was 9ms"), "{text}");
+        assert!(
+            text.ends_with("highest rate meeting p99<5ms: 100/s"),
+            "{text}"
+        );
+    }
+}

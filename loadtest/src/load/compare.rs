@@ -108,3 +108,67 @@ impl Comparison {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::report::{Answer, RunSettings, Status};
+
+    fn side(calls: u64, latency_ms: u64) -> RunResult {
+        let mut r = RunResult::new(RunSettings {
+            protocol: "thrift",
+            target: "a:1".into(),
+            rate: 0,
+            connections: 1,
+            concurrency: 1,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+        });
+        let ok = Answer {
+            status: Status::Name("reply"),
+            failed: false,
+        };
+        for _ in 0..calls {
+            r.record(&ok, Duration::from_millis(latency_ms));
+        }
+        r.elapsed = Duration::from_secs(1);
+        r
+    }
+
+    #[test]
+    fn ratios_are_gateway_over_direct() {
+        let c = Comparison {
+            rounds: 3,
+            direct: side(1000, 2),
+            gateway: side(800, 3),
+        };
+        let r = c.ratios();
+        assert!((r.rate.unwrap() - 0.8).abs() < 1e-9);
+        assert!((r.p50.unwrap() - 1.5).abs() < 0.01);
+        assert!(
+            c.text()
+                .ends_with("gateway/direct: rate 0.80x  p50 1.50x  p99 1.50x")
+        );
+        assert_eq!(c.json().schema, SCHEMA);
+    }
+
+    #[test]
+    fn a_direct_side_without_answers_has_no_ratios() {
+        let c = Comparison {
+            rounds: 1,
+            direct: side(0, 1),
+            gateway: side(10, 1),
+        };
+        assert_eq!(
+            c.ratios(),
+            Ratios {
+                rate: None,
+                p50: None,
+                p99: None
+            }
+        );
+        assert!(c.text().ends_with("rate -  p50 -  p99 -"));
+    }
+}

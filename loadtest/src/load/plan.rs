@@ -60,15 +60,21 @@ pub enum Report {
 }
 
 impl Report {
-    /// The JSON object `--json` prints.
-    pub fn json(&self) -> Value {
-        let value = match self {
-            Self::Run(r) => serde_json::to_value(Summary::of(r)),
-            Self::Compare(c) => serde_json::to_value(c.json()),
-            Self::Capacity(c) => serde_json::to_value(c.json()),
+    /// The JSON object `--json` prints, as one line with its fields in the documented
+    /// order.
+    pub fn json_line(&self) -> String {
+        let line = match self {
+            Self::Run(r) => serde_json::to_string(&Summary::of(r)),
+            Self::Compare(c) => serde_json::to_string(&c.json()),
+            Self::Capacity(c) => serde_json::to_string(&c.json()),
         };
         // Plain structs of numbers, strings and maps with string keys: cannot fail.
-        value.unwrap_or(Value::Null)
+        line.unwrap_or_default()
+    }
+
+    /// The JSON object as a value (for the HTML report).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.json_line()).unwrap_or(Value::Null)
     }
 
     /// The text printed without `--json`.

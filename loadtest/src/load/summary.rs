@@ -119,6 +119,12 @@ pub struct PercentilePoint {
     pub count: u64,
 }
 
+/// `x` rounded to 6 decimals: microseconds of a time in seconds or nanoseconds of one in
+/// milliseconds, beyond what any figure here measures.
+fn micro(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
 impl Summary {
     /// The summary of `r`.
     pub fn of(r: &RunResult) -> Self {
@@ -128,8 +134,8 @@ impl Summary {
         let at = |q: f64| ms(h.value_at_quantile(q));
         let latency = Latency {
             min: ms(h.min()),
-            mean: h.mean() / 1000.0,
-            stddev: h.stdev() / 1000.0,
+            mean: micro(h.mean() / 1000.0),
+            stddev: micro(h.stdev() / 1000.0),
             p50: at(0.5),
             p90: at(0.9),
             p99: at(0.99),
@@ -157,14 +163,14 @@ impl Summary {
             concurrency: s.concurrency,
             duration_s: s.duration.as_secs_f64(),
             warmup_s: s.warmup.as_secs_f64(),
-            elapsed_s: r.elapsed.as_secs_f64(),
+            elapsed_s: micro(r.elapsed.as_secs_f64()),
             requests: Requests {
                 sent: r.sent,
                 completed,
                 ok: completed.saturating_sub(r.errors),
                 errors: r.errors,
             },
-            achieved_rate: r.achieved_rate(),
+            achieved_rate: micro(r.achieved_rate()),
             errors: Errors {
                 connect: r.errors_of(ErrorKind::Connect),
                 timeout: r.errors_of(ErrorKind::Timeout),
@@ -174,7 +180,15 @@ impl Summary {
             statuses: r.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
             latency_ms: latency,
             percentiles,
-            timeseries: r.timeseries.clone(),
+            timeseries: r
+                .timeseries
+                .iter()
+                .map(|p| Point {
+                    t_s: micro(p.t_s),
+                    rate: micro(p.rate),
+                    ..*p
+                })
+                .collect(),
             first_error: r.first_error.clone(),
             lateness: r.lateness,
         }
@@ -239,5 +253,125 @@ impl Summary {
         }
         out.truncate(out.trim_end().len());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::report::{Answer, RunSettings, Status};
+
+    fn result(rate: u64) -> RunResult {
+        let mut r = RunResult::new(RunSettings {
+            protocol: "dubbo",
+            target: "gw:20880".into(),
+            rate,
+            connections: 4,
+            concurrency: 2,
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+        });
+        for ms in 1..=100 {
+            let answer = Answer {
+                status: Status::Code(if ms == 100 { 70 } else { 20 }),
+                failed: ms == 100,
+            };
+            r.record(&answer, Duration::from_millis(ms));
+        }
+        r.fail(ErrorKind::Timeout, &"no answer within 5s");
+        r.sent = 101;
+        r.elapsed = Duration::from_secs(2);
+        r
+    }
+
+    #[test]
+    fn the_json_has_the_v1_fields_in_order() {
+        let line = serde_json::to_string(&Summary::of(&result(50))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys = [
+            "schema",
+            "protocol",
+            "target",
+            "mode",
+            "rate_requested",
+            "connections",
+            "concurrency",
+            "duration_s",
+            "warmup_s",
+            "elapsed_s",
+            "requests",
+            "achieved_rate",
+            "errors",
+            "statuses",
+            "latency_ms",
+            "percentiles",
+            "timeseries",
+            "first_error",
+        ];
+        let mut at = 0;
+        for key in keys {
+            let found = line[at..]
+                .find(&format!("\"{key}\":"))
+                .unwrap_or_else(|| panic!("{key} missing or out of order in {line}"));
+            at += found;
+        }
+        assert_eq!(v.as_object().unwrap().len(), keys.len());
+        assert_eq!(v["schema"], SCHEMA);
+        assert_eq!(v["mode"], "open");
+        assert_eq!(v["rate_requested"], 50);
+        assert_eq!(v["requests"]["sent"], 101);
+        assert_eq!(v["requests"]["completed"], 101);
+        assert_eq!(v["requests"]["ok"], 99);
+        assert_eq!(v["requests"]["errors"], 2);
+        assert_eq!(v["errors"]["status"], 1);
+        assert_eq!(v["errors"]["timeout"], 1);
+        assert_eq!(v["statuses"]["20"], 99);
+        assert_eq!(v["statuses"]["70"], 1);
+        assert_eq!(v["achieved_rate"], 50.5);
+        assert_eq!(v["first_error"], "answer with status 70");
+    }
+
+    #[test]
+    fn latency_is_in_milliseconds_and_the_distribution_reaches_every_call() {
+        let s = Summary::of(&result(0));
+        assert_eq!(s.mode, "closed");
+        assert_eq!(s.rate_requested, None);
+        assert!((s.latency_ms.p50 - 50.0).abs() < 0.1, "{:?}", s.latency_ms);
+        assert!((s.latency_ms.max - 100.0).abs() < 0.1);
+        assert!((s.latency_ms.min - 1.0).abs() < 0.01);
+        let last = s.percentiles.last().unwrap();
+        assert_eq!(last.percentile, 100.0);
+        assert_eq!(last.count, 100);
+        assert!(
+            s.percentiles
+                .windows(2)
+                .all(|w| w[0].percentile <= w[1].percentile && w[0].count <= w[1].count)
+        );
+    }
+
+    #[test]
+    fn the_text_shows_the_load_the_calls_and_the_errors() {
+        let text = Summary::of(&result(50)).text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "dubbo gw:20880: open loop at 50/s, 4 connections x 2, 2.0s after 0.5s warm-up"
+        );
+        assert_eq!(
+            lines[1],
+            "  calls     101 sent, 101 completed, 99 ok, 2 errors; 50.5/s"
+        );
+        assert!(lines[2].starts_with("  latency   p50 50."), "{text}");
+        assert!(
+            text.contains("connect 0  timeout 1  protocol 0  status 1"),
+            "{text}"
+        );
+        assert!(text.contains("statuses  20: 99, 70: 1"), "{text}");
+        assert!(
+            text.ends_with("first error: answer with status 70"),
+            "{text}"
+        );
     }
 }
