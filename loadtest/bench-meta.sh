@@ -254,10 +254,15 @@ END_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 python3 - "$T/rows" "$RATE" "$CONNS" "$TICK_HZ" "$START_LOAD" "$END_LOAD" <<'PY'
 import json, sys
 rows_file, rate, conns, hz, load0, load1 = sys.argv[1:]
+def flat(s):
+    """The figures used here from a corridor-load summary/v1 object (docs/load.md)."""
+    return {"errors": s["requests"]["errors"], "requests": s["requests"]["completed"],
+            "achieved_rps": s["achieved_rate"], "p50_ms": s["latency_ms"]["p50"],
+            "p99_ms": s["latency_ms"]["p99"]}
 best = {}
 for line in open(rows_file):
     kind, key, ticks, js = line.split(" ", 3)
-    r = json.loads(js)
+    r = flat(json.loads(js))
     b = best.setdefault(key, {"errors": 0, "calls": 0})
     b["errors"] += r["errors"]   # every round's failures count
     b["calls"] += r["requests"]
