@@ -162,10 +162,16 @@ fn drive<P: Plan>(plan: P, search: Option<&SearchArgs>) -> anyhow::Result<()> {
         }
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
-    if args.json {
-        println!("{}", report.json_line());
+    let out = if args.json {
+        report.json_line()
     } else {
-        println!("{}", report.text());
+        report.text()
+    };
+    // A reader that went away (`| head`) is not an error of the run.
+    if let Err(e) = writeln!(std::io::stdout(), "{out}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e.into());
     }
     if let Some(path) = &args.html {
         load::html::write(path, &report.json())?;
