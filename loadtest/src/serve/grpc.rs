@@ -26,7 +26,7 @@ pub(super) async fn connection(stream: TcpStream, backend: Arc<Backend>) {
             let plan = backend.faults.plan();
             backend.log_call(|| format!("call grpc path={}", req.uri().path()));
             let echo = tower::service_fn(move |call: tonic::Request<Bytes>| async move {
-                tokio::time::sleep_until(arrived + plan.wait).await;
+                super::clock::sleep_until(arrived + plan.wait).await;
                 if plan.fail {
                     return Err(tonic::Status::unavailable(INJECTED));
                 }

@@ -61,7 +61,7 @@ async fn answer(
         Ok(body) => body.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    tokio::time::sleep_until(arrived + plan.wait).await;
+    super::clock::sleep_until(arrived + plan.wait).await;
     let mut resp = if plan.fail {
         let mut resp = Response::new(Full::new(Bytes::from_static(INJECTED.as_bytes())));
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;

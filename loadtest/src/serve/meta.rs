@@ -131,8 +131,9 @@ fn handle(
         }
     };
     let tx = tx.clone();
+    let due = tokio::time::Instant::now() + wait;
     tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
+        super::clock::sleep_until(due).await;
         let _ = tx.send(answer);
     });
     Ok(())

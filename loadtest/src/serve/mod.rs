@@ -11,6 +11,7 @@
 //! the backend and the proxy read the protocol the same way, and the real client
 //! libraries in the end-to-end tests check both.
 
+mod clock;
 mod dubbo;
 mod faults;
 mod grpc;
