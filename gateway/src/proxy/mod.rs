@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod retry;
 pub mod tcp;
+pub mod upstream;
 
 use std::sync::Arc;
 

@@ -19,30 +19,7 @@ use crate::proxy::READ_CHUNK;
 /// Frames queued for the writer before callers wait for room.
 const WRITE_QUEUE: usize = 1024;
 
-/// Why a call did not get its response.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// Connecting failed or timed out.
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect {
-        /// The upstream.
-        addr: SocketAddr,
-        /// Why.
-        reason: String,
-    },
-    /// The connection broke (closed, reset, or sent bytes the codec cannot read) before the
-    /// response arrived.
-    #[error("upstream connection to {addr} broke: {reason}")]
-    Reset {
-        /// The upstream.
-        addr: SocketAddr,
-        /// Why.
-        reason: String,
-    },
-    /// The request could not be written in this protocol (an edit the codec refused).
-    #[error("cannot encode the request: {0}")]
-    Encode(String),
-}
+pub use crate::proxy::upstream::UpstreamError;
 
 type Waiter = oneshot::Sender<Result<Frame, UpstreamError>>;
 
@@ -64,12 +41,7 @@ impl Inner {
             Ok(mut m) => m.drain().map(|(_, w)| w).collect(),
             Err(_) => Vec::new(),
         };
-        for w in waiters {
-            let _ = w.send(Err(UpstreamError::Reset {
-                addr: self.addr,
-                reason: reason.to_string(),
-            }));
-        }
+        crate::proxy::upstream::fail_all(waiters, self.addr, reason);
     }
 }
 

@@ -28,26 +28,7 @@ const GATHER_ENOUGH: usize = 16;
 /// Largest reply accepted from an upstream (Redis's own bulk limit).
 const MAX_REPLY: usize = 512 * 1024 * 1024;
 
-/// Why a command got no reply.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// Connecting (or authenticating) failed.
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect {
-        /// The upstream.
-        addr: SocketAddr,
-        /// Why.
-        reason: String,
-    },
-    /// The connection broke before the reply arrived.
-    #[error("upstream {addr} went away: {reason}")]
-    Reset {
-        /// The upstream.
-        addr: SocketAddr,
-        /// Why.
-        reason: String,
-    },
-}
+pub use crate::proxy::upstream::UpstreamError;
 
 /// A queued command's reply, when it comes.
 pub type Reply = oneshot::Receiver<Result<Value, UpstreamError>>;
@@ -68,12 +49,7 @@ impl Inner {
             Ok(mut q) => q.drain(..).collect(),
             Err(_) => Vec::new(),
         };
-        for w in waiters {
-            let _ = w.send(Err(UpstreamError::Reset {
-                addr: self.addr,
-                reason: reason.to_string(),
-            }));
-        }
+        crate::proxy::upstream::fail_all(waiters, self.addr, reason);
     }
 }
 
