@@ -2,33 +2,49 @@
 # HTTP/1.1 keep-alive small responses through one-worker reverse proxies, side by side:
 # corridor-gateway, nginx, HAProxy and Envoy, same nginx backend, same load, one run.
 #
-#   loadtest/bench-http.sh [--duration 10s] [--rate 10000] [--connections 50] [--repeat 2]
-#                          [--only corridor,haproxy,...]
+#   loadtest/bench-http.sh [--duration 10s] [--rate 10000] [--connections 50] [--repeat 3]
+#                          [--warmup 2s] [--only corridor,haproxy,...] [--quick] [--section FILE]
 #
+# --section FILE also writes the run as a BENCHMARKS.md section (format in
+# loadtest/bench-lib.sh; loadtest/bench assembles them); --quick is a plumbing check
+# (1 s runs, one round: figures not meaningful).
 # CORRIDOR_GATEWAY_BIN=/path/to/corridor-gateway runs another gateway build (e.g. a
 # baseline) instead of the one built here.
 #
 # Every proxy is pinned to core 0 with one worker; the backend and the load generators
 # share core 1 (as in shared/PEERS.md's measurements). Max throughput comes from wrk
 # (closed loop); latency at a fixed rate from corridor-load (open loop, timed from each
-# request's intended send time). Prints a Markdown table; ratios are against HAProxy.
+# request's intended send time). Prints a Markdown table, ratios against HAProxy, and the
+# goal of issue 2: corridor's max req/s >= 1.0x HAProxy's.
 #
-# Fairness and noise: each measurement runs --repeat times per proxy, the proxies taking
-# turns (so a burst of background load hits one round, not one proxy), and the best
-# round counts (highest req/s; lowest p99 for latency). The fixed rate defaults to 10000
-# req/s: at 20000 the backend and corridor-load together saturate core 1, and the
-# latency column then measures the load generator more than the proxy.
+# Why wrk and not `corridor-load http` for the maximum: measured on this 2-core VM
+# (2026-11-22, 3 alternating rounds of 5 s, -c50, direct to the nginx backend, both on
+# core 1), wrk reached 65.5k-67.9k req/s and corridor-load 50.8k-54.0k (0.76-0.82x);
+# with the backend on core 0, 36.7k-44.6k against 22.9k-38.0k. corridor-load is the
+# slower generator, so a closed loop driven by it would measure the load generator, not
+# the proxies. Latency at a fixed rate stays on corridor-load (wrk has no open loop).
+#
+# Noise: each measurement runs --repeat times per proxy, the proxies taking turns (so a
+# burst of background load hits one round, not one proxy), and the median round counts
+# for every figure (max req/s, p50, p99); the goal line also shows each round's ratio.
+# The fixed rate defaults to 10000 req/s: at 20000 the backend and corridor-load
+# together saturate core 1, and the latency column then measures the load generator more
+# than the proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. loadtest/bench-lib.sh
 
-DURATION=10s RATE=10000 CONNS=50 REPEAT=2 ONLY=
+DURATION=10s RATE=10000 CONNS=50 REPEAT=3 WARMUP=2s ONLY= SECTION= QUICK=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --repeat) REPEAT=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
+    --section) SECTION=$2; shift 2 ;;
+    --quick) QUICK=1 DURATION=1s REPEAT=1 WARMUP=1s; shift ;;
     *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -146,50 +162,90 @@ for l in json.load(sys.stdin)["listener_statuses"]:
 
 wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.1 "$ENVOYP"
 
-# One round for one proxy: appends "name req/s {latency json}" to $T/rows.
+# One round for one proxy: appends "round name req/s {latency json}" to $T/rows.
 round() {
-  local name=$1 target=$2
+  local r=$1 name=$2 target=$3
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then return; fi
   curl -sf "http://$target/" >/dev/null || { echo "$name unreachable at $target" >&2; return; }
   # Warm up, then closed loop for throughput, then open loop at the fixed rate for latency.
-  taskset -c 1 wrk -t1 -c"$CONNS" -d2s "http://$target/" >/dev/null
+  taskset -c 1 wrk -t1 -c"$CONNS" -d"$WARMUP" "http://$target/" >/dev/null
   local rps
   rps=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" "http://$target/" | awk '/Requests\/sec/ {print $2}')
   local lat
   lat=$(taskset -c 1 "$BIN/corridor-load" http --url "http://$target/" --rate "$RATE" \
         --connections "$CONNS" --duration "$DURATION" --json)
-  echo "$name $rps $lat" >> "$T/rows"
+  echo "$r $name $rps $lat" >> "$T/rows"
 }
 : > "$T/rows"
-for _ in $(seq "$REPEAT"); do
-  round corridor "$CORRIDOR"
-  round haproxy "127.0.0.1:$HAPROXY"
-  round nginx "127.0.0.1:$NGINX"
-  round envoy "127.0.0.1:$ENVOYP"
-  round "backend (direct)" "127.0.0.1:$BACKEND"
+bench_start
+for r in $(seq "$REPEAT"); do
+  round "$r" corridor "$CORRIDOR"
+  round "$r" haproxy "127.0.0.1:$HAPROXY"
+  round "$r" nginx "127.0.0.1:$NGINX"
+  round "$r" envoy "127.0.0.1:$ENVOYP"
+  round "$r" "backend (direct)" "127.0.0.1:$BACKEND"
 done
+bench_end
 
-python3 - "$T/rows" "$RATE" "$CONNS" "$DURATION" <<'PY'
-import json, sys
+python3 - "$T/rows" "$RATE" "$CONNS" "$T/body.json" <<'PY'
+import json, statistics, sys
+rows_file, rate, conns, body_file = sys.argv[1:]
 def flat(s):
     """The figures used here from a corridor-load summary/v1 object (docs/load.md)."""
-    return {"errors": s["requests"]["errors"], "requests": s["requests"]["completed"],
-            "achieved_rps": s["achieved_rate"], "p50_ms": s["latency_ms"]["p50"],
+    return {"errors": s["requests"]["errors"], "p50_ms": s["latency_ms"]["p50"],
             "p99_ms": s["latency_ms"]["p99"]}
-rows = {}
-for line in open(sys.argv[1]):
+# name -> {"rps": {round: req/s}, "p50": [ms...], "p99": [ms...], "errors": n}, first seen first
+paths = {}
+for line in open(rows_file):
     head, js = line.split(" {", 1)
-    name, rps = head.rsplit(" ", 1)
+    r, rest = head.split(" ", 1)
+    name, rps = rest.rsplit(" ", 1)
     lat = flat(json.loads("{" + js))
-    best = rows.setdefault(name, [0.0, None, 0])
-    best[0] = max(best[0], float(rps))
-    if best[1] is None or lat["p99_ms"] < best[1]["p99_ms"]:
-        best[1] = lat
-    best[2] += lat["errors"]  # every round's failures (non-2xx included) count
-rows = [(name, rps, lat, errs) for name, (rps, lat, errs) in rows.items()]
-base = next((r for r in rows if r[0] == "haproxy"), rows[0])
-print(f"| proxy (1 worker) | max req/s (wrk -c{sys.argv[3]}) | vs HAProxy | p50 ms @ {sys.argv[2]} rps | p99 ms @ {sys.argv[2]} rps | errors incl. non-2xx (all rounds) |")
-print("|---|---:|---:|---:|---:|---:|")
-for name, rps, l, errs in rows:
-    print(f"| {name} | {rps:,.0f} | {rps / base[1]:.2f}x | {l['p50_ms']:.3f} | {l['p99_ms']:.3f} | {errs} |")
+    p = paths.setdefault(name, {"rps": {}, "p50": [], "p99": [], "errors": 0})
+    p["rps"][int(r)] = float(rps)
+    p["p50"].append(lat["p50_ms"])
+    p["p99"].append(lat["p99_ms"])
+    p["errors"] += lat["errors"]  # every round's failures (non-2xx included) count
+med = {name: statistics.median(p["rps"].values()) for name, p in paths.items()}
+base = "haproxy" if "haproxy" in paths else next(iter(paths), None)
+lines = [f"| proxy (1 worker) | max req/s (wrk -c{conns}) | vs HAProxy | p50 ms @ {rate} rps"
+         f" | p99 ms @ {rate} rps | errors incl. non-2xx (all rounds) |",
+         "|---|---:|---:|---:|---:|---:|"]
+for name, p in paths.items():
+    lines.append(f"| {name} | {med[name]:,.0f} | {med[name] / med[base]:.2f}x"
+                 f" | {statistics.median(p['p50']):.3f} | {statistics.median(p['p99']):.3f} | {p['errors']} |")
+table = "\n".join(lines)
+print(table)
+goals = []
+if "corridor" in paths and "haproxy" in paths:
+    c, h = paths["corridor"]["rps"], paths["haproxy"]["rps"]
+    ratio = med["corridor"] / med["haproxy"]
+    goals.append({"issue": 2, "what": "corridor / HAProxy max req/s", "value": round(ratio, 4),
+                  "unit": "x", "op": ">=", "threshold": 1.0,
+                  "rounds": [round(c[r] / h[r], 4) for r in sorted(c) if h.get(r)]})
+    print(f"\n- corridor / HAProxy max req/s = {ratio:.2f}x (goal >= 1.0x): {'met' if ratio >= 1.0 else 'NOT met'}")
+rounds = max((len(p["rps"]) for p in paths.values()), default=0)
+json.dump({"statistic": f"median of {rounds} rounds" if rounds > 1 else "one round",
+           "rounds": rounds, "tables": [{"title": "", "markdown": table}], "goals": goals},
+          open(body_file, "w"))
 PY
+
+if [ -n "$SECTION" ]; then
+  BENCH_NAME=http
+  BENCH_TITLE="HTTP/1.1 keep-alive, small responses, one worker per proxy"
+  BENCH_NOTES="docs/performance.md#http"
+  BENCH_QUICK=$QUICK
+  BENCH_COMMAND="loadtest/bench-http.sh --duration $DURATION --rate $RATE --connections $CONNS --repeat $REPEAT --warmup $WARMUP${ONLY:+ --only $ONLY}"
+  BENCH_SETUP="Each proxy runs one worker pinned to core 0: corridor-gateway \`--worker-threads 1\`
+(the tokio current-thread runtime, \`--log-level warn\`), nginx $(bench_pkg_version nginx)
+\`worker_processes 1\`, HAProxy $(bench_pkg_version haproxy) \`nbthread 1\` (\`http-reuse always\`),
+Envoy $(bench_envoy_version "$ENVOY") \`--concurrency 1\`. All proxy to the same nginx backend
+(\`return 200 'ok'\`, keep-alive), which shares core 1 with the load generators: wrk
+$(bench_pkg_version wrk) \`-t1 -c$CONNS\` for the closed-loop maximum after a $WARMUP warm-up,
+then corridor-load at a fixed $RATE req/s over $CONNS connections (open loop, each request
+timed from its intended send time) for latency. Each measurement runs $DURATION. The proxies
+take turns within every round, so a burst of background load hits one round, not one proxy.
+wrk stays the generator of the maximum: on this VM corridor-load http reached only
+0.76-0.82x of wrk's req/s direct to the backend (figures in the script's header)."
+  bench_write_section "$SECTION" "$T/body.json"
+fi
