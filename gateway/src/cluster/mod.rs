@@ -79,15 +79,20 @@ pub struct ClusterState {
     pub counters: Arc<ClusterCounters>,
 }
 
+/// A map from resource names to what the data path reads. Looked up on every request,
+/// so hashed with foldhash rather than SipHash: the names come from the control plane,
+/// not from clients, so there is no flooding to defend against.
+pub type NameMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The immutable configuration the data path reads, swapped atomically on each push.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Route configurations by name.
-    pub routes: HashMap<String, Arc<RouteConfig>>,
+    pub routes: NameMap<Arc<RouteConfig>>,
     /// Clusters by name.
-    pub clusters: HashMap<String, Arc<ClusterState>>,
+    pub clusters: NameMap<Arc<ClusterState>>,
     /// MetaProtocol (Dubbo, Thrift) route configurations by name.
-    pub meta_routes: HashMap<String, Arc<crate::model::meta_route::MetaRouteConfig>>,
+    pub meta_routes: NameMap<Arc<crate::model::meta_route::MetaRouteConfig>>,
 }
 
 impl Snapshot {
@@ -100,7 +105,7 @@ impl Snapshot {
         prev: &Snapshot,
     ) -> Snapshot {
         let routes = routes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut out = HashMap::with_capacity(clusters.len());
+        let mut out = NameMap::with_capacity_and_hasher(clusters.len(), Default::default());
         for (name, config) in clusters {
             let assignment = endpoints
                 .get(&config.eds_name)
@@ -126,7 +131,7 @@ impl Snapshot {
         Snapshot {
             routes,
             clusters: out,
-            meta_routes: HashMap::new(),
+            meta_routes: NameMap::default(),
         }
     }
 }
