@@ -91,10 +91,14 @@ fn pairs_of(out: &mut BytesMut, tag: u8, pairs: &[(Value, Value)]) {
     }
 }
 
+/// `tag`, the length in decimal, CRLF: assembled on the stack and written with one copy,
+/// since a forwarded command writes three or more of these.
 fn header(out: &mut BytesMut, tag: u8, len: usize) {
-    out.put_u8(tag);
-    put_decimal(out, len as u64);
-    out.put_slice(b"\r\n");
+    let mut line = [0u8; 1 + 20 + 2];
+    line[0] = tag;
+    let end = 1 + write_decimal(&mut line[1..21], len as u64);
+    line[end..end + 2].copy_from_slice(b"\r\n");
+    out.put_slice(&line[..end + 2]);
 }
 
 fn put_int(out: &mut BytesMut, n: i64) {
@@ -106,18 +110,20 @@ fn put_int(out: &mut BytesMut, n: i64) {
 
 /// Decimal digits without going through `fmt`: every reply and forwarded command writes
 /// a few of these.
-fn put_decimal(out: &mut BytesMut, mut n: u64) {
+fn put_decimal(out: &mut BytesMut, n: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+    let len = write_decimal(&mut digits, n);
+    out.put_slice(&digits[..len]);
+}
+
+/// Writes `n`'s digits at the start of `to` (20 bytes hold any u64); returns how many.
+fn write_decimal(to: &mut [u8], mut n: u64) -> usize {
+    let len = decimal_len(n);
+    for at in (0..len).rev() {
+        to[at] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    out.put_slice(&digits[at..]);
+    len
 }
 
 fn decimal_len(mut n: u64) -> usize {
