@@ -449,6 +449,13 @@ mod redis {
         };
         assert_eq!(again.args, command.args);
         assert_eq!(again, Command::new(command.args.clone()));
+        // Wire bytes kept by the fast path are forwarded as they are: they must be
+        // exactly what encoding the arguments writes.
+        if let Some(kept) = &command.wire {
+            let mut encoded = BytesMut::new();
+            command.encode(&mut encoded);
+            assert_eq!(kept[..], encoded[..], "{command:?}");
+        }
         assert_eq!(command.name_upper().len(), command.name().len());
         let Some(info) = command::lookup(command.name()) else {
             let _ = command::unknown_command(&command.args);

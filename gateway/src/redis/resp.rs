@@ -13,6 +13,7 @@ mod inline;
 mod line;
 mod reply;
 mod request;
+mod whole;
 
 #[cfg(test)]
 mod tests;

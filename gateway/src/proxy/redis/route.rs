@@ -78,7 +78,8 @@ pub async fn dispatch(
     if !matches!(info.kind, Kind::MultiGet | Kind::MultiSum | Kind::MultiSet) {
         // EVAL's keys must live together: route on the first, and in a Redis Cluster
         // let the server say CROSSSLOT for the others.
-        let part = send(l, info, std::mem::take(&mut cmd.args), first, scratch).await;
+        let (args, wire) = (std::mem::take(&mut cmd.args), cmd.wire.take());
+        let part = send(l, info, args, wire, first, scratch).await;
         return match delay {
             None => metered(part, extra),
             Some(d) => metered(
@@ -103,7 +104,7 @@ pub async fn dispatch(
             let mut args = Vec::with_capacity(1 + width);
             args.push(single.clone());
             args.extend(cmd.args[k..k + width].iter().cloned());
-            parts.push(send(l, info, args, 1, scratch).await);
+            parts.push(send(l, info, args, None, 1, scratch).await);
         }
     }
     let kind = info.kind;
@@ -119,11 +120,13 @@ pub async fn dispatch(
 }
 
 /// Routes `args` on the key at `key_at`, queues it, mirrors it, and returns its pending
-/// reply (not metered: the caller counts the whole command).
+/// reply (not metered: the caller counts the whole command). `wire`, when the client's
+/// bytes for `args` are at hand, is sent instead of encoding `args` again.
 async fn send(
     l: &Arc<RedisListener>,
     info: &'static CommandInfo,
     mut args: Vec<Bytes>,
+    wire: Option<Bytes>,
     key_at: usize,
     scratch: &mut BytesMut,
 ) -> Pending {
@@ -142,7 +145,10 @@ async fn send(
     if scratch.capacity() < ENCODE_MIN_ROOM {
         scratch.reserve(ENCODE_BLOCK);
     }
-    encode_command(&args, scratch);
+    match wire.filter(|_| !route.remove_prefix) {
+        Some(wire) => scratch.extend_from_slice(&wire),
+        None => encode_command(&args, scratch),
+    }
     let bytes = scratch.split().freeze();
     let key = args.swap_remove(key_at);
     for m in &route.mirrors {

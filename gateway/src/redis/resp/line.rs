@@ -47,6 +47,13 @@ impl LineScanner {
         }
     }
 
+    /// Forgets a partial scan: the `taken` bytes at the start of the buffer, scanned or
+    /// not, were consumed whole by another way of reading (the decoder's fast path).
+    pub(super) fn consumed(&mut self, taken: usize) {
+        self.scanned = 0;
+        self.examined += taken as u64;
+    }
+
     /// The length (without the LF) of the LF-terminated line at the start of `buf`, or
     /// `None` until it is all there: inline commands end at LF alone, as in Redis.
     pub(super) fn lf(&mut self, buf: &[u8]) -> Option<usize> {

@@ -6,6 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::encode::{command_len, encode_command};
 use super::inline::split_args;
 use super::line::{LineScanner, parse_int};
+use super::whole;
 use super::{
     PROTO_INLINE_MAX_SIZE, PROTO_MAX_BULK_LEN, PROTO_MAX_MULTIBULK_LEN, RespError, show_byte,
 };
@@ -20,20 +21,36 @@ const MIN_ARG_BYTES: usize = 6;
 const PREALLOC_ARGS: usize = 1024;
 
 /// One command from a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Command {
     /// The name and arguments; never empty when it comes from [`CommandDecoder`].
     pub args: Vec<Bytes>,
     /// Bytes the command took on the wire (for an inline command, its line).
     pub bytes: usize,
+    /// The command's wire bytes when they are exactly what [`Command::encode`] writes (a
+    /// short command read whole): sent on as they are instead of being encoded again.
+    pub wire: Option<Bytes>,
 }
+
+/// Commands are equal when their arguments are: `wire` only caches their encoding.
+impl PartialEq for Command {
+    fn eq(&self, other: &Self) -> bool {
+        self.args == other.args && self.bytes == other.bytes
+    }
+}
+
+impl Eq for Command {}
 
 impl Command {
     /// A command built by the gateway (`AUTH`, `CLUSTER SLOTS`); its size is that of
     /// its RESP encoding.
     pub fn new(args: Vec<Bytes>) -> Self {
         let bytes = command_len(&args);
-        Self { args, bytes }
+        Self {
+            args,
+            bytes,
+            wire: None,
+        }
     }
 
     /// The command name as sent (empty if there are no arguments).
@@ -110,6 +127,14 @@ impl CommandDecoder {
             } else if buf.is_empty() {
                 Step::NeedMore
             } else if buf[0] == b'*' {
+                if let Some((wire, args)) = whole::take(buf, self.max_request) {
+                    self.lines.consumed(wire.len());
+                    return Ok(Some(Command {
+                        args,
+                        bytes: wire.len(),
+                        wire: Some(wire),
+                    }));
+                }
                 self.array_header(buf)?
             } else {
                 self.inline(buf)?
@@ -220,6 +245,7 @@ impl CommandDecoder {
         Ok(Step::Done(Command {
             args: done.args,
             bytes: done.bytes,
+            wire: None,
         }))
     }
 
@@ -246,7 +272,11 @@ impl CommandDecoder {
         if args.is_empty() {
             return Ok(Step::Skipped);
         }
-        Ok(Step::Done(Command { args, bytes: n + 1 }))
+        Ok(Step::Done(Command {
+            args,
+            bytes: n + 1,
+            wire: None,
+        }))
     }
 
     fn too_large(&self, len: usize) -> RespError {
