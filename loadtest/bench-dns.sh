@@ -171,11 +171,14 @@ fi
 # --- corridor-dns, fed by corridor-controller ------------------------------------------------
 if wanted corridor; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
-  cargo build -q --release -p corridor-controller -p corridor-dns
+  # With CORRIDOR_DNS_BIN, that binary runs as it is and the checkout's corridor-dns is not built.
+  packages=(-p corridor-controller)
+  [ -n "${CORRIDOR_DNS_BIN:-}" ] || packages+=(-p corridor-dns)
+  cargo build -q --release "${packages[@]}"
   BIN=$CARGO_TARGET_DIR/release
   DNS_BIN=${CORRIDOR_DNS_BIN:-$BIN/corridor-dns}
   taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
-    --gateway-cidr 127.78.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
+    --gateway-cidr "$(bench_cidr)" --log-level warn > "$T/controller.out" & PIDS+=($!)
   for _ in $(seq 100); do grep -q 'bound xds=' "$T/controller.out" 2>/dev/null && break; sleep 0.1; done
   XDS=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/controller.out")
   workers=()

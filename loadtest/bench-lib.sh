@@ -83,3 +83,8 @@ bench_envoy_version() {
   v=$("$1" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([0-9.]*\)/.*|\1|p')
   echo "${v:-?}"
 }
+
+# A random 127.<n>.0.0/16 for the controller's gateway addresses. A service's address is
+# a hash of its name within the range, so a fixed range would make two runs at once (or a
+# run beside a hand-started mesh) collide on the same address and port.
+bench_cidr() { echo "127.$((RANDOM % 150 + 101)).0.0/16"; }

@@ -92,7 +92,10 @@ VENV=${CORRIDOR_VENV:-$HOME/.cache/corridor/venv}
 ENVOY=$VENV/bin/envoy
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/corridor/target}
-cargo build -q --release -p corridor-controller -p corridor-gateway -p corridor-load
+# With CORRIDOR_GATEWAY_BIN, that binary runs as it is and the checkout's gateway is not built.
+packages=(-p corridor-controller -p corridor-load)
+[ -n "${CORRIDOR_GATEWAY_BIN:-}" ] || packages+=(-p corridor-gateway)
+cargo build -q --release "${packages[@]}"
 BIN=$CARGO_TARGET_DIR/release
 GATEWAY_BIN=${CORRIDOR_GATEWAY_BIN:-$BIN/corridor-gateway}
 
@@ -220,7 +223,7 @@ ports: [ { name: redis, port: $RP, protocol: TCP } ]
 endpoints: [ { addresses: ["127.0.0.1"], conditions: { ready: true } } ]
 CONF
   taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
-    --gateway-cidr 127.78.0.0/16 --log-level warn > "$T/controller.out" & PIDS+=($!)
+    --gateway-cidr "$(bench_cidr)" --log-level warn > "$T/controller.out" & PIDS+=($!)
   XDS=$(bound "$T/controller.out" "bound xds=")
   taskset -c 0 "$GATEWAY_BIN" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
     --log-level warn > "$T/gateway.out" & PIDS+=($!); PID[gateway]=$!
