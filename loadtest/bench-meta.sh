@@ -351,7 +351,7 @@ for goal in goals:
     shown = f"{v:.2f}x" if goal["unit"] == "x" else f"{v:,.0f} us"
     print(f"- {goal['what']} = {shown} (goal {goal['op']} {t}{'x' if goal['unit'] == 'x' else ' us'}): "
           f"{'met' if ok else 'NOT met'}")
-print(f"\nLoad average {load0} at the start, {load1} at the end (2 cores).")
+print(f"\nLoad average {load0} at the start, {load1} at the end.")
 rounds = max((len(b["rps"]) for b in paths.values()), default=0)
 json.dump({"statistic": f"median of {rounds} rounds" if rounds > 1 else "one round",
            "rounds": rounds, "tables": [{"title": "", "markdown": table}], "goals": goals},

@@ -404,7 +404,7 @@ remarks = []
 if failed:
     remarks.append(f"Failed or hung runs: {sum(failed.values())} ({', '.join(f'{p} -P{q} {c}' for p, q, c in failed)}).")
     print("\n" + remarks[0])
-print(f"\nStarted {started} UTC; load average {load0} at the start, {load1} at the end (2 cores).")
+print(f"\nStarted {started[:16].replace('T', ' ')} UTC; load average {load0} at the start, {load1} at the end.")
 rounds = max((len(b["rps"]) for b in runs.values()), default=0)
 json.dump({"statistic": f"median of {rounds} rounds" if rounds > 1 else "one round",
            "rounds": rounds, "tables": tables, "goals": goals, "remarks": remarks},
