@@ -3,12 +3,13 @@
 //! that are not RESP get Redis's protocol error and the connection is closed; other
 //! connections never notice.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::RedisListener;
 use super::pending::Pending;
@@ -20,47 +21,100 @@ use crate::redis::resp::{CommandDecoder, Value, encode};
 
 /// Largest command accepted from a client (Redis's own limit for a bulk string).
 pub const DEFAULT_MAX_REQUEST: usize = 512 * 1024 * 1024;
-/// Replies waiting to be written before the connection stops reading commands.
+/// Replies owed before the connection stops reading commands.
 const PIPELINE_DEPTH: usize = 1024;
 
 /// Serves one client until it closes, QUITs, or sends bytes that are not RESP.
+///
+/// One task does both directions: it dispatches every whole command it has read, writes
+/// the replies that are done at the head of the line, and then waits for whichever comes
+/// first, more bytes or the head reply. Replies are waited for in order, so one timer,
+/// set to the deadline of the reply at the head, enforces every command's op timeout.
 pub async fn serve<S>(stream: S, listener: Arc<RedisListener>, max_request: usize)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(stream);
-    let (replies, queue) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
-    let writing = tokio::spawn(write_loop(writer, queue));
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = CommandDecoder::new(max_request);
     let mut session = Session::new(&listener.config);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scratch = BytesMut::new();
-    'read: loop {
-        loop {
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut out = BytesMut::new();
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    // Cleared by end of stream, QUIT or unreadable bytes: the replies already owed are
+    // still written before the connection closes.
+    let mut reading = true;
+    loop {
+        while reading && queue.len() < PIPELINE_DEPTH {
             match decoder.decode(&mut buf) {
                 Ok(Some(cmd)) => {
-                    let reply = handle(&listener, &mut session, cmd, &mut scratch).await;
-                    if replies.send(reply).await.is_err() || session.closing {
-                        break 'read;
-                    }
+                    queue.push_back(handle(&listener, &mut session, cmd, &mut scratch).await);
+                    reading = !session.closing;
                 }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(listener = %listener.name, error = %e, "closing a Redis connection that sent unreadable bytes");
-                    let _ = replies.send(Pending::ready(e.reply())).await;
-                    break 'read;
+                    queue.push_back(Pending::ready(e.reply()));
+                    reading = false;
                 }
             }
         }
-        buf.reserve(READ_CHUNK);
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        // Replies already done go out in one write; the first one still waiting is
+        // waited for below.
+        while out.len() < WRITE_BATCH {
+            let Some(head) = queue.front_mut() else { break };
+            let Some(value) = head.now_or_never() else {
+                break;
+            };
+            queue.pop_front();
+            encode(&value, &mut out);
+        }
+        if !out.is_empty() {
+            if writer.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+            continue;
+        }
+        if !reading && queue.is_empty() {
+            break;
+        }
+        let can_read = reading && queue.len() < PIPELINE_DEPTH;
+        let deadline = queue.front().and_then(Pending::deadline);
+        if let Some(deadline) = deadline {
+            timer.as_mut().reset(deadline.into());
+        }
+        tokio::select! {
+            biased;
+            Some(value) = head(&mut queue), if !queue.is_empty() => {
+                queue.pop_front();
+                encode(&value, &mut out);
+            }
+            () = timer.as_mut(), if deadline.is_some() => {
+                if let Some(late) = queue.pop_front() {
+                    encode(&late.expire(), &mut out);
+                }
+            }
+            read = reader.read_buf(&mut buf), if can_read => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    reading = false;
+                }
+                buf.reserve(READ_CHUNK);
+            }
         }
     }
-    // Replies to commands already sent are still written before the connection closes.
-    drop(replies);
-    let _ = writing.await;
+    let _ = writer.shutdown().await;
+}
+
+/// The reply at the head of the line, when it is done (`None` for an empty line); it
+/// stays in the line, for the caller to take off.
+async fn head(queue: &mut VecDeque<Pending>) -> Option<Value> {
+    match queue.front_mut() {
+        Some(pending) => Some(pending.await),
+        None => None,
+    }
 }
 
 /// The reply to one command: answered here, refused, or sent upstream.
@@ -91,56 +145,4 @@ async fn handle(
         | Kind::MultiSet
         | Kind::MultiSum => dispatch(l, info, cmd, scratch).await,
     }
-}
-
-/// Writes replies in command order, batching those already done. Replies are waited
-/// for in order, so one timer, set to the deadline of the reply at the head, enforces
-/// every command's op timeout.
-async fn write_loop<W: AsyncWrite>(writer: W, mut queue: mpsc::Receiver<Pending>) {
-    tokio::pin!(writer);
-    let mut out = BytesMut::new();
-    let mut held: Option<Pending> = None;
-    let timer = tokio::time::sleep(std::time::Duration::ZERO);
-    tokio::pin!(timer);
-    loop {
-        let mut first = match held.take() {
-            Some(p) => p,
-            None => match queue.recv().await {
-                Some(p) => p,
-                None => break,
-            },
-        };
-        out.clear();
-        let value = match ((&mut first).now_or_never(), first.deadline()) {
-            (Some(v), _) => v,
-            (None, None) => first.await,
-            (None, Some(deadline)) => {
-                timer.as_mut().reset(deadline.into());
-                tokio::select! {
-                    biased;
-                    v = &mut first => v,
-                    () = timer.as_mut() => first.expire(),
-                }
-            }
-        };
-        encode(&value, &mut out);
-        // Replies already finished go out in the same write; the first one still
-        // waiting starts the next.
-        while out.len() < WRITE_BATCH {
-            let Ok(mut next) = queue.try_recv() else {
-                break;
-            };
-            match (&mut next).now_or_never() {
-                Some(v) => encode(&v, &mut out),
-                None => {
-                    held = Some(next);
-                    break;
-                }
-            }
-        }
-        if writer.write_all(&out).await.is_err() {
-            return;
-        }
-    }
-    let _ = writer.shutdown().await;
 }

@@ -96,19 +96,19 @@ mod tests {
     #[test]
     fn anything_unusual_is_left_alone() {
         for wire in [
-            &b"*2\r\n$3\r\nGET\r\n$1\r\nk\r"[..],      // not all there
-            b"*2\r\n$3\r\nGET\r\n$1\r\n",                // bulk missing
-            b"*0\r\n",                                   // empty array
-            b"*9\r\n$1\r\na\r\n",                        // too many arguments
-            b"*01\r\n$4\r\nPING\r\n",                    // leading zero
-            b"*1\r\n$04\r\nPING\r\n",                    // leading zero
-            b"*1\r\n$-1\r\n",                            // negative
-            b"*1\r\n$\r\n\r\n",                          // no digits
-            b"*1\r\n$4\r\nPINGxx",                       // no CRLF after the bulk
-            b"*1\r\n$4 \r\nPING\r\n",                    // space
-            b"*1\r\n$9999999999\r\n",                    // too long a length
-            b"*1\r\n:4\r\nPING\r\n",                     // not a bulk
-            b"PING\r\n",                                 // inline
+            &b"*2\r\n$3\r\nGET\r\n$1\r\nk\r"[..], // not all there
+            b"*2\r\n$3\r\nGET\r\n$1\r\n",         // bulk missing
+            b"*0\r\n",                            // empty array
+            b"*9\r\n$1\r\na\r\n",                 // too many arguments
+            b"*01\r\n$4\r\nPING\r\n",             // leading zero
+            b"*1\r\n$04\r\nPING\r\n",             // leading zero
+            b"*1\r\n$-1\r\n",                     // negative
+            b"*1\r\n$\r\n\r\n",                   // no digits
+            b"*1\r\n$4\r\nPINGxx",                // no CRLF after the bulk
+            b"*1\r\n$4 \r\nPING\r\n",             // space
+            b"*1\r\n$9999999999\r\n",             // too long a length
+            b"*1\r\n:4\r\nPING\r\n",              // not a bulk
+            b"PING\r\n",                          // inline
         ] {
             let (taken, left) = take_from(wire, 1024);
             assert!(taken.is_none(), "{:?}", String::from_utf8_lossy(wire));
