@@ -119,6 +119,7 @@ fn verdicts_are_judged_from_the_figures() {
                 1.0,
                 json!([0.8781])
             ),
+            goal("ratio just below", json!(1.996), "x", ">=", 2.0, json!([])),
         ]),
     );
     let meta = section(
@@ -146,6 +147,7 @@ fn verdicts_are_judged_from_the_figures() {
             "- **met** — issue 9, ratio above: 1.05x (goal ≥ 1.0x; per round 0.98x, 1.05x, 1.10x)",
             "- **met** — issue 9, ratio on the line: 0.90x (goal ≥ 0.9x)",
             "- **NOT met** — issue 9, ratio below: 0.88x (goal ≥ 1.0x)",
+            "- **NOT met** — issue 9, ratio just below: 1.996x (goal ≥ 2.0x)",
             "- **NOT met** — issue 9, added above: +118 µs (goal < 100 µs; per round +111 µs, +118 µs, +185 µs)",
             "- **met** — issue 9, added below: -4 µs (goal < 100 µs)",
             "- **met** — issue 9, lost none: 0 (goal = 0)",
@@ -155,7 +157,7 @@ fn verdicts_are_judged_from_the_figures() {
         "{text}"
     );
     // The header counts what was judged; a goal not measured counts neither way.
-    assert!(text.contains("| [http](#http) | 2 of 3 |"), "{text}");
+    assert!(text.contains("| [http](#http) | 2 of 4 |"), "{text}");
     assert!(text.contains("| [meta](#meta) | 2 of 4 |"), "{text}");
 }
 
