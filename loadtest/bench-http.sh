@@ -18,11 +18,13 @@
 # goal of issue 2: corridor's max req/s >= 1.0x HAProxy's.
 #
 # Why wrk and not `corridor-load http` for the maximum: measured on this 2-core VM
-# (2026-11-22, 3 alternating rounds of 5 s, -c50, direct to the nginx backend, both on
-# core 1), wrk reached 65.5k-67.9k req/s and corridor-load 50.8k-54.0k (0.76-0.82x);
-# with the backend on core 0, 36.7k-44.6k against 22.9k-38.0k. corridor-load is the
-# slower generator, so a closed loop driven by it would measure the load generator, not
-# the proxies. Latency at a fixed rate stays on corridor-load (wrk has no open loop).
+# (2026-11-22, 3 alternating rounds of 5 s, -c50, one thread each, direct to an nginx
+# backend), with the generator and the backend both on core 1 as here, wrk reached
+# 70.7k-73.0k req/s and corridor-load 61.4k-62.5k (0.85-0.87x); with the backend alone
+# on core 0, 137.7k-140.4k against 111.3k-114.0k (0.81x). An earlier set, with more
+# builds running, gave 0.76-0.82x. corridor-load is the slower generator, so a closed
+# loop driven by it would measure the load generator, not the proxies. Latency at a
+# fixed rate stays on corridor-load (wrk has no open loop).
 #
 # Noise: each measurement runs --repeat times per proxy, the proxies taking turns (so a
 # burst of background load hits one round, not one proxy), and the median round counts
@@ -249,6 +251,6 @@ then corridor-load at a fixed $RATE req/s over $CONNS connections (open loop, ea
 timed from its intended send time) for latency. Each measurement runs $DURATION. The proxies
 take turns within every round, so a burst of background load hits one round, not one proxy.
 wrk stays the generator of the maximum: on this VM corridor-load http reached only
-0.76-0.82x of wrk's req/s direct to the backend (figures in the script's header)."
+0.81-0.87x of wrk's req/s direct to the backend (figures in the script's header)."
   bench_write_section "$SECTION" "$T/body.json"
 fi
