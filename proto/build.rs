@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "aeraki/meta_protocol_proxy/config/route/v1alpha/route.proto",
         "aeraki/meta_protocol_proxy/v1alpha/meta_protocol_proxy.proto",
         "aeraki/meta_protocol_proxy/filters/local_ratelimit/v1alpha/local_ratelimit.proto",
+        "aeraki/meta_protocol_proxy/filters/global_ratelimit/v1alpha/global_ratelimit.proto",
+        "corridor/workload/v1/workload.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
