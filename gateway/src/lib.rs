@@ -14,6 +14,7 @@ pub mod config;
 pub mod drain;
 pub mod listener;
 pub mod model;
+pub mod policy;
 pub mod proxy;
 pub mod readiness;
 pub mod redis;
