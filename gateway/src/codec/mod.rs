@@ -9,6 +9,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::policy::reject::Reject;
+
 pub mod dubbo;
 pub mod thrift;
 
@@ -100,38 +102,6 @@ impl Edit {
     }
 }
 
-/// Why the gateway answers a request itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// No route matched (Dubbo: service not found).
-    NoRoute,
-    /// The route's cluster has no healthy endpoint.
-    Unavailable,
-    /// Connecting to the picked endpoint failed or timed out.
-    ConnectFailure,
-    /// The upstream did not answer within the route's timeout.
-    Timeout,
-    /// The upstream connection broke while the call was in flight.
-    UpstreamReset,
-    /// Rate limited or over a circuit breaker.
-    Overloaded,
-    /// Denied by an authorization policy.
-    Unauthorized,
-    /// The request could not be read.
-    BadRequest,
-    /// Anything else on the gateway's side.
-    Internal,
-}
-
-/// A local reply: what went wrong, in words a caller's log can show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalError {
-    /// The kind, which picks the protocol's status or exception type.
-    pub kind: ErrorKind,
-    /// A readable message.
-    pub message: String,
-}
-
 /// Why a stream cannot be decoded. Every variant ends the connection: after bad bytes
 /// there is no next message boundary to trust.
 #[derive(Debug, thiserror::Error)]
@@ -182,9 +152,10 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     /// Whether attribute edits reach the wire for this caller (Thrift: only over THeader).
     fn can_mutate(&self, metadata: &Metadata) -> bool;
 
-    /// A response to `request` reporting `error`, in the caller's dialect (Dubbo response
-    /// with a status; Thrift `TApplicationException`).
-    fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes;
+    /// A response to `request` refusing it for `reject`, in the caller's dialect (Dubbo
+    /// response with the status the codec picks for the kind; Thrift
+    /// `TApplicationException` of the kind's type), carrying the refusal's message.
+    fn local_reply(&self, request: &Metadata, reject: &Reject) -> Bytes;
 
     /// The answer to a heartbeat, when the protocol has one.
     fn heartbeat_reply(&self, request: &Metadata) -> Option<Bytes>;

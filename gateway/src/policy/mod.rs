@@ -3,4 +3,5 @@
 //! ([`reject`]). Each protocol's path builds a [`request::Request`] once and renders a
 //! [`reject::Reject`] in its own error form; policies never know the protocol.
 
+pub mod reject;
 pub mod request;

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(m.path(), Some("org.Greeter"));
         assert_eq!(Attributes::method(&m), Some("sayHello"));
         assert_eq!(m.host(), None);
-        assert!(matches(&exact(HeaderKey::Attribute("method".into()), "sayHello"), &m));
+        assert!(matches(
+            &exact(HeaderKey::Attribute("method".into()), "sayHello"),
+            &m
+        ));
         let mut absent = exact(HeaderKey::Attribute("version".into()), "1");
         assert!(!matches(&absent, &m));
         absent.invert = true;

@@ -21,12 +21,13 @@ use hyper::client::conn::http1;
 use super::HttpListener;
 use super::body::{ReplayBody, RequestBody, ResponseBody};
 use super::exchange::{EndpointActive, Exchange};
-use super::local_reply::{LocalReason, ResponseFlags, reply};
+use super::local_reply::{ResponseFlags, reply};
 use super::retry::{self, Budgeted, RetryActive, TryFailure};
 use crate::cluster::pool::Conn;
 use crate::cluster::{ClusterState, Endpoint, Snapshot, lb};
 use crate::model::cluster::Cluster;
 use crate::model::route::{PathMatch, Route};
+use crate::policy::reject::{Reject, RejectKind};
 use crate::router::{self, RequestView};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -106,7 +107,7 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
     let done = attempts.run().await;
     match done {
         Done::Forward(ep, resp, pooled) => forward_response(attempts.ex, ep, resp, pooled),
-        Done::Local(reason) => reply(attempts.ex, reason),
+        Done::Local(kind) => reply(attempts.ex, &Reject::of(kind)),
     }
 }
 
@@ -134,7 +135,7 @@ fn prepare(
     let mut ex = Exchange::new(l.clone(), snap.clone(), start, &parts, request_id, grpc);
 
     let Some(rc) = snap.routes.get(&l.route_config) else {
-        return Err(reply(ex, LocalReason::NoRoute));
+        return Err(reply(ex, &Reject::of(RejectKind::NoRoute)));
     };
     let authority: HeaderValue = match (parts.uri.authority(), parts.headers.get(HOST)) {
         (Some(a), _) => {
@@ -156,22 +157,22 @@ fn prepare(
         headers: &parts.headers,
     };
     let Some(route) = router::select(rc, &view) else {
-        return Err(reply(ex, LocalReason::NoRoute));
+        return Err(reply(ex, &Reject::of(RejectKind::NoRoute)));
     };
     ex.route = Some(route.name.clone());
     let action = &route.action;
     let cluster_name = router::pick_cluster(&action.target, &mut rand::rng());
     ex.cluster = Some(cluster_name.clone());
     let Some(cluster) = snap.clusters.get(&**cluster_name) else {
-        return Err(reply(ex, LocalReason::NoCluster));
+        return Err(reply(ex, &Reject::of(RejectKind::NoCluster)));
     };
     if !cluster.admits_request() {
         cluster.counters.overflow_rq.fetch_add(1, Ordering::Relaxed);
-        return Err(reply(ex, LocalReason::Overflow));
+        return Err(reply(ex, &Reject::of(RejectKind::Overflow)));
     }
     ex.cluster_active = Some(super::exchange::ClusterActive::new(cluster.clone()));
     if cluster.healthy.is_empty() {
-        return Err(reply(ex, LocalReason::NoHealthyUpstream));
+        return Err(reply(ex, &Reject::of(RejectKind::NoHealthyUpstream)));
     }
 
     // The upstream request head, built once and cloned per try.
@@ -225,7 +226,7 @@ enum Done {
         Option<http1::SendRequest<RequestBody>>,
     ),
     /// A local reply.
-    Local(LocalReason),
+    Local(RejectKind),
 }
 
 enum BodyKind {
@@ -258,7 +259,7 @@ impl Attempts<'_> {
         loop {
             attempt += 1;
             let Some(ep) = lb::pick(self.cluster, &tried, &mut rand::rng()) else {
-                return Done::Local(LocalReason::NoHealthyUpstream);
+                return Done::Local(RejectKind::NoHealthyUpstream);
             };
             self.ex.upstream = Some(ep.addr);
             self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
@@ -300,7 +301,7 @@ impl Attempts<'_> {
                         tried.push(ep.addr);
                         drop(resp);
                         if !self.backoff(attempt, deadline).await {
-                            return Done::Local(LocalReason::Timeout);
+                            return Done::Local(RejectKind::Timeout);
                         }
                         continue;
                     }
@@ -313,20 +314,20 @@ impl Attempts<'_> {
             };
             ep.failed_rq.fetch_add(1, Ordering::Relaxed);
             if overall_expired {
-                return Done::Local(LocalReason::Timeout);
+                return Done::Local(RejectKind::Timeout);
             }
             let retriable = policy.is_some_and(|p| retry::retries_failure(p, failure));
             if retriable && !last_try && self.may_retry(&mut retries) {
                 tried.push(ep.addr);
                 if !self.backoff(attempt, deadline).await {
-                    return Done::Local(LocalReason::Timeout);
+                    return Done::Local(RejectKind::Timeout);
                 }
                 continue;
             }
             let reason = match failure {
-                TryFailure::Connect => LocalReason::ConnectFailure,
-                TryFailure::PerTryTimeout => LocalReason::Timeout,
-                TryFailure::Reset | TryFailure::RefusedStream => LocalReason::UpstreamReset,
+                TryFailure::Connect => RejectKind::ConnectFailure,
+                TryFailure::PerTryTimeout => RejectKind::Timeout,
+                TryFailure::Reset | TryFailure::RefusedStream => RejectKind::UpstreamReset,
             };
             return Done::Local(reason);
         }

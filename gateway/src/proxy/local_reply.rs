@@ -1,5 +1,6 @@
 //! Replies the gateway makes itself, and the response flags that explain them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::body::ResponseBody;
 use super::exchange::Exchange;
+use crate::policy::reject::Reject;
 
 /// Envoy-style response flags, a bit set (rendered as `NR`, `UH,URX`, or `-`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -32,8 +34,16 @@ impl ResponseFlags {
     pub const URX: u16 = 1 << 7;
     /// The downstream went away before the response completed.
     pub const DC: u16 = 1 << 8;
+    /// Refused by a rate limit.
+    pub const RL: u16 = 1 << 9;
+    /// The rate limit service failed (and the filter fails closed).
+    pub const RLSE: u16 = 1 << 10;
+    /// Aborted by fault injection.
+    pub const FI: u16 = 1 << 11;
+    /// Delayed by fault injection.
+    pub const DI: u16 = 1 << 12;
 
-    const NAMES: [(u16, &'static str); 9] = [
+    const NAMES: [(u16, &'static str); 13] = [
         (Self::NR, "NR"),
         (Self::UH, "UH"),
         (Self::UF, "UF"),
@@ -43,6 +53,10 @@ impl ResponseFlags {
         (Self::UC, "UC"),
         (Self::URX, "URX"),
         (Self::DC, "DC"),
+        (Self::RL, "RL"),
+        (Self::RLSE, "RLSE"),
+        (Self::FI, "FI"),
+        (Self::DI, "DI"),
     ];
 }
 
@@ -65,111 +79,38 @@ impl fmt::Display for ResponseFlags {
     }
 }
 
-/// gRPC status codes used in local replies.
-pub mod grpc_code {
-    /// CANCELLED.
-    pub const CANCELLED: u16 = 1;
-    /// DEADLINE_EXCEEDED.
-    pub const DEADLINE_EXCEEDED: u16 = 4;
-    /// RESOURCE_EXHAUSTED.
-    pub const RESOURCE_EXHAUSTED: u16 = 8;
-    /// UNIMPLEMENTED.
-    pub const UNIMPLEMENTED: u16 = 12;
-    /// INTERNAL.
-    pub const INTERNAL: u16 = 13;
-    /// UNAVAILABLE.
-    pub const UNAVAILABLE: u16 = 14;
-}
-
-/// Why the gateway answers itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalReason {
-    /// No route matched (404, NR; gRPC UNIMPLEMENTED).
-    NoRoute,
-    /// The route's cluster is unknown (503, NC; gRPC UNAVAILABLE).
-    NoCluster,
-    /// No healthy endpoint (503, UH; gRPC UNAVAILABLE).
-    NoHealthyUpstream,
-    /// Connecting failed (503, UF; gRPC UNAVAILABLE).
-    ConnectFailure,
-    /// The upstream reset before answering (503, UC; gRPC UNAVAILABLE).
-    UpstreamReset,
-    /// Timed out (504, UT; gRPC DEADLINE_EXCEEDED).
-    Timeout,
-    /// Circuit breaker open (503, UO; gRPC UNAVAILABLE).
-    Overflow,
-}
-
-impl LocalReason {
-    fn parts(self) -> (StatusCode, u16, u16, &'static str) {
-        use LocalReason::*;
-        match self {
-            NoRoute => (
-                StatusCode::NOT_FOUND,
-                ResponseFlags::NR,
-                grpc_code::UNIMPLEMENTED,
-                "no route",
-            ),
-            NoCluster => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ResponseFlags::NC,
-                grpc_code::UNAVAILABLE,
-                "no cluster",
-            ),
-            NoHealthyUpstream => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ResponseFlags::UH,
-                grpc_code::UNAVAILABLE,
-                "no healthy upstream",
-            ),
-            ConnectFailure => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ResponseFlags::UF,
-                grpc_code::UNAVAILABLE,
-                "upstream connect error",
-            ),
-            UpstreamReset => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ResponseFlags::UC,
-                grpc_code::UNAVAILABLE,
-                "upstream reset before response",
-            ),
-            Timeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                ResponseFlags::UT,
-                grpc_code::DEADLINE_EXCEEDED,
-                "upstream request timeout",
-            ),
-            Overflow => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                ResponseFlags::UO,
-                grpc_code::UNAVAILABLE,
-                "upstream overflow",
-            ),
-        }
-    }
-}
-
-/// Builds the local reply for `reason`, recording status and flags on the exchange.
+/// Builds the local reply for `reject`, recording status and flags on the exchange.
 /// gRPC requests get a trailers-only gRPC error with HTTP 200, as Envoy sends.
-pub fn reply(mut ex: Exchange, reason: LocalReason) -> Response<ResponseBody> {
-    let (status, flag, grpc, text) = reason.parts();
-    ex.flags |= flag;
+pub fn reply(mut ex: Exchange, reject: &Reject) -> Response<ResponseBody> {
+    let outline = reject.outline();
+    ex.flags |= outline.flag;
     if ex.grpc {
         ex.status = 200;
-        ex.grpc_status = Some(grpc);
+        ex.grpc_status = Some(outline.grpc);
         let mut resp = Response::new(ResponseBody::Local(None, Some(ex)));
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert("grpc-status", HeaderValue::from(grpc));
-        h.insert("grpc-message", HeaderValue::from_static(text));
+        h.insert("grpc-status", HeaderValue::from(outline.grpc));
+        let message = match &reject.message {
+            Cow::Borrowed(text) => HeaderValue::from_static(text),
+            // A message that is not a valid header value (it is the gateway's own text,
+            // but may quote a peer's words) falls back to the kind's text.
+            Cow::Owned(text) => HeaderValue::from_str(text)
+                .unwrap_or_else(|_| HeaderValue::from_static(outline.text)),
+        };
+        h.insert("grpc-message", message);
         return resp;
     }
-    ex.status = status.as_u16();
-    let body = Bytes::from_static(text.as_bytes());
+    ex.status = outline.http;
+    let body = match &reject.message {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text.clone()),
+    };
     let len = body.len();
     let mut resp = Response::new(ResponseBody::Local(Some(body), Some(ex)));
-    *resp.status_mut() = status;
+    // A status outside 100..=999 (a fault rule's typo) cannot reach the wire: 500.
+    *resp.status_mut() =
+        StatusCode::from_u16(outline.http).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));

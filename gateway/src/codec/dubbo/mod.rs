@@ -22,9 +22,9 @@ use self::header::{HEADER_LEN, HESSIAN2, Header, HeaderError};
 use self::hessian::Reader;
 pub use self::reply::status;
 use super::{
-    Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, LocalError, MessageType, Metadata,
-    ResponseStatus,
+    Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, MessageType, Metadata, ResponseStatus,
 };
+use crate::policy::reject::Reject;
 
 /// The codec's name in errors, metrics and logs.
 const NAME: &str = "dubbo";
@@ -214,11 +214,11 @@ impl Codec for DubboCodec {
             )
     }
 
-    fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes {
+    fn local_reply(&self, request: &Metadata, reject: &Reject) -> Bytes {
         reply::error_response(
             request.request_id,
-            reply::status_of(error.kind),
-            &error.message,
+            reply::status_of(reject.kind),
+            &reject.message,
         )
     }
 

@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::header::{FLAG_EVENT, HEADER_LEN, HESSIAN2, Header};
 use super::write::{NULL, write_string};
-use crate::codec::ErrorKind;
+use crate::policy::reject::RejectKind;
 
 /// Dubbo2 response statuses (`org.apache.dubbo.remoting.exchange.Response`).
 pub mod status {
@@ -48,26 +48,41 @@ pub(crate) fn http_status(status: u8, outcome: crate::codec::ResponseStatus) -> 
     }
 }
 
-/// The status a local error is reported with. Dubbo clients raise a `RemotingException`
+/// The status a refusal is reported with. Dubbo clients raise a `RemotingException`
 /// for every non-OK status except 30/31 (a `TimeoutException`), and their failover
 /// cluster retries both, so the choice mostly decides what the caller's log says:
 /// - no route: the service is not found here (60);
-/// - unavailable upstream, broken upstream connection, internal failure: a server error
-///   (80), since the service itself never ran — 70 (service error) would blame the
-///   service's code;
+/// - no cluster or healthy endpoint, broken upstream connection, rate limit service
+///   failure, internal failure: a server error (80), since the service itself never ran
+///   — 70 (service error) would blame the service's code;
 /// - authorization denial: a refused request (40); Dubbo has no dedicated status;
 /// - rate limit or open circuit breaker: the thread-pool-exhausted status (100), which
-///   is how a Dubbo provider sheds load.
-pub(crate) fn status_of(kind: ErrorKind) -> u8 {
+///   is how a Dubbo provider sheds load;
+/// - a fault abort: the status nearest its HTTP status.
+pub(crate) fn status_of(kind: RejectKind) -> u8 {
     match kind {
-        ErrorKind::NoRoute => status::SERVICE_NOT_FOUND,
-        ErrorKind::Timeout => status::SERVER_TIMEOUT,
-        ErrorKind::Unavailable
-        | ErrorKind::ConnectFailure
-        | ErrorKind::UpstreamReset
-        | ErrorKind::Internal => status::SERVER_ERROR,
-        ErrorKind::Overloaded => status::SERVER_THREADPOOL_EXHAUSTED,
-        ErrorKind::Unauthorized | ErrorKind::BadRequest => status::BAD_REQUEST,
+        RejectKind::NoRoute => status::SERVICE_NOT_FOUND,
+        RejectKind::Timeout => status::SERVER_TIMEOUT,
+        RejectKind::NoCluster
+        | RejectKind::NoHealthyUpstream
+        | RejectKind::ConnectFailure
+        | RejectKind::UpstreamReset
+        | RejectKind::RateLimitServiceError
+        | RejectKind::Internal => status::SERVER_ERROR,
+        RejectKind::Overflow | RejectKind::RateLimited => status::SERVER_THREADPOOL_EXHAUSTED,
+        RejectKind::Unauthorized | RejectKind::BadRequest => status::BAD_REQUEST,
+        RejectKind::FaultAbort { http, .. } => status_of_http(http),
+    }
+}
+
+/// The Dubbo status nearest an HTTP status (fault aborts name an HTTP status).
+fn status_of_http(http: u16) -> u8 {
+    match http {
+        400 | 401 | 403 => status::BAD_REQUEST,
+        404 => status::SERVICE_NOT_FOUND,
+        429 => status::SERVER_THREADPOOL_EXHAUSTED,
+        504 => status::SERVER_TIMEOUT,
+        _ => status::SERVER_ERROR,
     }
 }
 

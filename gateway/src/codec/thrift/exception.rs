@@ -1,7 +1,7 @@
 //! `TApplicationException`: the error a Thrift server sends in place of a reply.
 
 use super::protocol::{self, EXCEPTION, Protocol};
-use crate::codec::ErrorKind;
+use crate::policy::reject::RejectKind;
 
 /// `TApplicationException` types (the ones the gateway uses).
 pub(super) const UNKNOWN: i32 = 0;
@@ -13,21 +13,25 @@ pub(super) const INTERNAL_ERROR: i32 = 6;
 /// The request could not be read.
 pub(super) const PROTOCOL_ERROR: i32 = 7;
 
-/// The exception type for a local error. `NoRoute` is `UNKNOWN_METHOD`, as a server
-/// without the method would answer; failures on the gateway's or upstream's side are
-/// `INTERNAL_ERROR`; a denied call is `UNKNOWN` (the list has no better word), and the
-/// message says why in every case.
-pub(super) fn type_of(kind: ErrorKind) -> i32 {
+/// The exception type for a refusal. `NoRoute` is `UNKNOWN_METHOD`, as a server
+/// without the method would answer; failures on the gateway's or upstream's side, limits
+/// and fault aborts are `INTERNAL_ERROR`; a denied call is `UNKNOWN` (the list has no
+/// better word), and the message says why in every case.
+pub(super) fn type_of(kind: RejectKind) -> i32 {
     match kind {
-        ErrorKind::NoRoute => UNKNOWN_METHOD,
-        ErrorKind::BadRequest => PROTOCOL_ERROR,
-        ErrorKind::Unauthorized => UNKNOWN,
-        ErrorKind::Unavailable
-        | ErrorKind::ConnectFailure
-        | ErrorKind::Timeout
-        | ErrorKind::UpstreamReset
-        | ErrorKind::Overloaded
-        | ErrorKind::Internal => INTERNAL_ERROR,
+        RejectKind::NoRoute => UNKNOWN_METHOD,
+        RejectKind::BadRequest => PROTOCOL_ERROR,
+        RejectKind::Unauthorized => UNKNOWN,
+        RejectKind::NoCluster
+        | RejectKind::NoHealthyUpstream
+        | RejectKind::ConnectFailure
+        | RejectKind::Timeout
+        | RejectKind::UpstreamReset
+        | RejectKind::Overflow
+        | RejectKind::RateLimited
+        | RejectKind::RateLimitServiceError
+        | RejectKind::FaultAbort { .. }
+        | RejectKind::Internal => INTERNAL_ERROR,
     }
 }
 

@@ -31,9 +31,9 @@ mod tests;
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, LocalError, MessageType, Metadata,
-    ResponseStatus,
+    Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, MessageType, Metadata, ResponseStatus,
 };
+use crate::policy::reject::Reject;
 use header::THeader;
 use protocol::{CALL, ONEWAY, REPLY};
 use transport::{Dialect, Failure, Located};
@@ -224,16 +224,16 @@ impl Codec for ThriftCodec {
         Dialect::from_bits(metadata.dialect).transport == Transport::Header
     }
 
-    fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes {
+    fn local_reply(&self, request: &Metadata, reject: &Reject) -> Bytes {
         let dialect = Dialect::from_bits(request.dialect);
         let method = request.get(METHOD).unwrap_or_default();
-        let kind = exception::type_of(error.kind);
+        let kind = exception::type_of(reject.kind);
         reply(
             dialect,
             method,
             request.request_id as u32,
             kind,
-            &error.message,
+            &reject.message,
         )
     }
 

@@ -10,7 +10,8 @@ use rand::Rng;
 use super::call::{Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable};
 use super::upstream::{Multiplexed, UpstreamError};
 use crate::cluster::lb;
-use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
+use crate::codec::{Codec, Edit, Metadata};
+use crate::policy::reject::{Reject, RejectKind};
 use crate::proxy::Shared;
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::ratelimit::LocalRateLimiter;
@@ -46,17 +47,10 @@ pub fn istio_outcome(call: &CallRecord) -> (u16, u16) {
     match call.outcome {
         CallOutcome::Answered(status) if status >= 500 && call.retries > 0 => (status, F::URX),
         CallOutcome::Answered(status) => (status, 0),
-        CallOutcome::Local(kind) => match kind {
-            ErrorKind::NoRoute => (404, F::NR),
-            ErrorKind::Unavailable => (503, F::UH),
-            ErrorKind::ConnectFailure => (503, F::UF),
-            ErrorKind::Timeout => (504, F::UT),
-            ErrorKind::UpstreamReset => (503, F::UC),
-            ErrorKind::Overloaded => (429, F::UO),
-            ErrorKind::Unauthorized => (403, 0),
-            ErrorKind::BadRequest => (400, 0),
-            ErrorKind::Internal => (500, 0),
-        },
+        CallOutcome::Local(kind) => {
+            let outline = kind.outline();
+            (outline.http, outline.flag)
+        }
     }
 }
 
@@ -64,33 +58,33 @@ pub fn istio_outcome(call: &CallRecord) -> (u16, u16) {
 /// upstream never holds a caller forever.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-fn local(kind: ErrorKind, message: String) -> LocalError {
-    LocalError { kind, message }
+fn local(kind: RejectKind, message: String) -> Reject {
+    Reject::new(kind, message)
 }
 
 impl Backend for MetaListener {
-    fn admit(&self, request: &Metadata) -> Result<(), LocalError> {
+    fn admit(&self, request: &Metadata) -> Result<(), Reject> {
         match &self.rate_limit {
             Some(limit) if !limit.admit(request) => Err(local(
-                ErrorKind::Overloaded,
+                RejectKind::RateLimited,
                 format!("rate limited by {}'s local rate limit", self.name),
             )),
             _ => Ok(()),
         }
     }
 
-    fn route(&self, request: &Metadata) -> Result<Decision, LocalError> {
+    fn route(&self, request: &Metadata) -> Result<Decision, Reject> {
         let snapshot = self.shared.snapshot.load();
         let Some(rc) = snapshot.meta_routes.get(&self.route_config) else {
             return Err(local(
-                ErrorKind::NoRoute,
+                RejectKind::NoRoute,
                 format!("no route configuration {} (yet)", self.route_config),
             ));
         };
         let Some(route) = select_meta(rc, request) else {
             let method = request.get("method").unwrap_or("?");
             return Err(local(
-                ErrorKind::NoRoute,
+                RejectKind::NoRoute,
                 format!("no route for method {method} on {}", self.name),
             ));
         };
@@ -155,7 +149,7 @@ impl Backend for MetaListener {
         RetryActive::admit(snapshot.clusters.get(cluster)?, &self.shared.metrics)
     }
 
-    fn admit_cluster(&self, cluster: &str) -> Result<Option<ClusterActive>, LocalError> {
+    fn admit_cluster(&self, cluster: &str) -> Result<Option<ClusterActive>, Reject> {
         let snapshot = self.shared.snapshot.load();
         let Some(state) = snapshot.clusters.get(cluster) else {
             return Ok(None);
@@ -166,7 +160,7 @@ impl Backend for MetaListener {
                 .overflow_rq
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(local(
-                ErrorKind::Overloaded,
+                RejectKind::Overflow,
                 format!("{cluster} is at its circuit breaker's max_requests"),
             ));
         }
@@ -177,13 +171,13 @@ impl Backend for MetaListener {
         let snapshot = self.shared.snapshot.load_full();
         let Some(state) = snapshot.clusters.get(cluster) else {
             return Err(Unreachable::NoEndpoint(local(
-                ErrorKind::Unavailable,
+                RejectKind::NoCluster,
                 format!("cluster {cluster} not found"),
             )));
         };
         let Some(endpoint) = lb::pick(state, avoid, &mut rand::rng()) else {
             return Err(Unreachable::NoEndpoint(local(
-                ErrorKind::Unavailable,
+                RejectKind::NoHealthyUpstream,
                 format!("no healthy endpoint in {cluster}"),
             )));
         };

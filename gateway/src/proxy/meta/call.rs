@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::codec::{Codec, Edit, ErrorKind, Frame, LocalError, MessageType, Metadata};
+use crate::codec::{Codec, Edit, Frame, MessageType, Metadata};
 use crate::model::route::RetryPolicy;
+use crate::policy::reject::{Reject, RejectKind};
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::{self, Budgeted, RetryActive, TryFailure};
 
@@ -46,7 +47,7 @@ pub enum CallOutcome {
     /// one-way call that was written counts as 200.
     Answered(u16),
     /// The gateway answered itself (or, for a one-way call, dropped it), for this reason.
-    Local(ErrorKind),
+    Local(RejectKind),
 }
 
 /// One finished call, for telemetry.
@@ -74,7 +75,7 @@ impl CallRecord {
     /// A record for a request of `request_bytes` not yet handled.
     pub fn new(request_bytes: usize) -> CallRecord {
         CallRecord {
-            outcome: CallOutcome::Local(ErrorKind::Internal),
+            outcome: CallOutcome::Local(RejectKind::Internal),
             route: None,
             cluster: None,
             upstream: None,
@@ -109,18 +110,18 @@ impl From<Multiplexed> for Lease {
 #[derive(Debug, Clone)]
 pub enum Unreachable {
     /// No endpoint to try (no such cluster, none healthy): not worth another try.
-    NoEndpoint(LocalError),
+    NoEndpoint(Reject),
     /// Connecting to this endpoint failed or timed out: another endpoint may do.
     Connect(SocketAddr, String),
 }
 
 impl Unreachable {
     /// The local reply's error.
-    pub fn into_error(self) -> LocalError {
+    pub fn into_error(self) -> Reject {
         match self {
             Unreachable::NoEndpoint(e) => e,
             Unreachable::Connect(addr, reason) => local(
-                ErrorKind::ConnectFailure,
+                RejectKind::ConnectFailure,
                 format!("cannot connect to {addr}: {reason}"),
             ),
         }
@@ -132,16 +133,16 @@ impl Unreachable {
 /// snapshot and its metrics; tests to fakes).
 pub trait Backend: Send + Sync + 'static {
     /// Admits a request before routing, or refuses it (rate limits).
-    fn admit(&self, _request: &Metadata) -> Result<(), LocalError> {
+    fn admit(&self, _request: &Metadata) -> Result<(), Reject> {
         Ok(())
     }
 
     /// Routes a request, or says why it cannot be served.
-    fn route(&self, request: &Metadata) -> Result<Decision, LocalError>;
+    fn route(&self, request: &Metadata) -> Result<Decision, Reject>;
 
     /// Admits a call to `cluster` under its circuit breaker (`max_requests`), counting it
     /// as active there until the returned guard drops.
-    fn admit_cluster(&self, _cluster: &str) -> Result<Option<ClusterActive>, LocalError> {
+    fn admit_cluster(&self, _cluster: &str) -> Result<Option<ClusterActive>, Reject> {
         Ok(None)
     }
 
@@ -191,7 +192,7 @@ async fn exchange<B: Backend>(
     backend: &Arc<B>,
     frame: &Frame,
     record: &mut CallRecord,
-) -> Result<(Option<Bytes>, CallOutcome), LocalError> {
+) -> Result<(Option<Bytes>, CallOutcome), Reject> {
     let request = &frame.metadata;
     backend.admit(request)?;
     let decision = backend.route(request)?;
@@ -215,7 +216,7 @@ async fn exchange<B: Backend>(
     let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
     codec.encode(&response, &edit, &mut out).map_err(|e| {
         local(
-            ErrorKind::Internal,
+            RejectKind::Internal,
             format!("cannot re-encode the response: {e}"),
         )
     })?;
@@ -230,14 +231,14 @@ async fn tries<B: Backend>(
     frame: &Frame,
     decision: &Decision,
     record: &mut CallRecord,
-) -> Result<Option<Frame>, LocalError> {
+) -> Result<Option<Frame>, Reject> {
     let policy = decision.retry.as_ref();
     let max_tries = 1 + policy.map_or(0, |p| p.num_retries);
     let deadline = decision.timeout.map(|t| Instant::now() + t);
     let timed_out = || {
         let t = decision.timeout.unwrap_or_default();
         local(
-            ErrorKind::Timeout,
+            RejectKind::Timeout,
             format!(
                 "no answer from {} within {t:?} (route {})",
                 decision.cluster, decision.route
@@ -263,7 +264,7 @@ async fn tries<B: Backend>(
             None => (
                 Some(TryFailure::PerTryTimeout),
                 local(
-                    ErrorKind::Timeout,
+                    RejectKind::Timeout,
                     format!(
                         "no answer from {} within the per-try timeout (route {})",
                         decision.cluster, decision.route
@@ -309,7 +310,7 @@ async fn try_once<B: Backend>(
     decision: &Decision,
     tried: &[SocketAddr],
     record: &mut CallRecord,
-) -> Result<Option<Frame>, (Option<TryFailure>, LocalError)> {
+) -> Result<Option<Frame>, (Option<TryFailure>, Reject)> {
     let lease = backend
         .connection(&decision.cluster, tried)
         .await
@@ -329,19 +330,19 @@ async fn try_once<B: Backend>(
             UpstreamError::Connect { addr, reason } => (
                 Some(TryFailure::Connect),
                 local(
-                    ErrorKind::ConnectFailure,
+                    RejectKind::ConnectFailure,
                     format!("cannot connect to {addr}: {reason}"),
                 ),
             ),
             UpstreamError::Reset { addr, reason } => (
                 Some(TryFailure::Reset),
                 local(
-                    ErrorKind::UpstreamReset,
+                    RejectKind::UpstreamReset,
                     format!("upstream {addr} went away mid-call: {reason}"),
                 ),
             ),
             // Not retried: the same request would fail to encode again.
-            UpstreamError::Encode(reason) => (None, local(ErrorKind::Internal, reason)),
+            UpstreamError::Encode(reason) => (None, local(RejectKind::Internal, reason)),
         })
 }
 
@@ -380,7 +381,7 @@ fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: E
                 .connection
                 .call(&frame, &edit)
                 .await
-                .map_err(|e| local(ErrorKind::UpstreamReset, e.to_string()))
+                .map_err(|e| local(RejectKind::UpstreamReset, e.to_string()))
         };
         match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
             Ok(Ok(_)) => {}
@@ -390,6 +391,6 @@ fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: E
     });
 }
 
-fn local(kind: ErrorKind, message: String) -> LocalError {
-    LocalError { kind, message }
+fn local(kind: RejectKind, message: String) -> Reject {
+    Reject::new(kind, message)
 }

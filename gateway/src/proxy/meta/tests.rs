@@ -10,9 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::codec::{
-    Codec, CodecError, Edit, Frame, LocalError, MessageType, Metadata, ResponseStatus,
-};
+use crate::codec::{Codec, CodecError, Edit, Frame, MessageType, Metadata, ResponseStatus};
+use crate::policy::reject::Reject;
 
 const REQUEST: u8 = 0;
 const RESPONSE: u8 = 1;
@@ -84,7 +83,7 @@ impl Codec for Toy {
     fn can_mutate(&self, _: &Metadata) -> bool {
         false
     }
-    fn local_reply(&self, request: &Metadata, error: &LocalError) -> Bytes {
+    fn local_reply(&self, request: &Metadata, error: &Reject) -> Bytes {
         frame(request.request_id, RESPONSE, error.message.as_bytes())
     }
     fn heartbeat_reply(&self, request: &Metadata) -> Option<Bytes> {

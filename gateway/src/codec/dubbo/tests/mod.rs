@@ -4,7 +4,7 @@ use super::header::{HEADER_LEN, Header};
 use super::hessian::Reader;
 use super::write::write_string;
 use super::*;
-use crate::codec::{ErrorKind, LocalError};
+use crate::policy::reject::{Reject, RejectKind};
 
 mod vectors;
 
@@ -274,18 +274,20 @@ fn local_replies_decode_as_responses() {
     let codec = DubboCodec::default();
     let request = decode_one(&say_hello()).metadata;
     for (kind, want) in [
-        (ErrorKind::NoRoute, 60),
-        (ErrorKind::Timeout, 31),
-        (ErrorKind::Unavailable, 80),
-        (ErrorKind::UpstreamReset, 80),
-        (ErrorKind::Overloaded, 100),
-        (ErrorKind::BadRequest, 40),
-        (ErrorKind::Unauthorized, 40),
-        (ErrorKind::Internal, 80),
+        (RejectKind::NoRoute, 60),
+        (RejectKind::Timeout, 31),
+        (RejectKind::NoCluster, 80),
+        (RejectKind::NoHealthyUpstream, 80),
+        (RejectKind::UpstreamReset, 80),
+        (RejectKind::Overflow, 100),
+        (RejectKind::RateLimited, 100),
+        (RejectKind::BadRequest, 40),
+        (RejectKind::Unauthorized, 40),
+        (RejectKind::Internal, 80),
     ] {
-        let error = LocalError {
+        let error = Reject {
             kind,
-            message: format!("no luck: {kind:?}"),
+            message: format!("no luck: {kind:?}").into(),
         };
         let bytes: Bytes = codec.local_reply(&request, &error);
         assert_eq!(bytes[3], want, "{kind:?}");
@@ -294,7 +296,7 @@ fn local_replies_decode_as_responses() {
         assert_eq!(reply.metadata.request_id, 1);
         assert_eq!(reply.metadata.response_status, ResponseStatus::Error);
         let text = Reader::new(&bytes[HEADER_LEN..]).read_string().unwrap();
-        assert_eq!(text.as_deref(), Some(error.message.as_str()));
+        assert_eq!(text.as_deref(), Some(&*error.message));
     }
 }
 

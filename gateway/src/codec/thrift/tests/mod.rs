@@ -5,7 +5,7 @@ use bytes::BytesMut;
 
 use super::transport::Dialect;
 use super::*;
-use crate::codec::{ErrorKind, LocalError};
+use crate::policy::reject::{Reject, RejectKind};
 
 mod vectors;
 
@@ -222,8 +222,8 @@ fn local_replies_decode_as_exceptions_in_the_callers_dialect() {
     let codec = ThriftCodec::default();
     for (name, _) in VECTORS {
         let request = decode_all(&bytes_of(name)).metadata;
-        let error = LocalError {
-            kind: ErrorKind::NoRoute,
+        let error = Reject {
+            kind: RejectKind::NoRoute,
             message: "no route for add".into(),
         };
         let reply = codec.local_reply(&request, &error);
@@ -243,8 +243,8 @@ fn local_replies_decode_as_exceptions_in_the_callers_dialect() {
 #[test]
 fn binary_local_reply_is_byte_exact() {
     let request = decode_all(&bytes_of("framed-binary-add-request")).metadata;
-    let error = LocalError {
-        kind: ErrorKind::NoRoute,
+    let error = Reject {
+        kind: RejectKind::NoRoute,
         message: "x".into(),
     };
     let reply = ThriftCodec::default().local_reply(&request, &error);
@@ -306,8 +306,8 @@ fn never_panics_on_damaged_vectors() {
             Ok(Some(frame)) => {
                 let mut out = BytesMut::new();
                 let _ = codec.encode(&frame, &edit, &mut out);
-                let error = LocalError {
-                    kind: ErrorKind::Timeout,
+                let error = Reject {
+                    kind: RejectKind::Timeout,
                     message: "t".into(),
                 };
                 let _ = codec.local_reply(&frame.metadata, &error);

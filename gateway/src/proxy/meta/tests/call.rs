@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{PATIENCE, REQUEST, RESPONSE, Toy, frame, request};
-use crate::codec::{Codec, Edit, ErrorKind, LocalError, Metadata};
+use crate::codec::{Codec, Edit, Metadata};
 use crate::model::route::{RetryPolicy, retry_on};
+use crate::policy::reject::{Reject, RejectKind};
 use crate::proxy::meta::call::{
     Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable, call,
 };
@@ -42,7 +43,7 @@ impl Fake {
 }
 
 impl Backend for Fake {
-    fn route(&self, _: &Metadata) -> Result<Decision, LocalError> {
+    fn route(&self, _: &Metadata) -> Result<Decision, Reject> {
         Ok(Decision {
             route: Arc::from("r"),
             cluster: Arc::from("main"),
@@ -173,7 +174,7 @@ async fn without_a_policy_a_connect_failure_is_answered_locally() {
     assert!(answer.contains("connect"), "{answer}");
     assert_eq!(
         (record.retries, record.outcome),
-        (0, CallOutcome::Local(ErrorKind::ConnectFailure))
+        (0, CallOutcome::Local(RejectKind::ConnectFailure))
     );
 }
 
@@ -197,7 +198,10 @@ async fn a_reset_mid_call_is_retried_only_when_the_policy_says_reset() {
     )
     .await;
     assert!(answer.contains("went away"), "{answer}");
-    assert_eq!(record.outcome, CallOutcome::Local(ErrorKind::UpstreamReset));
+    assert_eq!(
+        record.outcome,
+        CallOutcome::Local(RejectKind::UpstreamReset)
+    );
 }
 
 #[tokio::test]

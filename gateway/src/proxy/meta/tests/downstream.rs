@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
 
 use super::{ONEWAY, PATIENCE, PING, PONG, REQUEST, RESPONSE, Toy, frame, reversing_upstream};
-use crate::codec::{Codec, CodecError, Edit, ErrorKind, Frame, LocalError, Metadata};
+use crate::codec::{Codec, CodecError, Edit, Frame, Metadata};
+use crate::policy::reject::{Reject, RejectKind};
 use crate::proxy::meta::call::{Backend, Decision, Lease, Unreachable};
 use crate::proxy::meta::downstream::serve;
 use crate::proxy::meta::upstream::Multiplexed;
@@ -25,12 +26,12 @@ struct Fake {
 }
 
 impl Backend for Fake {
-    fn route(&self, request: &Metadata) -> Result<Decision, LocalError> {
+    fn route(&self, request: &Metadata) -> Result<Decision, Reject> {
         let payload = request.get("payload").unwrap_or_default();
         if payload.starts_with("noroute") {
-            return Err(LocalError {
-                kind: ErrorKind::NoRoute,
-                message: format!("no route for {payload}"),
+            return Err(Reject {
+                kind: RejectKind::NoRoute,
+                message: format!("no route for {payload}").into(),
             });
         }
         Ok(Decision {
@@ -80,7 +81,7 @@ impl Codec for InOrder {
     fn can_mutate(&self, m: &Metadata) -> bool {
         Toy.can_mutate(m)
     }
-    fn local_reply(&self, r: &Metadata, e: &LocalError) -> Bytes {
+    fn local_reply(&self, r: &Metadata, e: &Reject) -> Bytes {
         Toy.local_reply(r, e)
     }
     fn heartbeat_reply(&self, r: &Metadata) -> Option<Bytes> {
