@@ -196,7 +196,6 @@ mod tests {
             delay: Some(FaultDelay {
                 percentage: half,
                 fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(Duration { seconds: 1, nanos: 0 })),
-                ..Default::default()
             }),
             abort: Some(FaultAbort { percentage: half, error_type: Some(ErrorType::GrpcStatus(14)), ..Default::default() }),
             ..Default::default()

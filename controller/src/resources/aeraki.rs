@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+pub use super::istio::Percent;
 use super::istio::{Destination, StringMatch};
 
 /// The Aeraki MetaProtocol API group.
@@ -104,14 +105,6 @@ pub struct KeyValue {
     /// Its value.
     #[serde(default)]
     pub value: String,
-}
-
-/// A percentage in [0, 100].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percent {
-    /// The value.
-    #[serde(default)]
-    pub value: f64,
 }
 
 /// Local rate limiting: a default bucket and per-condition buckets.

@@ -2,11 +2,31 @@
 //! (`networking.istio.io` VirtualService and DestinationRule, in `v1`, `v1beta1` and
 //! `v1alpha3`, which share one schema for these fields). Fields the controller does not
 //! implement yet are ignored on input.
+//!
+//! Checks that need nothing but the resource itself (ranges, exclusive fields) live with
+//! the types ([`HttpRoute::check_policies`], [`TrafficPolicy::check`]); the translator's
+//! validators add the checks against the store (destinations exist, subsets defined).
+
+mod destination_rule;
+mod fault;
+mod load_balancer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
+
+pub use destination_rule::{
+    ConnectionPoolSettings, DestinationRule, DestinationRuleSpec, HttpSettings, OutlierDetection,
+    PortTrafficPolicy, Subset, TcpSettings, TrafficPolicy,
+};
+pub use fault::{FaultAbort, FaultDelay, GRPC_STATUS_NAMES, HttpFaultInjection};
+pub use load_balancer::{
+    ConsistentHashLb, HttpCookie, LoadBalancerSettings, LocalityDistribute, LocalityFailover,
+    LocalityLbSetting, MAX_MAGLEV_TABLE_SIZE, MagLev, RingHash,
+};
 
 /// The Istio API group.
 pub const GROUP: &str = "networking.istio.io";
@@ -62,6 +82,78 @@ pub struct HttpRoute {
     /// Path / authority rewrite.
     #[serde(default)]
     pub rewrite: Option<HttpRewrite>,
+    /// Delays and aborts injected into matching requests.
+    #[serde(default)]
+    pub fault: Option<HttpFaultInjection>,
+    /// Where a copy of each request goes (results discarded).
+    #[serde(default)]
+    pub mirror: Option<Destination>,
+    /// Share of requests `mirror` copies; absent: all.
+    #[serde(default)]
+    pub mirror_percentage: Option<Percent>,
+    /// Several mirror targets, each with its share (not together with `mirror`).
+    #[serde(default)]
+    pub mirrors: Vec<HttpMirrorPolicy>,
+}
+
+/// One `mirrors[]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMirrorPolicy {
+    /// Where copies go.
+    pub destination: Destination,
+    /// Share of requests copied; absent: all.
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+/// Istio's `Percent`: a share of requests in [0, 100] (also used by Aeraki's MetaRouter).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percent {
+    /// The value.
+    #[serde(default)]
+    pub value: f64,
+}
+
+impl HttpRoute {
+    /// Checks the route's fault and mirror settings on their own (destinations are checked
+    /// against the store by the translator); the reason names the field under `path`.
+    pub fn check_policies(&self, path: &str) -> Result<(), String> {
+        if let Some(f) = &self.fault {
+            f.check(&format!("{path}.fault"))?;
+        }
+        if self.mirror.is_some() && !self.mirrors.is_empty() {
+            return Err(format!("{path} sets both mirror and mirrors"));
+        }
+        if self.mirror.is_none() && self.mirror_percentage.is_some() {
+            return Err(format!("{path}.mirrorPercentage is set without mirror"));
+        }
+        fault::check_percent(
+            &format!("{path}.mirrorPercentage.value"),
+            self.mirror_percentage.as_ref().map(|p| p.value),
+        )?;
+        for (i, m) in self.mirrors.iter().enumerate() {
+            fault::check_percent(
+                &format!("{path}.mirrors[{i}].percentage.value"),
+                m.percentage.as_ref().map(|p| p.value),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The mirror targets with their percentages (absent: 100), from `mirror` or
+    /// `mirrors`, whichever is set.
+    pub fn mirror_targets(&self) -> Vec<(&Destination, f64)> {
+        let share = |p: Option<&Percent>| p.map_or(100.0, |p| p.value);
+        match &self.mirror {
+            Some(d) => vec![(d, share(self.mirror_percentage.as_ref()))],
+            None => self
+                .mirrors
+                .iter()
+                .map(|m| (&m.destination, share(m.percentage.as_ref())))
+                .collect(),
+        }
+    }
 }
 
 /// Match conditions of one route (all must hold).
@@ -168,209 +260,4 @@ pub struct HttpRewrite {
     /// Replacement authority / Host.
     #[serde(default)]
     pub authority: Option<String>,
-}
-
-/// `networking.istio.io` DestinationRule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DestinationRule {
-    /// Object metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    /// Policies.
-    #[serde(default)]
-    pub spec: DestinationRuleSpec,
-}
-
-/// `DestinationRule.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DestinationRuleSpec {
-    /// The service the rule applies to.
-    #[serde(default)]
-    pub host: String,
-    /// Policy for all subsets.
-    #[serde(default)]
-    pub traffic_policy: Option<TrafficPolicy>,
-    /// Named subsets.
-    #[serde(default)]
-    pub subsets: Vec<Subset>,
-}
-
-/// A named subset of a service's endpoints.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Subset {
-    /// Subset name (`v1`).
-    pub name: String,
-    /// Pod labels selecting the subset.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Overrides the rule's policy for this subset.
-    #[serde(default)]
-    pub traffic_policy: Option<TrafficPolicy>,
-}
-
-/// Load-balancing and connection-pool policy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TrafficPolicy {
-    /// Load balancer.
-    #[serde(default)]
-    pub load_balancer: Option<LoadBalancerSettings>,
-    /// Connection pool limits.
-    #[serde(default)]
-    pub connection_pool: Option<ConnectionPoolSettings>,
-}
-
-/// `trafficPolicy.loadBalancer`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoadBalancerSettings {
-    /// `ROUND_ROBIN`, `LEAST_REQUEST`, `LEAST_CONN`, `RANDOM`, `PASSTHROUGH`, `UNSPECIFIED`.
-    #[serde(default)]
-    pub simple: Option<String>,
-}
-
-/// `trafficPolicy.connectionPool`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConnectionPoolSettings {
-    /// TCP settings.
-    #[serde(default)]
-    pub tcp: Option<TcpSettings>,
-    /// HTTP settings.
-    #[serde(default)]
-    pub http: Option<HttpSettings>,
-}
-
-/// `connectionPool.tcp`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TcpSettings {
-    /// Maximum connections to the destination.
-    #[serde(default)]
-    pub max_connections: Option<i64>,
-    /// TCP connect timeout (`10s`).
-    #[serde(default)]
-    pub connect_timeout: Option<String>,
-}
-
-/// `connectionPool.http`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpSettings {
-    /// Maximum queued requests.
-    #[serde(default)]
-    pub http1_max_pending_requests: Option<i64>,
-    /// Maximum concurrent requests.
-    #[serde(default)]
-    pub http2_max_requests: Option<i64>,
-    /// Maximum concurrent retries.
-    #[serde(default)]
-    pub max_retries: Option<i64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const VS: &str = r#"
-apiVersion: networking.istio.io/VERSION
-kind: VirtualService
-metadata: { name: reviews, namespace: default }
-spec:
-  hosts: [reviews]
-  http:
-  - name: jason
-    match:
-    - headers: { end-user: { exact: jason } }
-      uri: { prefix: /api }
-      method: { exact: GET }
-      authority: { regex: "rev.*" }
-      queryParams: { debug: { exact: "1" } }
-    route:
-    - destination: { host: reviews, subset: v2, port: { number: 9080 } }
-    timeout: 1.5s
-    retries: { attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,connect-failure" }
-    rewrite: { uri: /v2, authority: reviews-v2 }
-  - route:
-    - destination: { host: reviews, subset: v1 }
-      weight: 90
-    - destination: { host: reviews, subset: v3 }
-      weight: 10
-"#;
-
-    const DR: &str = r#"
-apiVersion: networking.istio.io/VERSION
-kind: DestinationRule
-metadata: { name: reviews }
-spec:
-  host: reviews.default.svc.cluster.local
-  trafficPolicy:
-    loadBalancer: { simple: LEAST_REQUEST }
-    connectionPool:
-      tcp: { maxConnections: 100, connectTimeout: 2s }
-      http: { http1MaxPendingRequests: 10, http2MaxRequests: 1000, maxRetries: 3 }
-  subsets:
-  - name: v1
-    labels: { version: v1 }
-  - name: v2
-    labels: { version: v2 }
-    trafficPolicy: { loadBalancer: { simple: RANDOM } }
-"#;
-
-    #[test]
-    fn virtual_service_parses_in_every_version() {
-        for v in VERSIONS {
-            let vs: VirtualService = serde_yaml_ng::from_str(&VS.replace("VERSION", v)).unwrap();
-            assert_eq!(vs.spec.hosts, vec!["reviews"]);
-            let r0 = &vs.spec.http[0];
-            assert_eq!(r0.name.as_deref(), Some("jason"));
-            let m = &r0.matches[0];
-            assert_eq!(m.headers["end-user"].exact.as_deref(), Some("jason"));
-            assert_eq!(m.uri.as_ref().unwrap().prefix.as_deref(), Some("/api"));
-            assert_eq!(m.method.as_ref().unwrap().exact.as_deref(), Some("GET"));
-            assert_eq!(
-                m.authority.as_ref().unwrap().regex.as_deref(),
-                Some("rev.*")
-            );
-            assert_eq!(m.query_params["debug"].exact.as_deref(), Some("1"));
-            assert_eq!(r0.route[0].destination.subset.as_deref(), Some("v2"));
-            assert_eq!(
-                r0.route[0].destination.port.as_ref().unwrap().number,
-                Some(9080)
-            );
-            assert_eq!(r0.timeout.as_deref(), Some("1.5s"));
-            let retries = r0.retries.as_ref().unwrap();
-            assert_eq!(retries.attempts, 3);
-            assert_eq!(retries.per_try_timeout.as_deref(), Some("500ms"));
-            assert_eq!(retries.retry_on.as_deref(), Some("5xx,connect-failure"));
-            assert_eq!(r0.rewrite.as_ref().unwrap().uri.as_deref(), Some("/v2"));
-            assert_eq!(vs.spec.http[1].route[1].weight, Some(10));
-        }
-    }
-
-    #[test]
-    fn destination_rule_parses_in_every_version() {
-        for v in VERSIONS {
-            let dr: DestinationRule = serde_yaml_ng::from_str(&DR.replace("VERSION", v)).unwrap();
-            assert_eq!(dr.spec.host, "reviews.default.svc.cluster.local");
-            let tp = dr.spec.traffic_policy.as_ref().unwrap();
-            assert_eq!(
-                tp.load_balancer.as_ref().unwrap().simple.as_deref(),
-                Some("LEAST_REQUEST")
-            );
-            let pool = tp.connection_pool.as_ref().unwrap();
-            let tcp = pool.tcp.as_ref().unwrap();
-            assert_eq!(tcp.max_connections, Some(100));
-            assert_eq!(tcp.connect_timeout.as_deref(), Some("2s"));
-            let http = pool.http.as_ref().unwrap();
-            assert_eq!(http.http1_max_pending_requests, Some(10));
-            assert_eq!(http.http2_max_requests, Some(1000));
-            assert_eq!(http.max_retries, Some(3));
-            assert_eq!(dr.spec.subsets[1].labels["version"], "v2");
-            assert!(dr.spec.subsets[1].traffic_policy.is_some());
-        }
-    }
 }

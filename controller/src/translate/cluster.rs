@@ -79,6 +79,13 @@ fn merge(base: Option<&TrafficPolicy>, over: Option<&TrafficPolicy>) -> Option<T
                 }),
                 (bp, op) => op.clone().or_else(|| bp.clone()),
             },
+            outlier_detection: o
+                .outlier_detection
+                .clone()
+                .or_else(|| b.outlier_detection.clone()),
+            // Not applied yet: Istio resolves each side's port-level entry for the port
+            // before merging, which needs the port here (the outlier/LB work).
+            port_level_settings: Vec::new(),
         }),
     }
 }
@@ -214,6 +221,13 @@ pub fn validate_destination_rule(dr: &DestinationRule) -> Result<(), String> {
 
 pub(super) fn check_policy(path: &str, policy: Option<&TrafficPolicy>) -> Result<(), String> {
     let Some(p) = policy else { return Ok(()) };
+    p.check(path)?;
+    for (i, port) in p.port_level_settings.iter().enumerate() {
+        check_policy(
+            &format!("{path}.portLevelSettings[{i}]"),
+            Some(&port.policy()),
+        )?;
+    }
     if let Some(simple) = p.load_balancer.as_ref().and_then(|l| l.simple.as_deref())
         && lb_policy(Some(simple)).is_none()
     {

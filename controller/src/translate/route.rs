@@ -450,6 +450,13 @@ pub(super) fn validate(
         if let Some(t) = &http.timeout {
             parse_duration(t).map_err(|e| format!("{at}.timeout: {e}"))?;
         }
+        http.check_policies(&at)?;
+        if let Some(m) = &http.mirror {
+            check_destination(ctx, key, &format!("{at}.mirror"), m)?;
+        }
+        for (j, m) in http.mirrors.iter().enumerate() {
+            check_destination(ctx, key, &format!("{at}.mirrors[{j}].destination"), &m.destination)?;
+        }
         if let Some(r) = &http.retries {
             if r.attempts < 0 {
                 return Err(format!(
