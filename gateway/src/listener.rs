@@ -354,7 +354,8 @@ async fn accept_loop(
                         let live = tcp_live.clone();
                         tokio::spawn(
                             async move {
-                                crate::proxy::meta::downstream::serve(stream, m.codec.clone(), m).await;
+                                let source = crate::policy::request::Source { addr: remote };
+                                crate::proxy::meta::downstream::serve(stream, source, m.codec.clone(), m).await;
                                 drop(live);
                             }
                             .instrument(span),

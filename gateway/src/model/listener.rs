@@ -4,8 +4,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use corridor_proto::envoy::config::core::v3::{address, socket_address};
 use corridor_proto::envoy::config::listener::v3::{Listener as PbListener, filter};
+use corridor_proto::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit as HttpLocalRateLimit;
 use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, HttpFilter, http_connection_manager::RouteSpecifier, http_filter,
 };
 use corridor_proto::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
@@ -20,6 +21,7 @@ use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::{
 };
 
 use super::{ModelError, decode_any, metadata_string};
+use crate::policy::local_ratelimit::LocalRateLimiter;
 
 /// Filter name of the HTTP connection manager.
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -31,6 +33,10 @@ pub const META_PROTOCOL_FILTER: &str = "aeraki.meta_protocol_proxy";
 pub const ROUTER_FILTER: &str = "aeraki.meta_protocol.filters.router";
 /// Aeraki's MetaProtocol local rate limit filter.
 pub const LOCAL_RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.local_ratelimit";
+/// Envoy's HTTP router filter (built in: accepted, nothing to configure).
+pub const HTTP_ROUTER_FILTER: &str = "envoy.filters.http.router";
+/// Envoy's HTTP local rate limit filter.
+pub const HTTP_LOCAL_RATELIMIT_FILTER: &str = "envoy.filters.http.local_ratelimit";
 /// Prefix of Aeraki's codec names (`aeraki.meta_protocol.codec.dubbo`).
 pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
@@ -54,6 +60,8 @@ pub enum ListenerKind {
     Http {
         /// RDS resource name.
         route_config: String,
+        /// The request filters before the router, in order (validated).
+        filters: Vec<FilterConfig>,
     },
     /// Opaque TCP to one cluster.
     Tcp {
@@ -66,11 +74,21 @@ pub enum ListenerKind {
         route_config: String,
         /// Which codec reads the bytes.
         codec: CodecKind,
-        /// The local rate limit filter's configuration (validated), if any.
-        rate_limit: Option<LocalRateLimit>,
+        /// The request filters before the router, in order (validated).
+        filters: Vec<FilterConfig>,
     },
     /// Redis, routed by key prefix (Envoy's `redis_proxy`).
     Redis(std::sync::Arc<RedisProxyConfig>),
+}
+
+/// A request filter's configuration, validated when the listener was accepted; the
+/// listener builds its `policy::chain::Chain` from the list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterConfig {
+    /// Aeraki's MetaProtocol local rate limit (Dubbo, Thrift).
+    MetaLocalRateLimit(LocalRateLimit),
+    /// Envoy's HTTP local rate limit.
+    HttpLocalRateLimit(HttpLocalRateLimit),
 }
 
 /// The codecs the gateway has.
@@ -111,7 +129,7 @@ impl Listener {
     /// The route configuration an HTTP listener references.
     pub fn route_config(&self) -> Option<&str> {
         match &self.kind {
-            ListenerKind::Http { route_config } => Some(route_config),
+            ListenerKind::Http { route_config, .. } => Some(route_config),
             ListenerKind::Tcp { .. } | ListenerKind::Meta { .. } | ListenerKind::Redis(_) => None,
         }
     }
@@ -153,10 +171,12 @@ impl TryFrom<&PbListener> for Listener {
         let kind = match f.name.as_str() {
             HCM_FILTER => {
                 let hcm: HttpConnectionManager = decode_any(any)?;
+                let filters = http_filters(&hcm.http_filters)?;
                 match hcm.route_specifier {
                     Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
                         ListenerKind::Http {
                             route_config: rds.route_config_name,
+                            filters,
                         }
                     }
                     Some(RouteSpecifier::Rds(_)) => {
@@ -244,7 +264,7 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
                 named.first().unwrap_or(&"")
             ))
         })?;
-    let mut rate_limit = None;
+    let mut filters = Vec::new();
     for f in &p.meta_protocol_filters {
         match f.name.as_str() {
             // The router is built in and always runs last.
@@ -255,8 +275,8 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
                     .as_ref()
                     .ok_or(ModelError::Missing("local_ratelimit.config"))?;
                 let config = decode_any::<LocalRateLimit>(any)?;
-                crate::proxy::ratelimit::LocalRateLimiter::new(&config)?;
-                rate_limit = Some(config);
+                LocalRateLimiter::from_aeraki(&config)?;
+                filters.push(FilterConfig::MetaLocalRateLimit(config));
             }
             other => {
                 return Err(ModelError::Unsupported(format!(
@@ -268,8 +288,47 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
     Ok(ListenerKind::Meta {
         route_config,
         codec,
-        rate_limit,
+        filters,
     })
+}
+
+/// The HCM's HTTP filters, validated. A filter the gateway does not implement refuses
+/// the listener (naming it) unless marked `is_optional`: dropping an authorization or
+/// rate limit filter silently would serve requests it should refuse. Envoy's RBAC,
+/// fault and rate limit service filters are refused this way until the gateway
+/// implements them (issue 8's later work packages).
+fn http_filters(list: &[HttpFilter]) -> Result<Vec<FilterConfig>, ModelError> {
+    let mut filters = Vec::new();
+    for f in list {
+        if f.disabled {
+            // Disabled by default, enabled per route: the gateway has no per-route
+            // filter configuration yet, so the filter does not run (as in Envoy with
+            // no route enabling it).
+            continue;
+        }
+        match f.name.as_str() {
+            // The router is built in and always runs last.
+            HTTP_ROUTER_FILTER => {}
+            HTTP_LOCAL_RATELIMIT_FILTER => {
+                let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    return Err(ModelError::Missing("local_ratelimit.typed_config"));
+                };
+                let config = decode_any::<HttpLocalRateLimit>(any)?;
+                LocalRateLimiter::from_envoy(&config)?;
+                filters.push(FilterConfig::HttpLocalRateLimit(config));
+            }
+            other if f.is_optional => {
+                tracing::debug!(
+                    filter = other,
+                    "optional HTTP filter not implemented: skipped"
+                );
+            }
+            other => {
+                return Err(ModelError::Unsupported(format!("HTTP filter {other:?}")));
+            }
+        }
+    }
+    Ok(filters)
 }
 
 /// Converts an Envoy address holding a literal IP and a numeric port.

@@ -367,7 +367,7 @@ fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {
 }
 
 /// An HTTP header condition (names case-insensitive, pseudo-headers understood).
-fn header_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
+pub(crate) fn header_matcher(h: &pb::HeaderMatcher) -> Result<HeaderMatcher, ModelError> {
     let key = match h.name.to_ascii_lowercase().as_str() {
         ":method" => HeaderKey::Method,
         ":authority" | "host" => HeaderKey::Authority,

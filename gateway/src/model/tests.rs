@@ -26,7 +26,8 @@ fn http_listener_converts_with_service_labels() {
     assert_eq!(
         l.kind,
         ListenerKind::Http {
-            route_config: "svc:80".into()
+            route_config: "svc:80".into(),
+            filters: vec![],
         }
     );
     assert_eq!(l.service.service, "svc.default.svc.cluster.local");
@@ -281,7 +282,7 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
         ListenerKind::Meta {
             route_config: "greeter:20880".into(),
             codec: CodecKind::Dubbo,
-            rate_limit: None
+            filters: vec![]
         }
     );
     assert_eq!(l.meta_route_config(), Some("greeter:20880"));
@@ -302,4 +303,48 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
         listener(proxy("aeraki.meta_protocol.codec.dubbo", "")),
         Err(ModelError::Missing(_))
     ));
+}
+
+/// An HTTP listener whose HCM lists `filters` (name, optional).
+fn http_listener_with(filters: &[(&str, bool)]) -> Result<Listener, ModelError> {
+    use corridor_proto::envoy::config::listener::v3::filter::ConfigType;
+    use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    use prost::Message;
+    let mut l = http_listener("svc:80", addr("127.100.1.2:9080"), "svc:80");
+    let Some(ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+        unreachable!("http_listener packs an HCM");
+    };
+    let mut manager = hcm::HttpConnectionManager::decode(&any.value[..]).unwrap();
+    manager.http_filters = filters
+        .iter()
+        .map(|(name, optional)| hcm::HttpFilter {
+            name: (*name).into(),
+            is_optional: *optional,
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(
+                corridor_proto::pack_any(
+                    corridor_proto::envoy::extensions::filters::http::router::v3::Router::default(),
+                ),
+            )),
+            ..Default::default()
+        })
+        .collect();
+    l.filter_chains[0].filters[0].config_type =
+        Some(ConfigType::TypedConfig(corridor_proto::pack_any(manager)));
+    Listener::try_from(&l)
+}
+
+#[test]
+fn an_http_listener_with_an_unknown_required_filter_is_refused_naming_it() {
+    let router = "envoy.filters.http.router";
+    assert!(http_listener_with(&[(router, false)]).is_ok());
+    let e = http_listener_with(&[("envoy.filters.http.rbac", false), (router, false)]).unwrap_err();
+    assert!(
+        e.to_string().contains("envoy.filters.http.rbac"),
+        "the NACK names the filter: {e}"
+    );
+    let l = http_listener_with(&[("envoy.filters.http.rbac", true), (router, false)]).unwrap();
+    assert!(
+        matches!(&l.kind, ListenerKind::Http { filters, .. } if filters.is_empty()),
+        "an optional filter the gateway lacks is skipped"
+    );
 }

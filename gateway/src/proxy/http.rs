@@ -27,8 +27,11 @@ use crate::cluster::pool::Conn;
 use crate::cluster::{ClusterState, Endpoint, Snapshot, lb};
 use crate::model::cluster::Cluster;
 use crate::model::route::{PathMatch, Route};
+use crate::policy::chain::{Check, Pending};
 use crate::policy::reject::{Reject, RejectKind};
+use crate::policy::request::{Request as PolicyRequest, Source};
 use crate::router::{self, RequestView};
+use crate::telemetry::metrics::RequestProtocol;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -100,10 +103,16 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
     // Routing is synchronous and kept out of this async fn: the locals of an async fn
     // stay in its state until their scope ends, even once moved, and this state is moved
     // by value on every request.
-    let mut attempts = match prepare(l, peer, req, &snap, start) {
+    let (mut attempts, pending) = match prepare(l, peer, req, &snap, start) {
         Ok(a) => a,
         Err(local) => return local,
     };
+    // A filter's verdict still to wait for (none unless a filter waits).
+    if let Some(pending) = pending
+        && let Err(reject) = pending.await
+    {
+        return reply(attempts.ex, &reject);
+    }
     let done = attempts.run().await;
     match done {
         Done::Forward(ep, resp, pooled) => forward_response(attempts.ex, ep, resp, pooled),
@@ -118,7 +127,7 @@ fn prepare(
     req: Request<Incoming>,
     snap: &Arc<Snapshot>,
     start: Instant,
-) -> Result<Attempts<'_>, Response<ResponseBody>> {
+) -> Result<(Attempts<'_>, Option<Pending>), Response<ResponseBody>> {
     let (mut parts, body) = req.into_parts();
     let grpc = parts
         .headers
@@ -156,7 +165,30 @@ fn prepare(
         path_and_query,
         headers: &parts.headers,
     };
-    let Some(route) = router::select(rc, &view) else {
+    let route = router::select(rc, &view);
+    // The listener's filters run before the router answers "no route", as in Envoy;
+    // without filters this is one branch.
+    let pending = if l.chain.is_empty() {
+        None
+    } else {
+        let source = Source { addr: peer.addr };
+        let protocol = if grpc {
+            RequestProtocol::Grpc
+        } else {
+            RequestProtocol::Http
+        };
+        let req = PolicyRequest {
+            protocol,
+            source: &source,
+            attrs: &view,
+        };
+        match l.chain.check(&req) {
+            Check::Done(Ok(())) => None,
+            Check::Done(Err(reject)) => return Err(reply(ex, &reject)),
+            Check::Wait(pending) => Some(pending),
+        }
+    };
+    let Some(route) = route else {
         return Err(reply(ex, &Reject::of(RejectKind::NoRoute)));
     };
     ex.route = Some(route.name.clone());
@@ -205,15 +237,18 @@ fn prepare(
     };
     // `run` borrows the attempts rather than consuming them: an async fn keeps its
     // by-value arguments in its state besides their moved copies.
-    Ok(Attempts {
-        ex,
-        cluster,
-        route,
-        uri,
-        parts,
-        body: body_kind,
-        start,
-    })
+    Ok((
+        Attempts {
+            ex,
+            cluster,
+            route,
+            uri,
+            parts,
+            body: body_kind,
+            start,
+        },
+        pending,
+    ))
 }
 
 /// How the attempts ended.

@@ -5,7 +5,6 @@ pub mod exchange;
 pub mod http;
 pub mod local_reply;
 pub mod meta;
-pub mod ratelimit;
 pub mod redis;
 pub mod retry;
 pub mod tcp;
@@ -16,7 +15,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::cluster::Snapshot;
-use crate::model::listener::{CodecKind, Listener, ListenerKind};
+use crate::model::listener::{CodecKind, FilterConfig, Listener, ListenerKind};
+use crate::policy::chain::Chain;
 use crate::telemetry::metrics::{self, Metrics, ServiceMetrics};
 
 /// Read buffer growth step of the codec-based connections (Dubbo, Thrift, Redis).
@@ -64,6 +64,8 @@ pub struct HttpListener {
     pub metrics: ServiceMetrics,
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// The request filters before the router.
+    pub chain: Chain,
 }
 
 /// What a TCP proxy listener's connections need.
@@ -103,11 +105,15 @@ impl ListenerCtx {
     pub fn new(l: &Listener, shared: &Arc<Shared>) -> Self {
         let svc = ServiceMetrics::new(shared.metrics.clone(), &l.service);
         match &l.kind {
-            ListenerKind::Http { route_config } => ListenerCtx::Http(Arc::new(HttpListener {
+            ListenerKind::Http {
+                route_config,
+                filters,
+            } => ListenerCtx::Http(Arc::new(HttpListener {
                 name: l.name.clone(),
                 route_config: route_config.clone(),
                 metrics: svc,
                 shared: shared.clone(),
+                chain: chain(&l.name, filters),
             })),
             ListenerKind::Tcp { cluster } => {
                 let labels = svc.base_labels();
@@ -130,7 +136,7 @@ impl ListenerCtx {
             ListenerKind::Meta {
                 route_config,
                 codec,
-                rate_limit,
+                filters,
             } => {
                 let (codec, protocol): (Arc<dyn crate::codec::Codec>, _) = match codec {
                     CodecKind::Dubbo => (
@@ -153,14 +159,21 @@ impl ListenerCtx {
                     shared: shared.clone(),
                     metrics: svc,
                     protocol,
-                    // Validated when the listener was accepted.
-                    rate_limit: rate_limit
-                        .as_ref()
-                        .and_then(|c| ratelimit::LocalRateLimiter::new(c).ok()),
+                    chain: chain(&l.name, filters),
                 }))
             }
         }
     }
+}
+
+/// The listener's filter chain. Its filters were validated when the listener was
+/// accepted, so building cannot fail; if it did, the listener would run without them,
+/// hence the error log.
+fn chain(listener: &str, filters: &[FilterConfig]) -> Chain {
+    Chain::build(listener, filters).unwrap_or_else(|e| {
+        tracing::error!(listener, error = %e, "filters not built; the listener runs without them");
+        Chain::default()
+    })
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn exchange(grpc: bool) -> Exchange {
         route_config: "r".into(),
         metrics: ServiceMetrics::new(metrics, &ServiceLabels::default()),
         shared: shared.clone(),
+        chain: Default::default(),
     });
     let (parts, ()) = http::Request::post("/pkg.Svc/Call")
         .body(())

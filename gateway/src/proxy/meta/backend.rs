@@ -11,10 +11,11 @@ use super::call::{Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable
 use super::upstream::{Multiplexed, UpstreamError};
 use crate::cluster::lb;
 use crate::codec::{Codec, Edit, Metadata};
+use crate::policy::chain::{Chain, Check};
 use crate::policy::reject::{Reject, RejectKind};
+use crate::policy::request::{Request, Source};
 use crate::proxy::Shared;
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
-use crate::proxy::ratelimit::LocalRateLimiter;
 use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
 use crate::telemetry::metrics::{Outcome, RequestProtocol, ServiceMetrics};
@@ -34,8 +35,8 @@ pub struct MetaListener {
     pub metrics: ServiceMetrics,
     /// The `request_protocol` label.
     pub protocol: RequestProtocol,
-    /// The listener's local rate limit, if any.
-    pub rate_limit: Option<LocalRateLimiter>,
+    /// The request filters before the router.
+    pub chain: Chain,
 }
 
 /// Istio's labels for a codec-based call, in HTTP's terms as Envoy reports local replies:
@@ -63,14 +64,15 @@ fn local(kind: RejectKind, message: String) -> Reject {
 }
 
 impl Backend for MetaListener {
-    fn admit(&self, request: &Metadata) -> Result<(), Reject> {
-        match &self.rate_limit {
-            Some(limit) if !limit.admit(request) => Err(local(
-                RejectKind::RateLimited,
-                format!("rate limited by {}'s local rate limit", self.name),
-            )),
-            _ => Ok(()),
+    fn admit(&self, source: &Source, request: &Metadata) -> Check {
+        if self.chain.is_empty() {
+            return Check::Done(Ok(()));
         }
+        self.chain.check(&Request {
+            protocol: self.protocol,
+            source,
+            attrs: request,
+        })
     }
 
     fn route(&self, request: &Metadata) -> Result<Decision, Reject> {

@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use super::upstream::{Multiplexed, UpstreamError};
 use crate::codec::{Codec, Edit, Frame, MessageType, Metadata};
 use crate::model::route::RetryPolicy;
+use crate::policy::chain::Check;
 use crate::policy::reject::{Reject, RejectKind};
+use crate::policy::request::Source;
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::{self, Budgeted, RetryActive, TryFailure};
 
@@ -132,9 +134,10 @@ impl Unreachable {
 /// connections, retry accounting and telemetry (the listener wires these to the current
 /// snapshot and its metrics; tests to fakes).
 pub trait Backend: Send + Sync + 'static {
-    /// Admits a request before routing, or refuses it (rate limits).
-    fn admit(&self, _request: &Metadata) -> Result<(), Reject> {
-        Ok(())
+    /// Runs the listener's request filters (rate limits, ...) on a request from
+    /// `source`, before routing.
+    fn admit(&self, _source: &Source, _request: &Metadata) -> Check {
+        Check::Done(Ok(()))
     }
 
     /// Routes a request, or says why it cannot be served.
@@ -168,11 +171,12 @@ pub trait Backend: Send + Sync + 'static {
 pub async fn call<B: Backend>(
     codec: &dyn Codec,
     backend: &Arc<B>,
+    source: &Source,
     frame: &Frame,
     record: &mut CallRecord,
 ) -> Option<Bytes> {
     let oneway = frame.metadata.message_type == MessageType::Oneway;
-    let (bytes, outcome) = match exchange(codec, backend, frame, record).await {
+    let (bytes, outcome) = match exchange(codec, backend, source, frame, record).await {
         Ok(bytes) => bytes,
         Err(e) => {
             let kind = e.kind;
@@ -190,11 +194,15 @@ pub async fn call<B: Backend>(
 async fn exchange<B: Backend>(
     codec: &dyn Codec,
     backend: &Arc<B>,
+    source: &Source,
     frame: &Frame,
     record: &mut CallRecord,
 ) -> Result<(Option<Bytes>, CallOutcome), Reject> {
     let request = &frame.metadata;
-    backend.admit(request)?;
+    match backend.admit(source, request) {
+        Check::Done(verdict) => verdict?,
+        Check::Wait(pending) => pending.await?,
+    }
     let decision = backend.route(request)?;
     record.route = Some(decision.route.clone());
     record.cluster = Some(decision.cluster.clone());

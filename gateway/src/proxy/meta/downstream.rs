@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::call::{Backend, CallRecord, call};
 use crate::codec::{Codec, Frame, MessageType};
+use crate::policy::request::Source;
 use crate::proxy::READ_CHUNK;
 
 /// Answers queued for the writer before request tasks wait.
@@ -26,7 +27,7 @@ struct Answer {
 
 /// Serves one downstream connection until the caller closes it or sends bytes the codec
 /// cannot read.
-pub async fn serve<S, B>(stream: S, codec: Arc<dyn Codec>, backend: Arc<B>)
+pub async fn serve<S, B>(stream: S, source: Source, codec: Arc<dyn Codec>, backend: Arc<B>)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
     B: Backend,
@@ -41,7 +42,7 @@ where
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Some(answer) = handle(&codec, &backend, frame, seq, &answers)
+                    if let Some(answer) = handle(&codec, &backend, source, frame, seq, &answers)
                         && answers.send(answer).await.is_err()
                     {
                         break 'read;
@@ -74,6 +75,7 @@ where
 fn handle<B: Backend>(
     codec: &Arc<dyn Codec>,
     backend: &Arc<B>,
+    source: Source,
     frame: Frame,
     seq: u64,
     answers: &mpsc::Sender<Answer>,
@@ -90,7 +92,7 @@ fn handle<B: Backend>(
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
                 let mut record = CallRecord::new(frame.bytes.len());
-                let bytes = call(&*codec, &backend, &frame, &mut record).await;
+                let bytes = call(&*codec, &backend, &source, &frame, &mut record).await;
                 // A one-way call answers nothing: its place stays empty.
                 let bytes = bytes.unwrap_or_default();
                 record.took = started.elapsed();

@@ -139,6 +139,13 @@ pub(super) async fn reversing_upstream(batch: usize) -> SocketAddr {
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The caller of every test connection.
+fn source() -> crate::policy::request::Source {
+    crate::policy::request::Source {
+        addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
+    }
+}
+
 #[tokio::test]
 async fn concurrent_calls_share_a_connection_and_get_their_own_answers_out_of_order() {
     let calls = 100;

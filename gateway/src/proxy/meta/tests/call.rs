@@ -136,7 +136,13 @@ async fn run(backend: Fake, payload: &str) -> (String, CallRecord) {
     let mut record = CallRecord::new(0);
     let bytes = tokio::time::timeout(
         PATIENCE,
-        call(&Toy, &backend, &request(5, REQUEST, payload), &mut record),
+        call(
+            &Toy,
+            &backend,
+            &super::source(),
+            &request(5, REQUEST, payload),
+            &mut record,
+        ),
     )
     .await
     .expect("the call ended")

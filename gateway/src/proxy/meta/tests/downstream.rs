@@ -101,7 +101,7 @@ fn start(codec: Arc<dyn Codec>, upstream: SocketAddr) -> DuplexStream {
         upstream,
         conn: tokio::sync::Mutex::new(None),
     });
-    tokio::spawn(serve(server, codec, backend));
+    tokio::spawn(serve(server, super::source(), codec, backend));
     client
 }
 

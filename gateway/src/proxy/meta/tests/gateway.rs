@@ -20,6 +20,7 @@ use crate::codec::{Codec, Edit, MessageType, ResponseStatus};
 use crate::model::cluster::{Cluster, Endpoints};
 use crate::model::listener::ServiceLabels;
 use crate::model::meta_route::MetaRouteConfig;
+use crate::policy::chain::Chain;
 use crate::proxy::Shared;
 use crate::proxy::meta::backend::MetaListener;
 use crate::proxy::meta::downstream::serve;
@@ -141,10 +142,15 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
         }),
         metrics: ServiceMetrics::new(registry.clone(), &labels),
         protocol: RequestProtocol::Thrift,
-        rate_limit: None,
+        chain: Chain::default(),
     });
     let (mut client, server) = tokio::io::duplex(1 << 16);
-    tokio::spawn(serve(server, listener.codec.clone(), listener.clone()));
+    tokio::spawn(serve(
+        server,
+        super::source(),
+        listener.codec.clone(),
+        listener.clone(),
+    ));
 
     // The call, then the same call renamed to `sub` (no route for it).
     let add = hex(ADD_REQUEST);

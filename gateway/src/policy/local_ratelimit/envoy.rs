@@ -1,0 +1,153 @@
+//! Envoy's HTTP local rate limit (`envoy.filters.http.local_ratelimit`) as a
+//! [`LocalRateLimiter`]. Envoy picks a bucket by descriptor: the filter's
+//! `rate_limits[]` actions turn a request into descriptor entries, and a `descriptors[]`
+//! item with the same entries owns the bucket. Only actions that depend on the request's
+//! headers alone (`header_value_match`, `generic_key`) are understood, so each rule
+//! becomes a condition of header matchers pointing at its descriptor's bucket, the form
+//! the MetaProtocol limiter already has, and the filter carries everything it needs: no
+//! lookup into the route configuration happens per request.
+
+use corridor_proto::envoy::config::core::v3::RuntimeFractionalPercent;
+use corridor_proto::envoy::config::route::v3::rate_limit::action::ActionSpecifier;
+use corridor_proto::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
+use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
+
+use super::LocalRateLimiter;
+use super::bucket::Bucket;
+use crate::model::ModelError;
+use crate::model::route::header_matcher;
+
+/// Envoy's descriptor key of a `header_value_match` action that names none.
+const HEADER_MATCH_KEY: &str = "header_match";
+/// Envoy's descriptor key of a `generic_key` action that names none.
+const GENERIC_KEY: &str = "generic_key";
+/// The only status Corridor answers a local rate limit with (Envoy's default): the
+/// refusal table has one row per kind, shared by every protocol.
+const TOO_MANY_REQUESTS: i32 = 429;
+
+impl LocalRateLimiter {
+    /// Validates Envoy's HTTP `LocalRateLimit` and builds full buckets. As in Envoy,
+    /// `filter_enabled` and `filter_enforced` default to 0 %: a limit that should refuse
+    /// requests sets both.
+    pub fn from_envoy(config: &LocalRateLimit) -> Result<LocalRateLimiter, ModelError> {
+        if let Some(status) = &config.status
+            && status.code != TOO_MANY_REQUESTS
+        {
+            return Err(ModelError::Unsupported(format!(
+                "local_ratelimit.status {} (only 429)",
+                status.code
+            )));
+        }
+        if config.local_rate_limit_per_downstream_connection {
+            return Err(ModelError::Unsupported(
+                "local_ratelimit.local_rate_limit_per_downstream_connection".into(),
+            ));
+        }
+        let mut buckets = Vec::with_capacity(config.descriptors.len() + 1);
+        let mut entries = Vec::with_capacity(config.descriptors.len());
+        for d in &config.descriptors {
+            let bucket = d
+                .token_bucket
+                .as_ref()
+                .ok_or(ModelError::Missing("descriptors.token_bucket"))?;
+            buckets.push(Bucket::new(bucket)?);
+            let pairs: Vec<(&str, &str)> = d
+                .entries
+                .iter()
+                .map(|e| (e.key.as_str(), e.value.as_str()))
+                .collect();
+            entries.push(pairs);
+        }
+        let mut conditions = Vec::new();
+        for rule in &config.rate_limits {
+            let mut produced = Vec::with_capacity(rule.actions.len());
+            let mut matchers = Vec::new();
+            for action in &rule.actions {
+                match &action.action_specifier {
+                    Some(ActionSpecifier::HeaderValueMatch(m)) => {
+                        if m.expect_match.as_ref().is_some_and(|b| !b.value) {
+                            return Err(ModelError::Unsupported(
+                                "rate_limits header_value_match with expect_match false".into(),
+                            ));
+                        }
+                        for h in &m.headers {
+                            matchers.push(header_matcher(h)?);
+                        }
+                        produced.push((
+                            key_or(&m.descriptor_key, HEADER_MATCH_KEY),
+                            &*m.descriptor_value,
+                        ));
+                    }
+                    Some(ActionSpecifier::GenericKey(g)) => {
+                        produced
+                            .push((key_or(&g.descriptor_key, GENERIC_KEY), &*g.descriptor_value));
+                    }
+                    Some(other) => {
+                        return Err(ModelError::Unsupported(format!(
+                            "rate_limits action {}",
+                            action_name(other)
+                        )));
+                    }
+                    None => {
+                        return Err(ModelError::Missing("rate_limits.actions.action_specifier"));
+                    }
+                }
+            }
+            // A rule whose entries no descriptor lists leaves its requests to the default.
+            if let Some(i) = entries.iter().position(|e| *e == produced) {
+                conditions.push((matchers, i));
+            }
+        }
+        let default = match &config.token_bucket {
+            Some(b) => {
+                buckets.push(Bucket::new(b)?);
+                Some(buckets.len() - 1)
+            }
+            None => None,
+        };
+        if default.is_none() && conditions.is_empty() {
+            return Err(ModelError::Missing(
+                "local_ratelimit.token_bucket or descriptors selected by rate_limits",
+            ));
+        }
+        Ok(LocalRateLimiter {
+            buckets,
+            conditions,
+            default,
+            enabled: share(config.filter_enabled.as_ref()),
+            enforced: share(config.filter_enforced.as_ref()),
+        })
+    }
+}
+
+fn key_or<'a>(key: &'a str, default: &'static str) -> &'a str {
+    if key.is_empty() { default } else { key }
+}
+
+/// The share a runtime fraction's default value gives; absent means none (Envoy's
+/// default for both `filter_enabled` and `filter_enforced`).
+fn share(p: Option<&RuntimeFractionalPercent>) -> f64 {
+    let Some(p) = p.and_then(|p| p.default_value.as_ref()) else {
+        return 0.0;
+    };
+    let denominator = match DenominatorType::try_from(p.denominator) {
+        Ok(DenominatorType::TenThousand) => 10_000.0,
+        Ok(DenominatorType::Million) => 1_000_000.0,
+        _ => 100.0,
+    };
+    (f64::from(p.numerator) / denominator).clamp(0.0, 1.0)
+}
+
+/// An action's name as in Envoy's configuration, for the NACK message.
+fn action_name(a: &ActionSpecifier) -> &'static str {
+    match a {
+        ActionSpecifier::SourceCluster(_) => "source_cluster",
+        ActionSpecifier::DestinationCluster(_) => "destination_cluster",
+        ActionSpecifier::RequestHeaders(_) => "request_headers",
+        ActionSpecifier::QueryParameters(_) => "query_parameters",
+        ActionSpecifier::RemoteAddress(_) => "remote_address",
+        ActionSpecifier::GenericKey(_) => "generic_key",
+        ActionSpecifier::HeaderValueMatch(_) => "header_value_match",
+        _ => "other than header_value_match or generic_key",
+    }
+}
