@@ -4,37 +4,32 @@ use std::{collections::BTreeMap, net::SocketAddrV4};
 
 use corridor_proto::{
     aeraki::meta_protocol_proxy::v1alpha::{
-        ApplicationProtocol, Codec, MetaProtocolFilter, MetaProtocolProxy, Rds as MetaRds,
-        meta_protocol_proxy,
+        ApplicationProtocol, Codec, MetaProtocolProxy, Rds as MetaRds, meta_protocol_proxy,
     },
     envoy::{
         config::{
             core::v3::{Address, SocketAddress, address, socket_address},
             listener::v3::{Filter, FilterChain, Listener, filter},
         },
-        extensions::filters::{
-            http::router::v3::Router,
-            network::{
-                http_connection_manager::v3::{
-                    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
-                },
-                redis_proxy::v3::RedisProxy,
-                tcp_proxy::v3::{TcpProxy, tcp_proxy},
-            },
+        extensions::filters::network::{
+            http_connection_manager::v3::{HttpConnectionManager, Rds, http_connection_manager},
+            redis_proxy::v3::RedisProxy,
+            tcp_proxy::v3::{TcpProxy, tcp_proxy},
         },
     },
     pack_any,
 };
 
-use super::{MetaValue, PortInfo, ServiceInfo, ads_config_source, cluster_name, corridor_metadata};
+use super::{
+    MetaValue, PortInfo, ServiceInfo, ads_config_source, cluster_name, corridor_metadata,
+    filters::{self, PolicySources},
+};
 use crate::xds::snapshot::Resource;
 
 /// Network filter name of the HTTP connection manager.
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
 /// Network filter name of the TCP proxy.
 pub const TCP_PROXY_FILTER: &str = "envoy.filters.network.tcp_proxy";
-/// HTTP filter name of the router.
-pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
 /// Network filter name of Aeraki's MetaProtocol proxy (Dubbo, Thrift).
 pub const META_PROTOCOL_FILTER: &str = "aeraki.meta_protocol_proxy";
 /// Prefix of Aeraki's codec names.
@@ -47,14 +42,14 @@ pub fn listener_name(host: &str, port: u16) -> String {
 
 /// The listener of one (service, port), bound on `bind` (the service's gateway address and
 /// the original port locally; every interface and the gateway port in a cluster). Its name
-/// keeps the original port either way. A Dubbo/Thrift port's MetaProtocol proxy runs
-/// `meta_filters` (rate limits, then the router); a Redis port runs `redis` (built by
-/// translate/redis.rs).
+/// keeps the original port either way. An HTTP or Dubbo/Thrift port runs the policy
+/// filters made from `policies` ([`filters`]), then the router; a Redis port runs `redis`
+/// (built by translate/redis.rs).
 pub(super) fn build(
     info: &ServiceInfo,
     port: &PortInfo,
     bind: SocketAddrV4,
-    meta_filters: Vec<MetaProtocolFilter>,
+    policies: &PolicySources<'_>,
     redis: Option<RedisProxy>,
 ) -> Resource {
     let name = listener_name(&info.host, port.number);
@@ -66,13 +61,7 @@ pub(super) fn build(
                 config_source: Some(ads_config_source()),
                 route_config_name: name.clone(),
             })),
-            http_filters: vec![HttpFilter {
-                name: ROUTER_FILTER.to_string(),
-                config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
-                    Router::default(),
-                ))),
-                ..Default::default()
-            }],
+            http_filters: filters::http_filters(policies, &name),
             ..Default::default()
         };
         Filter {
@@ -95,7 +84,7 @@ pub(super) fn build(
                 }),
                 multiplexing: true,
             }),
-            meta_protocol_filters: meta_filters,
+            meta_protocol_filters: filters::meta_filters(policies, &name),
             ..Default::default()
         };
         Filter {

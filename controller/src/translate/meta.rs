@@ -2,8 +2,6 @@
 //! configuration (Aeraki's `RouteConfiguration`) of each Dubbo/Thrift listener.
 
 use corridor_proto::{
-    aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::{LocalRateLimit, LocalRateLimitCondition},
-    aeraki::meta_protocol_proxy::v1alpha::MetaProtocolFilter,
     aeraki::meta_protocol_proxy::config::route::v1alpha::{
         KeyValue as PbKeyValue, Route, RouteAction, RouteConfiguration, RouteMatch,
         route_action::{ClusterSpecifier, RequestMirrorPolicy},
@@ -18,23 +16,21 @@ use corridor_proto::{
         },
         r#type::{
             matcher::v3::{RegexMatcher, StringMatcher, string_matcher::MatchPattern},
-            v3::{FractionalPercent, TokenBucket as PbTokenBucket, fractional_percent::DenominatorType},
+            v3::{FractionalPercent, fractional_percent::DenominatorType},
         },
     },
     google::protobuf::UInt32Value,
-    pack_any,
 };
 
 use super::{
     Context, PortInfo, ServiceInfo, cluster_name, pb_duration,
-    listener::listener_name,
+    listener::listener_name, ratelimit,
     route::{self, check_destination, check_string_match, default_retry_policy},
 };
 use crate::{
     resources::{
         MetaRouter, VirtualService,
-        aeraki::{KeyValue, MetaRouteMatch, TokenBucket},
-        duration::parse_duration,
+        aeraki::{KeyValue, MetaRouteMatch},
         istio::{Destination, HttpMatchRequest, StringMatch},
     },
     store::ObjectKey,
@@ -149,45 +145,6 @@ fn virtual_service_routes(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualServic
     routes
 }
 
-/// Filter name of Aeraki's MetaProtocol local rate limit.
-pub const LOCAL_RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.local_ratelimit";
-/// Filter name of Aeraki's MetaProtocol router (always last).
-pub const ROUTER_FILTER: &str = "aeraki.meta_protocol.filters.router";
-
-/// The MetaProtocol filters of a Dubbo/Thrift listener, as Aeraki writes them: the
-/// MetaRouter's `localRateLimit` as a local rate limit filter, then the router.
-pub(super) fn filters(stat_prefix: &str, router: Option<&MetaRouter>) -> Vec<MetaProtocolFilter> {
-    let mut out = Vec::new();
-    if let Some(limit) = router.and_then(|mr| mr.spec.local_rate_limit.as_ref()) {
-        let config = LocalRateLimit {
-            stat_prefix: stat_prefix.to_string(),
-            token_bucket: limit.token_bucket.as_ref().map(bucket),
-            conditions: limit
-                .conditions
-                .iter()
-                .map(|c| LocalRateLimitCondition {
-                    r#match: Some(RouteMatch {
-                        metadata: c.matches.iter().flat_map(|m| &m.attributes).map(|(k, v)| matcher(k, v, false)).collect(),
-                    }),
-                    token_bucket: Some(bucket(&c.token_bucket)),
-                })
-                .collect(),
-        };
-        out.push(MetaProtocolFilter { name: LOCAL_RATELIMIT_FILTER.to_string(), config: Some(pack_any(config)) });
-    }
-    out.push(MetaProtocolFilter { name: ROUTER_FILTER.to_string(), config: None });
-    out
-}
-
-/// A validated bucket in Envoy's terms (`tokensPerFill` defaults to 1).
-fn bucket(b: &TokenBucket) -> PbTokenBucket {
-    PbTokenBucket {
-        max_tokens: b.max_tokens,
-        tokens_per_fill: Some(UInt32Value { value: b.tokens_per_fill.unwrap_or(1) }),
-        fill_interval: parse_duration(&b.fill_interval).ok().map(pb_duration),
-    }
-}
-
 /// One cluster, or a weighted split.
 fn weighted(mut clusters: Vec<(String, u32)>) -> ClusterSpecifier {
     if clusters.len() == 1 {
@@ -240,7 +197,7 @@ fn target(
 
 /// An attribute condition as Envoy's HeaderMatcher (negated with `invert`); an empty one
 /// checks presence.
-fn matcher(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
+pub(super) fn matcher(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
     let pattern = if let Some(v) = &m.exact {
         Some(MatchPattern::Exact(v.clone()))
     } else if let Some(v) = &m.prefix {
@@ -323,53 +280,18 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, mr: &MetaRouter) -> R
         }
     }
     if let Some(limit) = &mr.spec.local_rate_limit {
-        let at = "spec.localRateLimit";
-        if limit.token_bucket.is_none() && limit.conditions.is_empty() {
-            return Err(format!("{at} sets neither tokenBucket nor conditions"));
-        }
-        if let Some(b) = &limit.token_bucket {
-            check_bucket(&format!("{at}.tokenBucket"), b)?;
-        }
-        for (i, c) in limit.conditions.iter().enumerate() {
-            let cp = format!("{at}.conditions[{i}]");
-            if let Some(m) = &c.matches {
-                check_match(&format!("{cp}.match"), m)?;
-            }
-            check_bucket(&format!("{cp}.tokenBucket"), &c.token_bucket)?;
-        }
+        ratelimit::check_local(limit)?;
     }
     if let Some(g) = &mr.spec.global_rate_limit {
-        let at = "spec.globalRateLimit";
-        if g.domain.is_empty() || g.rate_limit_service.is_empty() {
-            return Err(format!("{at} needs both domain and rateLimitService"));
-        }
-        if let Some(m) = &g.matches {
-            check_match(&format!("{at}.match"), m)?;
-        }
-        if let Some(t) = &g.request_timeout {
-            parse_duration(t).map_err(|e| format!("{at}.requestTimeout: {e}"))?;
-        }
+        ratelimit::check_global(g)?;
     }
     Ok(())
 }
 
-fn check_match(path: &str, m: &MetaRouteMatch) -> Result<(), String> {
+/// Checks a MetaRouter attribute match; the reason names the attribute under `path`.
+pub(super) fn check_match(path: &str, m: &MetaRouteMatch) -> Result<(), String> {
     for (name, s) in &m.attributes {
         check_string_match(&format!("{path}.attributes.{name}"), s, true)?;
-    }
-    Ok(())
-}
-
-fn check_bucket(path: &str, b: &TokenBucket) -> Result<(), String> {
-    if b.max_tokens == 0 {
-        return Err(format!("{path}.maxTokens must be greater than 0"));
-    }
-    if b.tokens_per_fill == Some(0) {
-        return Err(format!("{path}.tokensPerFill must be greater than 0"));
-    }
-    let interval = parse_duration(&b.fill_interval).map_err(|e| format!("{path}.fillInterval: {e}"))?;
-    if interval.is_zero() {
-        return Err(format!("{path}.fillInterval must be positive"));
     }
     Ok(())
 }
@@ -503,7 +425,7 @@ spec:
 
         // The MetaRouter's local rate limit becomes a filter before the router.
         let filters: Vec<&str> = proxy.meta_protocol_filters.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(filters, [super::LOCAL_RATELIMIT_FILTER, super::ROUTER_FILTER]);
+        assert_eq!(filters, [super::super::ratelimit::LOCAL_RATELIMIT_FILTER, super::super::filters::META_ROUTER_FILTER]);
         let limit = corridor_proto::aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alpha::LocalRateLimit::decode(
             &proxy.meta_protocol_filters[0].config.as_ref().unwrap().value[..],
         )

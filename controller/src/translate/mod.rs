@@ -3,10 +3,12 @@
 
 mod cluster;
 mod endpoint;
+mod filters;
 mod listener;
 mod meta;
 mod names;
 mod placement;
+mod ratelimit;
 mod redis;
 mod route;
 #[cfg(test)]
@@ -379,19 +381,17 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
             let Some(bind) = placement.bind(port.number) else {
                 continue;
             };
-            let meta_filters = if port.protocol.is_meta() {
-                meta::filters(
-                    &listener::listener_name(&info.host, port.number),
-                    meta_routing.get(key).map(|(_, mr)| *mr),
-                )
-            } else {
-                Vec::new()
+            let policies = filters::PolicySources {
+                meta_router: meta_routing
+                    .get(key)
+                    .map(|(_, mr)| *mr)
+                    .filter(|_| port.protocol.is_meta()),
             };
             let redis_proxy = port
                 .protocol
                 .is_redis()
                 .then(|| redis::proxy(&ctx, &redis_index, info, port));
-            listeners.push(listener::build(info, port, bind, meta_filters, redis_proxy));
+            listeners.push(listener::build(info, port, bind, &policies, redis_proxy));
             if port.protocol.is_http() {
                 routes.push(route::build(&ctx, info, port, routing.get(key).copied()));
             } else if port.protocol.is_meta() {
