@@ -373,6 +373,23 @@ mod redis {
             whole_error.is_some(),
             "{error:?} / {whole_error:?}"
         );
+        // The proxy takes flat replies as their bytes first: the same replies, the
+        // same error.
+        let mut decoder = ValueDecoder::new(max);
+        let (forwarded, forwarded_error) = read_all(stream, read_size, |buf| {
+            match decoder.take_flat(buf) {
+                Some(wire) => {
+                    let mut again = BytesMut::from(&wire[..]);
+                    match ValueDecoder::new(wire.len()).decode(&mut again) {
+                        Ok(Some(v)) if again.is_empty() => Ok(Some(v)),
+                        other => panic!("flat bytes {wire:?} do not decode alone: {other:?}"),
+                    }
+                }
+                None => decoder.decode(buf),
+            }
+        });
+        assert_eq!(forwarded, values, "flat replies change what is read");
+        assert_eq!(forwarded_error.is_some(), error.is_some());
         for v in &values {
             let (again, e) = read_values(&encoded(v), 1, max);
             assert_eq!(e, None, "{v:?} written back does not decode");

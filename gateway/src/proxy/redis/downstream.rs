@@ -12,12 +12,13 @@ use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::RedisListener;
+use super::frame::Frame;
 use super::pending::Pending;
 use super::route::dispatch;
 use super::session::Session;
 use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 use crate::redis::command::{Kind, check_arity, lookup, unknown_command, unsupported_command};
-use crate::redis::resp::{CommandDecoder, Value, encode};
+use crate::redis::resp::{CommandDecoder, Value};
 
 /// Largest command accepted from a client (Redis's own limit for a bulk string).
 pub const DEFAULT_MAX_REQUEST: usize = 512 * 1024 * 1024;
@@ -65,11 +66,11 @@ where
         // waited for below.
         while out.len() < WRITE_BATCH {
             let Some(head) = queue.front_mut() else { break };
-            let Some(value) = head.now_or_never() else {
+            let Some(frame) = head.now_or_never() else {
                 break;
             };
             queue.pop_front();
-            encode(&value, &mut out);
+            frame.encode(&mut out);
         }
         if !out.is_empty() {
             if writer.write_all(&out).await.is_err() {
@@ -88,13 +89,13 @@ where
         }
         tokio::select! {
             biased;
-            Some(value) = head(&mut queue), if !queue.is_empty() => {
+            Some(frame) = head(&mut queue), if !queue.is_empty() => {
                 queue.pop_front();
-                encode(&value, &mut out);
+                frame.encode(&mut out);
             }
             () = timer.as_mut(), if deadline.is_some() => {
                 if let Some(late) = queue.pop_front() {
-                    encode(&late.expire(), &mut out);
+                    late.expire().encode(&mut out);
                 }
             }
             read = reader.read_buf(&mut buf), if can_read => {
@@ -110,7 +111,7 @@ where
 
 /// The reply at the head of the line, when it is done (`None` for an empty line); it
 /// stays in the line, for the caller to take off.
-async fn head(queue: &mut VecDeque<Pending>) -> Option<Value> {
+async fn head(queue: &mut VecDeque<Pending>) -> Option<Frame> {
     match queue.front_mut() {
         Some(pending) => Some(pending.await),
         None => None,

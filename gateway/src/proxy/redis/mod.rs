@@ -8,12 +8,14 @@
 //! - [`slots`]: a Redis Cluster's slot map and redirections.
 //! - [`route`]: one command: faults, routing, splitting, sending, merging, redirections.
 //! - [`pending`]: a reply on its way, and the per-command metrics.
+//! - [`frame`]: a reply as forwarded: the server's bytes, or a value.
 //! - [`placement`]: the server of a key in PROXY mode (rendezvous hashing).
 //! - [`redirect`]: CLUSTER mode's slot discovery and MOVED/ASK following.
 //! - [`session`]: a client connection's state and the commands the gateway answers.
 //! - [`downstream`]: a client connection: decode, dispatch in order, write replies.
 
 pub mod downstream;
+pub mod frame;
 pub mod pending;
 pub mod placement;
 pub mod redirect;

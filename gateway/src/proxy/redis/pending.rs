@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use metrics::{Counter, Histogram};
 
 use super::RedisListener;
+use super::frame::Frame;
 use super::redirect::follow;
 use super::slots::Redirect;
 use super::upstream::Reply;
@@ -41,14 +42,14 @@ pub struct Pending {
 }
 
 enum State {
-    Ready(Option<Value>),
+    Ready(Option<Frame>),
     /// One command on one upstream connection; `follow` is set where the reply may be
     /// a MOVED or ASK to follow (Redis Cluster, or redirection turned on).
     Upstream {
         reply: Reply,
         follow: Option<Box<Follow>>,
     },
-    Boxed(BoxFuture<'static, Value>),
+    Boxed(BoxFuture<'static, Frame>),
 }
 
 /// What following a redirection needs: where the command went and its bytes.
@@ -71,7 +72,7 @@ impl Pending {
     /// An answer known now.
     pub fn ready(value: Value) -> Pending {
         Pending {
-            state: State::Ready(Some(value)),
+            state: State::Ready(Some(Frame::Value(value))),
             meter: None,
             deadline: None,
         }
@@ -87,9 +88,9 @@ impl Pending {
     }
 
     /// Any other way of getting the reply.
-    pub fn boxed(future: impl Future<Output = Value> + Send + 'static) -> Pending {
+    pub fn boxed<T: Into<Frame>>(future: impl Future<Output = T> + Send + 'static) -> Pending {
         Pending {
-            state: State::Boxed(Box::pin(future)),
+            state: State::Boxed(Box::pin(async move { future.await.into() })),
             meter: None,
             deadline: None,
         }
@@ -126,7 +127,7 @@ impl Pending {
     }
 
     /// The reply to send when the deadline passed first.
-    pub fn expire(mut self) -> Value {
+    pub fn expire(mut self) -> Frame {
         let timeout = self
             .meter
             .as_ref()
@@ -136,38 +137,41 @@ impl Pending {
         if let Some(m) = self.meter.take() {
             m.record(false);
         }
-        value
+        Frame::Value(value)
     }
 }
 
 impl Future for Pending {
-    type Output = Value;
+    type Output = Frame;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Value> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Frame> {
         let this = &mut *self;
         let value = loop {
             match &mut this.state {
                 State::Ready(v) => {
-                    break v
-                        .take()
-                        .unwrap_or_else(|| Value::error("ERR internal: reply taken twice"));
+                    break v.take().unwrap_or_else(|| {
+                        Frame::Value(Value::error("ERR internal: reply taken twice"))
+                    });
                 }
                 State::Boxed(f) => break ready!(f.as_mut().poll(cx)),
                 State::Upstream { reply, follow: f } => {
                     let value = match ready!(Pin::new(reply).poll(cx)) {
                         Ok(Ok(v)) => v,
-                        Ok(Err(e)) => Value::error(format!("ERR upstream failure: {e}")),
+                        Ok(Err(e)) => Value::error(format!("ERR upstream failure: {e}")).into(),
                         Err(_) => {
                             Value::error("ERR upstream failure: the connection dropped the command")
+                                .into()
                         }
                     };
+                    // Only an error can be a MOVED or ASK: nothing else is looked into.
                     let redirect = f
                         .as_ref()
                         .filter(|f| {
-                            f.listener.config.redirection
-                                || f.state.config.redis.mode == RedisMode::Cluster
+                            value.is_error()
+                                && (f.listener.config.redirection
+                                    || f.state.config.redis.mode == RedisMode::Cluster)
                         })
-                        .and_then(|_| Redirect::of(&value));
+                        .and_then(|_| Redirect::of(&value.clone().into_value()));
                     match (redirect, f.take()) {
                         (Some(redirect), Some(f)) => {
                             this.state = State::Boxed(Box::pin(follow(*f, redirect)));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::RedisListener;
+use super::frame::Frame;
 use super::pending::Follow;
 use super::slots::{Redirect, SlotMap};
 use super::upstream::text;
@@ -18,7 +19,7 @@ const MAX_REDIRECTS: usize = 3;
 /// Follows a redirection: on MOVED updates the slot map and resends to the new primary,
 /// on ASK sends `ASKING` and the command to the named node; then the same for the
 /// reply, up to [`MAX_REDIRECTS`] times.
-pub(super) async fn follow(f: Follow, first: Redirect) -> Value {
+pub(super) async fn follow(f: Follow, first: Redirect) -> Frame {
     let Follow {
         listener: l,
         cluster,
@@ -52,7 +53,7 @@ pub(super) async fn follow(f: Follow, first: Redirect) -> Value {
         };
         let conn = match l.connection(addr, &state).await {
             Ok(c) => c,
-            Err(e) => return Value::error(format!("ERR upstream failure: {e}")),
+            Err(e) => return Value::error(format!("ERR upstream failure: {e}")).into(),
         };
         tracing::debug!(key = %String::from_utf8_lossy(&key), %addr, ?redirect, "following a redirection");
         let reply = if asking {
@@ -60,19 +61,24 @@ pub(super) async fn follow(f: Follow, first: Redirect) -> Value {
         } else {
             conn.send(bytes.clone())
         };
-        let value = match reply.await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Value::error(format!("ERR upstream failure: {e}")),
+        let frame = match reply.await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => return Value::error(format!("ERR upstream failure: {e}")).into(),
             Err(_) => {
-                return Value::error("ERR upstream failure: the connection dropped the command");
+                return Value::error("ERR upstream failure: the connection dropped the command")
+                    .into();
             }
         };
+        if !frame.is_error() {
+            return frame;
+        }
+        let value = frame.into_value();
         match Redirect::of(&value) {
             Some(next) => redirect = next,
-            None => return value,
+            None => return value.into(),
         }
     }
-    Value::error("ERR too many redirections")
+    Value::error("ERR too many redirections").into()
 }
 
 /// Learns a Redis Cluster's slots from the first seed that answers `CLUSTER SLOTS`.
@@ -92,10 +98,13 @@ pub(super) async fn discover(
         let mut out = BytesMut::new();
         encode_command(&[b"CLUSTER".as_slice(), b"SLOTS"], &mut out);
         match tokio::time::timeout(l.config.op_timeout, conn.send(out.freeze())).await {
-            Ok(Ok(Ok(reply))) => match SlotMap::from_cluster_slots(&reply, seed) {
-                Ok(m) => return Ok(m),
-                Err(e) => last = format!("{seed}: {e}: {}", text(&reply)),
-            },
+            Ok(Ok(Ok(reply))) => {
+                let reply = reply.into_value();
+                match SlotMap::from_cluster_slots(&reply, seed) {
+                    Ok(m) => return Ok(m),
+                    Err(e) => last = format!("{seed}: {e}: {}", text(&reply)),
+                }
+            }
             Ok(Ok(Err(e))) => last = e.to_string(),
             Ok(Err(_)) | Err(_) => last = format!("{seed}: no answer to CLUSTER SLOTS"),
         }

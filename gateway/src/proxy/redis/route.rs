@@ -12,6 +12,7 @@ use futures::future::join_all;
 use rand::Rng;
 
 use super::RedisListener;
+use super::frame::Frame;
 use super::pending::{Follow, Pending};
 use super::placement::rendezvous;
 use super::redirect::discover;
@@ -113,7 +114,8 @@ pub async fn dispatch(
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            merge(kind, join_all(parts).await)
+            let replies = join_all(parts).await.into_iter().map(Frame::into_value);
+            merge(kind, replies.collect())
         }),
         extra,
     )

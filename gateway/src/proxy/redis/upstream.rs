@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::frame::Frame;
 use crate::proxy::{READ_CHUNK, WRITE_BATCH};
 use crate::redis::resp::{Value, ValueDecoder, encode_command};
 
@@ -31,9 +32,9 @@ const MAX_REPLY: usize = 512 * 1024 * 1024;
 pub use crate::proxy::upstream::UpstreamError;
 
 /// A queued command's reply, when it comes.
-pub type Reply = oneshot::Receiver<Result<Value, UpstreamError>>;
+pub type Reply = oneshot::Receiver<Result<Frame, UpstreamError>>;
 
-type Waiter = oneshot::Sender<Result<Value, UpstreamError>>;
+type Waiter = oneshot::Sender<Result<Frame, UpstreamError>>;
 
 #[derive(Debug)]
 struct Inner {
@@ -257,23 +258,26 @@ async fn read_loop(
 ) {
     loop {
         loop {
-            match decoder.decode(&mut buf) {
-                // A RESP3 attribute precedes the reply it describes: not a reply itself.
-                Ok(Some(Value::Attribute(_))) => {}
-                Ok(Some(value)) => {
-                    let waiter = inner.waiting.lock().ok().and_then(|mut q| q.pop_front());
-                    match waiter {
-                        Some(w) => drop(w.send(Ok(value))),
-                        None => {
-                            // A reply nobody asked for: the stream is out of step.
-                            inner.close("a reply with no command waiting");
-                            return;
-                        }
+            // Flat replies (most of them) go back as the bytes they came in.
+            let frame = match decoder.take_flat(&mut buf) {
+                Some(wire) => Frame::Wire(wire),
+                None => match decoder.decode(&mut buf) {
+                    // A RESP3 attribute precedes the reply it describes: not a reply.
+                    Ok(Some(Value::Attribute(_))) => continue,
+                    Ok(Some(value)) => Frame::Value(value),
+                    Ok(None) => break,
+                    Err(e) => {
+                        inner.close(&format!("unreadable reply: {e}"));
+                        return;
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    inner.close(&format!("unreadable reply: {e}"));
+                },
+            };
+            let waiter = inner.waiting.lock().ok().and_then(|mut q| q.pop_front());
+            match waiter {
+                Some(w) => drop(w.send(Ok(frame))),
+                None => {
+                    // A reply nobody asked for: the stream is out of step.
+                    inner.close("a reply with no command waiting");
                     return;
                 }
             }

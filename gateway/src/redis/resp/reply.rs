@@ -103,6 +103,40 @@ impl ValueDecoder {
         }
     }
 
+    /// The next reply as its wire bytes, taken off `buf`, when it is a flat RESP2 reply
+    /// (simple string, error, integer, bulk string or null bulk) already whole and no
+    /// other value is half-read: what a proxy forwards without looking inside. Anything
+    /// else (aggregates, RESP3 types, a malformed or unfinished reply, one over the size
+    /// limit) is left in `buf` for [`decode`](Self::decode), which has the errors.
+    pub fn take_flat(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+        if !self.open.is_empty() || self.bulk.is_some() {
+            return None;
+        }
+        let kind = *buf.first()?;
+        if !matches!(kind, b'+' | b'-' | b':' | b'$') {
+            return None;
+        }
+        // The scanner keeps its place when the line is not all there, so a long line
+        // arriving in pieces is still scanned once between this and `decode`.
+        let n = self.lines.crlf(buf).ok()??;
+        let len = match kind {
+            b'+' | b'-' => n + 2,
+            b':' => parse_int(&buf[1..n]).map(|_| n + 2)?,
+            _ => match parse_int(&buf[1..n])? {
+                -1 => n + 2,
+                bulk => {
+                    let end = (n + 2).checked_add(usize::try_from(bulk).ok()?)?;
+                    (buf.get(end..end + 2)? == b"\r\n").then_some(end + 2)?
+                }
+            },
+        };
+        if len > self.max_value {
+            return None;
+        }
+        self.lines.consumed(len);
+        Some(buf.split_to(len).freeze())
+    }
+
     /// Bytes examined so far (tests prove linear work with it).
     #[cfg(test)]
     pub(super) fn examined(&self) -> u64 {

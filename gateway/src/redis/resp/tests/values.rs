@@ -296,6 +296,76 @@ fn a_huge_reply_a_byte_at_a_time_is_read_in_linear_work() {
     assert!(dec.examined() <= bound, "{} > {bound}", dec.examined());
 }
 
+/// Reads `wire` in pieces of `piece` bytes the way the proxy's upstream does: flat
+/// replies taken as their bytes first, everything else decoded. Returns every reply's
+/// bytes as the client would get them.
+fn forwarded(wire: &[u8], piece: usize) -> Vec<Vec<u8>> {
+    let mut dec = ValueDecoder::new(MAX);
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    for chunk in wire.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        loop {
+            if let Some(flat) = dec.take_flat(&mut buf) {
+                got.push(flat.to_vec());
+                continue;
+            }
+            match dec.decode(&mut buf).unwrap() {
+                Some(Value::Attribute(_)) => {}
+                Some(v) => got.push(encoded(&v)),
+                None => break,
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn flat_replies_are_taken_as_their_bytes_and_the_rest_is_decoded() {
+    let wire: Vec<u8> = REDIS_REPLIES.concat();
+    let whole = forwarded(&wire, wire.len());
+    for piece in [1, 2, 3, 7, 64] {
+        assert_eq!(forwarded(&wire, piece), whole, "pieces of {piece}");
+    }
+    let mut dec = ValueDecoder::new(MAX);
+    for reply in REDIS_REPLIES {
+        let mut buf = BytesMut::from(*reply);
+        let flat = dec.take_flat(&mut buf);
+        let is_flat = matches!(reply[0], b'+' | b'-' | b':' | b'$');
+        assert_eq!(flat.is_some(), is_flat, "{:?}", Bytes::from_static(reply));
+        if let Some(flat) = flat {
+            assert_eq!(&flat[..], *reply);
+            assert!(buf.is_empty());
+        }
+    }
+}
+
+#[test]
+fn malformed_or_oversized_flat_replies_are_left_for_the_decoder() {
+    for input in [
+        &b":12a\r\n"[..],
+        b"$-2\r\n",
+        b"$3\r\nfoobar\r\n",
+        b"+OK\rx",
+        b"+O\nK\r\n",
+        b"$5\r\nab",
+    ] {
+        let mut buf = BytesMut::from(input);
+        assert_eq!(
+            ValueDecoder::new(MAX).take_flat(&mut buf),
+            None,
+            "{input:?}"
+        );
+        assert_eq!(&buf[..], input);
+    }
+    let mut buf = BytesMut::from(&b"$5\r\nhello\r\n"[..]);
+    assert_eq!(
+        ValueDecoder::new(10).take_flat(&mut buf),
+        None,
+        "over the limit"
+    );
+}
+
 // === Malformed input ===
 
 #[test]
