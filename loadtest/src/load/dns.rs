@@ -155,12 +155,18 @@ pub fn rcode_answer(rcode: ResponseCode) -> Answer {
 #[derive(Debug)]
 pub struct DnsTarget {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     tcp: bool,
     questions: Vec<Question>,
     next: AtomicUsize,
 }
 
 impl DnsTarget {
+    /// Queries come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<std::net::IpAddr>) -> Self {
+        Self { source, ..self }
+    }
+
     /// A target asking `addr` for `names` (in turn) of `qtype`, over TCP if `tcp`.
     pub fn new(
         addr: SocketAddr,
@@ -177,6 +183,7 @@ impl DnsTarget {
         }
         Ok(Self {
             addr,
+            source: None,
             tcp,
             questions,
             next: AtomicUsize::new(0),
@@ -218,9 +225,9 @@ impl Target for DnsTarget {
 
     async fn connect(&self) -> Result<DnsConn, CallError> {
         if self.tcp {
-            DnsConn::tcp(self.addr).await
+            DnsConn::tcp(self.addr, self.source).await
         } else {
-            DnsConn::udp(self.addr).await
+            DnsConn::udp(self.addr, self.source).await
         }
     }
 
@@ -234,7 +241,7 @@ impl Target for DnsTarget {
 pub async fn run(args: &DnsArgs) -> Result<RunResult, LoadError> {
     let addr = super::resolve(&args.target).await?;
     let names = read_names(&args.names)?;
-    let target = DnsTarget::new(addr, &names, args.qtype, args.tcp)?;
+    let target = DnsTarget::new(addr, &names, args.qtype, args.tcp)?.from_source(args.load.source);
     Ok(super::run(Arc::new(target), &args.load, args.concurrency).await)
 }
 

@@ -54,6 +54,7 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
 #[derive(Debug)]
 pub struct DubboTarget {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     interface: String,
     method: String,
     arg: String,
@@ -62,6 +63,11 @@ pub struct DubboTarget {
 }
 
 impl DubboTarget {
+    /// Connections come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<std::net::IpAddr>) -> Self {
+        Self { source, ..self }
+    }
+
     /// A target calling `interface.method(arg)` at `addr` with `attachments`.
     pub fn new(
         addr: SocketAddr,
@@ -72,6 +78,7 @@ impl DubboTarget {
     ) -> Self {
         Self {
             addr,
+            source: None,
             interface,
             method,
             arg,
@@ -107,7 +114,7 @@ impl Target for DubboTarget {
 
     async fn connect(&self) -> Result<DubboConn, CallError> {
         Ok(DubboConn(
-            Mux::connect(self.addr, self.codec.clone(), u64::MAX).await?,
+            Mux::connect(self.addr, self.source, self.codec.clone(), u64::MAX).await?,
         ))
     }
 
@@ -129,7 +136,8 @@ pub async fn run(args: &DubboArgs) -> Result<RunResult, LoadError> {
         args.method.clone(),
         argument(args.arg.as_deref(), args.payload_size),
         args.attachments.clone(),
-    );
+    )
+    .from_source(args.load.source);
     Ok(super::run(Arc::new(target), &args.load, args.concurrency).await)
 }
 

@@ -172,6 +172,14 @@ impl GrpcTarget {
         })
     }
 
+    /// Connections come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<std::net::IpAddr>) -> Self {
+        Self {
+            endpoint: self.endpoint.local_address(source),
+            ..self
+        }
+    }
+
     /// Calls with `payload` instead of the target's own: the answer's message, or the
     /// status the server answered with (`Err(Ok(status))`), or why there was no answer.
     pub async fn call_with(
@@ -235,7 +243,7 @@ pub async fn run(args: &GrpcArgs) -> Result<RunResult, LoadError> {
         (None, Some(n)) => bytes_field_message(n),
         (None, None) => Bytes::new(),
     };
-    let target = GrpcTarget::new(addr, &args.method, payload)?;
+    let target = GrpcTarget::new(addr, &args.method, payload)?.from_source(args.load.source);
     Ok(super::run(Arc::new(target), &args.load, args.concurrency).await)
 }
 

@@ -2,7 +2,10 @@
 //! HTTP/1.1 connections (one request in flight on each) or HTTP/2 over cleartext with
 //! prior knowledge (many streams in flight on each).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,7 +15,7 @@ use hyper::{
     header::{HOST, HeaderName, HeaderValue},
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::{net::TcpStream, sync::Mutex};
+use tokio::sync::Mutex;
 
 use super::{Answer, CallError, LoadArgs, LoadError, RunResult, Status, Target};
 
@@ -98,6 +101,7 @@ pub enum Version {
 #[derive(Debug)]
 pub struct HttpTarget {
     addr: SocketAddr,
+    source: Option<IpAddr>,
     version: Version,
     method: Method,
     /// The URI put in the request: origin form for HTTP/1.1 (with a Host header),
@@ -145,12 +149,18 @@ impl HttpTarget {
         .map_err(|e| LoadError::Request(format!("{path:?}: {e}")))?;
         Ok(Self {
             addr,
+            source: None,
             version,
             method,
             uri,
             headers,
             body,
         })
+    }
+
+    /// Connections come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<IpAddr>) -> Self {
+        Self { source, ..self }
     }
 
     fn request(&self) -> Request<Full<Bytes>> {
@@ -178,13 +188,7 @@ impl Target for HttpTarget {
     type Conn = HttpConn;
 
     async fn connect(&self) -> Result<HttpConn, CallError> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|source| CallError::Connect {
-                addr: self.addr,
-                source,
-            })?;
-        stream.set_nodelay(true)?;
+        let stream = super::dial(self.addr, self.source).await?;
         let io = TokioIo::new(stream);
         Ok(match self.version {
             Version::Http1 => {
@@ -242,7 +246,8 @@ pub async fn run(args: &HttpArgs) -> Result<RunResult, LoadError> {
         args.headers.clone(),
         args.body_bytes(),
     )
-    .await?;
+    .await?
+    .from_source(args.load.source);
     Ok(super::run(Arc::new(target), &args.load, args.concurrency).await)
 }
 

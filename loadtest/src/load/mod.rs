@@ -26,7 +26,15 @@ mod tally;
 pub mod thrift;
 pub mod timeseries;
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::net::{TcpSocket, TcpStream};
 
 pub use self::{
     plan::{Plan, Report},
@@ -96,6 +104,11 @@ pub struct LoadArgs {
     /// backend, in alternating rounds with the target, and report both and the ratios.
     #[arg(long, value_name = "DIRECT_ADDR")]
     pub compare: Option<String>,
+    /// Open every connection from this local IP address instead of the one the system
+    /// picks: on a test host with pod IPs on loopback (127.x.y.z), the gateway sees the
+    /// calls come from that pod (authorization by source, source workload metrics).
+    #[arg(long, value_name = "IP")]
+    pub source: Option<IpAddr>,
     /// Rounds per side of --compare.
     #[arg(long, default_value_t = DEFAULT_ROUNDS, requires = "compare", value_parser = parse_positive)]
     pub rounds: usize,
@@ -128,6 +141,7 @@ impl Default for LoadArgs {
             fail_on_error: false,
             progress: ProgressMode::Auto,
             compare: None,
+            source: None,
             rounds: DEFAULT_ROUNDS,
             label: None,
         }
@@ -183,6 +197,26 @@ pub enum LoadError {
     /// The request could not be built from the flags.
     #[error("bad request: {0}")]
     Request(String),
+}
+
+/// Opens a TCP connection to `addr` (no Nagle delay), from `source` when one is given.
+pub(crate) async fn dial(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream, CallError> {
+    let connect = async {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = source {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(addr).await
+    };
+    let stream = connect
+        .await
+        .map_err(|source| CallError::Connect { addr, source })?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// Resolves `host:port` to its first address.

@@ -14,10 +14,7 @@ use bytes::{Bytes, BytesMut};
 use corridor_gateway::codec::{Codec, Frame, MessageType};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    net::tcp::{OwnedReadHalf, OwnedWriteHalf},
     sync::{Mutex, oneshot},
     task::JoinHandle,
 };
@@ -56,13 +53,11 @@ impl Mux {
     /// Connects to `addr`; answers are read with `codec`; ids wrap within `id_mask`.
     pub(crate) async fn connect(
         addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
         codec: Arc<dyn Codec>,
         id_mask: u64,
     ) -> Result<Self, CallError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| CallError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
+        let stream = super::dial(addr, source).await?;
         let (rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             writer: Mutex::new(wr),

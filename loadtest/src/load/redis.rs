@@ -146,6 +146,7 @@ pub fn parse_mix(s: &str) -> Result<Mix, String> {
 #[derive(Debug)]
 pub struct RedisTarget {
     addr: std::net::SocketAddr,
+    source: Option<std::net::IpAddr>,
     mix: Mix,
     keyspace: u64,
     value: Vec<u8>,
@@ -153,6 +154,11 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
+    /// Connections come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<std::net::IpAddr>) -> Self {
+        Self { source, ..self }
+    }
+
     /// A target sending `mix` to `addr` on `keyspace` keys, SET values of `value_size`
     /// bytes and MGETs of `mget_keys` keys.
     pub fn new(
@@ -164,6 +170,7 @@ impl RedisTarget {
     ) -> Self {
         Self {
             addr,
+            source: None,
             mix,
             keyspace: keyspace.max(1),
             value: vec![b'x'; value_size],
@@ -249,7 +256,7 @@ impl Target for RedisTarget {
     type Conn = RedisConn;
 
     async fn connect(&self) -> Result<RedisConn, CallError> {
-        RedisConn::connect(self.addr).await
+        RedisConn::connect(self.addr, self.source).await
     }
 
     async fn call(&self, conn: &RedisConn) -> Result<Answer, CallError> {
@@ -268,7 +275,8 @@ pub async fn run(args: &RedisArgs) -> Result<RunResult, LoadError> {
         args.keyspace,
         args.value_size,
         args.mget_keys,
-    );
+    )
+    .from_source(args.load.source);
     Ok(super::run(Arc::new(target), &args.load, args.concurrency).await)
 }
 

@@ -35,3 +35,23 @@ fn call_errors_are_counted_by_kind() {
     assert_eq!(CallError::Io(refused()).kind(), ErrorKind::Protocol);
     assert_eq!(CallError::Closed.kind(), ErrorKind::Protocol);
 }
+
+#[tokio::test]
+async fn connections_come_from_the_source_address_when_one_is_given() {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    for source in ["127.0.0.7", "127.0.0.1"] {
+        let ip: IpAddr = source.parse().unwrap();
+        let _client = dial(addr, Some(ip)).await.unwrap();
+        let (_, peer) = server.accept().await.unwrap();
+        assert_eq!(peer.ip(), ip);
+    }
+    // An address this host does not have is a connect error, not a panic.
+    let foreign: IpAddr = "192.0.2.1".parse().unwrap();
+    assert!(matches!(
+        dial(addr, Some(foreign)).await,
+        Err(CallError::Connect { .. })
+    ));
+    let args = Cli::parse_from(["x", "--source", "127.0.0.9"]).load;
+    assert_eq!(args.source, Some("127.0.0.9".parse().unwrap()));
+}

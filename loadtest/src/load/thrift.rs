@@ -63,6 +63,7 @@ pub struct ThriftArgs {
 #[derive(Debug)]
 pub struct ThriftTarget {
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     dialect: ClientDialect,
     method: String,
     arg: String,
@@ -79,6 +80,11 @@ pub struct ThriftAnswer {
 }
 
 impl ThriftTarget {
+    /// Connections come from `source` (see `--source`).
+    pub fn from_source(self, source: Option<std::net::IpAddr>) -> Self {
+        Self { source, ..self }
+    }
+
     /// A target calling `method(arg)` at `addr` in `transport` and `protocol`.
     pub fn new(
         addr: SocketAddr,
@@ -93,6 +99,7 @@ impl ThriftTarget {
         };
         Self {
             addr,
+            source: None,
             dialect,
             method,
             arg,
@@ -130,7 +137,7 @@ impl Target for ThriftTarget {
 
     async fn connect(&self) -> Result<ThriftConn, CallError> {
         Ok(ThriftConn(
-            Mux::connect(self.addr, self.codec.clone(), u64::from(u32::MAX)).await?,
+            Mux::connect(self.addr, self.source, self.codec.clone(), u64::from(u32::MAX)).await?,
         ))
     }
 
@@ -157,7 +164,8 @@ pub async fn run(args: &ThriftArgs) -> Result<RunResult, LoadError> {
         ProtocolArg::Compact => Protocol::Compact,
     };
     let arg = argument(None, args.payload_size);
-    let target = ThriftTarget::new(addr, transport, protocol, args.method.clone(), arg);
+    let target = ThriftTarget::new(addr, transport, protocol, args.method.clone(), arg)
+        .from_source(args.load.source);
     // Plain Thrift clients keep one call in flight per connection.
     Ok(super::run(Arc::new(target), &args.load, 1).await)
 }

@@ -15,7 +15,7 @@ use std::{
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpStream, UdpSocket, tcp::OwnedWriteHalf},
+    net::{UdpSocket, tcp::OwnedWriteHalf},
     sync::{Mutex, oneshot},
     task::JoinHandle,
 };
@@ -58,11 +58,11 @@ impl Drop for DnsConn {
 
 impl DnsConn {
     /// A UDP socket connected to `addr`.
-    pub async fn udp(addr: SocketAddr) -> Result<Self, CallError> {
-        let local: SocketAddr = if addr.is_ipv4() {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    pub async fn udp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<Self, CallError> {
+        let local: SocketAddr = match source {
+            Some(ip) => (ip, 0).into(),
+            None if addr.is_ipv4() => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            None => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
         };
         let connect = |source| CallError::Connect { addr, source };
         let socket = UdpSocket::bind(local).await.map_err(connect)?;
@@ -74,11 +74,8 @@ impl DnsConn {
     }
 
     /// A TCP connection to `addr`.
-    pub async fn tcp(addr: SocketAddr) -> Result<Self, CallError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| CallError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
+    pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<Self, CallError> {
+        let stream = super::super::dial(addr, source).await?;
         let (rd, wr) = stream.into_split();
         let shared = new_shared();
         let reader = tokio::spawn(read_tcp(rd, shared.clone()));

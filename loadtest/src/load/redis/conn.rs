@@ -18,10 +18,7 @@ use corridor_gateway::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
-    },
+    net::tcp::{OwnedReadHalf, OwnedWriteHalf},
     sync::{Mutex, oneshot},
     task::JoinHandle,
 };
@@ -64,12 +61,12 @@ pub(super) fn corrupt(reason: String) -> CallError {
 }
 
 impl RedisConn {
-    /// Connects to `addr`.
-    pub async fn connect(addr: SocketAddr) -> Result<Self, CallError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| CallError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
+    /// Connects to `addr`, from `source` when given.
+    pub async fn connect(
+        addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, CallError> {
+        let stream = super::super::dial(addr, source).await?;
         let (rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             writer: Mutex::new(wr),

@@ -138,7 +138,7 @@ async fn fake_server(batch: usize) -> std::net::SocketAddr {
 async fn pipelined_replies_go_to_their_callers_in_order() {
     const IN_FLIGHT: usize = 16;
     let conn = std::sync::Arc::new(
-        RedisConn::connect(fake_server(IN_FLIGHT).await)
+        RedisConn::connect(fake_server(IN_FLIGHT).await, None)
             .await
             .unwrap(),
     );
@@ -167,7 +167,7 @@ async fn a_closed_connection_fails_the_calls_in_flight() {
         let mut buf = [0u8; 64];
         let _ = s.read(&mut buf).await;
     });
-    let conn = RedisConn::connect(addr).await.unwrap();
+    let conn = RedisConn::connect(addr, None).await.unwrap();
     let mut cmd = BytesMut::new();
     encode_command(&["PING"], &mut cmd);
     assert!(matches!(conn.call(&cmd).await, Err(CallError::Closed)));
