@@ -137,7 +137,13 @@ impl Target for ThriftTarget {
 
     async fn connect(&self) -> Result<ThriftConn, CallError> {
         Ok(ThriftConn(
-            Mux::connect(self.addr, self.source, self.codec.clone(), u64::from(u32::MAX)).await?,
+            Mux::connect(
+                self.addr,
+                self.source,
+                self.codec.clone(),
+                u64::from(u32::MAX),
+            )
+            .await?,
         ))
     }
 

@@ -117,7 +117,9 @@ fn run(timers: &Timers) {
                 let _ = wake.send(());
             }
         }
-        let next = heap.peek().map(|Reverse(e)| e.at.saturating_duration_since(now));
+        let next = heap
+            .peek()
+            .map(|Reverse(e)| e.at.saturating_duration_since(now));
         heap = match next {
             None => match timers.changed.wait(heap) {
                 Ok(h) => h,

@@ -58,7 +58,10 @@ impl Drop for DnsConn {
 
 impl DnsConn {
     /// A UDP socket connected to `addr`.
-    pub async fn udp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<Self, CallError> {
+    pub async fn udp(
+        addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, CallError> {
         let local: SocketAddr = match source {
             Some(ip) => (ip, 0).into(),
             None if addr.is_ipv4() => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -74,7 +77,10 @@ impl DnsConn {
     }
 
     /// A TCP connection to `addr`.
-    pub async fn tcp(addr: SocketAddr, source: Option<std::net::IpAddr>) -> Result<Self, CallError> {
+    pub async fn tcp(
+        addr: SocketAddr,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, CallError> {
         let stream = super::super::dial(addr, source).await?;
         let (rd, wr) = stream.into_split();
         let shared = new_shared();
