@@ -67,8 +67,17 @@ async fn an_open_loop_summary_validates() {
     let (_echo, addr) = backend(0.2).await;
     let target = addr.to_string();
     let v = load(&[
-        "http", "--target", &target, "--rate", "200", "--duration", "1s", "--warmup",
-        "200ms", "--connections", "4",
+        "http",
+        "--target",
+        &target,
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--connections",
+        "4",
     ])
     .await;
     assert_valid(&v);
@@ -85,7 +94,10 @@ async fn an_open_loop_summary_validates() {
     assert_eq!(v["requests"]["errors"], status_errors);
     assert!(v["first_error"].is_string());
     let statuses = v["statuses"].as_object().unwrap();
-    assert_eq!(statuses.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 200);
+    assert_eq!(
+        statuses.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        200
+    );
     // The distribution climbs to 100 % and counts every answer.
     let points = v["percentiles"].as_array().unwrap();
     assert!(points.windows(2).all(|w| {
@@ -102,7 +114,13 @@ async fn an_open_loop_summary_validates() {
 async fn a_closed_loop_summary_validates() {
     let (_echo, addr) = backend(0.0).await;
     let v = load(&[
-        "http", "--target", &addr.to_string(), "--duration", "1500ms", "--connections", "2",
+        "http",
+        "--target",
+        &addr.to_string(),
+        "--duration",
+        "1500ms",
+        "--connections",
+        "2",
     ])
     .await;
     assert_valid(&v);
@@ -119,8 +137,19 @@ async fn a_comparison_validates() {
     let (_gateway, gateway) = backend(0.0).await;
     let direct = direct.to_string();
     let v = load(&[
-        "http", "--target", &gateway.to_string(), "--rate", "100", "--duration", "500ms",
-        "--connections", "2", "--compare", &direct, "--rounds", "2",
+        "http",
+        "--target",
+        &gateway.to_string(),
+        "--rate",
+        "100",
+        "--duration",
+        "500ms",
+        "--connections",
+        "2",
+        "--compare",
+        &direct,
+        "--rounds",
+        "2",
     ])
     .await;
     assert_valid(&v);
@@ -137,8 +166,19 @@ async fn a_comparison_validates() {
 async fn a_capacity_search_validates() {
     let (_echo, addr) = backend(0.0).await;
     let v = load(&[
-        "capacity", "--slo", "p99<1s", "--start-rate", "50", "--max-rate", "100",
-        "--step-duration", "400ms", "http", "--target", &addr.to_string(), "--connections",
+        "capacity",
+        "--slo",
+        "p99<1s",
+        "--start-rate",
+        "50",
+        "--max-rate",
+        "100",
+        "--step-duration",
+        "400ms",
+        "http",
+        "--target",
+        &addr.to_string(),
+        "--connections",
         "2",
     ])
     .await;
