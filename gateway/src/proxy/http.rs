@@ -6,7 +6,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,14 +18,15 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 
 use super::HttpListener;
+use super::attempts::{self, Plan, Transport, TryError};
 use super::body::{ReplayBody, RequestBody, ResponseBody};
 use super::exchange::{EndpointActive, Exchange};
 use super::local_reply::{ResponseFlags, reply};
-use super::retry::{self, Budgeted, RetryActive, TryFailure};
+use super::retry::{self, RetryActive, TryFailure};
 use crate::cluster::pool::Conn;
 use crate::cluster::{ClusterState, Endpoint, Snapshot, lb};
 use crate::model::cluster::Cluster;
-use crate::model::route::{PathMatch, Route};
+use crate::model::route::{PathMatch, RetryPolicy, Route};
 use crate::policy::chain::{Check, Pending};
 use crate::policy::reject::{Reject, RejectKind};
 use crate::policy::request::{Request as PolicyRequest, Source};
@@ -113,10 +113,9 @@ async fn proxy(l: Arc<HttpListener>, peer: Peer, req: Request<Incoming>) -> Resp
     {
         return reply(attempts.ex, &reject);
     }
-    let done = attempts.run().await;
-    match done {
-        Done::Forward(ep, resp, pooled) => forward_response(attempts.ex, ep, resp, pooled),
-        Done::Local(kind) => reply(attempts.ex, &Reject::of(kind)),
+    match attempts.run().await {
+        Ok((ep, (resp, pooled))) => forward_response(attempts.ex, ep, resp, pooled),
+        Err(reject) => reply(attempts.ex, &reject),
     }
 }
 
@@ -198,11 +197,10 @@ fn prepare(
     let Some(cluster) = snap.clusters.get(&**cluster_name) else {
         return Err(reply(ex, &Reject::of(RejectKind::NoCluster)));
     };
-    if !cluster.admits_request() {
-        cluster.counters.overflow_rq.fetch_add(1, Ordering::Relaxed);
+    let Some(active) = attempts::admit_request(cluster) else {
         return Err(reply(ex, &Reject::of(RejectKind::Overflow)));
-    }
-    ex.cluster_active = Some(super::exchange::ClusterActive::new(cluster.clone()));
+    };
+    ex.cluster_active = Some(active);
     if cluster.healthy.is_empty() {
         return Err(reply(ex, &Reject::of(RejectKind::NoHealthyUpstream)));
     }
@@ -246,23 +244,16 @@ fn prepare(
             parts,
             body: body_kind,
             start,
+            ep: None,
+            resent_stale: false,
         },
         pending,
     ))
 }
 
-/// How the attempts ended.
-enum Done {
-    /// An upstream response to forward, from this endpoint, on this connection if it can
-    /// be pooled again.
-    Forward(
-        Arc<Endpoint>,
-        Response<Incoming>,
-        Option<http1::SendRequest<RequestBody>>,
-    ),
-    /// A local reply.
-    Local(RejectKind),
-}
+/// The upstream answer of a try: the response, and its HTTP/1.1 connection when it can
+/// be pooled again.
+type Answer = (Response<Incoming>, Option<http1::SendRequest<RequestBody>>);
 
 enum BodyKind {
     Empty,
@@ -278,105 +269,39 @@ struct Attempts<'a> {
     parts: http::request::Parts,
     body: BodyKind,
     start: Instant,
+    /// The endpoint of the last try.
+    ep: Option<Arc<Endpoint>>,
+    /// Whether the request was already sent again after dying on a stale connection.
+    resent_stale: bool,
 }
 
 impl Attempts<'_> {
-    async fn run(&mut self) -> Done {
+    /// Tries the request (see `attempts::run`); the response to forward, or the local
+    /// reply's refusal.
+    async fn run(&mut self) -> Result<(Arc<Endpoint>, Answer), Reject> {
         let action = &self.route.action;
-        let policy = action.retry.as_ref();
-        let max_tries = 1 + policy.map_or(0, |p| p.num_retries);
-        let deadline = action.timeout.map(|t| self.start + t);
-        let mut tried: Vec<SocketAddr> = Vec::new();
-        let mut retries: Vec<RetryActive> = Vec::new();
-        let mut attempt = 0u32;
-        let mut resent_stale = false;
-        let mut fresh_next = false;
-        loop {
-            attempt += 1;
-            let Some(ep) = lb::pick(self.cluster, &tried, &mut rand::rng()) else {
-                return Done::Local(RejectKind::NoHealthyUpstream);
-            };
-            self.ex.upstream = Some(ep.addr);
-            self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
-            let last_try = attempt >= max_tries;
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let per_try = policy.and_then(|p| p.per_try_timeout);
-            let budget = match (remaining, per_try) {
-                (Some(r), Some(p)) => Some(r.min(p)),
-                (r, p) => r.or(p),
-            };
-            let fresh = std::mem::take(&mut fresh_next);
-            let res = Budgeted::new(self.try_once(&ep, last_try, fresh), budget)
-                .await
-                .unwrap_or(Err((TryFailure::PerTryTimeout, false)));
-            // An idempotent request that died on a reused HTTP/1.1 connection (closed by
-            // the peer while idle, a race no pool can rule out) is sent once more on a new
-            // connection, outside the retry policy, as browsers and HTTP clients do.
-            if let Err((TryFailure::Reset, true)) = res
-                && !resent_stale
-                && self.resendable()
-            {
-                resent_stale = true;
-                fresh_next = true;
-                attempt -= 1;
-                continue;
-            }
-            let res = res.map_err(|(f, _)| f);
-            let overall_expired = deadline.is_some_and(|d| Instant::now() >= d);
-            let failure = match res {
-                Ok((resp, pooled)) => {
-                    let status = resp.status().as_u16();
-                    let wants_retry =
-                        policy.is_some_and(|p| retry::retries_response(p, status, resp.headers()));
-                    if wants_retry {
-                        ep.failed_rq.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if wants_retry && !last_try && !overall_expired && self.may_retry(&mut retries)
-                    {
-                        tried.push(ep.addr);
-                        drop(resp);
-                        if !self.backoff(attempt, deadline).await {
-                            return Done::Local(RejectKind::Timeout);
-                        }
-                        continue;
-                    }
-                    if wants_retry && attempt > 1 {
-                        self.ex.flags |= ResponseFlags::URX;
-                    }
-                    return Done::Forward(ep, resp, pooled);
-                }
-                Err(f) => f,
-            };
-            ep.failed_rq.fetch_add(1, Ordering::Relaxed);
-            if overall_expired {
-                return Done::Local(RejectKind::Timeout);
-            }
-            let retriable = policy.is_some_and(|p| retry::retries_failure(p, failure));
-            if retriable && !last_try && self.may_retry(&mut retries) {
-                tried.push(ep.addr);
-                if !self.backoff(attempt, deadline).await {
-                    return Done::Local(RejectKind::Timeout);
-                }
-                continue;
-            }
-            let reason = match failure {
-                TryFailure::Connect => RejectKind::ConnectFailure,
-                TryFailure::PerTryTimeout => RejectKind::Timeout,
-                TryFailure::Reset | TryFailure::RefusedStream => RejectKind::UpstreamReset,
-            };
-            return Done::Local(reason);
+        let plan = Plan {
+            retry: action.retry.as_ref(),
+            deadline: action.timeout.map(|t| self.start + t),
+        };
+        let tries = attempts::run(self, plan).await;
+        let answer = tries.result?;
+        if tries.retriable_answer && tries.retries > 0 {
+            self.ex.flags |= ResponseFlags::URX;
         }
+        // An answer comes from a picked endpoint; never `None` here.
+        let ep = self.ep.clone().ok_or(Reject::of(RejectKind::Internal))?;
+        Ok((ep, answer))
     }
 
-    /// One try on a connection to `ep`: a pooled one unless `fresh`. On failure, says
+    /// One send on a connection to `ep`: a pooled one unless `fresh`. On failure, says
     /// whether the request died on a reused HTTP/1.1 connection.
-    async fn try_once(
+    async fn send_once(
         &mut self,
         ep: &Arc<Endpoint>,
         last_try: bool,
         fresh: bool,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<RequestBody>>), (TryFailure, bool)>
-    {
+    ) -> Result<Answer, (TryFailure, bool)> {
         let cfg = &self.cluster.config;
         let checkout = if fresh {
             ep.pool.checkout_fresh(cfg.connect_timeout).await
@@ -432,37 +357,67 @@ impl Attempts<'_> {
         };
         req
     }
+}
 
-    /// Whether another try may start: the body can be replayed and the cluster's budget
-    /// admits it. Counts the retry.
-    fn may_retry(&mut self, retries: &mut Vec<RetryActive>) -> bool {
+impl Transport for Attempts<'_> {
+    type Answer = Answer;
+
+    async fn try_once(&mut self, avoid: &[SocketAddr], last: bool) -> Result<Answer, TryError> {
+        self.ep = None;
+        let Some(ep) = lb::pick(self.cluster, avoid, &mut rand::rng()) else {
+            return Err(TryError::Final(Reject::of(RejectKind::NoHealthyUpstream)));
+        };
+        self.ex.upstream = Some(ep.addr);
+        self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
+        self.ep = Some(ep.clone());
+        let mut res = self.send_once(&ep, last, false).await;
+        // An idempotent request that died on a reused HTTP/1.1 connection (closed by the
+        // peer while idle, a race no pool can rule out) is sent once more on a new
+        // connection, outside the retry policy, as browsers and HTTP clients do.
+        if let Err((TryFailure::Reset, true)) = res
+            && !self.resent_stale
+            && self.resendable()
+        {
+            self.resent_stale = true;
+            res = self.send_once(&ep, last, true).await;
+        }
+        res.map_err(|(failure, _)| {
+            let kind = match failure {
+                TryFailure::Connect => RejectKind::ConnectFailure,
+                TryFailure::PerTryTimeout => RejectKind::Timeout,
+                TryFailure::Reset | TryFailure::RefusedStream => RejectKind::UpstreamReset,
+            };
+            TryError::Failed(failure, Reject::of(kind))
+        })
+    }
+
+    fn endpoint(&self) -> Option<&Arc<Endpoint>> {
+        self.ep.as_ref()
+    }
+
+    fn upstream(&self) -> Option<SocketAddr> {
+        self.ep.as_ref().map(|ep| ep.addr)
+    }
+
+    fn retries_answer(&self, policy: &RetryPolicy, (resp, _): &Answer) -> bool {
+        retry::retries_response(policy, resp.status().as_u16(), resp.headers())
+    }
+
+    /// The body must be replayable, and the cluster's retry budget must allow it.
+    fn admit_retry(&mut self) -> Option<RetryActive> {
         let replayable = match &self.body {
             BodyKind::Empty => true,
             BodyKind::Stream(_) => false,
             BodyKind::Replay(r) => r.can_replay(),
         };
         if !replayable {
-            return false;
+            return None;
         }
-        match RetryActive::admit(self.cluster, &self.ex.listener.shared.metrics) {
-            Some(r) => {
-                retries.push(r);
-                true
-            }
-            None => false,
-        }
+        RetryActive::admit(self.cluster, &self.ex.listener.shared.metrics)
     }
 
-    /// Waits before the next try; false when the route deadline passes meanwhile.
-    async fn backoff(&self, attempt: u32, deadline: Option<Instant>) -> bool {
-        let wait = retry::backoff(attempt, &mut rand::rng());
-        match deadline {
-            Some(d) if Instant::now() + wait >= d => false,
-            _ => {
-                tokio::time::sleep(wait).await;
-                true
-            }
-        }
+    fn timed_out(&self, _per_try: bool) -> Reject {
+        Reject::of(RejectKind::Timeout)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The data path: HTTP (HTTP/1.1 and h2c on one port) and opaque TCP proxying.
 
+pub mod attempts;
 pub mod body;
 pub mod exchange;
 pub mod http;

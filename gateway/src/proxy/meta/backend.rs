@@ -15,6 +15,7 @@ use crate::policy::chain::{Chain, Check};
 use crate::policy::reject::{Reject, RejectKind};
 use crate::policy::request::{Request, Source};
 use crate::proxy::Shared;
+use crate::proxy::attempts;
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
@@ -156,17 +157,13 @@ impl Backend for MetaListener {
         let Some(state) = snapshot.clusters.get(cluster) else {
             return Ok(None);
         };
-        if !state.admits_request() {
-            state
-                .counters
-                .overflow_rq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(local(
+        match attempts::admit_request(state) {
+            Some(active) => Ok(Some(active)),
+            None => Err(local(
                 RejectKind::Overflow,
                 format!("{cluster} is at its circuit breaker's max_requests"),
-            ));
+            )),
         }
-        Ok(Some(ClusterActive::new(state.clone())))
     }
 
     async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {

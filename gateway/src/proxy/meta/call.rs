@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::upstream::{Multiplexed, UpstreamError};
+use crate::cluster::Endpoint;
 use crate::codec::{Codec, Edit, Frame, MessageType, Metadata};
 use crate::model::route::RetryPolicy;
 use crate::policy::chain::Check;
 use crate::policy::reject::{Reject, RejectKind};
 use crate::policy::request::Source;
+use crate::proxy::attempts::{self, Plan, Transport, TryError};
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
-use crate::proxy::retry::{self, Budgeted, RetryActive, TryFailure};
+use crate::proxy::retry::{self, RetryActive, TryFailure};
 
 /// How long a mirrored call may take before it is abandoned (its answer is discarded
 /// anyway; this only bounds the work).
@@ -232,7 +234,7 @@ async fn exchange<B: Backend>(
 }
 
 /// Tries the call until it gets an answer the policy keeps, the policy gives up, or the
-/// route's timeout passes. `Ok(None)`: a one-way call was written.
+/// route's timeout passes (see `attempts::run`). `Ok(None)`: a one-way call was written.
 async fn tries<B: Backend>(
     codec: &dyn Codec,
     backend: &B,
@@ -240,139 +242,111 @@ async fn tries<B: Backend>(
     decision: &Decision,
     record: &mut CallRecord,
 ) -> Result<Option<Frame>, Reject> {
-    let policy = decision.retry.as_ref();
-    let max_tries = 1 + policy.map_or(0, |p| p.num_retries);
-    let deadline = decision.timeout.map(|t| Instant::now() + t);
-    let timed_out = || {
-        let t = decision.timeout.unwrap_or_default();
-        local(
-            RejectKind::Timeout,
-            format!(
-                "no answer from {} within {t:?} (route {})",
-                decision.cluster, decision.route
-            ),
-        )
+    let plan = Plan {
+        retry: decision.retry.as_ref(),
+        deadline: decision.timeout.map(|t| Instant::now() + t),
     };
-    let mut tried: Vec<SocketAddr> = Vec::new();
-    let mut retries: Vec<RetryActive> = Vec::new();
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let last_try = attempt >= max_tries;
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let budget = match (remaining, policy.and_then(|p| p.per_try_timeout)) {
-            (Some(r), Some(p)) => Some(r.min(p)),
-            (r, p) => r.or(p),
-        };
-        let outcome =
-            Budgeted::new(try_once(backend, frame, decision, &tried, record), budget).await;
-        let expired = deadline.is_some_and(|d| Instant::now() >= d);
-        let failure = match outcome {
-            None if expired => return Err(timed_out()),
-            None => (
-                Some(TryFailure::PerTryTimeout),
-                local(
-                    RejectKind::Timeout,
-                    format!(
-                        "no answer from {} within the per-try timeout (route {})",
-                        decision.cluster, decision.route
+    let mut t = MetaTry {
+        codec,
+        backend,
+        frame,
+        decision,
+        record,
+        endpoint: None,
+    };
+    let tries = attempts::run(&mut t, plan).await;
+    t.record.retries = tries.retries;
+    tries.result
+}
+
+/// A call's tries on its route's cluster, through the backend's connections.
+struct MetaTry<'a, B> {
+    codec: &'a dyn Codec,
+    backend: &'a B,
+    frame: &'a Frame,
+    decision: &'a Decision,
+    record: &'a mut CallRecord,
+    /// The endpoint of the last try, when the backend tracks endpoints.
+    endpoint: Option<Arc<Endpoint>>,
+}
+
+impl<B: Backend> Transport for MetaTry<'_, B> {
+    type Answer = Option<Frame>;
+
+    async fn try_once(
+        &mut self,
+        avoid: &[SocketAddr],
+        _last: bool,
+    ) -> Result<Option<Frame>, TryError> {
+        self.endpoint = None;
+        let lease = self
+            .backend
+            .connection(&self.decision.cluster, avoid)
+            .await
+            .map_err(|e| match e {
+                Unreachable::NoEndpoint(e) => TryError::Final(e),
+                Unreachable::Connect(addr, _) => {
+                    self.record.upstream = Some(addr);
+                    TryError::Failed(TryFailure::Connect, e.into_error())
+                }
+            })?;
+        self.record.upstream = Some(lease.connection.addr());
+        self.endpoint = lease.active.as_ref().map(|a| a.0.clone());
+        lease
+            .connection
+            .call(self.frame, &self.decision.request_edit)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Connect { addr, reason } => TryError::Failed(
+                    TryFailure::Connect,
+                    local(
+                        RejectKind::ConnectFailure,
+                        format!("cannot connect to {addr}: {reason}"),
                     ),
                 ),
-            ),
-            Some(Ok(None)) => return Ok(None),
-            Some(Ok(Some(response))) => {
-                let status = codec.http_status(&response);
-                let retriable = policy
-                    .is_some_and(|p| retry::retries_response(p, status, &http::HeaderMap::new()));
-                if !retriable || last_try || expired || !admit(backend, decision, &mut retries) {
-                    return Ok(Some(response));
+                UpstreamError::Reset { addr, reason } => TryError::Failed(
+                    TryFailure::Reset,
+                    local(
+                        RejectKind::UpstreamReset,
+                        format!("upstream {addr} went away mid-call: {reason}"),
+                    ),
+                ),
+                // Not retried: the same request would fail to encode again.
+                UpstreamError::Encode(reason) => {
+                    TryError::Final(local(RejectKind::Internal, reason))
                 }
-                tracing::debug!(route = %decision.route, status, attempt, "retrying a call the upstream answered with an error");
-                tried.extend(record.upstream);
-                record.retries += 1;
-                if !backoff(attempt, deadline).await {
-                    return Err(timed_out());
-                }
-                continue;
-            }
-            Some(Err(failure)) => failure,
-        };
-        let (kind, error) = failure;
-        let retriable = kind.is_some_and(|k| policy.is_some_and(|p| retry::retries_failure(p, k)));
-        if expired || !retriable || last_try || !admit(backend, decision, &mut retries) {
-            return Err(error);
-        }
-        tracing::debug!(route = %decision.route, error = %error.message, attempt, "retrying a failed call");
-        tried.extend(record.upstream);
-        record.retries += 1;
-        if !backoff(attempt, deadline).await {
-            return Err(timed_out());
-        }
+            })
     }
-}
 
-/// One try on a connection to an endpoint of the decision's cluster.
-async fn try_once<B: Backend>(
-    backend: &B,
-    frame: &Frame,
-    decision: &Decision,
-    tried: &[SocketAddr],
-    record: &mut CallRecord,
-) -> Result<Option<Frame>, (Option<TryFailure>, Reject)> {
-    let lease = backend
-        .connection(&decision.cluster, tried)
-        .await
-        .map_err(|e| match e {
-            Unreachable::NoEndpoint(e) => (None, e),
-            Unreachable::Connect(addr, _) => {
-                record.upstream = Some(addr);
-                (Some(TryFailure::Connect), e.into_error())
-            }
-        })?;
-    record.upstream = Some(lease.connection.addr());
-    lease
-        .connection
-        .call(frame, &decision.request_edit)
-        .await
-        .map_err(|e| match e {
-            UpstreamError::Connect { addr, reason } => (
-                Some(TryFailure::Connect),
-                local(
-                    RejectKind::ConnectFailure,
-                    format!("cannot connect to {addr}: {reason}"),
-                ),
-            ),
-            UpstreamError::Reset { addr, reason } => (
-                Some(TryFailure::Reset),
-                local(
-                    RejectKind::UpstreamReset,
-                    format!("upstream {addr} went away mid-call: {reason}"),
-                ),
-            ),
-            // Not retried: the same request would fail to encode again.
-            UpstreamError::Encode(reason) => (None, local(RejectKind::Internal, reason)),
+    fn endpoint(&self) -> Option<&Arc<Endpoint>> {
+        self.endpoint.as_ref()
+    }
+
+    fn upstream(&self) -> Option<SocketAddr> {
+        self.record.upstream
+    }
+
+    fn retries_answer(&self, policy: &RetryPolicy, answer: &Option<Frame>) -> bool {
+        answer.as_ref().is_some_and(|response| {
+            let status = self.codec.http_status(response);
+            retry::retries_response(policy, status, &http::HeaderMap::new())
         })
-}
-
-/// Whether another try may start: the cluster's retry budget admits it.
-fn admit<B: Backend>(backend: &B, decision: &Decision, retries: &mut Vec<RetryActive>) -> bool {
-    match backend.admit_retry(&decision.cluster) {
-        Some(r) => {
-            retries.push(r);
-            true
-        }
-        None => false,
     }
-}
 
-/// Waits before the next try; false when the deadline passes meanwhile.
-async fn backoff(attempt: u32, deadline: Option<Instant>) -> bool {
-    let wait = retry::backoff(attempt, &mut rand::rng());
-    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
-        return false;
+    fn admit_retry(&mut self) -> Option<RetryActive> {
+        self.backend.admit_retry(&self.decision.cluster)
     }
-    tokio::time::sleep(wait).await;
-    true
+
+    fn timed_out(&self, per_try: bool) -> Reject {
+        let (cluster, route) = (&self.decision.cluster, &self.decision.route);
+        let message = if per_try {
+            format!("no answer from {cluster} within the per-try timeout (route {route})")
+        } else {
+            let t = self.decision.timeout.unwrap_or_default();
+            format!("no answer from {cluster} within {t:?} (route {route})")
+        };
+        local(RejectKind::Timeout, message)
+    }
 }
 
 /// Sends a copy of the request to `cluster` in the background; its answer (or failure)
