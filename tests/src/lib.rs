@@ -16,6 +16,7 @@
 //! - [`redis`]: real redis-server instances and clusters, redis-cli, redis-benchmark,
 //!   twemproxy, and a raw RESP client;
 //! - [`metrics`]: reading the gateway's Prometheus `/metrics`;
+//! - [`rls`]: a rate limit service (Envoy's RLS gRPC API) with scripted answers;
 //! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
 //! - [`eventually()`]: polling with a bounded patience instead of sleeps.
 
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod node;
 pub mod python;
 pub mod redis;
+pub mod rls;
 
 pub use backend::Backend;
 pub use client::{HttpClient, Reply, time_until_change, wait_for_reply};
