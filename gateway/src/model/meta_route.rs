@@ -9,8 +9,9 @@ use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
 
 use super::ModelError;
 use super::route::{
-    ClusterTarget, HeaderMatcher, RetryPolicy, attribute_matcher, retry_policy, weighted_target,
+    ClusterTarget, HeaderMatcher, attribute_matcher, retry_policy, weighted_target,
 };
+use crate::policy::route::{HashPolicy, RoutePolicy};
 
 /// A validated MetaProtocol route configuration.
 #[derive(Debug)]
@@ -36,24 +37,12 @@ pub struct MetaRoute {
     pub request_mutation: Vec<(String, String)>,
     /// Attributes written into each response.
     pub response_mutation: Vec<(String, String)>,
-    /// Copies of requests sent elsewhere, answers ignored.
-    pub mirrors: Vec<Mirror>,
-    /// Attributes whose values feed consistent hashing.
-    pub hash_policy: Vec<String>,
-    /// The whole call's timeout, when the route sets one.
-    pub timeout: Option<std::time::Duration>,
-    /// Retries, when the route sets them (Corridor extension).
-    pub retry: Option<RetryPolicy>,
+    /// Timeout, retries (Corridor extensions), mirrors and hash policy: the call
+    /// policies every protocol's routes carry.
+    pub policy: RoutePolicy,
 }
 
-/// A mirror target and the share of requests it gets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mirror {
-    /// The cluster.
-    pub cluster: Arc<str>,
-    /// Share of requests mirrored, 0.0–1.0.
-    pub fraction: f64,
-}
+pub use crate::policy::route::Mirror;
 
 impl TryFrom<&pb::RouteConfiguration> for MetaRouteConfig {
     type Error = ModelError;
@@ -75,7 +64,7 @@ impl TryFrom<&pb::RouteConfiguration> for MetaRouteConfig {
                     clusters.extend(cs.iter().map(|(c, _)| c.clone()))
                 }
             }
-            clusters.extend(route.mirrors.iter().map(|m| m.cluster.clone()));
+            clusters.extend(route.policy.mirrors.iter().map(|m| m.cluster.clone()));
             routes.push(route);
         }
         clusters.sort();
@@ -136,13 +125,20 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
         target,
         request_mutation: pairs(&r.request_mutation)?,
         response_mutation: pairs(&r.response_mutation)?,
-        mirrors,
-        hash_policy: action.hash_policy.clone(),
-        timeout: match &action.timeout {
-            Some(d) => Some(super::duration(d, "route.timeout")?).filter(|d| !d.is_zero()),
-            None => None,
+        policy: RoutePolicy {
+            timeout: match &action.timeout {
+                Some(d) => Some(super::duration(d, "route.timeout")?).filter(|d| !d.is_zero()),
+                None => None,
+            },
+            retry: action.retry_policy.as_ref().map(retry_policy).transpose()?,
+            fault: None,
+            mirrors,
+            hash: action
+                .hash_policy
+                .iter()
+                .map(|name| HashPolicy::from_attribute(name))
+                .collect(),
         },
-        retry: action.retry_policy.as_ref().map(retry_policy).transpose()?,
     })
 }
 

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
 use super::{ModelError, duration};
+use crate::policy::route::RoutePolicy;
 
 /// A validated RouteConfiguration.
 #[derive(Debug)]
@@ -138,10 +139,9 @@ pub enum StringMatch {
 pub struct ForwardAction {
     /// Target cluster(s).
     pub target: ClusterTarget,
-    /// Whole-request timeout (until response headers); `None` = none.
-    pub timeout: Option<Duration>,
-    /// Retry policy.
-    pub retry: Option<RetryPolicy>,
+    /// Timeout (whole request, until response headers; `None` = none), retries and the
+    /// other call policies, as every protocol's routes carry them.
+    pub policy: RoutePolicy,
     /// Replacement for the matched prefix.
     pub prefix_rewrite: Option<String>,
     /// Replacement for the authority/Host.
@@ -458,8 +458,11 @@ fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
     let prefix_rewrite = Some(ra.prefix_rewrite.clone()).filter(|p| !p.is_empty());
     Ok(ForwardAction {
         target,
-        timeout,
-        retry,
+        policy: RoutePolicy {
+            timeout,
+            retry,
+            ..RoutePolicy::default()
+        },
         prefix_rewrite,
         host_rewrite,
     })

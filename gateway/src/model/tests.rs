@@ -128,8 +128,8 @@ fn route_action_timeout_retry_and_rewrites() {
     ));
     let rc = RouteConfig::try_from(&route_config("rc", vec![r])).unwrap();
     let a = &rc.virtual_hosts[0].routes[0].action;
-    assert_eq!(a.timeout, Some(std::time::Duration::from_secs(2)));
-    let retry = a.retry.as_ref().unwrap();
+    assert_eq!(a.policy.timeout, Some(std::time::Duration::from_secs(2)));
+    let retry = a.policy.retry.as_ref().unwrap();
     assert_eq!(retry.num_retries, 3);
     assert_eq!(
         retry.on,

@@ -8,3 +8,4 @@ pub mod chain;
 pub mod local_ratelimit;
 pub mod reject;
 pub mod request;
+pub mod route;

@@ -228,7 +228,7 @@ fn prepare(
 
     let body_kind = if body.is_end_stream() {
         BodyKind::Empty
-    } else if action.retry.is_some() {
+    } else if action.policy.retry.is_some() {
         BodyKind::Replay(ReplayBody::new(body, ex.bytes_in_counter()))
     } else {
         BodyKind::Stream(Some(body))
@@ -281,8 +281,8 @@ impl Attempts<'_> {
     async fn run(&mut self) -> Result<(Arc<Endpoint>, Answer), Reject> {
         let action = &self.route.action;
         let plan = Plan {
-            retry: action.retry.as_ref(),
-            deadline: action.timeout.map(|t| self.start + t),
+            retry: action.policy.retry.as_ref(),
+            deadline: action.policy.timeout.map(|t| self.start + t),
         };
         let tries = attempts::run(self, plan).await;
         let answer = tries.result?;

@@ -486,7 +486,7 @@ mod meta {
         let rc = config();
         let r = select_meta(&rc, &metadata(&[("method", "sayHello")])).unwrap();
         assert_eq!(
-            r.mirrors,
+            r.policy.mirrors,
             vec![Mirror {
                 cluster: "shadow".into(),
                 fraction: 0.25
@@ -526,7 +526,7 @@ mod meta {
         }))
         .unwrap();
         assert_eq!(
-            rc.routes[0].timeout,
+            rc.routes[0].policy.timeout,
             Some(std::time::Duration::from_secs(2))
         );
         assert!(
@@ -536,7 +536,7 @@ mod meta {
             }))
             .is_err()
         );
-        assert_eq!(config().routes[0].timeout, None);
+        assert_eq!(config().routes[0].policy.timeout, None);
     }
 
     #[test]

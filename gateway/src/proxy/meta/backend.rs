@@ -94,6 +94,7 @@ impl Backend for MetaListener {
         let mut rng = rand::rng();
         let cluster = pick_cluster(&route.target, &mut rng).clone();
         let mirrors = route
+            .policy
             .mirrors
             .iter()
             .filter(|m| m.fraction >= 1.0 || rng.random_bool(m.fraction))
@@ -117,8 +118,8 @@ impl Backend for MetaListener {
             cluster,
             request_edit: set(&route.request_mutation),
             response_edit: set(&route.response_mutation),
-            timeout: Some(route.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
-            retry: route.retry.clone(),
+            timeout: Some(route.policy.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
+            retry: route.policy.retry.clone(),
             mirrors,
         })
     }
