@@ -301,10 +301,15 @@ fn http_filters(list: &[HttpFilter]) -> Result<Vec<FilterConfig>, ModelError> {
     let mut filters = Vec::new();
     for f in list {
         if f.disabled {
-            // Disabled by default, enabled per route: the gateway has no per-route
-            // filter configuration yet, so the filter does not run (as in Envoy with
-            // no route enabling it).
-            continue;
+            // Disabled by default and enabled per route: routes' per-filter configuration
+            // is not read yet, so the filter could never run where a route wants it.
+            if f.is_optional {
+                continue;
+            }
+            return Err(ModelError::Unsupported(format!(
+                "disabled HTTP filter {:?} (enabled per route; per-route filter configuration is not read yet)",
+                f.name
+            )));
         }
         match f.name.as_str() {
             // The router is built in and always runs last.

@@ -305,8 +305,8 @@ fn meta_protocol_listener_names_its_codec_and_routes() {
     ));
 }
 
-/// An HTTP listener whose HCM lists `filters` (name, optional).
-fn http_listener_with(filters: &[(&str, bool)]) -> Result<Listener, ModelError> {
+/// An HTTP listener whose HCM lists `filters` (name, optional, disabled).
+fn http_listener_with(filters: &[(&str, bool, bool)]) -> Result<Listener, ModelError> {
     use corridor_proto::envoy::config::listener::v3::filter::ConfigType;
     use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
     use prost::Message;
@@ -317,9 +317,10 @@ fn http_listener_with(filters: &[(&str, bool)]) -> Result<Listener, ModelError> 
     let mut manager = hcm::HttpConnectionManager::decode(&any.value[..]).unwrap();
     manager.http_filters = filters
         .iter()
-        .map(|(name, optional)| hcm::HttpFilter {
+        .map(|(name, optional, disabled)| hcm::HttpFilter {
             name: (*name).into(),
             is_optional: *optional,
+            disabled: *disabled,
             config_type: Some(hcm::http_filter::ConfigType::TypedConfig(
                 corridor_proto::pack_any(
                     corridor_proto::envoy::extensions::filters::http::router::v3::Router::default(),
@@ -336,15 +337,29 @@ fn http_listener_with(filters: &[(&str, bool)]) -> Result<Listener, ModelError> 
 #[test]
 fn an_http_listener_with_an_unknown_required_filter_is_refused_naming_it() {
     let router = "envoy.filters.http.router";
-    assert!(http_listener_with(&[(router, false)]).is_ok());
-    let e = http_listener_with(&[("envoy.filters.http.rbac", false), (router, false)]).unwrap_err();
+    assert!(http_listener_with(&[(router, false, false)]).is_ok());
+    let rbac = [
+        ("envoy.filters.http.rbac", false, false),
+        (router, false, false),
+    ];
+    let e = http_listener_with(&rbac).unwrap_err();
     assert!(
         e.to_string().contains("envoy.filters.http.rbac"),
         "the NACK names the filter: {e}"
     );
-    let l = http_listener_with(&[("envoy.filters.http.rbac", true), (router, false)]).unwrap();
+    let l = http_listener_with(&[
+        ("envoy.filters.http.rbac", true, false),
+        (router, false, false),
+    ])
+    .unwrap();
     assert!(
         matches!(&l.kind, ListenerKind::Http { filters, .. } if filters.is_empty()),
         "an optional filter the gateway lacks is skipped"
     );
+    // Disabled by default means enabled per route, which the gateway cannot honour yet.
+    let disabled = [
+        ("envoy.filters.http.rbac", false, true),
+        (router, false, false),
+    ];
+    assert!(http_listener_with(&disabled).is_err());
 }
