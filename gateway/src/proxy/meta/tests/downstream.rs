@@ -11,12 +11,14 @@ use tokio::net::TcpListener;
 
 use super::{ONEWAY, PATIENCE, PING, PONG, REQUEST, RESPONSE, Toy, frame, reversing_upstream};
 use crate::codec::{Codec, CodecError, Edit, Frame, Metadata};
+use crate::policy::chain::Check;
 use crate::policy::reject::{Reject, RejectKind};
+use crate::policy::request::Source;
 use crate::proxy::meta::call::{Backend, Decision, Lease, Unreachable};
 use crate::proxy::meta::downstream::serve;
 use crate::proxy::meta::upstream::Multiplexed;
 
-/// Routes by the `payload` attribute: `noroute…` has no route, `slow…` has a 100 ms
+/// Routes by the `payload` attribute: `deny…` is refused before routing, `noroute…` has no route, `slow…` has a 100 ms
 /// timeout; everything goes to one upstream address.
 struct Fake {
     upstream: SocketAddr,
@@ -26,6 +28,16 @@ struct Fake {
 }
 
 impl Backend for Fake {
+    /// Refuses `deny…` calls, naming the caller the filters saw.
+    fn admit(&self, source: &Source, request: &Metadata) -> Check {
+        let payload = request.get("payload").unwrap_or_default();
+        if payload.starts_with("deny") {
+            let message = format!("denied {}", source.addr);
+            return Check::Done(Err(Reject::new(RejectKind::Unauthorized, message)));
+        }
+        Check::Done(Ok(()))
+    }
+
     fn route(&self, request: &Metadata) -> Result<Decision, Reject> {
         let payload = request.get("payload").unwrap_or_default();
         if payload.starts_with("noroute") {
@@ -241,4 +253,14 @@ async fn unreadable_bytes_close_the_connection() {
         "closed without an answer (the toy codec has no error reply)"
     );
     let _ = (RESPONSE, PONG);
+}
+
+#[tokio::test]
+async fn the_filters_see_the_callers_address() {
+    let upstream = reversing_upstream(1).await;
+    let mut client = start(Arc::new(Toy), upstream);
+    client.write_all(&frame(5, REQUEST, b"deny")).await.unwrap();
+    let got = read_frames(&mut client, 1).await;
+    let want = format!("denied {}", super::source().addr);
+    assert_eq!(got, vec![(5, want)]);
 }
