@@ -138,6 +138,7 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
                 .iter()
                 .map(|name| HashPolicy::from_attribute(name))
                 .collect(),
+            rate_limits: Default::default(),
         },
     })
 }

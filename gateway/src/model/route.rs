@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use regex::Regex;
 
 use super::{ModelError, duration};
+use crate::policy::local_ratelimit::envoy::{RateLimitRule, route_rules};
 use crate::policy::route::RoutePolicy;
 
 /// A validated RouteConfiguration.
@@ -240,9 +241,10 @@ fn convert_vhost(
         return Err(ModelError::Missing("virtual_hosts.domains"));
     }
     let domains = vh.domains.iter().map(|d| domain(d)).collect();
+    let vh_rules = route_rules(&vh.rate_limits)?;
     let mut routes = Vec::with_capacity(vh.routes.len());
     for (i, r) in vh.routes.iter().enumerate() {
-        let route = convert_route(r).map_err(|e| ModelError::Invalid {
+        let route = convert_route(r, &vh_rules).map_err(|e| ModelError::Invalid {
             field: "route",
             reason: format!("route {i} ({:?}): {e}", r.name),
         })?;
@@ -274,7 +276,7 @@ fn domain(d: &str) -> DomainMatch {
     }
 }
 
-fn convert_route(r: &pb::Route) -> Result<Route, ModelError> {
+fn convert_route(r: &pb::Route, vh_rules: &Arc<[RateLimitRule]>) -> Result<Route, ModelError> {
     let m = r.r#match.as_ref().ok_or(ModelError::Missing("match"))?;
     let case_sensitive = m.case_sensitive.as_ref().is_none_or(|b| b.value);
     use pb::route_match::PathSpecifier as P;
@@ -302,7 +304,7 @@ fn convert_route(r: &pb::Route) -> Result<Route, ModelError> {
         .map(query_matcher)
         .collect::<Result<_, _>>()?;
     let action = match &r.action {
-        Some(pb::route::Action::Route(ra)) => forward_action(ra)?,
+        Some(pb::route::Action::Route(ra)) => forward_action(ra, vh_rules)?,
         Some(_) => {
             return Err(ModelError::Unsupported(
                 "route action other than `route`".into(),
@@ -430,7 +432,10 @@ fn query_matcher(q: &pb::QueryParameterMatcher) -> Result<QueryMatcher, ModelErr
     })
 }
 
-fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
+fn forward_action(
+    ra: &pb::RouteAction,
+    vh_rules: &Arc<[RateLimitRule]>,
+) -> Result<ForwardAction, ModelError> {
     use pb::route_action::{ClusterSpecifier as C, HostRewriteSpecifier as HR};
     let target = match &ra.cluster_specifier {
         Some(C::Cluster(c)) if !c.is_empty() => ClusterTarget::Single(Arc::from(c.as_str())),
@@ -461,6 +466,12 @@ fn forward_action(ra: &pb::RouteAction) -> Result<ForwardAction, ModelError> {
         policy: RoutePolicy {
             timeout,
             retry,
+            // The route's own rules replace its virtual host's (Envoy's default).
+            rate_limits: if ra.rate_limits.is_empty() {
+                vh_rules.clone()
+            } else {
+                route_rules(&ra.rate_limits)?
+            },
             ..RoutePolicy::default()
         },
         prefix_rewrite,

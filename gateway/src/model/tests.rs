@@ -326,7 +326,6 @@ fn http_listener_with(filters: &[(&str, bool, bool)]) -> Result<Listener, ModelE
                     corridor_proto::envoy::extensions::filters::http::router::v3::Router::default(),
                 ),
             )),
-            ..Default::default()
         })
         .collect();
     l.filter_chains[0].filters[0].config_type =

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use super::local_ratelimit::LocalRateLimiter;
 use super::reject::{Reject, RejectKind};
 use super::request::Request;
+use super::route::RoutePolicy;
 use crate::model::ModelError;
 use crate::model::listener::FilterConfig;
 
@@ -80,12 +81,15 @@ impl Chain {
         self.filters.is_empty()
     }
 
-    /// Runs the filters on `req`, in order, until one refuses or must wait.
-    pub fn check(&self, req: &Request<'_>) -> Check {
+    /// Runs the filters on `req`, in order, until one refuses or must wait. `route` is
+    /// the request's route when it has one (its per-route settings, such as rate limit
+    /// rules, apply).
+    pub fn check(&self, req: &Request<'_>, route: Option<&RoutePolicy>) -> Check {
         for filter in &self.filters {
             match filter {
                 Filter::LocalRateLimit(limit) => {
-                    if !limit.admit(req.attrs) {
+                    let rules = route.map_or(&[][..], |r| &r.rate_limits[..]);
+                    if !limit.admit(req.attrs, rules) {
                         return Check::Done(Err(Reject::new(
                             RejectKind::RateLimited,
                             format!("rate limited by {}'s local rate limit", self.listener),

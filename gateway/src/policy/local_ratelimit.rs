@@ -16,6 +16,7 @@ use corridor_proto::aeraki::meta_protocol_proxy::filters::local_ratelimit::v1alp
 use rand::Rng;
 
 use self::bucket::Bucket;
+use self::envoy::RateLimitRule;
 use super::request::{Attributes, matches};
 use crate::model::ModelError;
 use crate::model::route::{HeaderMatcher, attribute_matcher};
@@ -26,6 +27,9 @@ pub struct LocalRateLimiter {
     buckets: Vec<Bucket>,
     /// In order: when every matcher holds, the bucket at this index applies.
     conditions: Vec<(Vec<HeaderMatcher>, usize)>,
+    /// Descriptor entries and their bucket, picked by the route's rules (Envoy's HTTP
+    /// form without rules of its own).
+    descriptors: Vec<(Vec<(String, String)>, usize)>,
     /// The bucket of requests no condition picks.
     default: Option<usize>,
     /// Share of requests checked at all (Envoy's `filter_enabled`; Aeraki: all).
@@ -69,22 +73,41 @@ impl LocalRateLimiter {
         Ok(LocalRateLimiter {
             buckets,
             conditions,
+            descriptors: Vec::new(),
             default,
             enabled: 1.0,
             enforced: 1.0,
         })
     }
 
-    /// Takes a token for a request with `attrs`; false when the request is refused.
-    pub fn admit(&self, attrs: &dyn Attributes) -> bool {
+    /// Takes a token for a request with `attrs` on a route with `rules` (Envoy's
+    /// `rate_limits`); false when the request is refused. The first matching condition
+    /// picks the bucket, then the first rule producing a listed descriptor, else the
+    /// default bucket.
+    pub fn admit(&self, attrs: &dyn Attributes, rules: &[RateLimitRule]) -> bool {
         if self.enabled < 1.0 && !rand::rng().random_bool(self.enabled.max(0.0)) {
             return true;
         }
-        let bucket = self
-            .conditions
-            .iter()
-            .find(|(matchers, _)| matchers.iter().all(|h| matches(h, attrs)))
-            .map(|(_, i)| *i)
+        let by_condition = || {
+            self.conditions
+                .iter()
+                .find(|(matchers, _)| matchers.iter().all(|h| matches(h, attrs)))
+                .map(|(_, i)| *i)
+        };
+        let by_descriptor = || {
+            if self.descriptors.is_empty() {
+                return None;
+            }
+            rules.iter().find_map(|rule| {
+                let produced = rule.produces(attrs)?;
+                self.descriptors
+                    .iter()
+                    .find(|(entries, _)| entries.as_slice() == produced)
+                    .map(|(_, i)| *i)
+            })
+        };
+        let bucket = by_condition()
+            .or_else(by_descriptor)
             .or(self.default)
             .and_then(|i| self.buckets.get(i));
         match bucket {

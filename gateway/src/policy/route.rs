@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::route::RetryPolicy;
+use crate::policy::local_ratelimit::envoy::RateLimitRule;
 
 /// A route's call policies.
 #[derive(Debug, Default)]
@@ -23,6 +24,9 @@ pub struct RoutePolicy {
     /// What consistent hashing hashes, in order (the first present wins). Parsed for
     /// Dubbo/Thrift; the keyed picker comes with issue 8's load-balancing work.
     pub hash: Vec<HashPolicy>,
+    /// Envoy's `rate_limits` of the route, else of its virtual host (HTTP): the rules
+    /// that pick a local rate limit's descriptor.
+    pub rate_limits: Arc<[RateLimitRule]>,
 }
 
 /// A fault injection rule.

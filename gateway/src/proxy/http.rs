@@ -181,7 +181,7 @@ fn prepare(
             source: &source,
             attrs: &view,
         };
-        match l.chain.check(&req) {
+        match l.chain.check(&req, route.map(|r| &r.action.policy)) {
             Check::Done(Ok(())) => None,
             Check::Done(Err(reject)) => return Err(reply(ex, &reject)),
             Check::Wait(pending) => Some(pending),

@@ -1,13 +1,17 @@
 //! Envoy's HTTP local rate limit (`envoy.filters.http.local_ratelimit`) as a
-//! [`LocalRateLimiter`]. Envoy picks a bucket by descriptor: the filter's
-//! `rate_limits[]` actions turn a request into descriptor entries, and a `descriptors[]`
-//! item with the same entries owns the bucket. Only actions that depend on the request's
-//! headers alone (`header_value_match`, `generic_key`) are understood, so each rule
-//! becomes a condition of header matchers pointing at its descriptor's bucket, the form
-//! the MetaProtocol limiter already has, and the filter carries everything it needs: no
-//! lookup into the route configuration happens per request.
+//! [`LocalRateLimiter`]. Envoy picks a bucket by descriptor: `rate_limits[]` rules turn
+//! a request into descriptor entries, and a `descriptors[]` item with the same entries
+//! owns the bucket. The rules are the filter's own when it has some (each then becomes a
+//! condition of header matchers pointing at its descriptor's bucket, the form the
+//! MetaProtocol limiter has), else the route's, or its virtual host's, read per request
+//! from the route's `RoutePolicy`. Only actions that depend on the request's headers
+//! alone (`header_value_match`, `generic_key`) pick a local bucket.
+
+use std::sync::Arc;
 
 use corridor_proto::envoy::config::core::v3::RuntimeFractionalPercent;
+
+use corridor_proto::envoy::config::route::v3::RateLimit;
 use corridor_proto::envoy::config::route::v3::rate_limit::action::ActionSpecifier;
 use corridor_proto::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
@@ -15,7 +19,8 @@ use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
 use super::LocalRateLimiter;
 use super::bucket::Bucket;
 use crate::model::ModelError;
-use crate::model::route::header_matcher;
+use crate::model::route::{HeaderMatcher, header_matcher};
+use crate::policy::request::{Attributes, matches};
 
 /// Envoy's descriptor key of a `header_value_match` action that names none.
 const HEADER_MATCH_KEY: &str = "header_match";
@@ -51,53 +56,38 @@ impl LocalRateLimiter {
                 .as_ref()
                 .ok_or(ModelError::Missing("descriptors.token_bucket"))?;
             buckets.push(Bucket::new(bucket)?);
-            let pairs: Vec<(&str, &str)> = d
+            let pairs: Vec<(String, String)> = d
                 .entries
                 .iter()
-                .map(|e| (e.key.as_str(), e.value.as_str()))
+                .map(|e| (e.key.clone(), e.value.clone()))
                 .collect();
             entries.push(pairs);
         }
+        let own_rules = !config.rate_limits.is_empty();
         let mut conditions = Vec::new();
         for rule in &config.rate_limits {
-            let mut produced = Vec::with_capacity(rule.actions.len());
-            let mut matchers = Vec::new();
-            for action in &rule.actions {
-                match &action.action_specifier {
-                    Some(ActionSpecifier::HeaderValueMatch(m)) => {
-                        if m.expect_match.as_ref().is_some_and(|b| !b.value) {
-                            return Err(ModelError::Unsupported(
-                                "rate_limits header_value_match with expect_match false".into(),
-                            ));
-                        }
-                        for h in &m.headers {
-                            matchers.push(header_matcher(h)?);
-                        }
-                        produced.push((
-                            key_or(&m.descriptor_key, HEADER_MATCH_KEY),
-                            &*m.descriptor_value,
-                        ));
-                    }
-                    Some(ActionSpecifier::GenericKey(g)) => {
-                        produced
-                            .push((key_or(&g.descriptor_key, GENERIC_KEY), &*g.descriptor_value));
-                    }
-                    Some(other) => {
-                        return Err(ModelError::Unsupported(format!(
-                            "rate_limits action {}",
-                            action_name(other)
-                        )));
-                    }
-                    None => {
-                        return Err(ModelError::Missing("rate_limits.actions.action_specifier"));
-                    }
-                }
-            }
+            // The filter's own rules must all be understood: they are its whole
+            // configuration.
+            let rule = RateLimitRule::parse(rule, true)?;
+            let Some(produced) = &rule.entries else {
+                continue;
+            };
             // A rule whose entries no descriptor lists leaves its requests to the default.
-            if let Some(i) = entries.iter().position(|e| *e == produced) {
-                conditions.push((matchers, i));
+            if let Some(i) = entries.iter().position(|e| e == produced) {
+                conditions.push((rule.matchers, i));
             }
         }
+        // Without rules of its own, the filter reads the route's (`RoutePolicy`), and
+        // picks a descriptor's bucket by the entries they produce.
+        let descriptors = if own_rules {
+            Vec::new()
+        } else {
+            entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (e, i))
+                .collect()
+        };
         let default = match &config.token_bucket {
             Some(b) => {
                 buckets.push(Bucket::new(b)?);
@@ -105,19 +95,93 @@ impl LocalRateLimiter {
             }
             None => None,
         };
-        if default.is_none() && conditions.is_empty() {
+        if default.is_none() && conditions.is_empty() && descriptors.is_empty() {
             return Err(ModelError::Missing(
-                "local_ratelimit.token_bucket or descriptors selected by rate_limits",
+                "local_ratelimit.token_bucket or descriptors",
             ));
         }
         Ok(LocalRateLimiter {
             buckets,
             conditions,
+            descriptors,
             default,
             enabled: share(config.filter_enabled.as_ref()),
             enforced: share(config.filter_enforced.as_ref()),
         })
     }
+}
+
+/// One `rate_limits` entry (Envoy's `RateLimit`) as the local rate limit reads it: the
+/// header conditions of its actions, and the descriptor entries it produces when they
+/// hold.
+#[derive(Debug)]
+pub struct RateLimitRule {
+    matchers: Vec<HeaderMatcher>,
+    /// `None` when an action depends on more than headers (the rate limit service's
+    /// business): the local rate limit never picks a bucket by this rule.
+    entries: Option<Vec<(String, String)>>,
+}
+
+impl RateLimitRule {
+    /// Parses one rule. `strict` refuses actions other than `header_value_match` (with
+    /// `expect_match` true) and `generic_key`; otherwise such a rule is kept but never
+    /// selects a local bucket (route rules also feed the rate limit service).
+    pub fn parse(rule: &RateLimit, strict: bool) -> Result<RateLimitRule, ModelError> {
+        let mut entries = Some(Vec::with_capacity(rule.actions.len()));
+        let mut matchers = Vec::new();
+        for action in &rule.actions {
+            let unsupported = match &action.action_specifier {
+                Some(ActionSpecifier::HeaderValueMatch(m))
+                    if m.expect_match.as_ref().is_none_or(|b| b.value) =>
+                {
+                    for h in &m.headers {
+                        matchers.push(header_matcher(h)?);
+                    }
+                    let key = key_or(&m.descriptor_key, HEADER_MATCH_KEY);
+                    if let Some(e) = &mut entries {
+                        e.push((key.to_owned(), m.descriptor_value.clone()));
+                    }
+                    continue;
+                }
+                Some(ActionSpecifier::GenericKey(g)) => {
+                    let key = key_or(&g.descriptor_key, GENERIC_KEY);
+                    if let Some(e) = &mut entries {
+                        e.push((key.to_owned(), g.descriptor_value.clone()));
+                    }
+                    continue;
+                }
+                Some(ActionSpecifier::HeaderValueMatch(_)) => {
+                    "header_value_match with expect_match false"
+                }
+                Some(other) => action_name(other),
+                None => return Err(ModelError::Missing("rate_limits.actions.action_specifier")),
+            };
+            if strict {
+                return Err(ModelError::Unsupported(format!(
+                    "rate_limits action {unsupported}"
+                )));
+            }
+            entries = None;
+        }
+        Ok(RateLimitRule { matchers, entries })
+    }
+
+    /// The descriptor entries this rule produces for `attrs`, if any.
+    pub(super) fn produces(&self, attrs: &dyn Attributes) -> Option<&[(String, String)]> {
+        let entries = self.entries.as_deref()?;
+        self.matchers
+            .iter()
+            .all(|h| matches(h, attrs))
+            .then_some(entries)
+    }
+}
+
+/// The rules of a `rate_limits` list as routes carry them (lenient: see
+/// [`RateLimitRule::parse`]).
+pub fn route_rules(list: &[RateLimit]) -> Result<Arc<[RateLimitRule]>, ModelError> {
+    list.iter()
+        .map(|r| RateLimitRule::parse(r, false))
+        .collect()
 }
 
 fn key_or<'a>(key: &'a str, default: &'static str) -> &'a str {

@@ -67,16 +67,16 @@ fn the_first_matching_condition_picks_the_bucket_and_others_use_the_default() {
         }],
     };
     let l = LocalRateLimiter::from_aeraki(&config).unwrap();
-    assert!(l.admit(&call("sayHello")));
+    assert!(l.admit(&call("sayHello"), &[]));
     assert!(
-        !l.admit(&call("sayHello")),
+        !l.admit(&call("sayHello"), &[]),
         "its own bucket of one is empty"
     );
     assert!(
-        (0..3).all(|_| l.admit(&call("other"))),
+        (0..3).all(|_| l.admit(&call("other"), &[])),
         "the default bucket is separate"
     );
-    assert!(!l.admit(&call("other")));
+    assert!(!l.admit(&call("other"), &[]));
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn admit(l: &LocalRateLimiter, user: &str) -> bool {
         path_and_query: "/",
         headers: &headers,
     };
-    l.admit(&view)
+    l.admit(&view, &[])
 }
 
 #[test]
@@ -176,4 +176,67 @@ fn envoys_http_form_refuses_what_it_cannot_honour() {
     let mut status = envoy_limit();
     status.status = Some(corridor_proto::envoy::r#type::v3::HttpStatus { code: 503 });
     assert!(LocalRateLimiter::from_envoy(&status).is_err());
+}
+
+fn alice_rule(action: ActionSpecifier) -> RateLimit {
+    RateLimit {
+        actions: vec![Action {
+            action_specifier: Some(action),
+        }],
+        ..Default::default()
+    }
+}
+
+fn alice_matches() -> ActionSpecifier {
+    ActionSpecifier::HeaderValueMatch(HeaderValueMatch {
+        descriptor_value: "alice".into(),
+        headers: vec![exact("x-user", "alice")],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn without_rules_of_its_own_the_filter_reads_the_routes() {
+    let mut config = envoy_limit();
+    config.rate_limits.clear();
+    let l = LocalRateLimiter::from_envoy(&config).unwrap();
+    let rules = envoy::route_rules(&[alice_rule(alice_matches())]).unwrap();
+    let admit = |user: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_str(user).unwrap());
+        let view = RequestView {
+            method: &Method::GET,
+            authority: "svc",
+            path: "/",
+            query: "",
+            path_and_query: "/",
+            headers: &headers,
+        };
+        l.admit(&view, &rules)
+    };
+    assert!(admit("alice"));
+    assert!(
+        !admit("alice"),
+        "the route's rule picked alice's bucket of one"
+    );
+    assert!(
+        admit("bob") && admit("bob") && !admit("bob"),
+        "default bucket of two"
+    );
+}
+
+#[test]
+fn a_route_rule_for_the_rate_limit_service_is_kept_but_picks_no_local_bucket() {
+    let remote = alice_rule(ActionSpecifier::RemoteAddress(RemoteAddress::default()));
+    let rules = envoy::route_rules(&[remote]).unwrap();
+    let view_headers = HeaderMap::new();
+    let view = RequestView {
+        method: &Method::GET,
+        authority: "svc",
+        path: "/",
+        query: "",
+        path_and_query: "/",
+        headers: &view_headers,
+    };
+    assert!(rules[0].produces(&view).is_none());
 }

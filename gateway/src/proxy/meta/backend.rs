@@ -69,11 +69,13 @@ impl Backend for MetaListener {
         if self.chain.is_empty() {
             return Check::Done(Ok(()));
         }
-        self.chain.check(&Request {
+        let req = Request {
             protocol: self.protocol,
             source,
             attrs: request,
-        })
+        };
+        // Before routing: MetaProtocol routes carry nothing the filters read.
+        self.chain.check(&req, None)
     }
 
     fn route(&self, request: &Metadata) -> Result<Decision, Reject> {
