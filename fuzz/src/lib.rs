@@ -214,7 +214,8 @@ pub fn codec_stream(
     also: impl Fn(&corridor_gateway::codec::Frame),
 ) {
     use bytes::BytesMut;
-    use corridor_gateway::codec::{Edit, ErrorKind, LocalError, MessageType};
+    use corridor_gateway::codec::{Edit, MessageType};
+    use corridor_gateway::policy::reject::{Reject, RejectKind};
 
     let decode_one = |bytes: &[u8]| {
         let mut buf = BytesMut::from(bytes);
@@ -284,10 +285,7 @@ pub fn codec_stream(
             }
         }
         if md.message_type == MessageType::Request {
-            let error = LocalError {
-                kind: ErrorKind::NoRoute,
-                message: "no route (fuzz)".into(),
-            };
+            let error = Reject::new(RejectKind::NoRoute, "no route (fuzz)");
             let reply = decode_one(&codec.local_reply(md, &error));
             assert_eq!(reply.metadata.message_type, MessageType::Response);
             assert_eq!(
