@@ -81,24 +81,62 @@ impl Chain {
         self.filters.is_empty()
     }
 
-    /// Runs the filters on `req`, in order, until one refuses or must wait. `route` is
-    /// the request's route when it has one (its per-route settings, such as rate limit
-    /// rules, apply).
+    /// Runs the filters on `req`, in order, until one refuses. `route` is the request's
+    /// route when it has one (its per-route settings, such as rate limit rules or a
+    /// fault, apply). Every filter decides what it can at once (a denial, a bucket, an
+    /// abort), so a refusal never waits; filters that must wait (a fault delay, a rate
+    /// limit service call) hand back futures, awaited one after the other in the
+    /// chain's order.
     pub fn check(&self, req: &Request<'_>, route: Option<&RoutePolicy>) -> Check {
+        let mut waits: Vec<Pending> = Vec::new();
         for filter in &self.filters {
-            match filter {
-                Filter::LocalRateLimit(limit) => {
-                    let rules = route.map_or(&[][..], |r| &r.rate_limits[..]);
-                    if !limit.admit(req.attrs, rules) {
-                        return Check::Done(Err(Reject::new(
-                            RejectKind::RateLimited,
-                            format!("rate limited by {}'s local rate limit", self.listener),
-                        )));
-                    }
+            match filter.check(&self.listener, req, route) {
+                Step::Go => {}
+                Step::Refuse(reject) => return Check::Done(Err(reject)),
+                Step::Wait(pending) => waits.push(pending),
+            }
+        }
+        let mut waits = waits.into_iter();
+        match (waits.next(), waits.len()) {
+            (None, _) => Check::Done(Ok(())),
+            (Some(only), 0) => Check::Wait(only),
+            (Some(first), _) => Check::Wait(Box::pin(async move {
+                first.await?;
+                for pending in waits {
+                    pending.await?;
+                }
+                Ok(())
+            })),
+        }
+    }
+}
+
+/// What one filter decided for a request.
+pub enum Step {
+    /// Pass it on to the next filter.
+    Go,
+    /// Refuse it.
+    Refuse(Reject),
+    /// Pass it on once this future ends well; it owns whatever it needs of the request.
+    Wait(Pending),
+}
+
+impl Filter {
+    /// This filter's decision on `req` (of listener `listener`, for messages).
+    fn check(&self, listener: &str, req: &Request<'_>, route: Option<&RoutePolicy>) -> Step {
+        match self {
+            Filter::LocalRateLimit(limit) => {
+                let rules = route.map_or(&[][..], |r| &r.rate_limits[..]);
+                if limit.admit(req.attrs, rules) {
+                    Step::Go
+                } else {
+                    Step::Refuse(Reject::new(
+                        RejectKind::RateLimited,
+                        format!("rate limited by {listener}'s local rate limit"),
+                    ))
                 }
             }
         }
-        Check::Done(Ok(()))
     }
 }
 
