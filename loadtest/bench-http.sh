@@ -136,9 +136,26 @@ static_resources:
 CONF
 taskset -c 0 "$ENVOY" -c "$T/envoy.yaml" --concurrency 1 --base-id $((RANDOM + 1000)) --disable-hot-restart -l error & PIDS+=($!)
 
-# Corridor: the controller (core 1, idle after start) feeds the gateway (core 0, one worker).
-mkdir -p "$T/manifests"
-cat > "$T/manifests/bench.yaml" <<CONF
+# Corridor: a controller (core 1, idle after start) feeds a gateway (core 0, one worker).
+# start_corridor NAME: runs the pair on the manifests in $T/NAME; sets CORRIDOR_ADDR.
+start_corridor() {
+  local name=$1 xds admin
+  taskset -c 1 "$BIN/corridor-controller" --manifests "$T/$name" --xds-listen 127.0.0.1:0 \
+    --gateway-cidr "$(bench_cidr)" --log-level warn > "$T/$name.controller.out" & PIDS+=($!)
+  for _ in $(seq 100); do grep -q 'bound xds=' "$T/$name.controller.out" 2>/dev/null && break; sleep 0.1; done
+  xds=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/$name.controller.out")
+  taskset -c 0 "$GATEWAY_BIN" --xds "$xds" --admin 127.0.0.1:0 --worker-threads 1 \
+    --log-level warn > "$T/$name.gateway.out" & PIDS+=($!)
+  for _ in $(seq 100); do grep -q 'bound admin=' "$T/$name.gateway.out" 2>/dev/null && break; sleep 0.1; done
+  admin=$(sed -n 's/.*bound admin=\([^ ]*\).*/\1/p' "$T/$name.gateway.out")
+  for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && break; sleep 0.1; done
+  CORRIDOR_ADDR=$(curl -s "http://$admin/listeners" | python3 -c '
+import json,sys
+for l in json.load(sys.stdin)["listener_statuses"]:
+    a=l["local_address"]["socket_address"]; print("%s:%s" % (a["address"], a["port_value"]))')
+}
+mkdir -p "$T/plain" "$T/policies"
+cat > "$T/plain/bench.yaml" <<CONF
 apiVersion: v1
 kind: Service
 metadata: { name: backend, namespace: bench }
@@ -151,19 +168,38 @@ addressType: IPv4
 ports: [ { name: http, port: $BACKEND, protocol: TCP } ]
 endpoints: [ { addresses: ["127.0.0.1"], conditions: { ready: true } } ]
 CONF
-taskset -c 1 "$BIN/corridor-controller" --manifests "$T/manifests" --xds-listen 127.0.0.1:0 \
-  --gateway-cidr "$(bench_cidr)" --log-level warn > "$T/controller.out" & PIDS+=($!)
-for _ in $(seq 100); do grep -q 'bound xds=' "$T/controller.out" 2>/dev/null && break; sleep 0.1; done
-XDS=$(sed -n 's/.*bound xds=\([^ ]*\).*/\1/p' "$T/controller.out")
-taskset -c 0 "$GATEWAY_BIN" --xds "$XDS" --admin 127.0.0.1:0 --worker-threads 1 \
-  --log-level warn > "$T/gateway.out" & PIDS+=($!)
-for _ in $(seq 100); do grep -q 'bound admin=' "$T/gateway.out" 2>/dev/null && break; sleep 0.1; done
-ADMIN=$(sed -n 's/.*bound admin=\([^ ]*\).*/\1/p' "$T/gateway.out")
-for _ in $(seq 100); do curl -sf "http://$ADMIN/ready" >/dev/null && break; sleep 0.1; done
-CORRIDOR=$(curl -s "http://$ADMIN/listeners" | python3 -c '
-import json,sys
-for l in json.load(sys.stdin)["listener_statuses"]:
-    a=l["local_address"]["socket_address"]; print("%s:%s" % (a["address"], a["port_value"]))')
+# The same service with issue 8's policies on (telemetry is always on): a timeout and
+# retries, outlier detection and circuit breakers, and a local rate limit far above what
+# the run reaches, so every request pays for its bucket but none is refused.
+cp "$T/plain/bench.yaml" "$T/policies/bench.yaml"
+cat >> "$T/policies/bench.yaml" <<CONF
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: backend, namespace: bench }
+spec:
+  hosts: [ backend.bench.svc.cluster.local ]
+  http: [ { route: [ { destination: { host: backend.bench.svc.cluster.local } } ],
+            timeout: 5s, retries: { attempts: 2, retryOn: "5xx,reset,connect-failure" } } ]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: backend, namespace: bench }
+spec:
+  host: backend.bench.svc.cluster.local
+  trafficPolicy:
+    connectionPool: { http: { http1MaxPendingRequests: 100000, http2MaxRequests: 100000, maxRetries: 1000 } }
+    outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 100 }
+---
+apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata: { name: backend, namespace: bench }
+spec:
+  hosts: [ backend.bench.svc.cluster.local ]
+  localRateLimit: { tokenBucket: { maxTokens: 10000000, tokensPerFill: 10000000, fillInterval: 1s } }
+CONF
+start_corridor plain; CORRIDOR=$CORRIDOR_ADDR
+start_corridor policies; CORRIDOR_POLICIES=$CORRIDOR_ADDR
 
 wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.1 "$ENVOYP"
 
@@ -185,6 +221,7 @@ round() {
 bench_start
 for r in $(seq "$REPEAT"); do
   round "$r" corridor "$CORRIDOR"
+  round "$r" "corridor (policies on)" "$CORRIDOR_POLICIES"
   round "$r" haproxy "127.0.0.1:$HAPROXY"
   round "$r" nginx "127.0.0.1:$NGINX"
   round "$r" envoy "127.0.0.1:$ENVOYP"
@@ -229,6 +266,13 @@ if "corridor" in paths and "haproxy" in paths:
                   "unit": "x", "op": ">=", "threshold": 1.0,
                   "rounds": [round(c[r] / h[r], 4) for r in sorted(c) if h.get(r)]})
     print(f"\n- corridor / HAProxy max req/s = {ratio:.2f}x (goal >= 1.0x): {'met' if ratio >= 1.0 else 'NOT met'}")
+if "corridor" in paths and "corridor (policies on)" in paths:
+    c, q = paths["corridor"]["rps"], paths["corridor (policies on)"]["rps"]
+    ratio = med["corridor (policies on)"] / med["corridor"]
+    goals.append({"issue": 8, "what": "corridor with policies on / policy-free max req/s",
+                  "value": round(ratio, 4), "unit": "x", "op": ">=", "threshold": 0.9,
+                  "rounds": [round(q[r] / c[r], 4) for r in sorted(q) if c.get(r)]})
+    print(f"- corridor policies on / off max req/s = {ratio:.2f}x (goal >= 0.9x): {'met' if ratio >= 0.9 else 'NOT met'}")
 rounds = max((len(p["rps"]) for p in paths.values()), default=0)
 json.dump({"statistic": f"median of {rounds} rounds" if rounds > 1 else "one round",
            "rounds": rounds, "tables": [{"title": "", "markdown": table}], "goals": goals},
@@ -242,7 +286,10 @@ if [ -n "$SECTION" ]; then
   BENCH_QUICK=$QUICK
   BENCH_COMMAND="loadtest/bench-http.sh --duration $DURATION --rate $RATE --connections $CONNS --repeat $REPEAT --warmup $WARMUP${ONLY:+ --only $ONLY}"
   BENCH_SETUP="Each proxy runs one worker pinned to core 0: corridor-gateway \`--worker-threads 1\`
-(the tokio current-thread runtime, \`--log-level warn\`), nginx $(bench_pkg_version nginx)
+(the tokio current-thread runtime, \`--log-level warn\`); a second corridor-gateway, \`corridor (policies on)\`,
+serves the same service with issue 8's policies: a VirtualService timeout and retries, a
+DestinationRule with outlier detection and circuit breakers, and a local rate limit far above the
+load (every request takes a token, none is refused); telemetry is on in both. nginx $(bench_pkg_version nginx)
 \`worker_processes 1\`, HAProxy $(bench_pkg_version haproxy) \`nbthread 1\` (\`http-reuse always\`),
 Envoy $(bench_envoy_version "$ENVOY") \`--concurrency 1\`. All proxy to the same nginx backend
 (\`return 200 'ok'\`, keep-alive), which shares core 1 with the load generators: wrk
