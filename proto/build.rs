@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "aeraki/meta_protocol_proxy/filters/local_ratelimit/v1alpha/local_ratelimit.proto",
         "aeraki/meta_protocol_proxy/filters/global_ratelimit/v1alpha/global_ratelimit.proto",
         "corridor/workload/v1/workload.proto",
+        // OTLP trace export (the gateway's spans); `common/v1` comes from envoy-types.
+        "opentelemetry/proto/resource/v1/resource.proto",
+        "opentelemetry/proto/trace/v1/trace.proto",
+        "opentelemetry/proto/collector/trace/v1/trace_service.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
@@ -56,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".xds", "::envoy_types::pb::xds")
         .extern_path(".udpa", "::envoy_types::pb::udpa")
         .extern_path(".validate", "::envoy_types::pb::validate")
+        .extern_path(
+            ".opentelemetry.proto.common",
+            "::envoy_types::pb::opentelemetry::proto::common",
+        )
         .extern_path(".google.protobuf", "::envoy_types::pb::google::protobuf");
     tonic_prost_build::configure()
         .build_server(true)

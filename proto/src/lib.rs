@@ -32,6 +32,45 @@ pub mod corridor {
     }
 }
 
+/// OpenTelemetry's OTLP trace protos (same packages and field numbers), for the
+/// gateway's span export; `common::v1` is envoy-types' copy.
+pub mod opentelemetry {
+    /// `opentelemetry.proto`.
+    pub mod proto {
+        pub use envoy_types::pb::opentelemetry::proto::common;
+        /// `Resource`.
+        pub mod resource {
+            /// Version 1.
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all)]
+                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.resource.v1.rs"));
+            }
+        }
+        /// `Span`, `ResourceSpans`, `ScopeSpans`.
+        pub mod trace {
+            /// Version 1.
+            pub mod v1 {
+                #![allow(missing_docs, clippy::all)]
+                include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.trace.v1.rs"));
+            }
+        }
+        /// The OTLP/gRPC export services.
+        pub mod collector {
+            /// Traces.
+            pub mod trace {
+                /// `TraceService` client and server.
+                pub mod v1 {
+                    #![allow(missing_docs, clippy::all)]
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/opentelemetry.proto.collector.trace.v1.rs"
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// Aeraki's MetaProtocol API (same packages, names and field numbers), for Dubbo, Thrift
 /// and other codec-based protocols.
 pub mod aeraki {
