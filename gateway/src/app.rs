@@ -91,6 +91,7 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         snapshot: snapshot.clone(),
         metrics: metrics.clone(),
         max_rpc_message_bytes: config.max_rpc_message_bytes,
+        rls: Default::default(),
         max_redis_request_bytes: config.max_redis_request_bytes,
     });
     let listeners = Arc::new(ListenerManager::new(shared, config.drain_timeout));

@@ -21,7 +21,10 @@ use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::{
 };
 
 use super::{ModelError, decode_any, metadata_string};
+use crate::policy::global_ratelimit::RateLimitSettings;
 use crate::policy::local_ratelimit::LocalRateLimiter;
+use corridor_proto::aeraki::meta_protocol_proxy::filters::ratelimit::v1alpha::RateLimit as AerakiRateLimit;
+use corridor_proto::envoy::extensions::filters::http::ratelimit::v3::RateLimit as HttpRateLimit;
 
 /// Filter name of the HTTP connection manager.
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -37,6 +40,10 @@ pub const LOCAL_RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.local_rat
 pub const HTTP_ROUTER_FILTER: &str = "envoy.filters.http.router";
 /// Envoy's HTTP local rate limit filter.
 pub const HTTP_LOCAL_RATELIMIT_FILTER: &str = "envoy.filters.http.local_ratelimit";
+/// Aeraki's MetaProtocol global rate limit filter (a rate limit service decides).
+pub const RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.ratelimit";
+/// Envoy's HTTP global rate limit filter (a rate limit service decides).
+pub const HTTP_RATELIMIT_FILTER: &str = "envoy.filters.http.ratelimit";
 /// Prefix of Aeraki's codec names (`aeraki.meta_protocol.codec.dubbo`).
 pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
@@ -89,6 +96,10 @@ pub enum FilterConfig {
     MetaLocalRateLimit(LocalRateLimit),
     /// Envoy's HTTP local rate limit.
     HttpLocalRateLimit(HttpLocalRateLimit),
+    /// Aeraki's MetaProtocol global rate limit (Dubbo, Thrift).
+    MetaRateLimit(AerakiRateLimit),
+    /// Envoy's HTTP global rate limit.
+    HttpRateLimit(HttpRateLimit),
 }
 
 /// The codecs the gateway has.
@@ -278,6 +289,12 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
                 LocalRateLimiter::from_aeraki(&config)?;
                 filters.push(FilterConfig::MetaLocalRateLimit(config));
             }
+            RATELIMIT_FILTER => {
+                let any = f.config.as_ref().ok_or(ModelError::Missing("ratelimit.config"))?;
+                let config = decode_any::<AerakiRateLimit>(any)?;
+                RateLimitSettings::from_aeraki(&config)?;
+                filters.push(FilterConfig::MetaRateLimit(config));
+            }
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "MetaProtocol filter {other:?}"
@@ -321,6 +338,14 @@ fn http_filters(list: &[HttpFilter]) -> Result<Vec<FilterConfig>, ModelError> {
                 let config = decode_any::<HttpLocalRateLimit>(any)?;
                 LocalRateLimiter::from_envoy(&config)?;
                 filters.push(FilterConfig::HttpLocalRateLimit(config));
+            }
+            HTTP_RATELIMIT_FILTER => {
+                let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    return Err(ModelError::Missing("ratelimit.typed_config"));
+                };
+                let config = decode_any::<HttpRateLimit>(any)?;
+                RateLimitSettings::from_envoy(&config)?;
+                filters.push(FilterConfig::HttpRateLimit(config));
             }
             other if f.is_optional => {
                 tracing::debug!(

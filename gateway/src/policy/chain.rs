@@ -10,11 +10,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
+use super::global_ratelimit::{GlobalRateLimit, RateLimitSettings, RlsClients};
 use super::local_ratelimit::LocalRateLimiter;
 use super::reject::{Reject, RejectKind};
 use super::request::Request;
 use super::route::RoutePolicy;
+use crate::cluster::Snapshot;
 use crate::model::ModelError;
 use crate::model::listener::FilterConfig;
 
@@ -23,6 +28,17 @@ use crate::model::listener::FilterConfig;
 pub enum Filter {
     /// A local rate limit (token buckets of this gateway replica).
     LocalRateLimit(LocalRateLimiter),
+    /// A global rate limit (a rate limit service decides).
+    RateLimit(GlobalRateLimit),
+}
+
+/// What filters use besides their own configuration: state that outlives a listener.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The current configuration (a rate limit service's cluster and endpoints).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Channels to rate limit services, kept across pushes.
+    pub rls: Arc<RlsClients>,
 }
 
 /// The filters of one listener, in order.
@@ -56,7 +72,7 @@ impl std::fmt::Debug for Check {
 
 impl Chain {
     /// Builds the chain of listener `listener` from its validated filter list.
-    pub fn build(listener: &str, configs: &[FilterConfig]) -> Result<Chain, ModelError> {
+    pub fn build(listener: &str, configs: &[FilterConfig], env: &Env) -> Result<Chain, ModelError> {
         let filters = configs
             .iter()
             .map(|c| {
@@ -67,6 +83,16 @@ impl Chain {
                     FilterConfig::HttpLocalRateLimit(c) => {
                         Filter::LocalRateLimit(LocalRateLimiter::from_envoy(c)?)
                     }
+                    FilterConfig::MetaRateLimit(c) => Filter::RateLimit(GlobalRateLimit::new(
+                        RateLimitSettings::from_aeraki(c)?,
+                        env.snapshot.clone(),
+                        env.rls.clone(),
+                    )),
+                    FilterConfig::HttpRateLimit(c) => Filter::RateLimit(GlobalRateLimit::new(
+                        RateLimitSettings::from_envoy(c)?,
+                        env.snapshot.clone(),
+                        env.rls.clone(),
+                    )),
                 })
             })
             .collect::<Result<Box<[Filter]>, ModelError>>()?;
@@ -125,6 +151,7 @@ impl Filter {
     /// This filter's decision on `req` (of listener `listener`, for messages).
     fn check(&self, listener: &str, req: &Request<'_>, route: Option<&RoutePolicy>) -> Step {
         match self {
+            Filter::RateLimit(limit) => limit.check(listener, req, route),
             Filter::LocalRateLimit(limit) => {
                 let rules = route.map_or(&[][..], |r| &r.rate_limits[..]);
                 if limit.admit(req.attrs, rules) {

@@ -5,6 +5,7 @@
 //! [`reject::Reject`] in its own error form; filters never know the protocol.
 
 pub mod chain;
+pub mod global_ratelimit;
 pub mod local_ratelimit;
 pub mod reject;
 pub mod request;

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 
 use crate::cluster::Snapshot;
 use crate::model::listener::{CodecKind, FilterConfig, Listener, ListenerKind};
-use crate::policy::chain::Chain;
+use crate::policy::chain::{Chain, Env};
 use crate::telemetry::metrics::{self, Metrics, ServiceMetrics};
 
 /// Read buffer growth step of the codec-based connections (Dubbo, Thrift, Redis).
@@ -52,6 +52,8 @@ pub struct Shared {
     pub max_rpc_message_bytes: usize,
     /// Largest Redis command accepted (`--max-redis-request-bytes`).
     pub max_redis_request_bytes: usize,
+    /// Channels to rate limit services, kept across pushes and listener changes.
+    pub rls: Arc<crate::policy::global_ratelimit::RlsClients>,
 }
 
 /// What an HTTP listener's connections need.
@@ -114,7 +116,7 @@ impl ListenerCtx {
                 route_config: route_config.clone(),
                 metrics: svc,
                 shared: shared.clone(),
-                chain: chain(&l.name, filters),
+                chain: chain(&l.name, filters, shared),
             })),
             ListenerKind::Tcp { cluster } => {
                 let labels = svc.base_labels();
@@ -160,7 +162,7 @@ impl ListenerCtx {
                     shared: shared.clone(),
                     metrics: svc,
                     protocol,
-                    chain: chain(&l.name, filters),
+                    chain: chain(&l.name, filters, shared),
                 }))
             }
         }
@@ -170,8 +172,12 @@ impl ListenerCtx {
 /// The listener's filter chain. Its filters were validated when the listener was
 /// accepted, so building cannot fail; if it did, the listener would run without them,
 /// hence the error log.
-fn chain(listener: &str, filters: &[FilterConfig]) -> Chain {
-    Chain::build(listener, filters).unwrap_or_else(|e| {
+fn chain(listener: &str, filters: &[FilterConfig], shared: &Shared) -> Chain {
+    let env = Env {
+        snapshot: shared.snapshot.clone(),
+        rls: shared.rls.clone(),
+    };
+    Chain::build(listener, filters, &env).unwrap_or_else(|e| {
         tracing::error!(listener, error = %e, "filters not built; the listener runs without them");
         Chain::default()
     })

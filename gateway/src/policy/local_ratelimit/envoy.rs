@@ -105,21 +105,53 @@ impl LocalRateLimiter {
             conditions,
             descriptors,
             default,
-            enabled: share(config.filter_enabled.as_ref()),
-            enforced: share(config.filter_enforced.as_ref()),
+            enabled: share(config.filter_enabled.as_ref(), 0.0),
+            enforced: share(config.filter_enforced.as_ref(), 0.0),
         })
     }
 }
 
-/// One `rate_limits` entry (Envoy's `RateLimit`) as the local rate limit reads it: the
-/// header conditions of its actions, and the descriptor entries it produces when they
-/// hold.
+/// One `rate_limits` entry (Envoy's `RateLimit`): for the local rate limit, the header
+/// conditions of its actions and the descriptor entries it produces when they hold; for
+/// the rate limit service, its stage and every action (see
+/// `policy::global_ratelimit::descriptor`).
 #[derive(Debug)]
 pub struct RateLimitRule {
     matchers: Vec<HeaderMatcher>,
     /// `None` when an action depends on more than headers (the rate limit service's
     /// business): the local rate limit never picks a bucket by this rule.
     entries: Option<Vec<(String, String)>>,
+    /// Envoy's `stage`: only a rate limit filter of the same stage reads the rule.
+    pub(crate) stage: u32,
+    /// The actions, in order, as the descriptor sent to a rate limit service reads them.
+    pub(crate) actions: Vec<Action>,
+}
+
+/// One action of a rule, as it turns a request into a descriptor entry.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// `generic_key`: a fixed entry.
+    Fixed(String, String),
+    /// `header_value_match`: a fixed entry when the headers match (or, with
+    /// `expect_match` false, when they do not); otherwise no descriptor.
+    IfMatches {
+        matchers: Vec<HeaderMatcher>,
+        expect: bool,
+        key: String,
+        value: String,
+    },
+    /// `request_headers`: a header's value under a key; an absent header drops the
+    /// descriptor, or only this entry with `skip_if_absent`.
+    Header {
+        name: String,
+        key: String,
+        skip_if_absent: bool,
+    },
+    /// `remote_address`: the downstream peer's IP under `remote_address`.
+    RemoteAddress,
+    /// An action the gateway does not evaluate (cluster names, metadata, query
+    /// parameters): the rule never produces a descriptor.
+    Unsupported,
 }
 
 impl RateLimitRule {
@@ -129,6 +161,11 @@ impl RateLimitRule {
     pub fn parse(rule: &RateLimit, strict: bool) -> Result<RateLimitRule, ModelError> {
         let mut entries = Some(Vec::with_capacity(rule.actions.len()));
         let mut matchers = Vec::new();
+        let actions = rule
+            .actions
+            .iter()
+            .map(global_action)
+            .collect::<Result<_, _>>()?;
         for action in &rule.actions {
             let unsupported = match &action.action_specifier {
                 Some(ActionSpecifier::HeaderValueMatch(m))
@@ -163,7 +200,20 @@ impl RateLimitRule {
             }
             entries = None;
         }
-        Ok(RateLimitRule { matchers, entries })
+        Ok(RateLimitRule {
+            matchers,
+            entries,
+            stage: rule.stage.as_ref().map_or(0, |s| s.value),
+            actions,
+        })
+    }
+
+    /// Whether an action is one the gateway does not evaluate (such a rule never
+    /// produces a descriptor for a rate limit service).
+    pub(crate) fn has_unsupported_action(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Unsupported))
     }
 
     /// The descriptor entries this rule produces for `attrs`, if any.
@@ -184,15 +234,53 @@ pub fn route_rules(list: &[RateLimit]) -> Result<Arc<[RateLimitRule]>, ModelErro
         .collect()
 }
 
+/// An action as the rate limit service's descriptor reads it.
+fn global_action(
+    a: &corridor_proto::envoy::config::route::v3::rate_limit::Action,
+) -> Result<Action, ModelError> {
+    Ok(match &a.action_specifier {
+        Some(ActionSpecifier::GenericKey(g)) => Action::Fixed(
+            key_or(&g.descriptor_key, GENERIC_KEY).to_owned(),
+            g.descriptor_value.clone(),
+        ),
+        Some(ActionSpecifier::HeaderValueMatch(m)) => Action::IfMatches {
+            matchers: m
+                .headers
+                .iter()
+                .map(header_matcher)
+                .collect::<Result<_, _>>()?,
+            expect: m.expect_match.as_ref().is_none_or(|b| b.value),
+            key: key_or(&m.descriptor_key, HEADER_MATCH_KEY).to_owned(),
+            value: m.descriptor_value.clone(),
+        },
+        Some(ActionSpecifier::RequestHeaders(h)) => {
+            if h.header_name.is_empty() || h.descriptor_key.is_empty() {
+                return Err(ModelError::Missing(
+                    "rate_limits.actions.request_headers.header_name and descriptor_key",
+                ));
+            }
+            Action::Header {
+                name: h.header_name.to_ascii_lowercase(),
+                key: h.descriptor_key.clone(),
+                skip_if_absent: h.skip_if_absent,
+            }
+        }
+        Some(ActionSpecifier::RemoteAddress(_)) => Action::RemoteAddress,
+        Some(_) => Action::Unsupported,
+        None => return Err(ModelError::Missing("rate_limits.actions.action_specifier")),
+    })
+}
+
 fn key_or<'a>(key: &'a str, default: &'static str) -> &'a str {
     if key.is_empty() { default } else { key }
 }
 
-/// The share a runtime fraction's default value gives; absent means none (Envoy's
-/// default for both `filter_enabled` and `filter_enforced`).
-fn share(p: Option<&RuntimeFractionalPercent>) -> f64 {
+/// The share a runtime fraction's default value gives; `absent` when unset (Envoy's
+/// local rate limit: none for both `filter_enabled` and `filter_enforced`; its rate
+/// limit service filter: all).
+pub(crate) fn share(p: Option<&RuntimeFractionalPercent>, absent: f64) -> f64 {
     let Some(p) = p.and_then(|p| p.default_value.as_ref()) else {
-        return 0.0;
+        return absent;
     };
     let denominator = match DenominatorType::try_from(p.denominator) {
         Ok(DenominatorType::TenThousand) => 10_000.0,

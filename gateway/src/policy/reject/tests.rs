@@ -25,6 +25,7 @@ fn exchange(grpc: bool) -> Exchange {
         snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
         metrics: metrics.clone(),
         max_rpc_message_bytes: 1024,
+        rls: Default::default(),
         max_redis_request_bytes: 1024,
     });
     let listener = Arc::new(HttpListener {

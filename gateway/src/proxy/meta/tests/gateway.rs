@@ -139,6 +139,7 @@ async fn thrift_calls_are_routed_by_method_and_answered_under_their_seqid() {
             metrics: registry.clone(),
             max_rpc_message_bytes: crate::codec::DEFAULT_MAX_MESSAGE,
             max_redis_request_bytes: crate::proxy::redis::downstream::DEFAULT_MAX_REQUEST,
+            rls: Default::default(),
         }),
         metrics: ServiceMetrics::new(registry.clone(), &labels),
         protocol: RequestProtocol::Thrift,
