@@ -9,7 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::policy::reject::Reject;
+use crate::policy::reject::{Reject, RejectKind};
 
 pub mod dubbo;
 pub mod thrift;
@@ -173,6 +173,24 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
             ResponseStatus::Ok => 200,
             ResponseStatus::Error => 500,
         }
+    }
+
+    /// A response's code in the protocol's own terms: Istio's `response_code` label
+    /// (Dubbo: the status byte; Thrift: 0 for a reply, else the exception type). By
+    /// default the HTTP equivalent.
+    fn response_code(&self, response: &Frame) -> u16 {
+        self.http_status(response)
+    }
+
+    /// The code of the gateway's own reply refusing a call for `kind`, in the same terms
+    /// as [`Codec::response_code`] (what [`Codec::local_reply`] writes).
+    fn reject_code(&self, kind: RejectKind) -> u16 {
+        kind.outline().http
+    }
+
+    /// The code of a one-way call written upstream (nothing comes back to read).
+    fn delivered_code(&self) -> u16 {
+        200
     }
 
     /// Whether a caller expects responses in the order of its requests on a connection

@@ -24,7 +24,7 @@ pub use self::reply::status;
 use super::{
     Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, MessageType, Metadata, ResponseStatus,
 };
-use crate::policy::reject::Reject;
+use crate::policy::reject::{Reject, RejectKind};
 
 /// The codec's name in errors, metrics and logs.
 const NAME: &str = "dubbo";
@@ -204,6 +204,22 @@ impl Codec for DubboCodec {
             Some(&status) => reply::http_status(status, response.metadata.response_status),
             None => 500,
         }
+    }
+
+    /// The status byte (20 also when the body carries the service's exception).
+    fn response_code(&self, response: &Frame) -> u16 {
+        response
+            .bytes
+            .get(3)
+            .map_or(u16::from(status::BAD_RESPONSE), |&s| u16::from(s))
+    }
+
+    fn reject_code(&self, kind: RejectKind) -> u16 {
+        u16::from(reply::status_of(kind))
+    }
+
+    fn delivered_code(&self) -> u16 {
+        u16::from(status::OK)
     }
 
     fn can_mutate(&self, metadata: &Metadata) -> bool {

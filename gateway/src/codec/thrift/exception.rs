@@ -1,6 +1,7 @@
 //! `TApplicationException`: the error a Thrift server sends in place of a reply.
 
-use super::protocol::{self, EXCEPTION, Protocol};
+use super::protocol::{self, EXCEPTION, Protocol, Reader};
+use super::transport;
 use crate::policy::reject::RejectKind;
 
 /// `TApplicationException` types (the ones the gateway uses).
@@ -33,6 +34,20 @@ pub(super) fn type_of(kind: RejectKind) -> i32 {
         | RejectKind::FaultAbort { .. }
         | RejectKind::Internal => INTERNAL_ERROR,
     }
+}
+
+/// The type of the `TApplicationException` in an EXCEPTION message (`bytes` framing
+/// included); `None` when `bytes` are not one, or it carries no type.
+pub(super) fn type_in(bytes: &[u8]) -> Option<i32> {
+    let located = transport::locate(bytes, usize::MAX, false).ok()?;
+    if located.header.message_type != EXCEPTION {
+        return None;
+    }
+    let message = bytes.get(located.message_start..)?;
+    let mut r = Reader::new(message);
+    let protocol = located.header.protocol;
+    protocol::read_message_header(&mut r, protocol).ok()?;
+    protocol::read_i32_field(&mut r, protocol, 2).ok()?
 }
 
 /// An EXCEPTION message (header and `TApplicationException` struct: field 1 message,

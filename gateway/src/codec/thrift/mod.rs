@@ -33,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 use super::{
     Codec, CodecError, DEFAULT_MAX_MESSAGE, Edit, Frame, MessageType, Metadata, ResponseStatus,
 };
-use crate::policy::reject::Reject;
+use crate::policy::reject::{Reject, RejectKind};
 use header::THeader;
 use protocol::{CALL, ONEWAY, REPLY};
 use transport::{Dialect, Failure, Located};
@@ -218,6 +218,32 @@ impl Codec for ThriftCodec {
             .ok_or_else(|| self.error(Failure::TooLarge(message.len())))?;
         out.extend_from_slice(&bytes);
         Ok(())
+    }
+
+    /// 0 for a REPLY (a declared exception too: the service answered), else the
+    /// `TApplicationException` type (UNKNOWN when unreadable).
+    fn response_code(&self, response: &Frame) -> u16 {
+        if response.metadata.response_status == ResponseStatus::Ok {
+            return 0;
+        }
+        match exception::type_in(&response.bytes) {
+            Some(kind) => u16::try_from(kind).unwrap_or(exception::UNKNOWN as u16),
+            // A REPLY carrying a declared exception.
+            None if transport::locate(&response.bytes, usize::MAX, false)
+                .is_ok_and(|l| l.header.message_type == REPLY) =>
+            {
+                0
+            }
+            None => exception::UNKNOWN as u16,
+        }
+    }
+
+    fn reject_code(&self, kind: RejectKind) -> u16 {
+        exception::type_of(kind) as u16
+    }
+
+    fn delivered_code(&self) -> u16 {
+        0
     }
 
     fn can_mutate(&self, metadata: &Metadata) -> bool {

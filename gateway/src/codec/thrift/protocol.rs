@@ -417,6 +417,51 @@ pub(super) fn read_string_field(
     }
 }
 
+/// Reads a struct for its field `id` when that field is an i32, skipping every other
+/// field; `None` when absent or of another type (a `TApplicationException`'s type).
+pub(super) fn read_i32_field(
+    r: &mut Reader<'_>,
+    protocol: Protocol,
+    id: i16,
+) -> Result<Option<i32>, ParseError> {
+    let mut found = None;
+    let mut last_id: i16 = 0;
+    loop {
+        let b = r.u8()?;
+        if b == 0 {
+            return Ok(found);
+        }
+        match protocol {
+            Protocol::Compact => {
+                let delta = b >> 4;
+                let field = if delta == 0 {
+                    zigzag_i16(r.varint()?)?
+                } else {
+                    last_id.wrapping_add(i16::from(delta))
+                };
+                last_id = field;
+                match b & 0x0f {
+                    1 | 2 => {}
+                    // Compact i32: a zigzag varint.
+                    5 if field == id => {
+                        let v = r.varint()? as u32;
+                        found = Some(((v >> 1) as i32) ^ -((v & 1) as i32));
+                    }
+                    t => skip_compact(r, t, 1)?,
+                }
+            }
+            _ => {
+                let field = r.u16()? as i16;
+                if b == 8 && field == id {
+                    found = Some(r.u32()? as i32);
+                } else {
+                    skip_binary(r, b, 1)?;
+                }
+            }
+        }
+    }
+}
+
 fn zigzag_i16(v: u64) -> Result<i16, ParseError> {
     let v = u16::try_from(v).or_else(|_| corrupt("field id beyond 16 bits"))?;
     Ok(((v >> 1) as i16) ^ -((v & 1) as i16))

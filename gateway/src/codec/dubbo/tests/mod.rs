@@ -357,3 +357,23 @@ fn corrupt_bodies_are_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn response_codes_are_the_status_byte() {
+    let codec = DubboCodec::default();
+    let ok = decode_one(&message(0x02, 20, 5, &[0x91]));
+    assert_eq!(codec.response_code(&ok), 20);
+    // The service threw: status 20 still (its HTTP equivalent is 500).
+    let thrown = decode_one(&message(0x02, 20, 5, &[0x90, b'N']));
+    assert_eq!(
+        (codec.response_code(&thrown), codec.http_status(&thrown)),
+        (20, 500)
+    );
+    let failed = decode_one(&message(0x02, 70, 5, &[0x03, b'b', b'a', b'd']));
+    assert_eq!(codec.response_code(&failed), 70);
+    let request = decode_one(&say_hello()).metadata;
+    let reply = decode_one(&codec.local_reply(&request, &Reject::of(RejectKind::Overflow)));
+    assert_eq!(codec.response_code(&reply), 100);
+    assert_eq!(codec.reject_code(RejectKind::Overflow), 100);
+    assert_eq!(codec.delivered_code(), 20);
+}

@@ -387,3 +387,42 @@ fn theader_headers_that_lie_are_corrupt() {
         assert!(error.to_string().contains(expected), "{at}: {error}");
     }
 }
+
+#[test]
+fn response_codes_are_zero_for_replies_and_the_exception_type_otherwise() {
+    let codec = ThriftCodec::default();
+    for (name, want) in [
+        ("framed-compact-add-reply", 0),
+        ("framed-lax-binary-add-reply", 0),
+        // The service answered with one of its declared exceptions: still a reply.
+        ("unframed-compact-declared-exception-reply", 0),
+        // Library-written TApplicationException(UNKNOWN_METHOD).
+        ("framed-binary-exception", 1),
+        ("unframed-compact-exception", 1),
+        ("header-compact-exception", 1),
+    ] {
+        let frame = decode_all(&bytes_of(name));
+        assert_eq!(codec.response_code(&frame), want, "{name}");
+    }
+}
+
+#[test]
+fn a_local_reply_reads_back_as_its_reject_code() {
+    let codec = ThriftCodec::default();
+    let request = decode_all(&bytes_of("framed-compact-add-request")).metadata;
+    for kind in [
+        RejectKind::NoRoute,
+        RejectKind::Timeout,
+        RejectKind::BadRequest,
+    ] {
+        let reply = codec.local_reply(&request, &Reject::of(kind));
+        let frame = decode_all(&reply);
+        assert_eq!(
+            codec.response_code(&frame),
+            codec.reject_code(kind),
+            "{kind:?}"
+        );
+    }
+    assert_eq!(codec.reject_code(RejectKind::NoRoute), 1);
+    assert_eq!(codec.reject_code(RejectKind::Timeout), 6);
+}
