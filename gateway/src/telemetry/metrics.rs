@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::model::listener::ServiceLabels;
+use crate::telemetry::record::PeerRef;
 
 /// Istio's duration buckets, in milliseconds.
 pub const DURATION_BUCKETS_MS: &[f64] = &[
@@ -61,6 +62,10 @@ pub const TCP_CONNECTIONS_CLOSED: &str = "istio_tcp_connections_closed_total";
 pub const TCP_SENT_BYTES: &str = "istio_tcp_sent_bytes_total";
 /// TCP bytes received from upstream.
 pub const TCP_RECEIVED_BYTES: &str = "istio_tcp_received_bytes_total";
+/// Spans sent to the OTLP collector.
+pub const SPANS_EXPORTED: &str = "corridor_tracing_spans_exported_total";
+/// Spans dropped: export queue full, or the collector failed.
+pub const SPANS_DROPPED: &str = "corridor_tracing_spans_dropped_total";
 /// Redis commands handled, by listener and command.
 pub const REDIS_COMMAND_TOTAL: &str = "corridor_redis_command_total";
 /// Redis commands answered without an error.
@@ -137,6 +142,32 @@ impl Metrics {
         d(XDS_NACKS, None, "xDS responses rejected (NACKed), by type.");
         d(XDS_ACKS, None, "xDS responses accepted (ACKed), by type.");
         d(UPSTREAM_RETRIES, None, "Upstream retries, by cluster.");
+        d(SPANS_EXPORTED, None, "Spans sent to the OTLP collector.");
+        d(
+            SPANS_DROPPED,
+            None,
+            "Spans dropped (export queue full or collector failure).",
+        );
+        d(
+            TCP_CONNECTIONS_OPENED,
+            None,
+            "Downstream connections opened (TCP, Redis, Dubbo, Thrift).",
+        );
+        d(
+            TCP_CONNECTIONS_CLOSED,
+            None,
+            "Downstream connections closed (TCP, Redis, Dubbo, Thrift).",
+        );
+        d(
+            TCP_SENT_BYTES,
+            Some(Unit::Bytes),
+            "Bytes received from downstream and sent on towards the service.",
+        );
+        d(
+            TCP_RECEIVED_BYTES,
+            Some(Unit::Bytes),
+            "Bytes sent back to downstream.",
+        );
         d(
             UPSTREAM_RETRY_OVERFLOW,
             None,
@@ -205,10 +236,11 @@ pub struct RequestHandles {
     pub response_bytes: Histogram,
 }
 
-/// The outcome part of a request's labels.
+/// The per-request part of a request's labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Outcome {
-    /// HTTP status sent downstream.
+    /// The protocol's own response code (`response_code`): HTTP status (also for
+    /// gRPC), Dubbo status byte, Thrift 0 or `TApplicationException` type.
     pub status: u16,
     /// Response flags bit set.
     pub flags: u16,
@@ -216,6 +248,10 @@ pub struct Outcome {
     pub grpc_status: Option<u16>,
     /// The `request_protocol` label.
     pub protocol: RequestProtocol,
+    /// The calling workload.
+    pub source: PeerRef,
+    /// The answering workload.
+    pub destination: PeerRef,
 }
 
 /// Istio's `request_protocol` label.
@@ -248,6 +284,8 @@ impl RequestProtocol {
 pub struct ServiceMetrics {
     metrics: Arc<Metrics>,
     base: Vec<Label>,
+    destination_service: String,
+    tcp: std::sync::OnceLock<crate::telemetry::tcp::TcpMetrics>,
     cache: DashMap<Outcome, RequestHandles, BuildHasherDefault<OutcomeHasher>>,
 }
 
@@ -299,17 +337,19 @@ impl ServiceMetrics {
                 s.to_string()
             }
         };
+        // Without mTLS the gateway asserts no peer identity on the wire.
         let base = vec![
             Label::new("reporter", "source"),
-            Label::new("source_workload", "unknown"),
-            Label::new("source_workload_namespace", "unknown"),
             Label::new("destination_service", or_unknown(&svc.service)),
             Label::new("destination_service_name", or_unknown(&svc.name)),
             Label::new("destination_service_namespace", or_unknown(&svc.namespace)),
+            Label::new("connection_security_policy", "none"),
         ];
         ServiceMetrics {
             metrics,
             base,
+            destination_service: or_unknown(&svc.service),
+            tcp: std::sync::OnceLock::new(),
             cache: DashMap::default(),
         }
     }
@@ -330,6 +370,8 @@ impl ServiceMetrics {
             return h.clone();
         }
         let mut labels = self.base.clone();
+        peer_labels(&mut labels, "source", o.source);
+        peer_labels(&mut labels, "destination", o.destination);
         labels.push(Label::new("request_protocol", o.protocol.as_str()));
         labels.push(Label::new("response_code", o.status.to_string()));
         labels.push(Label::new(
@@ -350,13 +392,53 @@ impl ServiceMetrics {
         h
     }
 
-    /// The destination labels (for TCP metrics).
+    /// The destination labels (for TCP metrics), with unknown peers.
     pub fn base_labels(&self) -> Vec<Label> {
-        self.base.clone()
+        let mut labels = self.base.clone();
+        peer_labels(&mut labels, "source", PeerRef::unknown());
+        peer_labels(&mut labels, "destination", PeerRef::unknown());
+        labels
+    }
+
+    /// This service's `istio_tcp_*` counters (registered on first use).
+    pub fn tcp(&self) -> &crate::telemetry::tcp::TcpMetrics {
+        self.tcp
+            .get_or_init(|| crate::telemetry::tcp::TcpMetrics::new(&self.metrics, self))
+    }
+
+    /// The `destination_service` label's value.
+    pub fn destination_service(&self) -> &str {
+        &self.destination_service
     }
 
     /// The registry.
     pub fn registry(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+}
+
+/// Istio's workload labels of one side (`source` or `destination`).
+fn peer_labels(labels: &mut Vec<Label>, side: &'static str, peer: PeerRef) {
+    let p = peer.get();
+    let (workload, namespace, principal, app, version) = match side {
+        "source" => (
+            "source_workload",
+            "source_workload_namespace",
+            "source_principal",
+            "source_app",
+            "source_version",
+        ),
+        _ => (
+            "destination_workload",
+            "destination_workload_namespace",
+            "destination_principal",
+            "destination_app",
+            "destination_version",
+        ),
+    };
+    labels.push(Label::new(workload, p.workload.to_string()));
+    labels.push(Label::new(namespace, p.namespace.to_string()));
+    labels.push(Label::new(principal, p.principal.to_string()));
+    labels.push(Label::new(app, p.app.to_string()));
+    labels.push(Label::new(version, p.version.to_string()));
 }

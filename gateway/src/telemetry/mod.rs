@@ -1,7 +1,11 @@
-//! Logs, access logs and metrics.
+//! Logs, access logs, metrics and traces.
 
 pub mod access_log;
 pub mod metrics;
+pub mod otlp;
+pub mod record;
+pub mod tcp;
+pub mod trace;
 
 use std::fmt;
 use std::io::IsTerminal;
