@@ -238,12 +238,13 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, mr: &MetaRouter) -> R
     let Some(host) = mr.spec.hosts.first() else {
         return Err("spec.hosts is empty".to_string());
     };
-    ctx.resolve(host, &key.namespace).ok_or_else(|| {
+    let info = ctx.resolve(host, &key.namespace).ok_or_else(|| {
         format!(
             "spec.hosts[0] {host:?} is not a known service (from namespace {})",
             key.namespace
         )
     })?;
+    ratelimit::check_host(info, mr)?;
     for (i, route) in mr.spec.routes.iter().enumerate() {
         let at = format!("spec.routes[{i}]");
         if let Some(m) = &route.matches {
@@ -283,7 +284,7 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, mr: &MetaRouter) -> R
         ratelimit::check_local(limit)?;
     }
     if let Some(g) = &mr.spec.global_rate_limit {
-        ratelimit::check_global(g)?;
+        ratelimit::check_global(ctx, &key.namespace, g)?;
     }
     Ok(())
 }
@@ -369,8 +370,13 @@ spec:
     tokenBucket: { maxTokens: 10, tokensPerFill: 5, fillInterval: 1s }
 "#;
 
+    /// The test mesh with a Dubbo port on reviews: a MetaRouter's routes need one.
+    fn dubbo_mesh() -> String {
+        MESH.replace("- { name: db, port: 5432 }", "- { name: tcp-dubbo-api, port: 20880 }")
+    }
+
     fn verdict(yaml: &str) -> Result<(), String> {
-        let store = store_from_yaml(&format!("{MESH}---{yaml}"));
+        let store = store_from_yaml(&format!("{}---{yaml}", dubbo_mesh()));
         let opts = TranslateOptions::default();
         let key = ObjectKey::new("default", "reviews");
         Validator::new(&store, &opts).meta_router(&key, &store.meta_routers[&key])
@@ -469,12 +475,12 @@ spec:
         let opts = TranslateOptions::default();
         let mut admission = Admission::default();
         let origin = |_: &ObjectRef| "test.yaml".to_string();
-        let mut good = store_from_yaml(&format!("{MESH}---{ROUTER}"));
+        let mut good = store_from_yaml(&format!("{}---{ROUTER}", dubbo_mesh()));
         admission.admit(&mut good, &opts, &origin);
         let key = ObjectKey::new("default", "reviews");
         let kept = good.meta_routers[&key].clone();
 
-        let mut bad = store_from_yaml(&format!("{MESH}---{}", ROUTER.replace("weight: 20", "weight: 30")));
+        let mut bad = store_from_yaml(&format!("{}---{}", dubbo_mesh(), ROUTER.replace("weight: 20", "weight: 30")));
         admission.admit(&mut bad, &opts, &origin);
         assert_eq!(bad.meta_routers[&key], kept);
         assert_eq!(admission.rejections().len(), 1);

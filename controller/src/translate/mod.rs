@@ -385,7 +385,8 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
                 meta_router: meta_routing
                     .get(key)
                     .map(|(_, mr)| *mr)
-                    .filter(|_| port.protocol.is_meta()),
+                    // HTTP ports read its rate limits only (a Corridor extension).
+                    .filter(|_| port.protocol.is_meta() || port.protocol.is_http()),
             };
             let redis_proxy = port
                 .protocol
