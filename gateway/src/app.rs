@@ -17,6 +17,8 @@ use crate::listener::ListenerManager;
 use crate::proxy::Shared;
 use crate::readiness::Ready;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otlp::{Exporter, OtlpError};
+use crate::telemetry::trace::Tracer;
 use crate::xds::{ConfigStore, XdsClient, XdsConfig, XdsState};
 
 /// How often histogram buffers are folded (keeps memory flat under load).
@@ -33,6 +35,9 @@ pub enum AppError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The OTLP endpoint is unusable.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
 }
 
 /// Binds an admin-protocol address, returning the listener and the bound address.
@@ -80,6 +85,15 @@ impl Bound {
     }
 }
 
+/// The tracer `config` asks for (an OTLP exporter with `--otlp-endpoint`).
+fn tracer(config: &Config, metrics: &Metrics) -> Result<Tracer, AppError> {
+    let exporter = match &config.otlp_endpoint {
+        Some(endpoint) => Some(Exporter::spawn(endpoint, metrics)?),
+        None => None,
+    };
+    Ok(Tracer::new(config.trace_sampling, exporter))
+}
+
 /// Starts the gateway: admin server, xDS client, listener manager.
 pub async fn build(config: Config) -> Result<Bound, AppError> {
     let bootstrap = serde_json::to_value(&config).unwrap_or_default();
@@ -93,6 +107,8 @@ pub async fn build(config: Config) -> Result<Bound, AppError> {
         max_rpc_message_bytes: config.max_rpc_message_bytes,
         rls: Default::default(),
         max_redis_request_bytes: config.max_redis_request_bytes,
+        zone: Arc::from(config.zone.as_str()),
+        tracer: Arc::new(tracer(&config, &metrics)?),
     });
     let listeners = Arc::new(ListenerManager::new(shared, config.drain_timeout));
     let store = Arc::new(Mutex::new(ConfigStore::default()));

@@ -13,6 +13,9 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default share of new traces sampled: none, so requests without a `traceparent` cost
+/// no tracing work unless asked for (Istio samples 1 %; set `--trace-sampling 1` for that).
+pub const DEFAULT_TRACE_SAMPLING: f64 = 0.0;
 
 /// Why an option is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,16 @@ pub struct Config {
     /// Largest Redis command accepted from a client; a larger one gets a protocol error
     /// and its connection is closed.
     pub max_redis_request_bytes: usize,
+    /// The zone the gateway runs in (`topology.kubernetes.io/zone` of its node); clusters
+    /// with zone-aware balancing prefer endpoints in it. Empty: no preference.
+    pub zone: String,
+    /// Where finished sampled spans go, over OTLP/gRPC (`host:port` or
+    /// `http://host:port`); `None`: spans are not exported (traceparent still
+    /// propagates).
+    pub otlp_endpoint: Option<String>,
+    /// Percentage (0 to 100) of requests without a `traceparent` that start a sampled
+    /// trace. Requests bringing one keep their caller's decision.
+    pub trace_sampling: f64,
     /// Runtime log-level control, when the process installed a reloadable subscriber.
     #[serde(skip)]
     pub log_handle: Option<LogHandle>,
@@ -66,6 +79,9 @@ impl Config {
             worker_threads: None,
             max_rpc_message_bytes: crate::codec::DEFAULT_MAX_MESSAGE,
             max_redis_request_bytes: crate::proxy::redis::downstream::DEFAULT_MAX_REQUEST,
+            zone: String::new(),
+            otlp_endpoint: None,
+            trace_sampling: DEFAULT_TRACE_SAMPLING,
             log_handle: None,
         }
     }

@@ -52,6 +52,24 @@ struct Args {
     /// Largest Redis command accepted from a client, in bytes.
     #[arg(long, default_value_t = corridor_gateway::proxy::redis::downstream::DEFAULT_MAX_REQUEST)]
     max_redis_request_bytes: usize,
+    /// The zone this gateway runs in (its node's topology.kubernetes.io/zone); clusters
+    /// with zone-aware balancing prefer endpoints there. Empty: no zone preference.
+    #[arg(long, env = "CORRIDOR_ZONE", default_value = "")]
+    zone: String,
+    /// Export spans over OTLP/gRPC to this collector (host:port or http://host:port).
+    #[arg(long, env = "CORRIDOR_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Percentage (0-100) of requests without a traceparent that start a sampled trace;
+    /// requests with one keep their caller's sampling decision.
+    #[arg(long, default_value_t = config::DEFAULT_TRACE_SAMPLING, value_parser = parse_percent)]
+    trace_sampling: f64,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -70,6 +88,9 @@ fn main() -> anyhow::Result<()> {
     config.worker_threads = args.worker_threads;
     config.max_rpc_message_bytes = args.max_rpc_message_bytes;
     config.max_redis_request_bytes = args.max_redis_request_bytes;
+    config.zone = args.zone;
+    config.otlp_endpoint = args.otlp_endpoint;
+    config.trace_sampling = args.trace_sampling;
     config.log_handle = Some(log);
 
     // One worker: the current-thread scheduler does the same job without the cross-thread

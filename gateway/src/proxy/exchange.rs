@@ -14,8 +14,10 @@ use super::HttpListener;
 use super::body::RequestBody;
 use super::local_reply::ResponseFlags;
 use crate::cluster::{ClusterState, Endpoint, Snapshot};
-use crate::telemetry::access_log;
-use crate::telemetry::metrics::{Outcome, RequestProtocol};
+use crate::telemetry::access_log::Line;
+use crate::telemetry::metrics::RequestProtocol;
+use crate::telemetry::record::{self, PeerRef, Record};
+use crate::telemetry::trace::Span;
 
 /// Counts a request as active on its cluster while alive.
 #[derive(Debug)]
@@ -91,6 +93,12 @@ pub struct Exchange {
     pub bytes_in: Option<Arc<AtomicU64>>,
     /// Response body bytes sent downstream.
     pub bytes_out: u64,
+    /// The calling workload.
+    pub source: PeerRef,
+    /// The workload of the endpoint of the last try.
+    pub destination: PeerRef,
+    /// The gateway's span, when the request is traced.
+    pub span: Option<Span>,
     pub(crate) cluster_active: Option<ClusterActive>,
     pub(crate) endpoint_active: Option<EndpointActive>,
     pub(crate) pool_return: Option<(Arc<Endpoint>, http1::SendRequest<RequestBody>)>,
@@ -130,6 +138,9 @@ impl Exchange {
             grpc_status: None,
             bytes_in: None,
             bytes_out: 0,
+            source: PeerRef::unknown(),
+            destination: PeerRef::unknown(),
+            span: None,
             cluster_active: None,
             endpoint_active: None,
             pool_return: None,
@@ -197,25 +208,32 @@ impl Drop for Exchange {
         if !self.complete && self.cluster.is_some() && self.flags & ResponseFlags::UC == 0 {
             self.flags |= ResponseFlags::DC;
         }
-        let duration = self.start.elapsed();
-        let outcome = Outcome {
-            status: self.status,
-            flags: self.flags,
-            grpc_status: self.grpc_status,
+        let r = Record {
             protocol: if self.grpc {
                 RequestProtocol::Grpc
             } else {
                 RequestProtocol::Http
             },
+            response_code: self.status,
+            http_code: self.status,
+            grpc_status: self.grpc_status,
+            flags: self.flags,
+            source: self.source,
+            destination: self.destination,
+            route: self.route.as_deref(),
+            cluster: self.cluster.as_deref(),
+            upstream: self.upstream,
+            duration: self.start.elapsed(),
+            request_bytes: self.request_bytes(),
+            response_bytes: self.bytes_out,
+            span: self.span.as_ref(),
         };
-        let request_bytes = self.request_bytes() as f64;
-        let bytes_out = self.bytes_out as f64;
-        self.listener.metrics.record(outcome, |h| {
-            h.requests.increment(1);
-            h.duration.record(duration.as_secs_f64() * 1000.0);
-            h.request_bytes.record(request_bytes);
-            h.response_bytes.record(bytes_out);
-        });
-        access_log::emit(self, duration);
+        let listener = &self.listener;
+        record::finish(
+            &listener.metrics,
+            &listener.shared.tracer,
+            &r,
+            Line::Http(self),
+        );
     }
 }

@@ -32,6 +32,8 @@ use crate::policy::reject::{Reject, RejectKind};
 use crate::policy::request::{Request as PolicyRequest, Source};
 use crate::router::{self, RequestView};
 use crate::telemetry::metrics::RequestProtocol;
+use crate::telemetry::record as telemetry;
+use crate::telemetry::trace::TRACEPARENT;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -141,6 +143,13 @@ fn prepare(
         }
     };
     let mut ex = Exchange::new(l.clone(), snap.clone(), start, &parts, request_id, grpc);
+    ex.source = telemetry::source_of(peer.addr, snap);
+    ex.span = l.shared.tracer.start(
+        parts
+            .headers
+            .get(TRACEPARENT)
+            .map(HeaderValue::as_bytes),
+    );
 
     let Some(rc) = snap.routes.get(&l.route_config) else {
         return Err(reply(ex, &Reject::of(RejectKind::NoRoute)));
@@ -170,7 +179,8 @@ fn prepare(
     let pending = if l.chain.is_empty() {
         None
     } else {
-        let source = Source { addr: peer.addr };
+        // Who the caller is, from the pod table of this request's snapshot.
+        let source = Source::resolved(peer.addr, &snap);
         let protocol = if grpc {
             RequestProtocol::Grpc
         } else {
@@ -181,7 +191,7 @@ fn prepare(
             source: &source,
             attrs: &view,
         };
-        match l.chain.check(&req, route.map(|r| &r.action.policy)) {
+        match l.chain.check(&req, route.map(|r| &r.action.policy), &mut ex.flags) {
             Check::Done(Ok(())) => None,
             Check::Done(Err(reject)) => return Err(reply(ex, &reject)),
             Check::Wait(pending) => Some(pending),
@@ -192,7 +202,9 @@ fn prepare(
     };
     ex.route = Some(route.name.clone());
     let action = &route.action;
+    let hash_key = crate::policy::hash::key(&action.policy.hash, &view, &Source::new(peer.addr));
     let cluster_name = router::pick_cluster(&action.target, &mut rand::rng());
+    let mirrors = crate::policy::mirror::sample(&action.policy.mirrors, &mut rand::rng());
     ex.cluster = Some(cluster_name.clone());
     let Some(cluster) = snap.clusters.get(&**cluster_name) else {
         return Err(reply(ex, &Reject::of(RejectKind::NoCluster)));
@@ -212,6 +224,12 @@ fn prepare(
     {
         parts.headers.insert(X_FORWARDED_FOR.clone(), v);
     }
+    // The upstream continues the trace under the gateway's span.
+    if let Some(span) = &ex.span
+        && let Ok(v) = HeaderValue::from_str(&span.traceparent())
+    {
+        parts.headers.insert(TRACEPARENT, v);
+    }
     if !parts.headers.contains_key(&X_FORWARDED_PROTO) {
         parts
             .headers
@@ -220,6 +238,7 @@ fn prepare(
     let host = action.host_rewrite.clone().unwrap_or(authority);
     let pq = rewrite_path(route, parts.uri.path_and_query());
     let uri = upstream_uri(cluster.config.http2, &host, pq, &parts.uri);
+    let shadow_host = (!mirrors.is_empty()).then(|| host.clone());
     if cluster.config.http2 {
         parts.headers.remove(HOST);
     } else if !host.is_empty() {
@@ -228,11 +247,23 @@ fn prepare(
 
     let body_kind = if body.is_end_stream() {
         BodyKind::Empty
-    } else if action.policy.retry.is_some() {
+    } else if action.policy.retry.is_some() || !mirrors.is_empty() {
         BodyKind::Replay(ReplayBody::new(body, ex.bytes_in_counter()))
     } else {
         BodyKind::Stream(Some(body))
     };
+    if let Some(host) = &shadow_host {
+        let copy = super::shadow::Copy {
+            parts: &parts,
+            host,
+            uri: &uri,
+        };
+        let tees = || match &body_kind {
+            BodyKind::Replay(r) => Some(r.tee()),
+            BodyKind::Empty | BodyKind::Stream(_) => None,
+        };
+        super::shadow::launch(snap, &l.shared.metrics, mirrors, &copy, tees);
+    }
     // `run` borrows the attempts rather than consuming them: an async fn keeps its
     // by-value arguments in its state besides their moved copies.
     Ok((
@@ -246,6 +277,7 @@ fn prepare(
             start,
             ep: None,
             resent_stale: false,
+            hash_key,
         },
         pending,
     ))
@@ -273,6 +305,8 @@ struct Attempts<'a> {
     ep: Option<Arc<Endpoint>>,
     /// Whether the request was already sent again after dying on a stale connection.
     resent_stale: bool,
+    /// The consistent-hash key, when the route hashes.
+    hash_key: Option<u64>,
 }
 
 impl Attempts<'_> {
@@ -364,10 +398,12 @@ impl Transport for Attempts<'_> {
 
     async fn try_once(&mut self, avoid: &[SocketAddr], last: bool) -> Result<Answer, TryError> {
         self.ep = None;
-        let Some(ep) = lb::pick(self.cluster, avoid, &mut rand::rng()) else {
+        let zone = &self.ex.listener.shared.zone;
+        let Some(ep) = lb::pick(self.cluster, avoid, self.hash_key, zone, &mut rand::rng()) else {
             return Err(TryError::Final(Reject::of(RejectKind::NoHealthyUpstream)));
         };
         self.ex.upstream = Some(ep.addr);
+        self.ex.destination = telemetry::destination_of(&ep);
         self.ex.endpoint_active = Some(EndpointActive::new(ep.clone()));
         self.ep = Some(ep.clone());
         let mut res = self.send_once(&ep, last, false).await;
@@ -397,6 +433,14 @@ impl Transport for Attempts<'_> {
 
     fn upstream(&self) -> Option<SocketAddr> {
         self.ep.as_ref().map(|ep| ep.addr)
+    }
+
+    fn status(&self, (resp, _): &Answer) -> u16 {
+        resp.status().as_u16()
+    }
+
+    fn cluster(&self) -> Option<&Arc<ClusterState>> {
+        Some(self.cluster)
     }
 
     fn retries_answer(&self, policy: &RetryPolicy, (resp, _): &Answer) -> bool {

@@ -8,6 +8,7 @@ pub mod local_reply;
 pub mod meta;
 pub mod redis;
 pub mod retry;
+mod shadow;
 pub mod tcp;
 pub mod upstream;
 
@@ -52,8 +53,13 @@ pub struct Shared {
     pub max_rpc_message_bytes: usize,
     /// Largest Redis command accepted (`--max-redis-request-bytes`).
     pub max_redis_request_bytes: usize,
+    /// The gateway's zone (`--zone`; empty: unknown), for zone-aware picks.
+    pub zone: Arc<str>,
     /// Channels to rate limit services, kept across pushes and listener changes.
     pub rls: Arc<crate::policy::global_ratelimit::RlsClients>,
+    /// Starts the requests' spans and exports them (`--trace-sampling`,
+    /// `--otlp-endpoint`).
+    pub tracer: Arc<crate::telemetry::trace::Tracer>,
 }
 
 /// What an HTTP listener's connections need.
@@ -135,6 +141,7 @@ impl ListenerCtx {
                 l.name.clone(),
                 config.clone(),
                 shared.clone(),
+                svc.tcp().clone(),
             ))),
             ListenerKind::Meta {
                 route_config,

@@ -26,7 +26,9 @@ fn exchange(grpc: bool) -> Exchange {
         metrics: metrics.clone(),
         max_rpc_message_bytes: 1024,
         rls: Default::default(),
+        tracer: Default::default(),
         max_redis_request_bytes: 1024,
+        zone: Default::default(),
     });
     let listener = Arc::new(HttpListener {
         name: "l".into(),

@@ -5,21 +5,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
-
 use super::call::{Backend, CallOutcome, CallRecord, Decision, Lease, Unreachable};
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::cluster::lb;
+use crate::cluster::{ClusterState, lb};
 use crate::codec::{Codec, Edit, Metadata};
 use crate::policy::chain::{Chain, Check};
 use crate::policy::reject::{Reject, RejectKind};
+use crate::policy::mirror;
 use crate::policy::request::{Request, Source};
+use crate::policy::route::RoutePolicy;
 use crate::proxy::Shared;
 use crate::proxy::attempts;
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::RetryActive;
 use crate::router::{pick_cluster, select_meta};
-use crate::telemetry::metrics::{Outcome, RequestProtocol, ServiceMetrics};
+use crate::telemetry::access_log::Line;
+use crate::telemetry::metrics::{Metrics, RequestProtocol, ServiceMetrics};
+use crate::telemetry::record::{self, PeerRef, Record};
+use crate::telemetry::tcp::TcpMetrics;
+use crate::telemetry::trace::{Span, TRACEPARENT};
 
 /// What a Dubbo/Thrift listener's connections need.
 #[derive(Debug)]
@@ -47,11 +51,13 @@ pub struct MetaListener {
 pub fn istio_outcome(call: &CallRecord) -> (u16, u16) {
     use crate::proxy::local_reply::ResponseFlags as F;
     match call.outcome {
-        CallOutcome::Answered(status) if status >= 500 && call.retries > 0 => (status, F::URX),
-        CallOutcome::Answered(status) => (status, 0),
+        CallOutcome::Answered(status) if status >= 500 && call.retries > 0 => {
+            (status, F::URX | call.flags)
+        }
+        CallOutcome::Answered(status) => (status, call.flags),
         CallOutcome::Local(kind) => {
             let outline = kind.outline();
-            (outline.http, outline.flag)
+            (outline.http, outline.flag | call.flags)
         }
     }
 }
@@ -65,17 +71,28 @@ fn local(kind: RejectKind, message: String) -> Reject {
 }
 
 impl Backend for MetaListener {
-    fn admit(&self, source: &Source, request: &Metadata) -> Check {
+    fn admit(
+        &self,
+        source: &Source,
+        request: &Metadata,
+        route: Option<&RoutePolicy>,
+        flags: &mut u16,
+    ) -> Check {
         if self.chain.is_empty() {
             return Check::Done(Ok(()));
         }
+        // The connection's peer, looked up in the current pod table for each call.
+        let source = Source::resolved(source.addr, &self.shared.snapshot.load());
         let req = Request {
             protocol: self.protocol,
-            source,
+            source: &source,
             attrs: request,
         };
-        // Before routing: MetaProtocol routes carry nothing the filters read.
-        self.chain.check(&req, None)
+        self.chain.check(&req, route, flags)
+    }
+
+    fn metrics(&self) -> Option<&Metrics> {
+        Some(&self.shared.metrics)
     }
 
     fn route(&self, request: &Metadata) -> Result<Decision, Reject> {
@@ -95,13 +112,7 @@ impl Backend for MetaListener {
         };
         let mut rng = rand::rng();
         let cluster = pick_cluster(&route.target, &mut rng).clone();
-        let mirrors = route
-            .policy
-            .mirrors
-            .iter()
-            .filter(|m| m.fraction >= 1.0 || rng.random_bool(m.fraction))
-            .map(|m| m.cluster.clone())
-            .collect();
+        let mirrors = mirror::sample(&route.policy.mirrors, &mut rng);
         let set = |pairs: &[(String, String)]| Edit {
             request_id: None,
             set: pairs.to_vec(),
@@ -123,31 +134,46 @@ impl Backend for MetaListener {
             timeout: Some(route.policy.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT)),
             retry: route.policy.retry.clone(),
             mirrors,
+            policy: route.policy.clone(),
         })
     }
 
     fn record(&self, request: &Metadata, call: &CallRecord) {
-        let (status, flags) = istio_outcome(call);
-        crate::telemetry::access_log::emit_meta(
-            &self.name,
-            self.protocol.as_str(),
-            request,
-            call,
-            status,
-            flags,
-        );
-        let outcome = Outcome {
-            status,
-            flags,
-            grpc_status: None,
+        let (http_code, flags) = istio_outcome(call);
+        let record = Record {
             protocol: self.protocol,
+            response_code: call.response_code,
+            http_code,
+            grpc_status: None,
+            flags,
+            source: call.source,
+            destination: call.destination,
+            route: call.route.as_deref(),
+            cluster: call.cluster.as_deref(),
+            upstream: call.upstream,
+            duration: call.took,
+            request_bytes: call.request_bytes as u64,
+            response_bytes: call.response_bytes as u64,
+            span: call.span.as_ref(),
         };
-        self.metrics.record(outcome, |h| {
-            h.requests.increment(1);
-            h.duration.record(call.took.as_secs_f64() * 1000.0);
-            h.request_bytes.record(call.request_bytes as f64);
-            h.response_bytes.record(call.response_bytes as f64);
-        });
+        let line = Line::Meta {
+            listener: &self.name,
+            request,
+        };
+        record::finish(&self.metrics, &self.shared.tracer, &record, line);
+    }
+
+    fn tcp_metrics(&self) -> Option<&TcpMetrics> {
+        Some(self.metrics.tcp())
+    }
+
+    fn source_peer(&self, source: &Source) -> PeerRef {
+        record::source_of(source.addr, &self.shared.snapshot.load())
+    }
+
+    fn trace(&self, request: &Metadata) -> Option<Span> {
+        let incoming = request.get(TRACEPARENT).map(str::as_bytes);
+        self.shared.tracer.start(incoming)
     }
 
     fn admit_retry(&self, cluster: &str) -> Option<RetryActive> {
@@ -169,7 +195,16 @@ impl Backend for MetaListener {
         }
     }
 
-    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {
+    fn cluster_state(&self, cluster: &str) -> Option<Arc<ClusterState>> {
+        self.shared.snapshot.load().clusters.get(cluster).cloned()
+    }
+
+    async fn connection(
+        &self,
+        cluster: &str,
+        avoid: &[SocketAddr],
+        key: Option<u64>,
+    ) -> Result<Lease, Unreachable> {
         let snapshot = self.shared.snapshot.load_full();
         let Some(state) = snapshot.clusters.get(cluster) else {
             return Err(Unreachable::NoEndpoint(local(
@@ -177,7 +212,8 @@ impl Backend for MetaListener {
                 format!("cluster {cluster} not found"),
             )));
         };
-        let Some(endpoint) = lb::pick(state, avoid, &mut rand::rng()) else {
+        let zone = &self.shared.zone;
+        let Some(endpoint) = lb::pick(state, avoid, key, zone, &mut rand::rng()) else {
             return Err(Unreachable::NoEndpoint(local(
                 RejectKind::NoHealthyUpstream,
                 format!("no healthy endpoint in {cluster}"),

@@ -11,19 +11,21 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::upstream::{Multiplexed, UpstreamError};
-use crate::cluster::Endpoint;
+use crate::cluster::{ClusterState, Endpoint};
 use crate::codec::{Codec, Edit, Frame, MessageType, Metadata};
 use crate::model::route::RetryPolicy;
 use crate::policy::chain::Check;
 use crate::policy::reject::{Reject, RejectKind};
 use crate::policy::request::Source;
+use crate::policy::route::RoutePolicy;
+use crate::policy;
+use crate::telemetry::metrics::Metrics;
 use crate::proxy::attempts::{self, Plan, Transport, TryError};
 use crate::proxy::exchange::{ClusterActive, EndpointActive};
 use crate::proxy::retry::{self, RetryActive, TryFailure};
-
-/// How long a mirrored call may take before it is abandoned (its answer is discarded
-/// anyway; this only bounds the work).
-const MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::telemetry::record::PeerRef;
+use crate::telemetry::tcp::TcpMetrics;
+use crate::telemetry::trace::{Span, TRACEPARENT};
 
 /// Where a request goes, as the route decided.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Decision {
     pub retry: Option<RetryPolicy>,
     /// Clusters that get a copy of this request (already sampled by their fractions).
     pub mirrors: Vec<Arc<str>>,
+    /// The route's policies, as the request filters read them (a fault rule, ...).
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// How a call ended, for telemetry.
@@ -67,12 +71,22 @@ pub struct CallRecord {
     pub upstream: Option<SocketAddr>,
     /// Tries after the first.
     pub retries: u32,
+    /// Response flags the request filters marked (`DI` for an injected delay).
+    pub flags: u16,
     /// From the request's arrival to its answer.
     pub took: Duration,
     /// Bytes of the request as received.
     pub request_bytes: usize,
     /// Bytes of the answer sent (0 for one-way calls).
     pub response_bytes: usize,
+    /// The outcome in the protocol's own terms (`Codec::response_code`).
+    pub response_code: u16,
+    /// The calling workload.
+    pub source: PeerRef,
+    /// The workload of the endpoint of the last try.
+    pub destination: PeerRef,
+    /// The gateway's span, when the call is traced.
+    pub span: Option<Span>,
 }
 
 impl CallRecord {
@@ -84,9 +98,14 @@ impl CallRecord {
             cluster: None,
             upstream: None,
             retries: 0,
+            flags: 0,
             took: Duration::ZERO,
             request_bytes,
             response_bytes: 0,
+            response_code: 0,
+            source: PeerRef::unknown(),
+            destination: PeerRef::unknown(),
+            span: None,
         }
     }
 }
@@ -136,10 +155,23 @@ impl Unreachable {
 /// connections, retry accounting and telemetry (the listener wires these to the current
 /// snapshot and its metrics; tests to fakes).
 pub trait Backend: Send + Sync + 'static {
-    /// Runs the listener's request filters (rate limits, ...) on a request from
-    /// `source`, before routing.
-    fn admit(&self, _source: &Source, _request: &Metadata) -> Check {
+    /// Runs the listener's request filters (rate limits, faults, ...) on a request from
+    /// `source`, after routing: `route` is the matched route's policies (none when no
+    /// route matched; "no route" is answered after the filters, as on HTTP). Filters
+    /// mark `flags` for telemetry.
+    fn admit(
+        &self,
+        _source: &Source,
+        _request: &Metadata,
+        _route: Option<&RoutePolicy>,
+        _flags: &mut u16,
+    ) -> Check {
         Check::Done(Ok(()))
+    }
+
+    /// The metrics registry mirrored calls are counted in, if any.
+    fn metrics(&self) -> Option<&Metrics> {
+        None
     }
 
     /// Routes a request, or says why it cannot be served.
@@ -152,12 +184,20 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// A connection to an endpoint of `cluster`, preferring endpoints not in `avoid`
-    /// (those that already failed this call).
+    /// (those that already failed this call), by consistent hash on `key` when the
+    /// cluster hashes and the call has one.
     fn connection(
         &self,
         cluster: &str,
         avoid: &[SocketAddr],
+        key: Option<u64>,
     ) -> impl Future<Output = Result<Lease, Unreachable>> + Send;
+
+    /// The state of `cluster`, when the backend has one: its connection breakers
+    /// (`max_connections`, `max_pending_requests`) then apply to calls.
+    fn cluster_state(&self, _cluster: &str) -> Option<Arc<ClusterState>> {
+        None
+    }
 
     /// Counts one more retry on `cluster` if its retry budget admits it.
     fn admit_retry(&self, _cluster: &str) -> Option<RetryActive> {
@@ -166,6 +206,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Records a finished call.
     fn record(&self, _request: &Metadata, _call: &CallRecord) {}
+
+    /// The `istio_tcp_*` counters of the listener's connections, if counted.
+    fn tcp_metrics(&self) -> Option<&TcpMetrics> {
+        None
+    }
+
+    /// The calling workload's labels, for telemetry.
+    fn source_peer(&self, _source: &Source) -> PeerRef {
+        PeerRef::unknown()
+    }
+
+    /// The gateway's span of a call, continuing its `traceparent` if it brought one;
+    /// `None` when the call is not traced.
+    fn trace(&self, _request: &Metadata) -> Option<Span> {
+        None
+    }
 }
 
 /// One call; the bytes to answer with (`None` for one-way calls: never answered, also
@@ -178,10 +234,13 @@ pub async fn call<B: Backend>(
     record: &mut CallRecord,
 ) -> Option<Bytes> {
     let oneway = frame.metadata.message_type == MessageType::Oneway;
+    record.source = backend.source_peer(source);
+    record.span = backend.trace(&frame.metadata);
     let (bytes, outcome) = match exchange(codec, backend, source, frame, record).await {
         Ok(bytes) => bytes,
         Err(e) => {
             let kind = e.kind;
+            record.response_code = codec.reject_code(kind);
             (
                 (!oneway).then(|| codec.local_reply(&frame.metadata, &e)),
                 CallOutcome::Local(kind),
@@ -201,26 +260,35 @@ async fn exchange<B: Backend>(
     record: &mut CallRecord,
 ) -> Result<(Option<Bytes>, CallOutcome), Reject> {
     let request = &frame.metadata;
-    match backend.admit(source, request) {
+    let routed = backend.route(request);
+    let policy = routed.as_ref().ok().map(|d| &*d.policy);
+    match backend.admit(source, request, policy, &mut record.flags) {
         Check::Done(verdict) => verdict?,
         Check::Wait(pending) => pending.await?,
     }
-    let decision = backend.route(request)?;
+    let mut decision = routed?;
+    // The upstream continues the trace under the gateway's span (Thrift without THeader
+    // has nowhere to carry it).
+    if let Some(span) = &record.span
+        && codec.can_mutate(request)
+    {
+        let set = &mut decision.request_edit.set;
+        set.retain(|(k, _)| k != TRACEPARENT);
+        set.push((TRACEPARENT.to_string(), span.traceparent()));
+    }
     record.route = Some(decision.route.clone());
     record.cluster = Some(decision.cluster.clone());
     let _active = backend.admit_cluster(&decision.cluster)?;
     for cluster in &decision.mirrors {
-        mirror(
-            backend,
-            cluster.clone(),
-            frame.clone(),
-            decision.request_edit.clone(),
-        );
+        mirror(backend, cluster, frame, &decision.request_edit);
     }
-    let Some(response) = tries(codec, &**backend, frame, &decision, record).await? else {
+    let key = policy::hash::key(&decision.policy.hash, request, source);
+    let Some(response) = tries(codec, &**backend, frame, &decision, key, record).await? else {
+        record.response_code = codec.delivered_code();
         return Ok((None, CallOutcome::Answered(200)));
     };
     let status = codec.http_status(&response);
+    record.response_code = codec.response_code(&response);
     let mut edit = decision.response_edit;
     edit.request_id = Some(request.request_id);
     let mut out = BytesMut::with_capacity(response.bytes.len() + 32);
@@ -240,6 +308,7 @@ async fn tries<B: Backend>(
     backend: &B,
     frame: &Frame,
     decision: &Decision,
+    hash_key: Option<u64>,
     record: &mut CallRecord,
 ) -> Result<Option<Frame>, Reject> {
     let plan = Plan {
@@ -253,6 +322,8 @@ async fn tries<B: Backend>(
         decision,
         record,
         endpoint: None,
+        hash_key,
+        cluster: backend.cluster_state(&decision.cluster),
     };
     let tries = attempts::run(&mut t, plan).await;
     t.record.retries = tries.retries;
@@ -268,6 +339,10 @@ struct MetaTry<'a, B> {
     record: &'a mut CallRecord,
     /// The endpoint of the last try, when the backend tracks endpoints.
     endpoint: Option<Arc<Endpoint>>,
+    /// The consistent-hash key, when the route hashes.
+    hash_key: Option<u64>,
+    /// The route's cluster, when the backend has one (its connection breakers apply).
+    cluster: Option<Arc<ClusterState>>,
 }
 
 impl<B: Backend> Transport for MetaTry<'_, B> {
@@ -281,7 +356,7 @@ impl<B: Backend> Transport for MetaTry<'_, B> {
         self.endpoint = None;
         let lease = self
             .backend
-            .connection(&self.decision.cluster, avoid)
+            .connection(&self.decision.cluster, avoid, self.hash_key)
             .await
             .map_err(|e| match e {
                 Unreachable::NoEndpoint(e) => TryError::Final(e),
@@ -292,6 +367,10 @@ impl<B: Backend> Transport for MetaTry<'_, B> {
             })?;
         self.record.upstream = Some(lease.connection.addr());
         self.endpoint = lease.active.as_ref().map(|a| a.0.clone());
+        self.record.destination = self
+            .endpoint
+            .as_deref()
+            .map_or(PeerRef::unknown(), crate::telemetry::record::destination_of);
         lease
             .connection
             .call(self.frame, &self.decision.request_edit)
@@ -326,6 +405,14 @@ impl<B: Backend> Transport for MetaTry<'_, B> {
         self.record.upstream
     }
 
+    fn status(&self, answer: &Option<Frame>) -> u16 {
+        answer.as_ref().map_or(200, |f| self.codec.http_status(f))
+    }
+
+    fn cluster(&self) -> Option<&Arc<ClusterState>> {
+        self.cluster.as_ref()
+    }
+
     fn retries_answer(&self, policy: &RetryPolicy, answer: &Option<Frame>) -> bool {
         answer.as_ref().is_some_and(|response| {
             let status = self.codec.http_status(response);
@@ -349,28 +436,26 @@ impl<B: Backend> Transport for MetaTry<'_, B> {
     }
 }
 
-/// Sends a copy of the request to `cluster` in the background; its answer (or failure)
-/// is dropped and never touches the caller's call.
-fn mirror<B: Backend>(backend: &Arc<B>, cluster: Arc<str>, frame: Frame, edit: Edit) {
-    let backend = backend.clone();
-    tokio::spawn(async move {
-        let sent = async {
-            let lease = backend
-                .connection(&cluster, &[])
-                .await
-                .map_err(Unreachable::into_error)?;
-            lease
-                .connection
-                .call(&frame, &edit)
-                .await
-                .map_err(|e| local(RejectKind::UpstreamReset, e.to_string()))
-        };
-        match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(%cluster, error = %e.message, "mirrored call failed"),
-            Err(_) => tracing::debug!(%cluster, "mirrored call timed out"),
-        }
-    });
+/// Sends a copy of the request to `cluster` in the background (`policy::mirror`: under
+/// the cluster's breaker, bounded); its answer (or failure) is dropped and never touches
+/// the caller's call.
+fn mirror<B: Backend>(backend: &Arc<B>, cluster: &Arc<str>, frame: &Frame, edit: &Edit) {
+    let admitted = backend.admit_cluster(cluster);
+    let (task_backend, target) = (backend.clone(), cluster.clone());
+    let (frame, edit) = (frame.clone(), edit.clone());
+    let send = async move {
+        let lease = task_backend
+            .connection(&target, &[], None)
+            .await
+            .map_err(|e| e.into_error().message.into_owned())?;
+        lease
+            .connection
+            .call(&frame, &edit)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    policy::mirror::spawn(cluster.clone(), admitted, backend.metrics(), send);
 }
 
 fn local(kind: RejectKind, message: String) -> Reject {

@@ -15,6 +15,7 @@ use super::call::{Backend, CallRecord, call};
 use crate::codec::{Codec, Frame, MessageType};
 use crate::policy::request::Source;
 use crate::proxy::READ_CHUNK;
+use crate::telemetry::tcp::Counted;
 
 /// Answers queued for the writer before request tasks wait.
 const ANSWER_QUEUE: usize = 1024;
@@ -32,6 +33,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
     B: Backend,
 {
+    let stream = Counted::new(stream, backend.tcp_metrics().cloned());
     let (mut reader, writer) = tokio::io::split(stream);
     let (answers, queue) = mpsc::channel::<Answer>(ANSWER_QUEUE);
     let ordered = codec.responses_in_order();
@@ -42,7 +44,7 @@ where
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Some(answer) = handle(&codec, &backend, source, frame, seq, &answers)
+                    if let Some(answer) = handle(&codec, &backend, source.clone(), frame, seq, &answers)
                         && answers.send(answer).await.is_err()
                     {
                         break 'read;

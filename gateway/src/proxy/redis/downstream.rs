@@ -35,6 +35,7 @@ pub async fn serve<S>(stream: S, listener: Arc<RedisListener>, max_request: usiz
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let stream = listener.tcp.count(stream);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = CommandDecoder::new(max_request);
     let mut session = Session::new(&listener.config);

@@ -32,6 +32,7 @@ use dashmap::DashMap;
 use crate::cluster::ClusterState;
 use crate::model::redis::{ReadPolicy, RedisMode, RedisProxyConfig};
 use crate::proxy::Shared;
+use crate::telemetry::tcp::TcpMetrics;
 use slots::SlotMap;
 use upstream::{Pipelined, UpstreamError};
 
@@ -51,6 +52,8 @@ pub struct RedisListener {
     pub shared: Arc<Shared>,
     /// Per-command metrics.
     pub metrics: pending::CommandMetrics,
+    /// `istio_tcp_*` of its client connections.
+    pub tcp: TcpMetrics,
     /// Open connections, read without locking on every command.
     /// Looked up on every command, so hashed with foldhash rather than SipHash (the
     /// keys are upstream addresses from xDS, not attacker-chosen).
@@ -63,14 +66,20 @@ pub struct RedisListener {
 }
 
 impl RedisListener {
-    /// A listener with no upstream connection yet.
-    pub fn new(name: String, config: Arc<RedisProxyConfig>, shared: Arc<Shared>) -> RedisListener {
+    /// A listener with no upstream connection yet, counting its connections in `tcp`.
+    pub fn new(
+        name: String,
+        config: Arc<RedisProxyConfig>,
+        shared: Arc<Shared>,
+        tcp: TcpMetrics,
+    ) -> RedisListener {
         let metrics = pending::CommandMetrics::new(&shared.metrics, &name);
         RedisListener {
             name,
             config,
             shared,
             metrics,
+            tcp,
             open: DashMap::default(),
             connecting: DashMap::new(),
             slot_maps: DashMap::new(),
