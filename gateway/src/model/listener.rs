@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use corridor_proto::envoy::config::core::v3::{address, socket_address};
 use corridor_proto::envoy::config::listener::v3::{Listener as PbListener, filter};
+use corridor_proto::envoy::extensions::filters::http::fault::v3::HttpFault;
 use corridor_proto::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit as HttpLocalRateLimit;
 use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager::RouteSpecifier, http_filter,
@@ -25,6 +26,8 @@ use crate::policy::global_ratelimit::RateLimitSettings;
 use crate::policy::local_ratelimit::LocalRateLimiter;
 use corridor_proto::aeraki::meta_protocol_proxy::filters::ratelimit::v1alpha::RateLimit as AerakiRateLimit;
 use corridor_proto::envoy::extensions::filters::http::ratelimit::v3::RateLimit as HttpRateLimit;
+use crate::policy::rbac::{ParseMode, Rbac};
+use corridor_proto::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
 
 /// Filter name of the HTTP connection manager.
 pub const HCM_FILTER: &str = "envoy.filters.network.http_connection_manager";
@@ -44,6 +47,11 @@ pub const HTTP_LOCAL_RATELIMIT_FILTER: &str = "envoy.filters.http.local_ratelimi
 pub const RATELIMIT_FILTER: &str = "aeraki.meta_protocol.filters.ratelimit";
 /// Envoy's HTTP global rate limit filter (a rate limit service decides).
 pub const HTTP_RATELIMIT_FILTER: &str = "envoy.filters.http.ratelimit";
+/// Envoy's RBAC filter (authorization); Dubbo and Thrift listeners name it the same.
+pub const RBAC_FILTER: &str = "envoy.filters.http.rbac";
+/// Envoy's HTTP fault filter; Dubbo/Thrift listeners name it too (same message), so the
+/// same filter runs the routes' fault rules for every protocol.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
 /// Prefix of Aeraki's codec names (`aeraki.meta_protocol.codec.dubbo`).
 pub const CODEC_PREFIX: &str = "aeraki.meta_protocol.codec.";
 
@@ -100,6 +108,16 @@ pub enum FilterConfig {
     MetaRateLimit(AerakiRateLimit),
     /// Envoy's HTTP global rate limit.
     HttpRateLimit(HttpRateLimit),
+    /// Envoy's RBAC filter, reading HTTP headers or codec attributes per `mode`.
+    Rbac {
+        /// The filter's configuration.
+        config: RbacFilter,
+        /// What its header rules read.
+        mode: ParseMode,
+    },
+    /// Fault injection (Envoy's HTTP fault filter, for every protocol): the
+    /// listener-wide rule, usually empty, as routes carry their own.
+    Fault(HttpFault),
 }
 
 /// The codecs the gateway has.
@@ -295,6 +313,17 @@ fn meta_kind(p: &MetaProtocolProxy) -> Result<ListenerKind, ModelError> {
                 RateLimitSettings::from_aeraki(&config)?;
                 filters.push(FilterConfig::MetaRateLimit(config));
             }
+            RBAC_FILTER => {
+                let any = f.config.as_ref().ok_or(ModelError::Missing("rbac.config"))?;
+                filters.push(rbac(decode_any::<RbacFilter>(any)?, ParseMode::Meta)?);
+            }
+            FAULT_FILTER => {
+                let config = match &f.config {
+                    Some(any) => decode_any::<HttpFault>(any)?,
+                    None => HttpFault::default(),
+                };
+                filters.push(fault_filter(config)?);
+            }
             other => {
                 return Err(ModelError::Unsupported(format!(
                     "MetaProtocol filter {other:?}"
@@ -347,6 +376,19 @@ fn http_filters(list: &[HttpFilter]) -> Result<Vec<FilterConfig>, ModelError> {
                 RateLimitSettings::from_envoy(&config)?;
                 filters.push(FilterConfig::HttpRateLimit(config));
             }
+            RBAC_FILTER => {
+                let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    return Err(ModelError::Missing("rbac.typed_config"));
+                };
+                filters.push(rbac(decode_any::<RbacFilter>(any)?, ParseMode::Http)?);
+            }
+            FAULT_FILTER => {
+                let config = match &f.config_type {
+                    Some(http_filter::ConfigType::TypedConfig(any)) => decode_any::<HttpFault>(any)?,
+                    _ => HttpFault::default(),
+                };
+                filters.push(fault_filter(config)?);
+            }
             other if f.is_optional => {
                 tracing::debug!(
                     filter = other,
@@ -359,6 +401,18 @@ fn http_filters(list: &[HttpFilter]) -> Result<Vec<FilterConfig>, ModelError> {
         }
     }
     Ok(filters)
+}
+
+/// The fault filter's configuration, validated.
+fn fault_filter(config: HttpFault) -> Result<FilterConfig, ModelError> {
+    crate::policy::fault::from_envoy(&config)?;
+    Ok(FilterConfig::Fault(config))
+}
+
+/// An RBAC filter, validated.
+fn rbac(config: RbacFilter, mode: ParseMode) -> Result<FilterConfig, ModelError> {
+    Rbac::from_filter(&config, mode)?;
+    Ok(FilterConfig::Rbac { config, mode })
 }
 
 /// Converts an Envoy address holding a literal IP and a numeric port.

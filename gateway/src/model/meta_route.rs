@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha as pb;
-use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
 
 use super::ModelError;
 use super::route::{
@@ -39,7 +38,7 @@ pub struct MetaRoute {
     pub response_mutation: Vec<(String, String)>,
     /// Timeout, retries (Corridor extensions), mirrors and hash policy: the call
     /// policies every protocol's routes carry.
-    pub policy: RoutePolicy,
+    pub policy: Arc<RoutePolicy>,
 }
 
 pub use crate::policy::route::Mirror;
@@ -125,13 +124,18 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
         target,
         request_mutation: pairs(&r.request_mutation)?,
         response_mutation: pairs(&r.response_mutation)?,
-        policy: RoutePolicy {
+        policy: Arc::new(RoutePolicy {
             timeout: match &action.timeout {
                 Some(d) => Some(super::duration(d, "route.timeout")?).filter(|d| !d.is_zero()),
                 None => None,
             },
             retry: action.retry_policy.as_ref().map(retry_policy).transpose()?,
-            fault: None,
+            fault: action
+                .fault
+                .as_ref()
+                .map(crate::policy::fault::from_envoy)
+                .transpose()?
+                .flatten(),
             mirrors,
             hash: action
                 .hash_policy
@@ -139,23 +143,15 @@ fn convert(r: &pb::Route) -> Result<MetaRoute, ModelError> {
                 .map(|name| HashPolicy::from_attribute(name))
                 .collect(),
             rate_limits: Default::default(),
-        },
+        }),
     })
 }
 
 /// The share of a mirror policy's runtime fraction (absent: everything).
 fn mirror_fraction(m: &pb::route_action::RequestMirrorPolicy) -> f64 {
-    let Some(p) = m
+    let percent = m
         .runtime_fraction
         .as_ref()
-        .and_then(|f| f.default_value.as_ref())
-    else {
-        return 1.0;
-    };
-    let denominator = match DenominatorType::try_from(p.denominator) {
-        Ok(DenominatorType::TenThousand) => 10_000.0,
-        Ok(DenominatorType::Million) => 1_000_000.0,
-        _ => 100.0,
-    };
-    (f64::from(p.numerator) / denominator).clamp(0.0, 1.0)
+        .and_then(|f| f.default_value.as_ref());
+    crate::policy::fault::share(percent, 1.0)
 }

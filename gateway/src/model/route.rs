@@ -254,6 +254,7 @@ fn convert_vhost(
                 clusters.extend(cs.iter().map(|(c, _)| c.clone()))
             }
         }
+        clusters.extend(route.action.policy.mirrors.iter().map(|m| m.cluster.clone()));
         routes.push(route);
     }
     Ok(VirtualHost {
@@ -303,7 +304,7 @@ fn convert_route(r: &pb::Route, vh_rules: &Arc<[RateLimitRule]>) -> Result<Route
         .iter()
         .map(query_matcher)
         .collect::<Result<_, _>>()?;
-    let action = match &r.action {
+    let mut action = match &r.action {
         Some(pb::route::Action::Route(ra)) => forward_action(ra, vh_rules)?,
         Some(_) => {
             return Err(ModelError::Unsupported(
@@ -312,6 +313,9 @@ fn convert_route(r: &pb::Route, vh_rules: &Arc<[RateLimitRule]>) -> Result<Route
         }
         None => return Err(ModelError::Missing("action")),
     };
+    // The fault filter's per-route rule (Istio's `fault`); other filters' per-route
+    // configuration is theirs to read.
+    action.policy.fault = crate::policy::fault::from_per_filter_config(&r.typed_per_filter_config)?;
     let name: Arc<str> = if r.name.is_empty() {
         Arc::from("-")
     } else {
@@ -348,7 +352,7 @@ pub(crate) fn full_regex(re: &str, ignore_case: bool) -> Result<Regex, ModelErro
     Regex::new(&format!("{flags}^(?:{re})$")).map_err(invalid)
 }
 
-fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {
+pub(crate) fn string_match(sm: &StringMatcher) -> Result<StringMatch, ModelError> {
     let ic = sm.ignore_case;
     let f = |s: &String| {
         if ic {
@@ -466,6 +470,7 @@ fn forward_action(
         policy: RoutePolicy {
             timeout,
             retry,
+            mirrors: crate::policy::mirror::from_envoy(&ra.request_mirror_policies)?,
             // The route's own rules replace its virtual host's (Envoy's default).
             rate_limits: if ra.rate_limits.is_empty() {
                 vh_rules.clone()

@@ -14,8 +14,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::fault::FaultFilter;
 use super::global_ratelimit::{GlobalRateLimit, RateLimitSettings, RlsClients};
 use super::local_ratelimit::LocalRateLimiter;
+use super::rbac::Rbac;
 use super::reject::{Reject, RejectKind};
 use super::request::Request;
 use super::route::RoutePolicy;
@@ -28,6 +30,10 @@ use crate::model::listener::FilterConfig;
 pub enum Filter {
     /// A local rate limit (token buckets of this gateway replica).
     LocalRateLimit(LocalRateLimiter),
+    /// An authorization filter (ALLOW or DENY policies).
+    Rbac(Rbac),
+    /// Fault injection: delays and aborts (the route's rule, else the listener's).
+    Fault(FaultFilter),
     /// A global rate limit (a rate limit service decides).
     RateLimit(GlobalRateLimit),
 }
@@ -83,6 +89,10 @@ impl Chain {
                     FilterConfig::HttpLocalRateLimit(c) => {
                         Filter::LocalRateLimit(LocalRateLimiter::from_envoy(c)?)
                     }
+                    FilterConfig::Rbac { config, mode } => {
+                        Filter::Rbac(Rbac::from_filter(config, *mode)?)
+                    }
+                    FilterConfig::Fault(c) => Filter::Fault(FaultFilter::new(c)?),
                     FilterConfig::MetaRateLimit(c) => Filter::RateLimit(GlobalRateLimit::new(
                         RateLimitSettings::from_aeraki(c)?,
                         env.snapshot.clone(),
@@ -112,11 +122,12 @@ impl Chain {
     /// fault, apply). Every filter decides what it can at once (a denial, a bucket, an
     /// abort), so a refusal never waits; filters that must wait (a fault delay, a rate
     /// limit service call) hand back futures, awaited one after the other in the
-    /// chain's order.
-    pub fn check(&self, req: &Request<'_>, route: Option<&RoutePolicy>) -> Check {
+    /// chain's order. Filters mark `flags` (Envoy response flags, such as `DI` for an
+    /// injected delay) for the request's telemetry.
+    pub fn check(&self, req: &Request<'_>, route: Option<&RoutePolicy>, flags: &mut u16) -> Check {
         let mut waits: Vec<Pending> = Vec::new();
         for filter in &self.filters {
-            match filter.check(&self.listener, req, route) {
+            match filter.check(&self.listener, req, route, flags) {
                 Step::Go => {}
                 Step::Refuse(reject) => return Check::Done(Err(reject)),
                 Step::Wait(pending) => waits.push(pending),
@@ -148,9 +159,18 @@ pub enum Step {
 }
 
 impl Filter {
-    /// This filter's decision on `req` (of listener `listener`, for messages).
-    fn check(&self, listener: &str, req: &Request<'_>, route: Option<&RoutePolicy>) -> Step {
+    /// This filter's decision on `req` (of listener `listener`, for messages); it may
+    /// mark `flags` for telemetry.
+    fn check(
+        &self,
+        listener: &str,
+        req: &Request<'_>,
+        route: Option<&RoutePolicy>,
+        flags: &mut u16,
+    ) -> Step {
         match self {
+            Filter::Fault(fault) => fault.check(route, flags),
+            Filter::Rbac(rbac) => rbac.check(listener, req),
             Filter::RateLimit(limit) => limit.check(listener, req, route),
             Filter::LocalRateLimit(limit) => {
                 let rules = route.map_or(&[][..], |r| &r.rate_limits[..]);

@@ -5,8 +5,13 @@
 //! [`reject::Reject`] in its own error form; filters never know the protocol.
 
 pub mod chain;
+pub mod hash;
+pub mod fault;
 pub mod global_ratelimit;
+pub mod identity;
 pub mod local_ratelimit;
+pub mod mirror;
+pub mod rbac;
 pub mod reject;
 pub mod request;
 pub mod route;

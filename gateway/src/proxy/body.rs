@@ -25,8 +25,19 @@ pub enum RequestBody {
     Empty,
     /// The downstream body, streamed once, counted into the shared counter.
     Stream(Incoming, Arc<AtomicU64>),
-    /// A replayable view of the downstream body (routes with retries).
+    /// A replayable view of the downstream body (routes with retries or mirrors).
     Replay(ReplayBody),
+    /// A copy of a whole body, sent once (a mirrored request).
+    Copy(Option<Copied>),
+}
+
+/// A whole request body as a [`Tee`] saw it: its data chunks and trailers.
+#[derive(Debug, Clone, Default)]
+pub struct Copied {
+    /// The data, in order.
+    pub chunks: Vec<Bytes>,
+    /// The trailers, if any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Body for RequestBody {
@@ -51,6 +62,7 @@ impl Body for RequestBody {
                 Poll::Pending => Poll::Pending,
             },
             RequestBody::Replay(r) => r.poll(cx),
+            RequestBody::Copy(copy) => Poll::Ready(next_copied(copy)),
         }
     }
 
@@ -59,6 +71,7 @@ impl Body for RequestBody {
             RequestBody::Empty => true,
             RequestBody::Stream(b, _) => b.is_end_stream(),
             RequestBody::Replay(r) => r.is_end(),
+            RequestBody::Copy(copy) => copy.is_none(),
         }
     }
 
@@ -67,7 +80,40 @@ impl Body for RequestBody {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Stream(b, _) => b.size_hint(),
             RequestBody::Replay(r) => r.size_hint(),
+            RequestBody::Copy(Some(c)) if c.trailers.is_none() => {
+                SizeHint::with_exact(c.chunks.iter().map(|b| b.len() as u64).sum())
+            }
+            RequestBody::Copy(_) => SizeHint::default(),
         }
+    }
+}
+
+/// The next frame of a copied body: its chunks, then its trailers; `None` at the end.
+fn next_copied(copy: &mut Option<Copied>) -> Option<Result<Frame<Bytes>, BoxError>> {
+    let c = copy.as_mut()?;
+    if !c.chunks.is_empty() {
+        let chunk = c.chunks.remove(0);
+        if c.chunks.is_empty() && c.trailers.is_none() {
+            *copy = None;
+        }
+        return Some(Ok(Frame::data(chunk)));
+    }
+    let trailers = copy.take()?.trailers?;
+    Some(Ok(Frame::trailers(trailers)))
+}
+
+// === impl Tee ===
+
+/// A copy of a request body as the first try reads it, for a mirror: it resolves once
+/// the whole body went by, or to nothing when the body outgrew the replay limit
+/// ([`RETRY_BUFFER_LIMIT`]) or the request ended before its body was read.
+#[derive(Debug)]
+pub struct Tee(tokio::sync::oneshot::Receiver<Copied>);
+
+impl Tee {
+    /// The whole body, or `None` when it could not be copied.
+    pub async fn body(self) -> Option<Copied> {
+        self.0.await.ok()
     }
 }
 
@@ -84,6 +130,25 @@ struct ReplayState {
     attempt: u32,
     hint: SizeHint,
     count: Arc<AtomicU64>,
+    /// Mirrors waiting for the whole body.
+    tees: Vec<tokio::sync::oneshot::Sender<Copied>>,
+}
+
+impl ReplayState {
+    /// The body has been read to its end: waiting mirrors get their copy.
+    fn finish(&mut self) {
+        self.complete = true;
+        if self.overflow {
+            return;
+        }
+        for tee in self.tees.drain(..) {
+            // A mirror that gave up is no concern of the request's.
+            let _ = tee.send(Copied {
+                chunks: self.chunks.clone(),
+                trailers: self.trailers.clone(),
+            });
+        }
+    }
 }
 
 /// A request body that records what it forwards (up to [`RETRY_BUFFER_LIMIT`]) so that
@@ -112,6 +177,7 @@ impl ReplayBody {
             attempt: 0,
             hint,
             count,
+            tees: Vec::new(),
         };
         ReplayBody {
             state: Arc::new(Mutex::new(state)),
@@ -124,6 +190,22 @@ impl ReplayBody {
     /// Whether the body can still be sent again from the start.
     pub fn can_replay(&self) -> bool {
         self.state.lock().map(|s| !s.overflow).unwrap_or(false)
+    }
+
+    /// A copy of the whole body for a mirror, once it has been read (by the tries).
+    pub fn tee(&self) -> Tee {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Ok(mut s) = self.state.lock() {
+            if s.complete && !s.overflow {
+                let _ = tx.send(Copied {
+                    chunks: s.chunks.clone(),
+                    trailers: s.trailers.clone(),
+                });
+            } else if !s.overflow {
+                s.tees.push(tx);
+            }
+        }
+        Tee(rx)
     }
 
     /// A fresh view for the next try; the previous views stop working.
@@ -167,7 +249,7 @@ impl ReplayBody {
         match Pin::new(&mut s.incoming).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                s.complete = true;
+                s.finish();
                 self.trailers_sent = true;
                 Poll::Ready(None)
             }
@@ -180,6 +262,8 @@ impl ReplayBody {
                         if s.size > RETRY_BUFFER_LIMIT {
                             s.overflow = true;
                             s.chunks = Vec::new();
+                            // Mirrors waiting for a copy learn there will be none.
+                            s.tees.clear();
                         } else {
                             s.chunks.push(d.clone());
                             self.pos += 1;
@@ -187,11 +271,11 @@ impl ReplayBody {
                     }
                 } else if let Some(t) = frame.trailers_ref() {
                     s.trailers = Some(t.clone());
-                    s.complete = true;
+                    s.finish();
                     self.trailers_sent = true;
                 }
-                if s.incoming.is_end_stream() {
-                    s.complete = true;
+                if s.incoming.is_end_stream() && !s.complete {
+                    s.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -303,3 +387,6 @@ impl Body for ResponseBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,10 +52,16 @@ impl Backend for Fake {
             timeout: self.timeout,
             retry: self.retry.clone(),
             mirrors: self.mirror.iter().map(|_| Arc::from("mirror")).collect(),
+            policy: Default::default(),
         })
     }
 
-    async fn connection(&self, cluster: &str, avoid: &[SocketAddr]) -> Result<Lease, Unreachable> {
+    async fn connection(
+        &self,
+        cluster: &str,
+        avoid: &[SocketAddr],
+        _key: Option<u64>,
+    ) -> Result<Lease, Unreachable> {
         let addr = match cluster {
             "mirror" => self.mirror.unwrap(),
             _ => *self

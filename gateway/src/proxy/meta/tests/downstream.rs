@@ -29,7 +29,13 @@ struct Fake {
 
 impl Backend for Fake {
     /// Refuses `deny…` calls, naming the caller the filters saw.
-    fn admit(&self, source: &Source, request: &Metadata) -> Check {
+    fn admit(
+        &self,
+        source: &Source,
+        request: &Metadata,
+        _route: Option<&crate::policy::route::RoutePolicy>,
+        _flags: &mut u16,
+    ) -> Check {
         let payload = request.get("payload").unwrap_or_default();
         if payload.starts_with("deny") {
             let message = format!("denied {}", source.addr);
@@ -56,6 +62,7 @@ impl Backend for Fake {
                 .then_some(Duration::from_millis(100)),
             retry: None,
             mirrors: Vec::new(),
+            policy: Default::default(),
         })
     }
 
@@ -63,6 +70,7 @@ impl Backend for Fake {
         &self,
         _cluster: &str,
         _avoid: &[std::net::SocketAddr],
+        _key: Option<u64>,
     ) -> Result<Lease, Unreachable> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
