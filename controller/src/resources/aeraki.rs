@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 pub use super::istio::Percent;
-use super::istio::{Destination, StringMatch};
+use super::istio::{Destination, HttpFaultInjection, HttpRetry, StringMatch};
 
 /// The Aeraki MetaProtocol API group.
 pub const GROUP: &str = "metaprotocol.aeraki.io";
@@ -77,6 +77,16 @@ pub struct MetaRoute {
     /// Key/values written into each response.
     #[serde(default)]
     pub response_mutation: Vec<KeyValue>,
+    /// Corridor extension: delays and aborts injected into matching calls, as a
+    /// VirtualService route's `fault` (aborts answered in Dubbo's or Thrift's own error).
+    #[serde(default)]
+    pub fault: Option<HttpFaultInjection>,
+    /// Corridor extension: the whole call's timeout (`2s`); absent: the gateway's default.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Corridor extension: retries, as a VirtualService route's; absent: Istio's default.
+    #[serde(default)]
+    pub retries: Option<HttpRetry>,
 }
 
 /// Conditions on a request's attributes.

@@ -17,7 +17,8 @@ use corridor_proto::{
     pack_any,
 };
 
-use super::ratelimit;
+use super::{authz, fault, ratelimit};
+use crate::resources::authz::Action;
 use crate::resources::MetaRouter;
 
 /// HTTP filter name of the router.
@@ -54,6 +55,10 @@ pub(super) const ORDER: [Stage; 5] = [
 pub(super) struct PolicySources<'a> {
     /// The MetaRouter naming the service (Dubbo/Thrift rate limits).
     pub meta_router: Option<&'a MetaRouter>,
+    /// The AuthorizationPolicies that apply to the listener's service.
+    pub authz: Option<&'a authz::ListenerPolicies<'a>>,
+    /// Whether a route of the listener injects faults (the fault filter runs then).
+    pub faults: bool,
 }
 
 /// The `http_filters` of an HTTP listener's connection manager: its policy stages in
@@ -79,10 +84,10 @@ pub(super) fn meta_filters(sources: &PolicySources<'_>, stat_prefix: &str) -> Ve
 
 fn http_stage(stage: Stage, sources: &PolicySources<'_>, stat_prefix: &str) -> Option<HttpFilter> {
     match stage {
-        // AuthorizationPolicy → `envoy.filters.http.rbac` (the authorization work).
-        Stage::RbacDeny | Stage::RbacAllow => None,
-        // VirtualService `fault` → `envoy.filters.http.fault` (the fault work).
-        Stage::Fault => None,
+        Stage::RbacDeny => authz::http(sources.authz, Action::Deny),
+        Stage::RbacAllow => authz::http(sources.authz, Action::Allow),
+        // Empty: each route carries its own rule (`typed_per_filter_config`).
+        Stage::Fault => fault::http_filter(sources.faults),
         Stage::LocalRateLimit => ratelimit::http_local(sources, stat_prefix),
         Stage::RateLimit => ratelimit::http_global(sources, stat_prefix),
     }
@@ -90,11 +95,10 @@ fn http_stage(stage: Stage, sources: &PolicySources<'_>, stat_prefix: &str) -> O
 
 fn meta_stage(stage: Stage, sources: &PolicySources<'_>, stat_prefix: &str) -> Option<MetaProtocolFilter> {
     match stage {
-        // AuthorizationPolicy → the same RBAC filter and message (the authorization work).
-        Stage::RbacDeny | Stage::RbacAllow => None,
-        // Meta faults travel on the routes (RouteAction `fault`); whether the list also
-        // names a fault stage is the fault work's call.
-        Stage::Fault => None,
+        Stage::RbacDeny => authz::meta(sources.authz, Action::Deny),
+        Stage::RbacAllow => authz::meta(sources.authz, Action::Allow),
+        // Empty, as for HTTP: rules travel on the routes (RouteAction `fault`).
+        Stage::Fault => fault::meta_filter(sources.faults),
         Stage::LocalRateLimit => ratelimit::meta_local(sources, stat_prefix),
         Stage::RateLimit => ratelimit::meta_global(sources, stat_prefix),
     }

@@ -23,15 +23,15 @@ use corridor_proto::{
 };
 
 use super::{
-    Context, PortInfo, ServiceInfo, cluster_name, pb_duration,
+    Context, PortInfo, ServiceInfo, cluster_name, fault, pb_duration,
     listener::listener_name, ratelimit,
     route::{self, check_destination, check_string_match, default_retry_policy},
 };
 use crate::{
     resources::{
         MetaRouter, VirtualService,
-        aeraki::{KeyValue, MetaRouteMatch},
-        istio::{Destination, HttpMatchRequest, StringMatch},
+        aeraki::{KeyValue, MetaRoute, MetaRouteMatch},
+        istio::{Destination, HttpMatchRequest, HttpRoute, StringMatch},
     },
     store::ObjectKey,
     xds::snapshot::Resource,
@@ -82,7 +82,11 @@ pub(super) fn build(ctx: &Context<'_>, info: &ServiceInfo, port: &PortInfo, rout
                             }),
                         })
                         .collect(),
-                    retry_policy: Some(default_retry_policy()),
+                    // Corridor extensions: a VirtualService route's timeout, retries and
+                    // fault, in the same terms.
+                    timeout: route::timeout(&extensions(r)).map(pb_duration),
+                    retry_policy: route::retry_policy(&extensions(r)),
+                    fault: r.fault.as_ref().map(fault::http_fault),
                     ..Default::default()
                 }),
                 request_mutation: pairs(&r.request_mutation),
@@ -104,6 +108,7 @@ pub(super) fn build(ctx: &Context<'_>, info: &ServiceInfo, port: &PortInfo, rout
             ..Default::default()
         });
     }
+    super::resilience::hash_meta_routes(ctx, &mut routes);
     Resource::new(name.clone(), &RouteConfiguration { name, routes })
 }
 
@@ -122,6 +127,11 @@ fn virtual_service_routes(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualServic
             cluster_specifier: Some(weighted(clusters)),
             timeout: route::timeout(http).map(pb_duration),
             retry_policy: route::retry_policy(http),
+            fault: http.fault.as_ref().map(fault::http_fault),
+            request_mirror_policies: fault::mirrors(ctx, &key.namespace, http, port)
+                .into_iter()
+                .map(|(cluster, runtime_fraction)| RequestMirrorPolicy { cluster, runtime_fraction })
+                .collect(),
             ..Default::default()
         };
         let label = http.name.clone().unwrap_or_else(|| i.to_string());
@@ -143,6 +153,17 @@ fn virtual_service_routes(ctx: &Context<'_>, key: &ObjectKey, vs: &VirtualServic
         }
     }
     routes
+}
+
+/// A MetaRouter route's Corridor extensions (`timeout`, `retries`, `fault`) read as a
+/// VirtualService route's, so both translate the same way.
+fn extensions(r: &MetaRoute) -> HttpRoute {
+    HttpRoute {
+        timeout: r.timeout.clone(),
+        retries: r.retries.clone(),
+        fault: r.fault.clone(),
+        ..Default::default()
+    }
 }
 
 /// One cluster, or a weighted split.
@@ -273,6 +294,17 @@ pub(super) fn validate(ctx: &Context<'_>, key: &ObjectKey, mr: &MetaRouter) -> R
             && !(0.0..=100.0).contains(&p.value)
         {
             return Err(format!("{at}.mirrorPercentage.value {} is not in 0-100", p.value));
+        }
+        if let Some(t) = &route.timeout {
+            crate::resources::duration::parse_duration(t).map_err(|e| format!("{at}.timeout: {e}"))?;
+        }
+        if let Some(r) = &route.retries
+            && r.attempts < 0
+        {
+            return Err(format!("{at}.retries.attempts is negative ({})", r.attempts));
+        }
+        if let Some(f) = &route.fault {
+            f.check(&format!("{at}.fault"))?;
         }
         for (j, kv) in route.request_mutation.iter().chain(&route.response_mutation).enumerate() {
             if kv.key.is_empty() {

@@ -1,8 +1,10 @@
 //! The translator: a pure function from the [`Store`] to a [`Snapshot`] of Envoy v3
 //! resources and the DNS name table, shaped as docs/xds.md says.
 
+mod authz;
 mod cluster;
 mod endpoint;
+mod fault;
 mod filters;
 mod listener;
 mod meta;
@@ -10,9 +12,11 @@ mod names;
 mod placement;
 mod ratelimit;
 mod redis;
+mod resilience;
 mod route;
 #[cfg(test)]
 pub(crate) mod tests;
+mod workload;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -39,6 +43,7 @@ use crate::{
     xds::snapshot::{Snapshot, TypeSnapshot},
 };
 
+pub use authz::validate as validate_authorization_policy;
 pub use cluster::validate_destination_rule;
 pub use names::with_gateway_available;
 pub(crate) use placement::Placement;
@@ -60,6 +65,10 @@ pub struct TranslateOptions {
     /// Corridor's own namespace, never meshed; in cluster mode it also holds the gateway
     /// address Services.
     pub own_namespace: String,
+    /// Trust domain of workload principals (`cluster.local`).
+    pub trust_domain: String,
+    /// Namespace whose AuthorizationPolicies apply to the whole mesh.
+    pub root_namespace: String,
 }
 
 impl Default for TranslateOptions {
@@ -70,6 +79,8 @@ impl Default for TranslateOptions {
             },
             cluster_domain: crate::config::DEFAULT_CLUSTER_DOMAIN.to_string(),
             own_namespace: crate::config::DEFAULT_NAMESPACE.to_string(),
+            trust_domain: crate::config::DEFAULT_TRUST_DOMAIN.to_string(),
+            root_namespace: crate::config::DEFAULT_ROOT_NAMESPACE.to_string(),
         }
     }
 }
@@ -105,6 +116,8 @@ pub(crate) struct ServiceInfo {
     pub key: ObjectKey,
     pub host: String,
     pub ports: Vec<PortInfo>,
+    /// `spec.trafficDistribution: PreferClose`: zone-aware balancing.
+    pub prefer_close: bool,
 }
 
 impl ServiceInfo {
@@ -126,6 +139,8 @@ impl ServiceInfo {
             key: key.clone(),
             host: service_host(key, domain),
             ports,
+            prefer_close: svc.spec.as_ref().and_then(|s| s.traffic_distribution.as_deref())
+                == Some("PreferClose"),
         }
     }
 
@@ -323,6 +338,10 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         for r in vs.spec.http.iter().flat_map(|h| &h.route) {
             targets.extend(resolve(&r.destination.host, &key.namespace));
         }
+        let mirrors = vs.spec.http.iter().flat_map(|h| h.mirror.iter().chain(h.mirrors.iter().map(|m| &m.destination)));
+        for d in mirrors {
+            targets.extend(resolve(&d.host, &key.namespace));
+        }
     }
     for (key, mr) in meta_routing.values() {
         for r in &mr.spec.routes {
@@ -381,12 +400,23 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
             let Some(bind) = placement.bind(port.number) else {
                 continue;
             };
+            // Authorization applies to the L7 protocols; Redis and TCP have no requests
+            // the RBAC filter reads.
+            let authz = (port.protocol.is_http() || port.protocol.is_meta())
+                .then(|| authz::for_listener(&ctx, info, port))
+                .flatten();
             let policies = filters::PolicySources {
                 meta_router: meta_routing
                     .get(key)
                     .map(|(_, mr)| *mr)
                     // HTTP ports read its rate limits only (a Corridor extension).
                     .filter(|_| port.protocol.is_meta() || port.protocol.is_http()),
+                authz: authz.as_ref(),
+                faults: fault::injects_faults(
+                    port.protocol.is_meta(),
+                    meta_routing.get(key).map(|(_, mr)| *mr),
+                    routing.get(key).map(|(_, vs)| *vs),
+                ),
             };
             let redis_proxy = port
                 .protocol
@@ -416,6 +446,10 @@ pub fn translate(store: &Store, opts: &TranslateOptions) -> Snapshot {
         (type_url::ENDPOINT, endpoints),
         (type_url::META_ROUTE, meta_routes),
         (type_url::NAME_TABLE, vec![name_table]),
+        (
+            type_url::WORKLOAD,
+            workload::build(store, &opts.trust_domain),
+        ),
     ] {
         snapshot
             .types

@@ -16,7 +16,9 @@ use corridor_proto::{
     google::protobuf::{BoolValue, UInt32Value},
 };
 
-use super::{Context, PortInfo, ServiceInfo, cluster_name, listener::listener_name, pb_duration};
+use super::{
+    Context, PortInfo, ServiceInfo, cluster_name, fault, listener::listener_name, pb_duration,
+};
 use crate::{
     resources::{
         VirtualService,
@@ -63,6 +65,7 @@ pub(super) fn build(
                     name: route_name.clone(),
                     r#match: Some(route_match(m)),
                     action: Some(route::Action::Route(action.clone())),
+                    typed_per_filter_config: fault::per_filter_config(http),
                     ..Default::default()
                 });
             }
@@ -88,6 +91,7 @@ pub(super) fn build(
             ..Default::default()
         });
     }
+    super::resilience::hash_routes(ctx, &mut routes);
     let rc = RouteConfiguration {
         name: name.clone(),
         virtual_hosts: vec![VirtualHost {
@@ -228,6 +232,14 @@ fn action(
         host_rewrite_specifier: rewrite
             .and_then(|r| r.authority.clone())
             .map(route_action::HostRewriteSpecifier::HostRewriteLiteral),
+        request_mirror_policies: fault::mirrors(ctx, namespace, http, listener_port)
+            .into_iter()
+            .map(|(cluster, runtime_fraction)| route_action::RequestMirrorPolicy {
+                cluster,
+                runtime_fraction,
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     })
 }
@@ -245,27 +257,37 @@ pub(super) fn weighted_clusters(
     let mut clusters = Vec::new();
     for d in &http.route {
         let weight = if explicit { d.weight.unwrap_or(0) } else { 1 };
-        let Some(target) = ctx.resolve(&d.destination.host, namespace) else {
+        if ctx.resolve(&d.destination.host, namespace).is_none() {
             continue;
-        };
-        let port = d
-            .destination
-            .port
-            .as_ref()
-            .and_then(|p| p.number)
-            .and_then(|n| u16::try_from(n).ok())
-            .or_else(|| target.port(listener_port.number).map(|p| p.number))
-            .or_else(|| target.ports.first().map(|p| p.number))?;
+        }
+        let cluster = destination_cluster(ctx, namespace, &d.destination, listener_port)?;
         if weight <= 0 && http.route.len() > 1 {
             continue;
         }
-        let subset = d.destination.subset.as_deref().unwrap_or("");
-        clusters.push((
-            cluster_name(port, subset, &target.host),
-            u32::try_from(weight.max(1)).unwrap_or(u32::MAX),
-        ));
+        clusters.push((cluster, u32::try_from(weight.max(1)).unwrap_or(u32::MAX)));
     }
     (!clusters.is_empty()).then_some(clusters)
+}
+
+/// The cluster a destination names: its service, its port (else the listener's, when
+/// the service has it, else the service's first), its subset; `None` when the service
+/// no longer resolves.
+pub(super) fn destination_cluster(
+    ctx: &Context<'_>,
+    namespace: &str,
+    d: &Destination,
+    listener_port: &PortInfo,
+) -> Option<String> {
+    let target = ctx.resolve(&d.host, namespace)?;
+    let port = d
+        .port
+        .as_ref()
+        .and_then(|p| p.number)
+        .and_then(|n| u16::try_from(n).ok())
+        .or_else(|| target.port(listener_port.number).map(|p| p.number))
+        .or_else(|| target.ports.first().map(|p| p.number))?;
+    let subset = d.subset.as_deref().unwrap_or("");
+    Some(cluster_name(port, subset, &target.host))
 }
 
 /// A VirtualService route's timeout, if it sets a valid one.

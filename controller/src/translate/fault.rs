@@ -1,0 +1,201 @@
+//! Fault injection and mirroring of a route, as every protocol's listener carries them:
+//! Istio's `fault` becomes Envoy's `HTTPFault` (percentages in millionths, as Istio
+//! writes them), set per route for HTTP and gRPC (`typed_per_filter_config` of the fault
+//! filter, which the listener then names with an empty configuration) and on the
+//! MetaProtocol route's Corridor extension field for Dubbo and Thrift. `mirror`,
+//! `mirrorPercentage` and `mirrors[]` become request mirror policies on either kind of
+//! route.
+
+use std::collections::HashMap;
+
+use corridor_proto::{
+    aeraki::meta_protocol_proxy::v1alpha::MetaProtocolFilter,
+    envoy::{
+        config::core::v3::RuntimeFractionalPercent,
+        extensions::filters::{
+            common::fault::v3::{FaultDelay, fault_delay::FaultDelaySecifier},
+            http::fault::v3::{FaultAbort, HttpFault, fault_abort::ErrorType},
+            network::http_connection_manager::v3::{HttpFilter, http_filter},
+        },
+        r#type::v3::{FractionalPercent, fractional_percent::DenominatorType},
+    },
+    google::protobuf::Any,
+    pack_any,
+};
+
+use super::{Context, PortInfo, route::destination_cluster};
+use crate::resources::{
+    MetaRouter, VirtualService,
+    duration::parse_duration,
+    istio::{HttpFaultInjection, HttpRoute, Percent},
+};
+
+/// Envoy's HTTP fault filter; Dubbo/Thrift listeners name it too, with the same message.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// Whether a listener's routes inject faults: the VirtualService routing an HTTP
+/// service, or the MetaRouter (else the VirtualService) routing a Dubbo/Thrift one.
+/// Only then does the listener name the fault filter.
+pub(super) fn injects_faults(
+    meta: bool,
+    meta_router: Option<&MetaRouter>,
+    virtual_service: Option<&VirtualService>,
+) -> bool {
+    let vs = || virtual_service.is_some_and(|vs| vs.spec.http.iter().any(|h| h.fault.is_some()));
+    match (meta, meta_router) {
+        (true, Some(mr)) => mr.spec.routes.iter().any(|r| r.fault.is_some()),
+        _ => vs(),
+    }
+}
+
+/// The HCM's fault filter, empty (routes carry the rules), when a route injects faults.
+pub(super) fn http_filter(faults: bool) -> Option<HttpFilter> {
+    faults.then(|| HttpFilter {
+        name: FAULT_FILTER.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+            HttpFault::default(),
+        ))),
+        ..Default::default()
+    })
+}
+
+/// The MetaProtocol fault filter, empty (routes carry the rules), when a route injects
+/// faults.
+pub(super) fn meta_filter(faults: bool) -> Option<MetaProtocolFilter> {
+    faults.then(|| MetaProtocolFilter {
+        name: FAULT_FILTER.to_string(),
+        config: Some(pack_any(HttpFault::default())),
+    })
+}
+
+/// A route's `typed_per_filter_config`: the fault filter's rule when the route has one.
+pub(super) fn per_filter_config(http: &HttpRoute) -> HashMap<String, Any> {
+    http.fault
+        .as_ref()
+        .map(|f| (FAULT_FILTER.to_string(), pack_any(http_fault(f))))
+        .into_iter()
+        .collect()
+}
+
+/// Envoy's `HTTPFault` for an Istio fault (validated at admission).
+pub(super) fn http_fault(f: &HttpFaultInjection) -> HttpFault {
+    let delay = f.delay.as_ref().and_then(|d| {
+        let fixed = parse_duration(d.fixed_delay.as_deref()?).ok()?;
+        Some(FaultDelay {
+            percentage: Some(millionths(d.percent_of_requests())),
+            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(super::pb_duration(
+                fixed,
+            ))),
+        })
+    });
+    let abort = f.abort.as_ref().and_then(|a| {
+        let error_type = match (a.http_status, a.grpc_code()) {
+            (Some(status), _) => ErrorType::HttpStatus(u32::try_from(status).ok()?),
+            (None, Some(code)) => ErrorType::GrpcStatus(code),
+            (None, None) => return None,
+        };
+        Some(FaultAbort {
+            percentage: Some(millionths(a.percent_of_requests())),
+            error_type: Some(error_type),
+            ..Default::default()
+        })
+    });
+    HttpFault {
+        delay,
+        abort,
+        ..Default::default()
+    }
+}
+
+/// A percentage (0–100) in millionths, Istio's precision.
+fn millionths(percent: f64) -> FractionalPercent {
+    FractionalPercent {
+        numerator: (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+        denominator: DenominatorType::Million as i32,
+    }
+}
+
+/// A share given as Istio's `Percent` (absent: all) as Envoy's runtime fraction.
+pub(super) fn runtime_fraction(p: Option<&Percent>) -> Option<RuntimeFractionalPercent> {
+    p.map(|p| RuntimeFractionalPercent {
+        default_value: Some(millionths(p.value)),
+        ..Default::default()
+    })
+}
+
+/// The mirrors of a VirtualService route: `mirror` with `mirrorPercentage`, or each of
+/// `mirrors[]` with its `percentage`, as (cluster, share) pairs; destinations that no
+/// longer resolve are left out.
+pub(super) fn mirrors(
+    ctx: &Context<'_>,
+    namespace: &str,
+    http: &HttpRoute,
+    port: &PortInfo,
+) -> Vec<(String, Option<RuntimeFractionalPercent>)> {
+    let single = http
+        .mirror
+        .iter()
+        .map(|d| (d, runtime_fraction(http.mirror_percentage.as_ref())));
+    let listed = http
+        .mirrors
+        .iter()
+        .map(|m| (&m.destination, runtime_fraction(m.percentage.as_ref())));
+    single
+        .chain(listed)
+        .filter_map(|(d, share)| Some((destination_cluster(ctx, namespace, d, port)?, share)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::istio::{FaultAbort as IstioAbort, FaultDelay as IstioDelay};
+
+    #[test]
+    fn an_istio_fault_becomes_envoys_http_fault_in_millionths() {
+        let f = HttpFaultInjection {
+            delay: Some(IstioDelay {
+                fixed_delay: Some("100ms".into()),
+                percentage: Some(Percent { value: 50.0 }),
+                percent: None,
+            }),
+            abort: Some(IstioAbort {
+                grpc_status: Some("UNAVAILABLE".into()),
+                percentage: Some(Percent { value: 20.5 }),
+                ..Default::default()
+            }),
+        };
+        let pb = http_fault(&f);
+        let delay = pb.delay.unwrap();
+        assert_eq!(delay.percentage.unwrap().numerator, 500_000);
+        assert_eq!(
+            delay.fault_delay_secifier,
+            Some(FaultDelaySecifier::FixedDelay(super::super::pb_duration(
+                std::time::Duration::from_millis(100)
+            )))
+        );
+        let abort = pb.abort.unwrap();
+        assert_eq!(abort.error_type, Some(ErrorType::GrpcStatus(14)));
+        assert_eq!(abort.percentage.unwrap().numerator, 205_000);
+    }
+
+    #[test]
+    fn only_a_route_with_a_fault_gets_a_per_filter_config() {
+        let mut http = HttpRoute::default();
+        assert!(per_filter_config(&http).is_empty());
+        http.fault = Some(HttpFaultInjection {
+            abort: Some(IstioAbort {
+                http_status: Some(503),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let config = per_filter_config(&http);
+        assert_eq!(config.keys().collect::<Vec<_>>(), [FAULT_FILTER]);
+        // An abort without percentage aborts nothing, as in Istio.
+        let abort = http_fault(http.fault.as_ref().unwrap()).abort.unwrap();
+        assert_eq!(abort.percentage.unwrap().numerator, 0);
+        assert!(http_filter(false).is_none() && meta_filter(false).is_none());
+        assert_eq!(http_filter(true).unwrap().name, FAULT_FILTER);
+    }
+}
