@@ -31,7 +31,7 @@ use crate::{
     resources::{
         DestinationRule,
         duration::parse_duration,
-        istio::{ConnectionPoolSettings, Subset, TrafficPolicy},
+        istio::{ConnectionPoolSettings, PortSelector, PortTrafficPolicy, Subset, TrafficPolicy},
     },
     xds::snapshot::Resource,
 };
@@ -83,11 +83,30 @@ fn merge(base: Option<&TrafficPolicy>, over: Option<&TrafficPolicy>) -> Option<T
                 .outlier_detection
                 .clone()
                 .or_else(|| b.outlier_detection.clone()),
-            // Not applied yet: Istio resolves each side's port-level entry for the port
-            // before merging, which needs the port here (the outlier/LB work).
-            port_level_settings: Vec::new(),
+            // As Istio: each side's port-level entry for a port first, then the subset's
+            // fields over the rule's; one merged entry per port either side names.
+            port_level_settings: ports_of(b)
+                .chain(ports_of(o))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter_map(|n| {
+                    let merged = merge(Some(&b.at_port(n)), Some(&o.at_port(n)))?;
+                    Some(PortTrafficPolicy {
+                        port: Some(PortSelector { number: Some(n) }),
+                        load_balancer: merged.load_balancer,
+                        connection_pool: merged.connection_pool,
+                        outlier_detection: merged.outlier_detection,
+                    })
+                })
+                .collect(),
         }),
     }
+}
+
+fn ports_of(p: &TrafficPolicy) -> impl Iterator<Item = u32> + '_ {
+    p.port_level_settings
+        .iter()
+        .filter_map(|s| s.port.as_ref().and_then(|s| s.number))
 }
 
 fn lb_policy(simple: Option<&str>) -> Option<LbPolicy> {
@@ -112,6 +131,9 @@ pub(super) fn build(
     policy: Option<&TrafficPolicy>,
     redis: Option<&super::redis::Upstream>,
 ) -> Resource {
+    // This port's entry of `portLevelSettings`, if any, over the rule's fields.
+    let at_port = policy.map(|p| p.at_port(u32::from(port.number)));
+    let policy = at_port.as_ref();
     let pool = policy.and_then(|p| p.connection_pool.as_ref());
     let tcp = pool.and_then(|p| p.tcp.as_ref());
     let http = pool.and_then(|p| p.http.as_ref());
@@ -120,9 +142,8 @@ pub(super) fn build(
         .and_then(|t| parse_duration(t).ok())
         .filter(|d| !d.is_zero())
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let simple = policy
-        .and_then(|p| p.load_balancer.as_ref())
-        .and_then(|l| l.simple.as_deref());
+    let balancer = policy.and_then(|p| p.load_balancer.as_ref());
+    let simple = balancer.and_then(|l| l.simple.as_deref());
     let max_retries = http.and_then(|h| h.max_retries);
     let thresholds = Thresholds {
         priority: RoutingPriority::Default as i32,
@@ -177,6 +198,8 @@ pub(super) fn build(
         cluster.typed_extension_protocol_options =
             HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(options))]);
     }
+    // === Resilience and balancing: outlier detection, consistent hashing, zones ===
+    super::resilience::shape(&mut cluster, policy, balancer, info);
     // === Redis: hashing or Redis Cluster discovery, upstream auth ===
     if let Some(redis) = redis {
         redis.shape(&mut cluster);

@@ -8,12 +8,13 @@ use std::{
 };
 
 use corridor_proto::envoy::config::{
-    core::v3::{Address, HealthStatus, Locality, SocketAddress, address, socket_address},
+    core::v3::{Address, HealthStatus, Locality, Metadata, SocketAddress, address, socket_address},
     endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint},
 };
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointSlice};
 
-use super::{Context, PortInfo, ServiceInfo};
+use super::{Context, MetaValue, PortInfo, ServiceInfo, corridor_metadata};
 use crate::{
     resources::istio::Subset,
     store::{ObjectKey, Store},
@@ -30,7 +31,32 @@ pub(super) fn build(
     port: &PortInfo,
     subset: Option<&Subset>,
 ) -> Resource {
-    Resource::new(name.to_string(), &assignment(ctx, name, info, port, subset))
+    let full = labelled_assignment(ctx, name, info, port, subset, true);
+    // Metadata maps encode in hash-map order: the version hashes them sorted.
+    let mut bare = full.clone();
+    let mut canonical = Vec::new();
+    for e in bare.endpoints.iter_mut().flat_map(|l| &mut l.lb_endpoints) {
+        if let Some(md) = e.metadata.take() {
+            canonical.extend(sorted_metadata(&md));
+        }
+    }
+    Resource::with_canonical(name.to_string(), &full, &bare, &canonical)
+}
+
+/// A metadata's fields in key order, as bytes.
+fn sorted_metadata(md: &Metadata) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, st) in md.filter_metadata.iter().collect::<BTreeMap<_, _>>() {
+        out.extend_from_slice(key.as_bytes());
+        out.push(0);
+        for (k, v) in st.fields.iter().collect::<BTreeMap<_, _>>() {
+            out.extend_from_slice(k.as_bytes());
+            out.push(0);
+            out.extend_from_slice(format!("{v:?}").as_bytes());
+            out.push(0);
+        }
+    }
+    out
 }
 
 /// The endpoints of one cluster (also the seeds of a Redis Cluster, which Envoy reads
@@ -41,6 +67,18 @@ pub(super) fn assignment(
     info: &ServiceInfo,
     port: &PortInfo,
     subset: Option<&Subset>,
+) -> ClusterLoadAssignment {
+    labelled_assignment(ctx, name, info, port, subset, false)
+}
+
+/// The endpoints of one cluster, with each one's workload labels when `labels`.
+fn labelled_assignment(
+    ctx: &Context<'_>,
+    name: &str,
+    info: &ServiceInfo,
+    port: &PortInfo,
+    subset: Option<&Subset>,
+    labels: bool,
 ) -> ClusterLoadAssignment {
     let mut zones: BTreeMap<String, Vec<LbEndpoint>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
@@ -58,6 +96,7 @@ pub(super) fn assignment(
                 continue;
             }
             let status = health(ep);
+            let pod = labels.then(|| pod_of(ctx, &key.namespace, ep)).flatten();
             for text in &ep.addresses {
                 // The API server validates addresses, a hand-written manifest may not:
                 // one bad address must not get the whole assignment rejected (NACKed).
@@ -72,6 +111,10 @@ pub(super) fn assignment(
                     .entry(ep.zone.clone().unwrap_or_default())
                     .or_default()
                     .push(LbEndpoint {
+                        metadata: labels
+                            .then(|| pod.or_else(|| pod_by_ip(ctx, &key.namespace, ip)))
+                            .flatten()
+                            .map(workload_metadata),
                         health_status: status as i32,
                         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
                             address: Some(socket(ip, target_port)),
@@ -139,25 +182,73 @@ fn health(ep: &SliceEndpoint) -> HealthStatus {
     }
 }
 
+/// The Pod an endpoint's `targetRef` names, if the store has it.
+fn pod_of<'a>(ctx: &Context<'a>, slice_namespace: &str, ep: &SliceEndpoint) -> Option<&'a Pod> {
+    let r = ep
+        .target_ref
+        .as_ref()
+        .filter(|r| r.kind.as_deref() == Some("Pod"))?;
+    let ns = r.namespace.as_deref().unwrap_or(slice_namespace);
+    ctx.store
+        .pods
+        .get(&ObjectKey::new(ns, r.name.clone().unwrap_or_default()))
+}
+
+/// The Pod of `namespace` with address `ip`, for endpoints without a `targetRef`.
+fn pod_by_ip<'a>(ctx: &Context<'a>, namespace: &str, ip: IpAddr) -> Option<&'a Pod> {
+    let ip = ip.to_string();
+    ctx.store.pods.iter().find_map(|(k, p)| {
+        let status = p.status.as_ref()?;
+        let has = status.pod_ip.as_deref() == Some(ip.as_str())
+            || status.pod_ips.iter().flatten().any(|i| i.ip == ip);
+        (k.namespace == namespace && has).then_some(p)
+    })
+}
+
+/// The endpoint's destination labels (`filter_metadata["corridor"]`): workload,
+/// namespace, app, version and service account, as telemetry reports them.
+fn workload_metadata(pod: &Pod) -> Metadata {
+    let meta = &pod.metadata;
+    let label = |keys: [&str; 2]| {
+        let labels = meta.labels.as_ref();
+        keys.iter()
+            .find_map(|k| labels.and_then(|l| l.get(*k)).cloned())
+            .unwrap_or_default()
+    };
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_default();
+    let (metadata, _) = corridor_metadata(BTreeMap::from([
+        (
+            "workload",
+            MetaValue::Str(super::workload::workload_name(pod)),
+        ),
+        (
+            "namespace",
+            MetaValue::Str(meta.namespace.clone().unwrap_or_default()),
+        ),
+        (
+            "app",
+            MetaValue::Str(label(["app", "app.kubernetes.io/name"])),
+        ),
+        (
+            "version",
+            MetaValue::Str(label(["version", "app.kubernetes.io/version"])),
+        ),
+        ("sa", MetaValue::Str(sa)),
+    ]));
+    metadata
+}
+
 fn pod_matches(
     ctx: &Context<'_>,
     slice_namespace: &str,
     ep: &SliceEndpoint,
     subset: &Subset,
 ) -> bool {
-    let Some(r) = ep
-        .target_ref
-        .as_ref()
-        .filter(|r| r.kind.as_deref() == Some("Pod"))
-    else {
-        return false;
-    };
-    let ns = r.namespace.as_deref().unwrap_or(slice_namespace);
-    let Some(pod) = ctx
-        .store
-        .pods
-        .get(&ObjectKey::new(ns, r.name.clone().unwrap_or_default()))
-    else {
+    let Some(pod) = pod_of(ctx, slice_namespace, ep) else {
         return false;
     };
     let labels = pod.metadata.labels.as_ref();

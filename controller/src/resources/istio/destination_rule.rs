@@ -205,6 +205,29 @@ impl TrafficPolicy {
     }
 }
 
+impl TrafficPolicy {
+    /// The policy port `number` gets: its `portLevelSettings` entry's fields where the
+    /// entry sets them, the rule's elsewhere (Istio's rule).
+    pub fn at_port(&self, number: u32) -> TrafficPolicy {
+        let entry = self
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.as_ref().and_then(|s| s.number) == Some(number));
+        TrafficPolicy {
+            load_balancer: entry
+                .and_then(|e| e.load_balancer.clone())
+                .or_else(|| self.load_balancer.clone()),
+            connection_pool: entry
+                .and_then(|e| e.connection_pool.clone())
+                .or_else(|| self.connection_pool.clone()),
+            outlier_detection: entry
+                .and_then(|e| e.outlier_detection.clone())
+                .or_else(|| self.outlier_detection.clone()),
+            port_level_settings: Vec::new(),
+        }
+    }
+}
+
 impl PortTrafficPolicy {
     /// This port's settings as a policy of their own (no port-level entries), so the
     /// checks of a whole policy apply to them.
