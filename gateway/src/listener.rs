@@ -354,7 +354,7 @@ async fn accept_loop(
                         let live = tcp_live.clone();
                         tokio::spawn(
                             async move {
-                                let source = crate::policy::request::Source { addr: remote };
+                                let source = crate::policy::request::Source::new(remote);
                                 crate::proxy::meta::downstream::serve(stream, source, m.codec.clone(), m).await;
                                 drop(live);
                             }

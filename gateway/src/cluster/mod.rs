@@ -93,6 +93,8 @@ pub struct Snapshot {
     pub clusters: NameMap<Arc<ClusterState>>,
     /// MetaProtocol (Dubbo, Thrift) route configurations by name.
     pub meta_routes: NameMap<Arc<crate::model::meta_route::MetaRouteConfig>>,
+    /// The pod table: which workload a source IP belongs to (`policy::identity`).
+    pub workloads: Arc<crate::policy::identity::PodTable>,
 }
 
 impl Snapshot {
@@ -132,6 +134,7 @@ impl Snapshot {
             routes,
             clusters: out,
             meta_routes: NameMap::default(),
+            workloads: prev.workloads.clone(),
         }
     }
 }

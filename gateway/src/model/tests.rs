@@ -338,16 +338,16 @@ fn an_http_listener_with_an_unknown_required_filter_is_refused_naming_it() {
     let router = "envoy.filters.http.router";
     assert!(http_listener_with(&[(router, false, false)]).is_ok());
     let rbac = [
-        ("envoy.filters.http.rbac", false, false),
+        ("envoy.filters.http.ext_authz", false, false),
         (router, false, false),
     ];
     let e = http_listener_with(&rbac).unwrap_err();
     assert!(
-        e.to_string().contains("envoy.filters.http.rbac"),
+        e.to_string().contains("envoy.filters.http.ext_authz"),
         "the NACK names the filter: {e}"
     );
     let l = http_listener_with(&[
-        ("envoy.filters.http.rbac", true, false),
+        ("envoy.filters.http.ext_authz", true, false),
         (router, false, false),
     ])
     .unwrap();
@@ -357,7 +357,7 @@ fn an_http_listener_with_an_unknown_required_filter_is_refused_naming_it() {
     );
     // Disabled by default means enabled per route, which the gateway cannot honour yet.
     let disabled = [
-        ("envoy.filters.http.rbac", false, true),
+        ("envoy.filters.http.ext_authz", false, true),
         (router, false, false),
     ];
     assert!(http_listener_with(&disabled).is_err());

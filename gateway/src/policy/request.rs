@@ -3,6 +3,10 @@
 //! what the listener already decoded, so building it allocates nothing.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::identity::{self, Workload};
+use crate::cluster::Snapshot;
 
 use crate::codec::Metadata;
 use crate::model::route::{HeaderKey, HeaderMatcher};
@@ -31,12 +35,32 @@ impl std::fmt::Debug for Request<'_> {
     }
 }
 
-/// The downstream peer of a connection. The workload behind the address (the pod table)
-/// comes with authorization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The downstream peer of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     /// The peer's address as accepted.
     pub addr: SocketAddr,
+    /// The pod behind the address, from the pod table; none for an address no pod has.
+    pub workload: Option<Arc<Workload>>,
+}
+
+impl Source {
+    /// A peer not looked up in the pod table (yet).
+    pub fn new(addr: SocketAddr) -> Source {
+        Source {
+            addr,
+            workload: None,
+        }
+    }
+
+    /// A peer with the workload `snapshot`'s pod table has for its IP. Looked up per
+    /// request, so a pod table push changes who the next request comes from.
+    pub fn resolved(addr: SocketAddr, snapshot: &Snapshot) -> Source {
+        Source {
+            addr,
+            workload: identity::lookup(snapshot, addr.ip()),
+        }
+    }
 }
 
 /// A request's attributes under one vocabulary. Every method borrows; none allocates.

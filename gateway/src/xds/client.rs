@@ -1,6 +1,7 @@
 //! Delta ADS client.
 //!
-//! One stream carries the gateway's types. LDS and CDS are wildcard subscriptions; RDS, EDS
+//! One stream carries the gateway's types. LDS, CDS and the pod table (WDS) are wildcard
+//! subscriptions; RDS, EDS
 //! and MetaProtocol RDS (Dubbo/Thrift routes)
 //! subscribe to exactly the names the accepted listeners and clusters reference, and
 //! unsubscribe when nothing references them any more. Each response is applied resource
@@ -104,6 +105,7 @@ fn static_type(t: &str) -> Option<&'static str> {
         type_url::CLUSTER,
         type_url::ENDPOINT,
         type_url::META_ROUTE,
+        type_url::WORKLOAD,
     ]
     .into_iter()
     .find(|s| *s == t)
@@ -125,6 +127,7 @@ impl XdsClient {
             type_url::ROUTE,
             type_url::ENDPOINT,
             type_url::META_ROUTE,
+            type_url::WORKLOAD,
         ]
         .into_iter()
         .map(|t| (t, TypeState::default()))
@@ -217,7 +220,10 @@ impl XdsClient {
             ..Default::default()
         };
         let mut out = Vec::new();
+        // The pod table first: the server answers in request order, so the table is in
+        // place before the listeners whose authorization filters read it start serving.
         for t in [
+            type_url::WORKLOAD,
             type_url::LISTENER,
             type_url::CLUSTER,
             type_url::ROUTE,
@@ -228,7 +234,8 @@ impl XdsClient {
                 continue;
             };
             ts.responded = false;
-            let wildcard = t == type_url::LISTENER || t == type_url::CLUSTER;
+            let wildcard =
+                t == type_url::LISTENER || t == type_url::CLUSTER || t == type_url::WORKLOAD;
             if !wildcard && ts.subscribed.is_empty() {
                 continue;
             }

@@ -21,7 +21,9 @@ use crate::model::listener::Listener;
 use crate::model::meta_route::MetaRouteConfig;
 use crate::model::route::RouteConfig;
 use crate::model::{ModelError, decode_any};
+use crate::policy::identity::{PodTable, Workload};
 use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as PbMetaRouteConfiguration;
+use corridor_proto::corridor::workload::v1::Workload as PbWorkload;
 
 /// The accepted version of one resource.
 #[derive(Debug, Clone)]
@@ -49,6 +51,10 @@ pub struct ConfigStore {
     pub endpoints: BTreeMap<String, Entry<Endpoints>>,
     /// MetaProtocol RDS (Dubbo, Thrift routes).
     pub meta_routes: BTreeMap<String, Entry<MetaRouteConfig>>,
+    /// The pod table's entries (WDS), by pod IP.
+    pub workloads: BTreeMap<String, Entry<Workload>>,
+    /// The pod table as the data path reads it, rebuilt when an entry changes.
+    pub pod_table: Arc<PodTable>,
     /// Last `system_version_info` per type URL.
     pub system_versions: BTreeMap<String, String>,
     /// Route configurations whose newest version waits for its clusters to warm up,
@@ -122,6 +128,7 @@ struct Rds;
 struct MetaRds;
 struct Cds;
 struct Eds;
+struct Wds;
 
 impl Handler for Lds {
     type Proto = PbListener;
@@ -175,6 +182,17 @@ impl Handler for Eds {
     }
     fn name(p: &ClusterLoadAssignment) -> &str {
         &p.cluster_name
+    }
+}
+
+impl Handler for Wds {
+    type Proto = PbWorkload;
+    type Model = Workload;
+    fn convert(p: &PbWorkload) -> Result<Workload, ModelError> {
+        Workload::try_from(p)
+    }
+    fn name(p: &PbWorkload) -> &str {
+        &p.ip
     }
 }
 
@@ -294,6 +312,19 @@ impl XdsState {
             type_url::ENDPOINT => {
                 apply_typed::<Eds>(&mut store.endpoints, resources, removed, &mut out);
             }
+            type_url::WORKLOAD => {
+                let changed =
+                    apply_typed::<Wds>(&mut store.workloads, resources, removed, &mut out);
+                if !changed.is_empty() {
+                    store.pod_table = Arc::new(
+                        store
+                            .workloads
+                            .values()
+                            .map(|e| (e.model.ip, e.model.clone()))
+                            .collect(),
+                    );
+                }
+            }
             other => {
                 out.rejected.extend(
                     resources
@@ -381,6 +412,7 @@ impl XdsState {
             .map(|(k, e)| (k.clone(), e.model.clone()))
             .collect();
         let mut next = Snapshot::build(&routes, &clusters, &endpoints, &prev);
+        next.workloads = store.pod_table.clone();
         // MetaProtocol routes apply as they come (no warming yet: their clusters usually
         // arrive in the same push as the listener that references them).
         next.meta_routes = store

@@ -62,9 +62,7 @@ fn call(attrs: &[(&str, &str)]) -> Metadata {
 }
 
 fn source() -> Source {
-    Source {
-        addr: "10.1.2.3:4567".parse().unwrap(),
-    }
+    Source::new("10.1.2.3:4567".parse().unwrap())
 }
 
 fn aeraki(cluster: &str, deny: bool, timeout_ms: i32) -> AerakiRateLimit {

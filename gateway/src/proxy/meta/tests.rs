@@ -141,9 +141,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The caller of every test connection.
 fn source() -> crate::policy::request::Source {
-    crate::policy::request::Source {
-        addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
-    }
+    crate::policy::request::Source::new(SocketAddr::from(([127, 0, 0, 1], 40000)))
 }
 
 #[tokio::test]
