@@ -1,5 +1,5 @@
 //! Admission of routing objects: an invalid VirtualService, DestinationRule, MetaRouter,
-//! RedisService or RedisDestination never
+//! RedisService, RedisDestination or AuthorizationPolicy never
 //! reaches the translator; its last good version stays in effect instead, and the reason
 //! is logged once, naming the object and where it came from.
 
@@ -9,11 +9,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::{
     resources::{
-        DestinationRule, Kind, MetaRouter, ObjectRef, RedisDestination, RedisService,
-        VirtualService,
+        AuthorizationPolicy, DestinationRule, Kind, MetaRouter, ObjectRef, RedisDestination,
+        RedisService, VirtualService,
     },
     store::{ObjectKey, Store},
-    translate::{TranslateOptions, Validator, validate_destination_rule},
+    translate::{
+        TranslateOptions, Validator, validate_authorization_policy, validate_destination_rule,
+    },
 };
 
 /// The verdict on one routing object, for status conditions.
@@ -66,7 +68,8 @@ judged!(
     DestinationRule,
     MetaRouter,
     RedisService,
-    RedisDestination
+    RedisDestination,
+    AuthorizationPolicy
 );
 
 /// Last good and currently rejected versions of one kind.
@@ -190,6 +193,7 @@ pub struct Admission {
     meta_routers: Ledger<MetaRouter>,
     redis_services: Ledger<RedisService>,
     redis_destinations: Ledger<RedisDestination>,
+    authorization_policies: Ledger<AuthorizationPolicy>,
 }
 
 impl Admission {
@@ -240,6 +244,20 @@ impl Admission {
             origin,
         );
         self.admit_redis(store, opts, origin);
+
+        // A rejected AuthorizationPolicy keeps its last good version, like a route: a
+        // DENY that vanished on a typo would let through what it stopped.
+        let verdicts = store
+            .authorization_policies
+            .iter()
+            .map(|(k, p)| (k.clone(), validate_authorization_policy(p)))
+            .collect();
+        self.authorization_policies.apply(
+            Kind::AuthorizationPolicy,
+            &mut store.authorization_policies,
+            verdicts,
+            origin,
+        );
     }
 
     /// RedisServices and RedisDestinations: validated against the Services and Secrets of
@@ -288,6 +306,8 @@ impl Admission {
         self.redis_services.verdicts(Kind::RedisService, &mut out);
         self.redis_destinations
             .verdicts(Kind::RedisDestination, &mut out);
+        self.authorization_policies
+            .verdicts(Kind::AuthorizationPolicy, &mut out);
         out
     }
 
@@ -298,6 +318,10 @@ impl Admission {
         out.extend(self.meta_routers.rejections(Kind::MetaRouter));
         out.extend(self.redis_services.rejections(Kind::RedisService));
         out.extend(self.redis_destinations.rejections(Kind::RedisDestination));
+        out.extend(
+            self.authorization_policies
+                .rejections(Kind::AuthorizationPolicy),
+        );
         out
     }
 }

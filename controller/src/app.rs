@@ -139,6 +139,8 @@ pub fn translate_options(config: &Config) -> TranslateOptions {
         addressing,
         cluster_domain: config.cluster_domain.clone(),
         own_namespace: config.namespace.clone(),
+        trust_domain: config.trust_domain.clone(),
+        root_namespace: config.root_namespace.clone(),
     }
 }
 

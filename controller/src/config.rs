@@ -26,6 +26,12 @@ pub const DEFAULT_RESCAN_MS: u64 = 500;
 pub const DEFAULT_NAMESPACE: &str = "corridor-system";
 /// Default log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default trust domain of workload principals (`<trust domain>/ns/<ns>/sa/<sa>`):
+/// Istio's default, so policies written for Istio name the same principals.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+/// Default root namespace: Istio's default (`meshConfig.rootNamespace`), so an
+/// AuthorizationPolicy Istio applies mesh-wide is mesh-wide here too.
+pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
 /// Default label selector of the gateway pods: the chart's labels.
 pub const DEFAULT_GATEWAY_SELECTOR: &str = "app.kubernetes.io/name=corridor-gateway";
 /// Default name of the leader Lease (in `--namespace`).
@@ -73,6 +79,14 @@ pub struct Config {
     /// Namespace Corridor runs in; never meshed.
     #[arg(long, default_value = DEFAULT_NAMESPACE)]
     pub namespace: String,
+    /// Trust domain of workload principals in AuthorizationPolicies
+    /// (`<trust domain>/ns/<namespace>/sa/<service account>`).
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+    /// Namespace whose AuthorizationPolicies without a selector apply to every meshed
+    /// service.
+    #[arg(long, default_value = DEFAULT_ROOT_NAMESPACE)]
+    pub root_namespace: String,
     /// Log filter (`info`, `debug`, `corridor_controller=debug,info`, ...).
     #[arg(long, default_value = DEFAULT_LOG_LEVEL, env = "RUST_LOG")]
     pub log_level: String,
@@ -175,6 +189,8 @@ impl Config {
             debounce_ms: DEFAULT_DEBOUNCE_MS,
             rescan_ms: DEFAULT_RESCAN_MS,
             namespace: DEFAULT_NAMESPACE.to_string(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             probe_listen: None,
             cluster: ClusterConfig::default(),
@@ -211,6 +227,15 @@ impl Config {
                 "--cluster-domain {:?}: must be a DNS domain like cluster.local",
                 self.cluster_domain
             ));
+        }
+        if self.trust_domain.is_empty() || self.trust_domain.contains('/') {
+            problems.push(format!(
+                "--trust-domain {:?}: must be a domain like cluster.local",
+                self.trust_domain
+            ));
+        }
+        if self.root_namespace.is_empty() {
+            problems.push("--root-namespace \"\": must name a namespace".to_string());
         }
         if self.rescan_ms == 0 {
             problems.push("--rescan-ms 0: must be at least 1".to_string());

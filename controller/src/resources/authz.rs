@@ -30,6 +30,7 @@ pub struct AuthorizationPolicy {
 
 /// `AuthorizationPolicy.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicySpec {
     /// The workloads (destination pods) the policy applies to; absent: every workload of
@@ -67,6 +68,7 @@ pub struct WorkloadSelector {
 
 /// One rule: every present part (`from`, `to`, `when`) must match.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     /// Sources, OR-ed; empty matches any source.
@@ -82,6 +84,7 @@ pub struct Rule {
 
 /// `rules[].from[]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct From {
     /// The source.
     #[serde(default)]
@@ -90,6 +93,7 @@ pub struct From {
 
 /// Who sends the request; every non-empty field must match.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct Source {
     /// Service-account identities, `<trust domain>/ns/<namespace>/sa/<account>`; `*`
@@ -115,6 +119,7 @@ pub struct Source {
 
 /// `rules[].to[]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct To {
     /// The operation.
     #[serde(default)]
@@ -123,6 +128,7 @@ pub struct To {
 
 /// What is asked for; every non-empty field must match.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
     /// Hosts (`Host` / `:authority`), `*` wildcards as prefix or suffix.
@@ -153,6 +159,7 @@ pub struct Operation {
 
 /// `rules[].when[]`: an attribute and the values it may or may not have.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Attribute name (`request.headers[x-user]`, `source.namespace`, ...).

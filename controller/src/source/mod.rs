@@ -15,9 +15,9 @@ use std::{
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    admission::{Admission, Verdict, Verdicts},
+    admission::{Admission, Verdicts},
     probe::Metrics,
-    resources::{Kind, ObjectRef},
+    resources::ObjectRef,
     store::{ObjectKey, Store},
     translate::{TranslateOptions, gateway_addresses, translate},
     xds::snapshot::Snapshot,
@@ -109,15 +109,6 @@ impl Pipeline {
         let snapshot = translate(&store, &self.opts);
 
         let mut verdicts = self.admission.verdicts();
-        // Nothing validates AuthorizationPolicies beyond parsing yet: stored is accepted.
-        for (key, policy) in &store.authorization_policies {
-            let object = ObjectRef {
-                kind: Kind::AuthorizationPolicy,
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-            };
-            verdicts.insert(object, Verdict::accepted(policy.metadata.generation));
-        }
         verdicts.extend(self.source.unreadable());
         self.verdicts.send_if_modified(|v| {
             let changed = **v != verdicts;

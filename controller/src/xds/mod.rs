@@ -35,10 +35,16 @@ use snapshot::Snapshot;
 /// Responses buffered per stream before the sender waits for the client to read.
 const STREAM_BUFFER: usize = 16;
 
-/// True for the types whose subscription may be a wildcard (LDS, CDS and the name table,
-/// whose one resource a DNS replica need not know the name of).
+/// True for the types whose subscription may be a wildcard (LDS, CDS, the pod table, and
+/// the name table, whose one resource a DNS replica need not know the name of).
 pub(crate) fn wildcard_type(type_url: &str) -> bool {
-    [type_url::LISTENER, type_url::CLUSTER, type_url::NAME_TABLE].contains(&type_url)
+    [
+        type_url::LISTENER,
+        type_url::CLUSTER,
+        type_url::WORKLOAD,
+        type_url::NAME_TABLE,
+    ]
+    .contains(&type_url)
 }
 
 /// Shared state of all streams.

@@ -8,11 +8,13 @@ use prost::{Message, Name};
 use crate::addressing::fnv1a;
 
 /// The type URLs a snapshot always holds, in the order a push should send them (clusters
-/// and their endpoints before the listeners and routes that refer to them, then the DNS
-/// name table, so names move to a gateway address after its listener went out).
-pub const TYPE_URLS: [&str; 6] = [
+/// and their endpoints before the listeners and routes that refer to them, the pod table
+/// before the listeners whose authorization filters read it, then the DNS name table, so
+/// names move to a gateway address after its listener went out).
+pub const TYPE_URLS: [&str; 7] = [
     type_url::CLUSTER,
     type_url::ENDPOINT,
+    type_url::WORKLOAD,
     type_url::LISTENER,
     type_url::ROUTE,
     type_url::META_ROUTE,
