@@ -235,12 +235,48 @@ fn clusters(state: &AdminState) -> String {
             ("rq_overflow", load(&k.overflow_rq)),
             ("rq_retry", load(&k.retries)),
             ("rq_retry_overflow", load(&k.retry_overflow)),
+            (
+                "default_priority::max_connections",
+                c.config.max_connections.to_string(),
+            ),
+            (
+                "default_priority::max_pending_requests",
+                c.config.max_pending.to_string(),
+            ),
+            ("rq_connection_slots_active", k.slots.in_use().to_string()),
+            ("rq_pending_active", k.slots.pending().to_string()),
+            ("upstream_rq_pending_total", load(&k.slots.pending_total)),
+            (
+                "upstream_rq_pending_overflow",
+                load(&k.slots.pending_overflow),
+            ),
+            ("zone_aware", c.config.zone_aware.to_string()),
+            ("outlier_detection", k.detector.enabled().to_string()),
+            (
+                "outlier_detection.ejections_enforced_total",
+                load(&k.detector.ejections),
+            ),
+            (
+                "outlier_detection.ejections_active",
+                k.detector.ejected().to_string(),
+            ),
         ];
         for (stat, value) in cluster_stats {
             let _ = writeln!(out, "{name}::{stat}::{value}");
         }
+        let now = crate::cluster::outlier::now_ms();
         for (ep, health) in &c.members {
+            let ejected = ep.is_ejected(now);
+            let ejected_for_ms = ep
+                .outlier
+                .ejected_until()
+                .filter(|_| ejected)
+                .map_or(0, |t| t.saturating_sub(now));
             let endpoint_stats = [
+                ("zone", ep.zone.to_string()),
+                ("outlier_ejected", ejected.to_string()),
+                ("outlier_ejected_for_ms", ejected_for_ms.to_string()),
+                ("outlier_times_ejected", ep.outlier.times_ejected().to_string()),
                 ("health_flags", health.as_str().to_string()),
                 ("rq_active", load(&ep.active_rq)),
                 ("rq_total", load(&ep.total_rq)),

@@ -1,7 +1,11 @@
 //! Runtime clusters: the published configuration snapshot the data path reads, with
 //! per-endpoint counters and connection pools that survive configuration pushes.
 
+pub mod breaker;
+pub mod hash;
 pub mod lb;
+pub mod locality;
+pub mod outlier;
 pub mod pool;
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,8 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::model::cluster::{Cluster, Endpoints, Health};
+use crate::model::cluster::{Cluster, EndpointLabels, EndpointSpec, Endpoints, Health, LbPolicy};
 use crate::model::route::RouteConfig;
+use hash::HashTable;
+use locality::Zones;
+use outlier::{Detector, OutlierState};
 use pool::Pool;
 
 /// One upstream endpoint with its counters and connections.
@@ -30,17 +37,52 @@ pub struct Endpoint {
     /// connection per endpoint; the lock is held while connecting so concurrent calls
     /// share it.
     pub mux: tokio::sync::Mutex<Option<crate::proxy::meta::upstream::Multiplexed>>,
+    /// Its zone (EDS locality), for zone-aware picks.
+    pub zone: Arc<str>,
+    /// The workload behind it, when the control plane says (destination labels).
+    pub labels: Option<Arc<EndpointLabels>>,
+    /// Consecutive failures and ejection.
+    pub outlier: OutlierState,
+    /// Its cluster's outlier detector (settings, ejected count).
+    pub detector: Arc<Detector>,
 }
 
 impl Endpoint {
-    fn new(addr: SocketAddr, http2: bool) -> Self {
+    fn new(spec: &EndpointSpec, http2: bool, detector: Arc<Detector>) -> Self {
         Endpoint {
-            addr,
+            addr: spec.addr,
             active_rq: AtomicU64::new(0),
             total_rq: AtomicU64::new(0),
             failed_rq: AtomicU64::new(0),
-            pool: Arc::new(Pool::new(addr, http2)),
+            pool: Arc::new(Pool::new(spec.addr, http2)),
             mux: tokio::sync::Mutex::new(None),
+            zone: Arc::from(spec.zone.as_str()),
+            labels: spec.labels.clone(),
+            outlier: OutlierState::default(),
+            detector,
+        }
+    }
+
+    /// Whether outlier detection has it ejected at `now` (ms, `outlier::now_ms`).
+    pub fn is_ejected(&self, now: u64) -> bool {
+        self.outlier.is_ejected(&self.detector, now)
+    }
+
+    /// Counts one try's outcome for outlier detection.
+    pub fn report(&self, event: outlier::Event) {
+        if !self.detector.enabled() {
+            return;
+        }
+        if let Some(length) = self
+            .outlier
+            .report(&self.detector, event, outlier::now_ms())
+        {
+            tracing::info!(
+                upstream = %self.addr,
+                ?length,
+                times = self.outlier.times_ejected(),
+                "outlier detection ejected an endpoint"
+            );
         }
     }
 }
@@ -62,6 +104,10 @@ pub struct ClusterCounters {
     pub retries: AtomicU64,
     /// Retries refused by the budget.
     pub retry_overflow: AtomicU64,
+    /// Connection slots (`max_connections`, `max_pending_requests`).
+    pub slots: Arc<breaker::Slots>,
+    /// Outlier detection's shared state.
+    pub detector: Arc<Detector>,
 }
 
 /// A cluster as the data path sees it.
@@ -75,6 +121,10 @@ pub struct ClusterState {
     pub members: Vec<(Arc<Endpoint>, Health)>,
     /// The endpoints that take new requests.
     pub healthy: Vec<Arc<Endpoint>>,
+    /// The healthy endpoints by zone.
+    pub zones: Zones,
+    /// The consistent-hash table over `healthy`, for ring hash and Maglev clusters.
+    pub hash: Option<HashTable>,
     /// Counters shared across versions.
     pub counters: Arc<ClusterCounters>,
 }
@@ -163,10 +213,17 @@ impl ClusterState {
                 let reused = prev.and_then(|p| {
                     p.members
                         .iter()
-                        .find(|(e, _)| e.addr == spec.addr && e.pool.is_http2() == config.http2)
+                        .find(|(e, _)| {
+                            e.addr == spec.addr
+                                && e.pool.is_http2() == config.http2
+                                && *e.zone == *spec.zone
+                                && e.labels == spec.labels
+                        })
                         .map(|(e, _)| e.clone())
                 });
-                let ep = reused.unwrap_or_else(|| Arc::new(Endpoint::new(spec.addr, config.http2)));
+                let ep = reused.unwrap_or_else(|| {
+                    Arc::new(Endpoint::new(spec, config.http2, counters.detector.clone()))
+                });
                 if spec.health == Health::Healthy
                     && !healthy.iter().any(|e: &Arc<Endpoint>| e.addr == spec.addr)
                 {
@@ -175,7 +232,20 @@ impl ClusterState {
                 members.push((ep, spec.health));
             }
         }
+        counters
+            .detector
+            .configure(config.outlier.as_ref(), healthy.len());
+        let addrs: Vec<SocketAddr> = healthy.iter().map(|e| e.addr).collect();
+        let hash = match config.lb {
+            LbPolicy::RingHash { minimum_ring_size } => {
+                Some(HashTable::ring(&addrs, minimum_ring_size))
+            }
+            LbPolicy::Maglev { table_size } => Some(HashTable::maglev(&addrs, table_size)),
+            _ => None,
+        };
         ClusterState {
+            zones: Zones::new(&healthy),
+            hash,
             config,
             assignment,
             members,
@@ -204,6 +274,10 @@ pub(crate) mod tests {
             http2: false,
             connect_timeout: Duration::from_secs(1),
             max_requests: 1024,
+            max_connections: 1024,
+            max_pending: 1024,
+            outlier: None,
+            zone_aware: false,
             max_retries: 3,
             retry_budget: None,
             service: String::new(),
@@ -221,6 +295,7 @@ pub(crate) mod tests {
                     addr: SocketAddr::from(([127, 0, 0, 1], p)),
                     health: Health::Healthy,
                     zone: String::new(),
+                    labels: None,
                 })
                 .collect(),
         };

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use corridor_proto::envoy::config::cluster::v3::{
     Cluster as PbCluster,
-    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as PbLbPolicy},
+    cluster::{
+        ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy as PbLbPolicy,
+        common_lb_config::LocalityConfigSpecifier,
+    },
 };
 use corridor_proto::envoy::config::core::v3::HealthStatus;
 use corridor_proto::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
@@ -17,6 +20,10 @@ use corridor_proto::envoy::extensions::upstreams::http::v3::{
 use corridor_proto::envoy::extensions::filters::network::redis_proxy::v3::RedisProtocolOptions;
 
 use super::listener::socket_addr;
+use crate::cluster::hash::{DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MIN_RING_SIZE};
+
+/// Envoy's largest Maglev table.
+const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
 use super::redis::{REDIS_CLUSTER_TYPE, REDIS_PROXY_FILTER, RedisMode, RedisUpstream};
 use super::{ModelError, decode_any, duration, metadata_string};
 
@@ -29,6 +36,10 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_REQUESTS: u32 = 1024;
 /// Envoy's default limit on concurrent retries per cluster (when no retry budget is set).
 const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Envoy's default limit on connections per cluster.
+const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Envoy's default limit on requests waiting for a connection per cluster.
+const DEFAULT_MAX_PENDING: u32 = 1024;
 
 /// Load-balancing policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +50,17 @@ pub enum LbPolicy {
     LeastRequest,
     /// Uniform random.
     Random,
+    /// Consistent hashing on a ring of at least this many points (requests without a
+    /// hash key pick at random).
+    RingHash {
+        /// `ring_hash_lb_config.minimum_ring_size`.
+        minimum_ring_size: u64,
+    },
+    /// Consistent hashing on a Maglev table of this size.
+    Maglev {
+        /// `maglev_lb_config.table_size`.
+        table_size: u64,
+    },
 }
 
 /// Retry budget from the circuit breakers.
@@ -65,6 +87,15 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Circuit breaker: concurrent requests.
     pub max_requests: u32,
+    /// Circuit breaker: connections (requests holding one, see `cluster::breaker`).
+    pub max_connections: u32,
+    /// Circuit breaker: requests waiting for a connection.
+    pub max_pending: u32,
+    /// Outlier detection, when configured.
+    pub outlier: Option<crate::cluster::outlier::OutlierConfig>,
+    /// Prefer endpoints in the gateway's own zone (`common_lb_config.zone_aware_lb_config`
+    /// with routing enabled).
+    pub zone_aware: bool,
     /// Circuit breaker: concurrent retries (when no budget is configured).
     pub max_retries: u32,
     /// Retry budget, preferred over `max_retries` when present.
@@ -127,9 +158,26 @@ impl TryFrom<&PbCluster> for Cluster {
             Ok(PbLbPolicy::RoundRobin) => LbPolicy::RoundRobin,
             Ok(PbLbPolicy::LeastRequest) => LbPolicy::LeastRequest,
             Ok(PbLbPolicy::Random) => LbPolicy::Random,
-            // Consistent hashing needs a key: the Redis proxy hashes each command's key;
-            // other protocols have no hash policy yet and pick at random.
-            Ok(PbLbPolicy::RingHash | PbLbPolicy::Maglev) => LbPolicy::Random,
+            // The Redis proxy hashes each command's key its own way; other protocols
+            // hash the key their routes' hash policies name.
+            Ok(PbLbPolicy::RingHash) => LbPolicy::RingHash {
+                minimum_ring_size: match &c.lb_config {
+                    Some(LbConfig::RingHashLbConfig(r)) => r
+                        .minimum_ring_size
+                        .as_ref()
+                        .map_or(DEFAULT_MIN_RING_SIZE, |v| v.value),
+                    _ => DEFAULT_MIN_RING_SIZE,
+                },
+            },
+            Ok(PbLbPolicy::Maglev) => LbPolicy::Maglev {
+                table_size: match &c.lb_config {
+                    Some(LbConfig::MaglevLbConfig(m)) => m
+                        .table_size
+                        .as_ref()
+                        .map_or(DEFAULT_MAGLEV_TABLE_SIZE, |v| v.value),
+                    _ => DEFAULT_MAGLEV_TABLE_SIZE,
+                },
+            },
             // A Redis Cluster picks its node by slot.
             Ok(PbLbPolicy::ClusterProvided) => LbPolicy::Random,
             Ok(other) => return Err(ModelError::Unsupported(format!("lb_policy {other:?}"))),
@@ -155,7 +203,17 @@ impl TryFrom<&PbCluster> for Cluster {
                 );
             }
         }
+        if let LbPolicy::Maglev { table_size } = lb
+            && (table_size == 0 || table_size > MAX_MAGLEV_TABLE_SIZE)
+        {
+            return Err(ModelError::invalid(
+                "maglev_lb_config.table_size",
+                table_size.to_string(),
+            ));
+        }
         let mut max_requests = DEFAULT_MAX_REQUESTS;
+        let mut max_connections = DEFAULT_MAX_CONNECTIONS;
+        let mut max_pending = DEFAULT_MAX_PENDING;
         let mut max_retries = DEFAULT_MAX_RETRIES;
         let mut retry_budget = None;
         // Only the default-priority thresholds apply: the gateway has no priorities.
@@ -169,6 +227,12 @@ impl TryFrom<&PbCluster> for Cluster {
             }
             if let Some(v) = &t.max_retries {
                 max_retries = v.value;
+            }
+            if let Some(v) = &t.max_connections {
+                max_connections = v.value;
+            }
+            if let Some(v) = &t.max_pending_requests {
+                max_pending = v.value;
             }
             if let Some(b) = &t.retry_budget {
                 // Envoy's defaults: 20 % and 3.
@@ -186,6 +250,21 @@ impl TryFrom<&PbCluster> for Cluster {
                 });
             }
         }
+        let outlier = c
+            .outlier_detection
+            .as_ref()
+            .map(crate::cluster::outlier::OutlierConfig::from_proto)
+            .transpose()?;
+        let zone_aware = c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.locality_config_specifier.as_ref())
+            .is_some_and(|l| match l {
+                LocalityConfigSpecifier::ZoneAwareLbConfig(z) => {
+                    z.routing_enabled.as_ref().is_none_or(|p| p.value > 0.0)
+                }
+                LocalityConfigSpecifier::LocalityWeightedLbConfig(_) => false,
+            });
         Ok(Cluster {
             name: c.name.clone(),
             eds_name,
@@ -193,6 +272,10 @@ impl TryFrom<&PbCluster> for Cluster {
             http2,
             connect_timeout,
             max_requests,
+            max_connections,
+            max_pending,
+            outlier,
+            zone_aware,
             max_retries,
             retry_budget,
             service: metadata_string(c.metadata.as_ref(), "corridor", "service")
@@ -234,7 +317,45 @@ pub struct EndpointSpec {
     pub health: Health,
     /// Zone of its locality.
     pub zone: String,
+    /// Who serves behind it (the controller's `corridor` endpoint metadata), for
+    /// destination labels in telemetry.
+    pub labels: Option<std::sync::Arc<EndpointLabels>>,
 }
+
+/// The workload behind an endpoint, from EDS `metadata.filter_metadata["corridor"]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointLabels {
+    /// Workload name (Deployment, StatefulSet, ... or the Pod).
+    pub workload: String,
+    /// Namespace.
+    pub namespace: String,
+    /// `app` label (or `app.kubernetes.io/name`).
+    pub app: String,
+    /// `version` label (or `app.kubernetes.io/version`).
+    pub version: String,
+    /// Service account.
+    pub service_account: String,
+}
+
+impl EndpointLabels {
+    /// From an LbEndpoint's metadata; `None` when it carries no `corridor` entry.
+    pub fn from_metadata(
+        md: Option<&corridor_proto::envoy::config::core::v3::Metadata>,
+    ) -> Option<EndpointLabels> {
+        md?.filter_metadata.get(ENDPOINT_METADATA)?;
+        let field = |f| metadata_string(md, ENDPOINT_METADATA, f).unwrap_or_default();
+        Some(EndpointLabels {
+            workload: field("workload"),
+            namespace: field("namespace"),
+            app: field("app"),
+            version: field("version"),
+            service_account: field("sa"),
+        })
+    }
+}
+
+/// The filter metadata key of the controller's endpoint labels.
+pub const ENDPOINT_METADATA: &str = "corridor";
 
 /// A validated ClusterLoadAssignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +394,8 @@ impl TryFrom<&ClusterLoadAssignment> for Endpoints {
                     addr,
                     health,
                     zone: zone.clone(),
+                    labels: EndpointLabels::from_metadata(lbe.metadata.as_ref())
+                        .map(std::sync::Arc::new),
                 });
             }
         }
@@ -282,3 +405,6 @@ impl TryFrom<&ClusterLoadAssignment> for Endpoints {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

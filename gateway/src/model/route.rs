@@ -471,6 +471,7 @@ fn forward_action(
             timeout,
             retry,
             mirrors: crate::policy::mirror::from_envoy(&ra.request_mirror_policies)?,
+            hash: crate::policy::hash::from_envoy(&ra.hash_policy)?,
             // The route's own rules replace its virtual host's (Envoy's default).
             rate_limits: if ra.rate_limits.is_empty() {
                 vh_rules.clone()

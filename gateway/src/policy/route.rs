@@ -21,8 +21,8 @@ pub struct RoutePolicy {
     /// Copies of requests sent elsewhere, answers ignored (Dubbo/Thrift today; HTTP with
     /// issue 8's mirroring work).
     pub mirrors: Vec<Mirror>,
-    /// What consistent hashing hashes, in order (the first present wins). Parsed for
-    /// Dubbo/Thrift; the keyed picker comes with issue 8's load-balancing work.
+    /// What consistent hashing hashes, in order (the first present wins); see
+    /// `policy::hash`.
     pub hash: Vec<HashPolicy>,
     /// Envoy's `rate_limits` of the route, else of its virtual host (HTTP): the rules
     /// that pick a local rate limit's descriptor.
@@ -74,6 +74,10 @@ pub enum HashPolicy {
     Attribute(String),
     /// The downstream peer's IP address.
     SourceIp,
+    /// An HTTP cookie, by name.
+    Cookie(String),
+    /// An HTTP query parameter, by name.
+    QueryParameter(String),
 }
 
 /// The attribute name MetaProtocol hash policies use for the source address.

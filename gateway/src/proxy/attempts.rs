@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use super::exchange::ClusterActive;
 use super::retry::{self, Budgeted, RetryActive, TryFailure};
+use crate::cluster::outlier::Event;
 use crate::cluster::{ClusterState, Endpoint};
 use crate::model::route::RetryPolicy;
-use crate::policy::reject::Reject;
+use crate::policy::reject::{Reject, RejectKind};
 
 /// Why a try failed without an answer.
 #[derive(Debug)]
@@ -27,13 +28,15 @@ pub enum TryError {
     Final(Reject),
 }
 
-/// How one try went, for the endpoint's accounting (and, later, outlier detection).
+/// How one try went, for the endpoint's accounting and outlier detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TryOutcome {
     /// The upstream answered; `retriable` when the route's policy would retry the answer.
     Answered {
         /// Whether the retry policy wanted another try for this answer.
         retriable: bool,
+        /// The answer's status in HTTP's terms.
+        status: u16,
     },
     /// No answer: the connection failed, broke, or the try timed out.
     Failed(TryFailure),
@@ -60,6 +63,16 @@ pub trait Transport {
 
     /// Whether `policy` retries `answer`.
     fn retries_answer(&self, policy: &RetryPolicy, answer: &Self::Answer) -> bool;
+
+    /// The answer's status in HTTP's terms (Dubbo and Thrift: their codec's
+    /// equivalent), for outlier detection.
+    fn status(&self, answer: &Self::Answer) -> u16;
+
+    /// The cluster the tries go to, when the transport knows it: its connection
+    /// breakers (`max_connections`, `max_pending_requests`) apply to the request.
+    fn cluster(&self) -> Option<&Arc<ClusterState>> {
+        None
+    }
 
     /// Admits one more try (the request can be sent again and the cluster's retry budget
     /// allows it); the guard counts the retry as active while held.
@@ -93,6 +106,18 @@ pub struct Tries<A> {
 
 /// Runs the tries of one request.
 pub async fn run<T: Transport>(t: &mut T, plan: Plan<'_>) -> Tries<T::Answer> {
+    // The connection slot, held across tries (a retry reuses it, as it would a pooled
+    // connection).
+    let _slot = match connection_slot(t, plan.deadline).await {
+        Ok(slot) => slot,
+        Err(reject) => {
+            return Tries {
+                result: Err(reject),
+                retries: 0,
+                retriable_answer: false,
+            };
+        }
+    };
     let max_tries = 1 + plan.retry.map_or(0, |p| p.num_retries);
     let per_try = plan.retry.and_then(|p| p.per_try_timeout);
     let mut tried: Vec<SocketAddr> = Vec::new();
@@ -118,7 +143,8 @@ pub async fn run<T: Transport>(t: &mut T, plan: Plan<'_>) -> Tries<T::Answer> {
         let (failure, reject) = match outcome {
             Some(Ok(answer)) => {
                 let retriable = plan.retry.is_some_and(|p| t.retries_answer(p, &answer));
-                report(t.endpoint(), TryOutcome::Answered { retriable });
+                let status = t.status(&answer);
+                report(t.endpoint(), TryOutcome::Answered { retriable, status });
                 if !retriable || last || expired || !admit(t, &mut admitted) {
                     return end(Ok(answer), retriable, attempt);
                 }
@@ -168,15 +194,48 @@ fn admit<T: Transport>(t: &mut T, admitted: &mut Vec<RetryActive>) -> bool {
     }
 }
 
-/// After every try: the endpoint's failure count (shown in `/clusters`). Outlier
-/// detection will hook in here.
+/// After every try: the endpoint's failure count (shown in `/clusters`) and outlier
+/// detection. Failures without an answer count as the gateway errors Envoy maps them
+/// to: 503 for connect failures and resets, 504 for timeouts.
 fn report(ep: Option<&Arc<Endpoint>>, outcome: TryOutcome) {
-    let failed = match outcome {
-        TryOutcome::Answered { retriable } => retriable,
-        TryOutcome::Failed(_) => true,
+    let Some(ep) = ep else { return };
+    let (failed, event) = match outcome {
+        TryOutcome::Answered { retriable, status } => {
+            (retriable || status >= 500, Event::Answer(status))
+        }
+        TryOutcome::Failed(TryFailure::PerTryTimeout) => (true, Event::LocalFailure(504)),
+        TryOutcome::Failed(_) => (true, Event::LocalFailure(503)),
     };
-    if failed && let Some(ep) = ep {
+    if failed {
         ep.failed_rq.fetch_add(1, Ordering::Relaxed);
+    }
+    ep.report(event);
+}
+
+/// A connection slot on the transport's cluster when its breakers apply (HTTP/1.1 and
+/// the codec protocols), waiting as a pending request up to the deadline; an overflow
+/// when the pending queue is full too.
+async fn connection_slot<T: Transport>(
+    t: &T,
+    deadline: Option<Instant>,
+) -> Result<Option<crate::cluster::breaker::Slot>, Reject> {
+    let Some(cluster) = t.cluster().filter(|c| !c.config.http2) else {
+        return Ok(None);
+    };
+    let (max, pending) = (cluster.config.max_connections, cluster.config.max_pending);
+    let slots = cluster.counters.slots.clone();
+    let acquire = slots.acquire(max, pending);
+    let waited = match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), acquire).await,
+        None => Ok(acquire.await),
+    };
+    match waited {
+        Ok(Ok(slot)) => Ok(Some(slot)),
+        Ok(Err(overflow)) => Err(Reject::new(
+            RejectKind::Overflow,
+            format!("{}: {overflow}", cluster.config.name),
+        )),
+        Err(_) => Err(t.timed_out(false)),
     }
 }
 

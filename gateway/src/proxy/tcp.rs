@@ -16,7 +16,7 @@ pub async fn serve(l: Arc<TcpProxyListener>, mut down: TcpStream) {
         let Some(cluster) = snap.clusters.get(&l.cluster) else {
             return Err(format!("cluster {} not found", l.cluster));
         };
-        let ep = lb::pick(cluster, &[], &mut rand::rng()).ok_or("no healthy upstream")?;
+        let ep = lb::pick(cluster, &[], None, "", &mut rand::rng()).ok_or("no healthy upstream")?;
         let _active = EndpointActive::new(ep.clone());
         let mut up =
             match tokio::time::timeout(cluster.config.connect_timeout, TcpStream::connect(ep.addr))

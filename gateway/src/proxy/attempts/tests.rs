@@ -56,6 +56,10 @@ impl Transport for Script {
         self.seen.last().map(|(a, _, _)| *a)
     }
 
+    fn status(&self, status: &u16) -> u16 {
+        *status
+    }
+
     fn retries_answer(&self, policy: &RetryPolicy, status: &u16) -> bool {
         retry::retries_response(policy, *status, &http::HeaderMap::new())
     }
