@@ -17,6 +17,7 @@
 //!   twemproxy, and a raw RESP client;
 //! - [`metrics`]: reading the gateway's Prometheus `/metrics`;
 //! - [`rls`]: a rate limit service (Envoy's RLS gRPC API) with scripted answers;
+//! - [`otlp`]: an OTLP trace collector keeping the spans it receives;
 //! - [`python`] and [`envoy`]: the Python peers and Envoy from the test venv;
 //! - [`eventually()`]: polling with a bounded patience instead of sleeps.
 
@@ -32,9 +33,11 @@ pub mod mesh;
 pub mod meta;
 pub mod metrics;
 pub mod node;
+pub mod otlp;
 pub mod python;
 pub mod redis;
 pub mod rls;
+pub mod route_policy;
 
 pub use backend::Backend;
 pub use client::{HttpClient, Reply, time_until_change, wait_for_reply};
