@@ -6,7 +6,8 @@
 //! - `/status/<code>` answers with that status;
 //! - [`Backend::set_status`] makes every other path answer with a fixed status (e.g. 503);
 //! - the request's path, `host` and HTTP version come back in `x-path`, `x-host` and
-//!   `x-version` (`HTTP/1.1`, `HTTP/2.0`).
+//!   `x-version` (`HTTP/1.1`, `HTTP/2.0`), its `traceparent` (if any) in
+//!   `x-traceparent`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -173,6 +174,12 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<F
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("")
         .to_string();
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     // Read the whole request body so keep-alive connections stay usable.
     let _ = req.into_body().collect().await;
 
@@ -201,6 +208,7 @@ async fn answer(req: Request<Incoming>, name: &str, state: &State) -> Response<F
         ("x-path", &path),
         ("x-host", &host),
         ("x-version", &version),
+        ("x-traceparent", &traceparent),
     ];
     for (key, value) in fields {
         if let Ok(value) = http::HeaderValue::from_str(value) {
