@@ -239,6 +239,19 @@ async fn connection_slot<T: Transport>(
     }
 }
 
+/// An HTTP answer's status for outlier detection: a trailers-only gRPC error counts as
+/// its HTTP equivalent (UNAVAILABLE as 503, ...), as Envoy reads it.
+pub fn answer_status(status: u16, headers: &http::HeaderMap) -> u16 {
+    match headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u16>().ok())
+    {
+        Some(code) if status == 200 && code != 0 => crate::policy::fault::http_of_grpc(code),
+        _ => status,
+    }
+}
+
 /// Waits before the next try; false when the deadline passes meanwhile.
 async fn backoff(attempt: u32, deadline: Option<Instant>) -> bool {
     let wait: Duration = retry::backoff(attempt, &mut rand::rng());
