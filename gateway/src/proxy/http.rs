@@ -436,7 +436,7 @@ impl Transport for Attempts<'_> {
     }
 
     fn status(&self, (resp, _): &Answer) -> u16 {
-        resp.status().as_u16()
+        attempts::answer_status(resp.status().as_u16(), resp.headers())
     }
 
     fn cluster(&self) -> Option<&Arc<ClusterState>> {
