@@ -381,3 +381,51 @@ async fn delta_initial_reconnect_and_removal() {
 }
 
 mod gateway_pool;
+
+/// The pod table is a wildcard Delta type: a gateway gets one resource per pod IP, and a
+/// pod that goes is named as removed, with no listener pushed again.
+#[tokio::test]
+async fn delta_serves_the_pod_table_and_pod_churn_leaves_listeners_alone() {
+    let pod = |name: &str, ip: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{ name: {name}, namespace: a }}\nspec: {{ serviceAccountName: x, containers: [ {{ name: c, image: i }} ] }}\nstatus: {{ phase: Running, podIP: {ip} }}\n"
+        )
+    };
+    let with_pods = format!("{MESH}{}{}", pod("one", "10.9.0.1"), pod("two", "10.9.0.2"));
+    let server = serve(snapshot(&with_pods)).await;
+    let mut d = Delta::open(server.addr).await;
+    for t in [type_url::WORKLOAD, type_url::LISTENER] {
+        d.send(DeltaDiscoveryRequest {
+            type_url: t.into(),
+            ..Default::default()
+        })
+        .await;
+    }
+    let wds = d.recv().await;
+    assert_eq!(wds.type_url, type_url::WORKLOAD, "asked first, answered first");
+    let mut names: Vec<&str> = wds.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    assert!(names.contains(&"10.9.0.1") && names.contains(&"10.9.0.2"), "{names:?}");
+    let lds = d.recv().await;
+    assert_eq!(lds.type_url, type_url::LISTENER);
+    for (t, nonce) in [(type_url::WORKLOAD, &wds.nonce), (type_url::LISTENER, &lds.nonce)] {
+        d.send(DeltaDiscoveryRequest {
+            type_url: t.into(),
+            response_nonce: nonce.clone(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    server.publish.send_replace(Arc::new(snapshot(&format!(
+        "{MESH}{}",
+        pod("one", "10.9.0.1")
+    ))));
+    let churn = d.recv().await;
+    assert_eq!(churn.type_url, type_url::WORKLOAD);
+    assert_eq!(churn.removed_resources, vec!["10.9.0.2".to_string()]);
+    assert!(churn.resources.is_empty());
+    // Nothing else changed: the next message, if any, is not a listener push.
+    let next = tokio::time::timeout(Duration::from_millis(300), d.rx.message()).await;
+    assert!(next.is_err(), "unexpected push after pod churn: {next:?}");
+}
