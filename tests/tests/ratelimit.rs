@@ -270,7 +270,7 @@ async fn a_local_limit_of_100_per_second_passes_100_per_second_of_200_in_every_p
     let (_peers, addrs) = start(&mut mesh, limit).await;
     for (proto, addr) in ALL.into_iter().zip(addrs) {
         // The warm-up spends the bucket's first 100 tokens; then 10 s are counted.
-        let s = load(proto, addr, "--rate 200 --connections 4 --concurrency 4 --warmup 2s --duration 10s").await;
+        let s = load(proto, addr, "--rate 200 --connections 8 --warmup 2s --duration 10s").await;
         assert_only(proto, &s, &[proto.ok(), proto.limited()], proto.as_str());
         let passed = passed(proto, &s) as f64 / 10.0;
         assert!((95.0..=105.0).contains(&passed), "{}: {passed}/s passed, not 100/s ± 5 %: {s}", proto.as_str());
