@@ -160,8 +160,10 @@ async fn thrift_calls_route_on_their_method_through_the_gateway() {
     mesh.wait_for_gateway_log(&["method=\"add\"", "code=200", "route=\"add-only\"", "protocol=\"thrift\""]).await;
     mesh.wait_for_gateway_log(&["method=\"sub\"", "code=404", "flags=NR"]).await;
 
-    // Istio's request metric counts both, labelled as Thrift calls.
-    for (code, flags) in [("200", "-"), ("404", "NR")] {
+    // Istio's request metric counts both, labelled as Thrift calls with Thrift's own
+    // codes: 0 for a reply, the TApplicationException type (UNKNOWN_METHOD, 1) for the
+    // refused call.
+    for (code, flags) in [("0", "-"), ("1", "NR")] {
         let labels = [("request_protocol", "thrift"), ("response_code", code), ("response_flags", flags)];
         mesh.wait_for_metric("istio_requests_total", &labels, 1.0).await;
     }

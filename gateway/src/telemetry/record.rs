@@ -146,26 +146,35 @@ fn source_of_ip(ip: IpAddr, snapshot: &Snapshot) -> PeerRef {
 }
 
 /// The workload behind an endpoint: its EDS metadata's labels, else unknown. The
-/// principal is the service account's in the default trust domain (EDS names no trust
-/// domain).
+/// principal is the service account's (Kubernetes' `default` when the pod names none) in
+/// the default trust domain (EDS names no trust domain).
 pub fn destination_of(ep: &Endpoint) -> PeerRef {
     match ep.labels.as_deref() {
-        Some(l) => PeerRef::intern(
-            &l.workload,
-            &l.namespace,
-            &l.service_account,
-            &l.app,
-            &l.version,
-            || {
-                format!(
-                    "spiffe://{DEFAULT_TRUST_DOMAIN}/ns/{}/sa/{}",
-                    l.namespace, l.service_account
-                )
-            },
-        ),
+        Some(l) => {
+            let account = match l.service_account.as_str() {
+                "" => DEFAULT_SERVICE_ACCOUNT,
+                sa => sa,
+            };
+            PeerRef::intern(
+                &l.workload,
+                &l.namespace,
+                account,
+                &l.app,
+                &l.version,
+                || {
+                    format!(
+                        "spiffe://{DEFAULT_TRUST_DOMAIN}/ns/{}/sa/{account}",
+                        l.namespace
+                    )
+                },
+            )
+        }
         None => PeerRef::unknown(),
     }
 }
+
+/// The service account Kubernetes gives a pod that names none.
+const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 
 /// Passes a key that is already a hash through.
 #[derive(Debug, Default)]
