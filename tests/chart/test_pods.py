@@ -175,6 +175,19 @@ class Gateway(unittest.TestCase):
         self.assertIn("preferredDuringSchedulingIgnoredDuringExecution", default["podAntiAffinity"])
 
 
+    def test_zone_is_off_fixed_or_the_pods_own(self) -> None:
+        c = container(render(), "corridor-gateway")
+        self.assertNotIn("--zone", args_of(c))
+        self.assertNotIn("CORRIDOR_ZONE", [e["name"] for e in c["env"]])
+        fixed = container(render({"gateway": {"zone": "eu-west-1a"}}), "corridor-gateway")
+        self.assertEqual(args_of(fixed)["--zone"], ["eu-west-1a"])
+        auto = container(render({"gateway": {"zone": "auto"}}), "corridor-gateway")
+        self.assertNotIn("--zone", args_of(auto))
+        (zone,) = [e for e in auto["env"] if e["name"] == "CORRIDOR_ZONE"]
+        path = zone["valueFrom"]["fieldRef"]["fieldPath"]
+        self.assertEqual(path, "metadata.labels['topology.kubernetes.io/zone']")
+
+
 class Dns(unittest.TestCase):
     def test_unprivileged_port_behind_port_53(self) -> None:
         rendered = render()
