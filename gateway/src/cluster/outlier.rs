@@ -8,7 +8,7 @@
 //! (or report) after the deadline un-ejects, so an ejection lasts exactly its time
 //! rather than until the next `interval` sweep.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -129,6 +129,8 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct Detector {
     config: ArcSwapOption<OutlierConfig>,
+    /// Whether `config` is set: read on every pick, so a plain flag.
+    enabled: AtomicBool,
     ejected: AtomicUsize,
     hosts: AtomicUsize,
     /// Ejections so far (`/clusters`: `outlier_detection.ejections_enforced_total`).
@@ -142,12 +144,13 @@ impl Detector {
         if current.as_deref() != config {
             self.config.store(config.map(|c| Arc::new(c.clone())));
         }
+        self.enabled.store(config.is_some(), Ordering::Relaxed);
         self.hosts.store(hosts, Ordering::Relaxed);
     }
 
     /// Whether outlier detection is on.
     pub fn enabled(&self) -> bool {
-        self.config.load().is_some()
+        self.enabled.load(Ordering::Relaxed)
     }
 
     /// Endpoints ejected right now (as far as lazy expiry has noticed).
