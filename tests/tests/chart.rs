@@ -19,6 +19,7 @@ const CASES: &[&str] = &[
     "test_access.NetworkPolicies",
     "test_access.Rbac",
     "test_access.Toggles",
+    "test_dashboard.Dashboard",
     "test_pods.Controller",
     "test_pods.Dns",
     "test_pods.Gateway",
@@ -150,4 +151,9 @@ fn pdb_hpa_and_crds_follow_their_values() {
 #[test]
 fn network_policies() {
     unittest("test_access.NetworkPolicies");
+}
+
+#[test]
+fn grafana_dashboard_reads_only_exported_metrics() {
+    unittest("test_dashboard.Dashboard");
 }
