@@ -68,12 +68,20 @@ async fn aborts_a_fifth_of_calls(proto: Proto) {
     mesh.wait_for_metric("istio_requests_total", &[("response_flags", "FI")], errors as f64).await;
 }
 
+/// No call failed. (gRPC calls once failed here now and then: a replayable request body
+/// never told hyper it had ended, so the h2 backend got empty DATA frames without
+/// END_STREAM and closed the gateway's connection past its limit.)
+fn assert_clean(s: &Value) {
+    assert_eq!(count(s, &["requests", "errors"]), 0, "{s}");
+}
+
 async fn a_delay_moves_the_median(proto: Proto) {
     let tag = format!("fault-delay-{}", proto.as_str());
     let Setup { mesh, addr, _backend } = mesh_with(proto, &tag, json!({})).await;
-    let run = "--rate 200 --duration 2s --connections 50 --timeout 10s";
+    // The warm-up opens the connections (and the gateway's upstream ones) before measuring.
+    let run = "--rate 100 --warmup 1s --duration 2s --connections 20 --timeout 10s";
     let before = load(proto, addr, run).await;
-    assert_eq!(count(&before, &["requests", "errors"]), 0, "{before}");
+    assert_clean(&before);
 
     let delayed = json!({"fault": {"delay": {"fixedDelay": "100ms", "percentage": {"value": 100}}}});
     let vs = virtual_service(&mesh.ns, "svc", delayed);
@@ -85,9 +93,12 @@ async fn a_delay_moves_the_median(proto: Proto) {
     })
     .await;
     let after = load(proto, addr, run).await;
-    assert_eq!(count(&after, &["requests", "errors"]), 0, "{after}");
+    assert_clean(&after);
+    // Every call waited its 100 ms; the median moved by them, less what the two runs'
+    // own service times differ by on a shared test machine (a few ms: 5 allowed).
+    assert!(latency_ms(&after, "min") >= 100.0, "{proto:?}: a call was not delayed: {after}");
     let moved = latency_ms(&after, "p50") - latency_ms(&before, "p50");
-    assert!(moved >= 100.0, "{proto:?}: p50 {} -> {}", latency_ms(&before, "p50"), latency_ms(&after, "p50"));
+    assert!(moved >= 95.0, "{proto:?}: p50 {} -> {}", latency_ms(&before, "p50"), latency_ms(&after, "p50"));
     mesh.wait_for_metric("istio_requests_total", &[("response_flags", "DI")], 1.0).await;
 }
 

@@ -284,10 +284,15 @@ impl ReplayBody {
 
     fn is_end(&self) -> bool {
         match self.state.lock() {
+            // Without trailers to send, the body ends with its last chunk: saying so lets
+            // hyper put END_STREAM on that frame. Otherwise an HTTP/2 upstream gets the
+            // downstream's empty closing DATA frame without END_STREAM, and h2 servers
+            // count those per connection and close it past a limit (GOAWAY
+            // ENHANCE_YOUR_CALM "too_many_data_frames"), failing the calls on it.
             Ok(s) => {
                 s.attempt == self.attempt
                     && s.complete
-                    && self.trailers_sent
+                    && (self.trailers_sent || s.trailers.is_none())
                     && (s.overflow || self.pos >= s.chunks.len())
             }
             Err(_) => true,
