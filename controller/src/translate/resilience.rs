@@ -128,7 +128,7 @@ fn outlier_detection(o: &crate::resources::istio::OutlierDetection) -> OutlierDe
 
 /// The consistent-hash settings of the cluster a route sends to (`outbound|port|subset|
 /// host`), if its DestinationRule hashes.
-fn hashing<'a>(ctx: &'a Context<'_>, cluster: &str) -> Option<ConsistentHashLb> {
+fn hashing(ctx: &Context<'_>, cluster: &str) -> Option<ConsistentHashLb> {
     let mut parts = cluster.splitn(4, '|');
     let (_, port, subset, host) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let port: u32 = port.parse().ok()?;
