@@ -122,14 +122,14 @@ pub async fn serve(mesh: &mut Mesh, proto: Proto, name: &str, port: u16, extra: 
     }
 }
 
-/// Calls logged by a backend started with `--log-calls` (Dubbo, Thrift: `call ...`
-/// lines; HTTP and gRPC: any request line).
+/// Calls logged by a backend started with `--log-calls` (one `call <protocol> ...`
+/// line each).
 pub fn logged_calls(s: &Served) -> usize {
     s.process
         .stdout
         .snapshot()
         .iter()
-        .filter(|l| !l.starts_with("corridor-load serve bound"))
+        .filter(|l| l.starts_with("call "))
         .count()
 }
 
