@@ -541,11 +541,7 @@ async fn resend_fresh(
 
 fn classify(e: &hyper::Error) -> TryFailure {
     tracing::debug!(error = ?e, "upstream request failed");
-    if format!("{e:?}").contains("REFUSED_STREAM") {
-        TryFailure::RefusedStream
-    } else {
-        TryFailure::Reset
-    }
+    TryFailure::of_http(e)
 }
 
 fn forward_response(

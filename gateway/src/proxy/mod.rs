@@ -192,3 +192,6 @@ fn chain(listener: &str, filters: &[FilterConfig], shared: &Shared) -> Chain {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod h2_upstream_tests;

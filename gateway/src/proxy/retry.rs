@@ -28,6 +28,35 @@ pub enum TryFailure {
     PerTryTimeout,
 }
 
+impl TryFailure {
+    /// How an HTTP exchange that got no response failed. The upstream promises it never
+    /// processed a stream it refused (RST_STREAM REFUSED_STREAM) or one a GOAWAY left out
+    /// (above its last stream id, or opened after it; RFC 9113 section 6.8): h2 fails
+    /// exactly those with the peer's GOAWAY, while a stream the peer may have started
+    /// sees the connection's end as an I/O error. Both are refused streams, safe to
+    /// retry, as Envoy reads them; anything else broke mid-way.
+    pub fn of_http(e: &hyper::Error) -> TryFailure {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if let Some(h2) = err.downcast_ref::<h2::Error>() {
+                return TryFailure::of_h2(h2);
+            }
+            source = err.source();
+        }
+        TryFailure::Reset
+    }
+
+    fn of_h2(e: &h2::Error) -> TryFailure {
+        let refused =
+            e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote());
+        if refused {
+            TryFailure::RefusedStream
+        } else {
+            TryFailure::Reset
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A try bounded by an optional time budget. Unlike a `match` between
     /// `tokio::time::timeout(t, f)` and `f`, it holds the try's future once, and
