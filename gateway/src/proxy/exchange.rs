@@ -97,8 +97,9 @@ pub struct Exchange {
     pub source: PeerRef,
     /// The workload of the endpoint of the last try.
     pub destination: PeerRef,
-    /// The gateway's span, when the request is traced.
-    pub span: Option<Span>,
+    /// The gateway's span, when the request is traced (boxed: the exchange is moved on
+    /// every request, traced or not).
+    pub span: Option<Box<Span>>,
     pub(crate) cluster_active: Option<ClusterActive>,
     pub(crate) endpoint_active: Option<EndpointActive>,
     pub(crate) pool_return: Option<(Arc<Endpoint>, http1::SendRequest<RequestBody>)>,
@@ -226,7 +227,7 @@ impl Drop for Exchange {
             duration: self.start.elapsed(),
             request_bytes: self.request_bytes(),
             response_bytes: self.bytes_out,
-            span: self.span.as_ref(),
+            span: self.span.as_deref(),
         };
         let listener = &self.listener;
         record::finish(

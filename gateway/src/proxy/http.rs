@@ -144,12 +144,11 @@ fn prepare(
     };
     let mut ex = Exchange::new(l.clone(), snap.clone(), start, &parts, request_id, grpc);
     ex.source = telemetry::source_of(peer.addr, snap);
-    ex.span = l.shared.tracer.start(
-        parts
-            .headers
-            .get(TRACEPARENT)
-            .map(HeaderValue::as_bytes),
-    );
+    ex.span = l
+        .shared
+        .tracer
+        .start(parts.headers.get(TRACEPARENT).map(HeaderValue::as_bytes))
+        .map(Box::new);
 
     let Some(rc) = snap.routes.get(&l.route_config) else {
         return Err(reply(ex, &Reject::of(RejectKind::NoRoute)));
