@@ -176,3 +176,38 @@ fn grpc_statuses_map_to_their_http_equivalents() {
     assert_eq!(http_of_grpc(8), 429);
     assert_eq!(http_of_grpc(2), 500);
 }
+
+/// A route's rule comes as the HTTPFault itself (Istio) or wrapped in a FilterConfig; a
+/// wrapper that disables the filter gives an empty rule; other filters' entries are not
+/// the fault filter's business.
+#[test]
+fn a_route_rule_is_read_from_its_per_filter_config() {
+    use corridor_proto::pack_any;
+    let mut configs = HashMap::new();
+    configs.insert("envoy.filters.http.rbac".to_string(), pack_any(HttpFault::default()));
+    assert_eq!(from_per_filter_config(&configs).unwrap(), None);
+
+    configs.insert(FAULT_FILTER.to_string(), pack_any(istio_fault()));
+    let direct = from_per_filter_config(&configs).unwrap().unwrap();
+    assert_eq!(direct.abort.as_ref().map(|a| a.grpc), Some(Some(14)));
+
+    let wrapped = FilterConfig {
+        config: Some(pack_any(istio_fault())),
+        ..Default::default()
+    };
+    configs.insert(FAULT_FILTER.to_string(), pack_any(wrapped));
+    assert_eq!(from_per_filter_config(&configs).unwrap(), Some(direct));
+
+    let disabled = FilterConfig {
+        disabled: true,
+        ..Default::default()
+    };
+    configs.insert(FAULT_FILTER.to_string(), pack_any(disabled));
+    let none = from_per_filter_config(&configs).unwrap().unwrap();
+    assert_eq!((none.delay, none.abort), (None, None));
+
+    // Anything else under the fault filter's name is refused, naming what came.
+    let not_a_fault = corridor_proto::google::protobuf::Duration::default();
+    configs.insert(FAULT_FILTER.to_string(), pack_any(not_a_fault));
+    assert!(matches!(from_per_filter_config(&configs), Err(ModelError::Decode { .. })));
+}
