@@ -6,7 +6,9 @@
 //! 100 ms over a run without it.
 
 use corridor_tests::Mesh;
-use corridor_tests::route_policy::{Proto, Served, count, latency_ms, load, serve, virtual_service};
+use corridor_tests::route_policy::{
+    Proto, Served, count, latency_ms, load, serve, virtual_service,
+};
 use serde_json::{Value, json};
 
 /// Calls per abort run: the abort share's standard deviation is then 0.9 points.
@@ -26,46 +28,97 @@ async fn mesh_with(proto: Proto, tag: &str, policy: Value) -> Setup {
     let service = "svc";
     let objects = mesh.service_objects(service, proto.port(), &[(&backend, "v1")]);
     mesh.write("mesh.yaml", &corridor_tests::manifests::yaml(objects));
-    mesh.write("vs.yaml", &corridor_tests::manifests::yaml([virtual_service(&mesh.ns, service, policy)]));
+    mesh.write(
+        "vs.yaml",
+        &corridor_tests::manifests::yaml([virtual_service(&mesh.ns, service, policy)]),
+    );
     mesh.start_controller().await;
     mesh.start_gateway().await;
     let addr = mesh.service_addr(service, proto.port().number()).await;
     // The routes (and the fault rule on them) arrive after the listener.
     corridor_tests::eventually(corridor_tests::PATIENCE, "routes in place", || async move {
         let s = load(proto, addr, "--rate 50 --duration 200ms --connections 2").await;
-        anyhow::ensure!(count(&s, &["requests", "completed"]) > 0 && count(&s, &["errors", "connect"]) == 0, "{s}");
-        anyhow::ensure!(count(&s, &["statuses", "404"]) == 0 && count(&s, &["statuses", "UNIMPLEMENTED"]) == 0, "{s}");
+        anyhow::ensure!(
+            count(&s, &["requests", "completed"]) > 0 && count(&s, &["errors", "connect"]) == 0,
+            "{s}"
+        );
+        anyhow::ensure!(
+            count(&s, &["statuses", "404"]) == 0 && count(&s, &["statuses", "UNIMPLEMENTED"]) == 0,
+            "{s}"
+        );
         Ok(())
     })
     .await;
-    Setup { mesh, addr, _backend: backend }
+    Setup {
+        mesh,
+        addr,
+        _backend: backend,
+    }
 }
 
 /// The abort of each protocol and the `statuses` key its error shows as.
 fn abort(proto: Proto) -> (Value, &'static str) {
     match proto {
-        Proto::Grpc => (json!({"grpcStatus": "UNAVAILABLE", "percentage": {"value": 20}}), "UNAVAILABLE"),
-        Proto::Http => (json!({"httpStatus": 503, "percentage": {"value": 20}}), "503"),
+        Proto::Grpc => (
+            json!({"grpcStatus": "UNAVAILABLE", "percentage": {"value": 20}}),
+            "UNAVAILABLE",
+        ),
+        Proto::Http => (
+            json!({"httpStatus": 503, "percentage": {"value": 20}}),
+            "503",
+        ),
         // 503 is Dubbo's SERVER_ERROR (80) and a Thrift INTERNAL_ERROR exception.
-        Proto::Dubbo => (json!({"httpStatus": 503, "percentage": {"value": 20}}), "80"),
-        Proto::Thrift => (json!({"httpStatus": 503, "percentage": {"value": 20}}), "exception"),
+        Proto::Dubbo => (
+            json!({"httpStatus": 503, "percentage": {"value": 20}}),
+            "80",
+        ),
+        Proto::Thrift => (
+            json!({"httpStatus": 503, "percentage": {"value": 20}}),
+            "exception",
+        ),
     }
 }
 
 async fn aborts_a_fifth_of_calls(proto: Proto) {
     let (rule, error) = abort(proto);
     let tag = format!("fault-abort-{}", proto.as_str());
-    let Setup { mesh, addr, _backend } = mesh_with(proto, &tag, json!({"fault": {"abort": rule}, "retries": {"attempts": 0}})).await;
-    let s = load(proto, addr, "--rate 1000 --duration 2s --connections 20 --timeout 10s").await;
+    let Setup {
+        mesh,
+        addr,
+        _backend,
+    } = mesh_with(
+        proto,
+        &tag,
+        json!({"fault": {"abort": rule}, "retries": {"attempts": 0}}),
+    )
+    .await;
+    let s = load(
+        proto,
+        addr,
+        "--rate 1000 --duration 2s --connections 20 --timeout 10s",
+    )
+    .await;
     let completed = count(&s, &["requests", "completed"]);
     assert!(completed >= CALLS * 95 / 100, "{s}");
     let errors = count(&s, &["statuses", error]);
     let ok = count(&s, &["statuses", proto.ok_status()]);
-    assert_eq!(errors + ok, completed, "only answers and the fault's error: {s}");
+    assert_eq!(
+        errors + ok,
+        completed,
+        "only answers and the fault's error: {s}"
+    );
     let share = errors as f64 / completed as f64;
-    assert!((0.17..=0.23).contains(&share), "{proto:?}: {errors} of {completed} aborted ({share:.3}): {s}");
+    assert!(
+        (0.17..=0.23).contains(&share),
+        "{proto:?}: {errors} of {completed} aborted ({share:.3}): {s}"
+    );
     // Flagged FI, every one of them.
-    mesh.wait_for_metric("istio_requests_total", &[("response_flags", "FI")], errors as f64).await;
+    mesh.wait_for_metric(
+        "istio_requests_total",
+        &[("response_flags", "FI")],
+        errors as f64,
+    )
+    .await;
 }
 
 /// No call failed. (gRPC calls once failed here now and then: a replayable request body
@@ -77,29 +130,51 @@ fn assert_clean(s: &Value) {
 
 async fn a_delay_moves_the_median(proto: Proto) {
     let tag = format!("fault-delay-{}", proto.as_str());
-    let Setup { mesh, addr, _backend } = mesh_with(proto, &tag, json!({})).await;
+    let Setup {
+        mesh,
+        addr,
+        _backend,
+    } = mesh_with(proto, &tag, json!({})).await;
     // The warm-up opens the connections (and the gateway's upstream ones) before measuring.
     let run = "--rate 100 --warmup 1s --duration 2s --connections 20 --timeout 10s";
     let before = load(proto, addr, run).await;
     assert_clean(&before);
 
-    let delayed = json!({"fault": {"delay": {"fixedDelay": "100ms", "percentage": {"value": 100}}}});
+    let delayed =
+        json!({"fault": {"delay": {"fixedDelay": "100ms", "percentage": {"value": 100}}}});
     let vs = virtual_service(&mesh.ns, "svc", delayed);
     mesh.write("vs.yaml", &corridor_tests::manifests::yaml([vs]));
-    corridor_tests::eventually(corridor_tests::PATIENCE, "the delay in force", || async move {
-        let s = load(proto, addr, "--rate 20 --duration 500ms --connections 5").await;
-        anyhow::ensure!(latency_ms(&s, "p50") >= 100.0, "p50 {}", latency_ms(&s, "p50"));
-        Ok(())
-    })
+    corridor_tests::eventually(
+        corridor_tests::PATIENCE,
+        "the delay in force",
+        || async move {
+            let s = load(proto, addr, "--rate 20 --duration 500ms --connections 5").await;
+            anyhow::ensure!(
+                latency_ms(&s, "p50") >= 100.0,
+                "p50 {}",
+                latency_ms(&s, "p50")
+            );
+            Ok(())
+        },
+    )
     .await;
     let after = load(proto, addr, run).await;
     assert_clean(&after);
     // Every call waited its 100 ms; the median moved by them, less what the two runs'
     // own service times differ by on a shared test machine (a few ms: 5 allowed).
-    assert!(latency_ms(&after, "min") >= 100.0, "{proto:?}: a call was not delayed: {after}");
+    assert!(
+        latency_ms(&after, "min") >= 100.0,
+        "{proto:?}: a call was not delayed: {after}"
+    );
     let moved = latency_ms(&after, "p50") - latency_ms(&before, "p50");
-    assert!(moved >= 95.0, "{proto:?}: p50 {} -> {}", latency_ms(&before, "p50"), latency_ms(&after, "p50"));
-    mesh.wait_for_metric("istio_requests_total", &[("response_flags", "DI")], 1.0).await;
+    assert!(
+        moved >= 95.0,
+        "{proto:?}: p50 {} -> {}",
+        latency_ms(&before, "p50"),
+        latency_ms(&after, "p50")
+    );
+    mesh.wait_for_metric("istio_requests_total", &[("response_flags", "DI")], 1.0)
+        .await;
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 
 use corridor_tests::Mesh;
 use corridor_tests::mesh::Upstream;
-use corridor_tests::route_policy::{Proto, Served, count, latency_ms, load, logged_calls, serve, virtual_service};
+use corridor_tests::route_policy::{
+    Proto, Served, count, latency_ms, load, logged_calls, serve, virtual_service,
+};
 use corridor_tests::{PATIENCE, eventually};
 use serde_json::{Value, json};
 
@@ -22,7 +24,12 @@ struct Setup {
     _primary: Served,
 }
 
-async fn mirrored(proto: Proto, tag: &str, shadows: &[(&str, Option<&[&str]>)], policy: Value) -> Setup {
+async fn mirrored(
+    proto: Proto,
+    tag: &str,
+    shadows: &[(&str, Option<&[&str]>)],
+    policy: Value,
+) -> Setup {
     let mut mesh = Mesh::new(tag);
     let primary = serve(&mut mesh, proto, "b1", 0, &[]).await;
     let mut objects = mesh.service_objects("svc", proto.port(), &[(&primary, "v1")]);
@@ -40,24 +47,38 @@ async fn mirrored(proto: Proto, tag: &str, shadows: &[(&str, Option<&[&str]>)], 
             Some(live) => mesh.service_objects(name, proto.port(), &[(live, "v1")]),
             None => {
                 // A fresh address on the primary's port: connecting there is refused.
-                let nowhere = Nowhere { name: (*name).to_string(), addr: mesh.upstream_addr(primary.addr.port()) };
+                let nowhere = Nowhere {
+                    name: (*name).to_string(),
+                    addr: mesh.upstream_addr(primary.addr.port()),
+                };
                 mesh.service_objects(name, proto.port(), &[(&nowhere, "v1")])
             }
         });
         servers.push(server);
     }
     mesh.write("mesh.yaml", &corridor_tests::manifests::yaml(objects));
-    mesh.write("vs.yaml", &corridor_tests::manifests::yaml([virtual_service(&mesh.ns, "svc", policy)]));
+    mesh.write(
+        "vs.yaml",
+        &corridor_tests::manifests::yaml([virtual_service(&mesh.ns, "svc", policy)]),
+    );
     mesh.start_controller().await;
     mesh.start_gateway().await;
     let addr = mesh.service_addr("svc", proto.port().number()).await;
     eventually(PATIENCE, "routes in place", || async move {
         let s = load(proto, addr, "--rate 50 --duration 200ms --connections 2").await;
-        anyhow::ensure!(count(&s, &["statuses", proto.ok_status()]) == count(&s, &["requests", "completed"]), "{s}");
+        anyhow::ensure!(
+            count(&s, &["statuses", proto.ok_status()]) == count(&s, &["requests", "completed"]),
+            "{s}"
+        );
         Ok(())
     })
     .await;
-    Setup { mesh, addr, shadows: servers, _primary: primary }
+    Setup {
+        mesh,
+        addr,
+        shadows: servers,
+        _primary: primary,
+    }
 }
 
 /// An endpoint nothing listens on.
@@ -78,8 +99,17 @@ impl Upstream for Nowhere {
 
 /// Copies the gateway has sent to `cluster` so far.
 async fn copies_sent(mesh: &Mesh, cluster: &str) -> usize {
-    let text = mesh.admin_get("/metrics").await.map(|r| r.text()).unwrap_or_default();
-    corridor_tests::metrics::sum(&text, "corridor_upstream_rq_mirror_total", &[("cluster", cluster)]).unwrap_or(0.0) as usize
+    let text = mesh
+        .admin_get("/metrics")
+        .await
+        .map(|r| r.text())
+        .unwrap_or_default();
+    corridor_tests::metrics::sum(
+        &text,
+        "corridor_upstream_rq_mirror_total",
+        &[("cluster", cluster)],
+    )
+    .unwrap_or(0.0) as usize
 }
 
 /// Waits until `shadow` has logged every copy the gateway sent to `cluster`; returns
@@ -95,30 +125,55 @@ async fn all_copies_logged(mesh: &Mesh, shadow: &Served, cluster: &str) -> usize
 }
 
 fn cluster(mesh: &Mesh, proto: Proto, service: &str) -> String {
-    format!("outbound|{}||{service}.{}.svc.cluster.local", proto.port().number(), mesh.ns)
+    format!(
+        "outbound|{}||{service}.{}.svc.cluster.local",
+        proto.port().number(),
+        mesh.ns
+    )
 }
 
 async fn half_the_calls_reach_the_shadow(proto: Proto) {
     let tag = format!("mirror-half-{}", proto.as_str());
     let policy = json!({"mirror": {"host": "shadow"}, "mirrorPercentage": {"value": 50}, "retries": {"attempts": 0}});
     let setup = mirrored(proto, &tag, &[("shadow", Some(&[]))], policy).await;
-    let shadow = setup.shadows[0].as_ref().unwrap_or_else(|| panic!("a live shadow"));
+    let shadow = setup.shadows[0]
+        .as_ref()
+        .unwrap_or_else(|| panic!("a live shadow"));
     let shadow_cluster = cluster(&setup.mesh, proto, "shadow");
     let before = all_copies_logged(&setup.mesh, shadow, &shadow_cluster).await;
-    let s = load(proto, setup.addr, "--rate 500 --duration 2s --connections 10 --timeout 10s").await;
+    let s = load(
+        proto,
+        setup.addr,
+        "--rate 500 --duration 2s --connections 10 --timeout 10s",
+    )
+    .await;
     let completed = count(&s, &["requests", "completed"]);
-    assert_eq!(count(&s, &["statuses", proto.ok_status()]), completed, "{s}");
+    assert_eq!(
+        count(&s, &["statuses", proto.ok_status()]),
+        completed,
+        "{s}"
+    );
     assert!(completed >= 950, "{s}");
     // Every copy the gateway sent arrives, none skipped.
     let got = all_copies_logged(&setup.mesh, shadow, &shadow_cluster).await;
     // 50 % of the load's calls, within 5 points (sigma is 1.6 points at 1,000 calls).
     let share = (got - before) as f64 / completed as f64;
-    assert!((0.45..=0.55).contains(&share), "{proto:?}: {} of {completed} mirrored ({share:.3})", got - before);
+    assert!(
+        (0.45..=0.55).contains(&share),
+        "{proto:?}: {} of {completed} mirrored ({share:.3})",
+        got - before
+    );
 }
 
 async fn a_dead_or_slow_shadow_does_not_touch_the_caller(proto: Proto) {
     let tag = format!("mirror-slow-{}", proto.as_str());
-    let setup = mirrored(proto, &tag, &[("slow", Some(&["--delay", "10s"])), ("dead", None)], json!({"retries": {"attempts": 0}})).await;
+    let setup = mirrored(
+        proto,
+        &tag,
+        &[("slow", Some(&["--delay", "10s"])), ("dead", None)],
+        json!({"retries": {"attempts": 0}}),
+    )
+    .await;
     let run = "--rate 200 --warmup 1s --duration 2s --connections 20 --timeout 10s";
     let plain = load(proto, setup.addr, run).await;
     assert_eq!(count(&plain, &["requests", "errors"]), 0, "{plain}");
@@ -127,13 +182,28 @@ async fn a_dead_or_slow_shadow_does_not_touch_the_caller(proto: Proto) {
         "mirrors": [{"destination": {"host": "slow"}}, {"destination": {"host": "dead"}}],
         "retries": {"attempts": 0}
     });
-    setup.mesh.write("vs.yaml", &corridor_tests::manifests::yaml([virtual_service(&setup.mesh.ns, "svc", policy)]));
+    setup.mesh.write(
+        "vs.yaml",
+        &corridor_tests::manifests::yaml([virtual_service(&setup.mesh.ns, "svc", policy)]),
+    );
     let slow = cluster(&setup.mesh, proto, "slow");
     let dead = cluster(&setup.mesh, proto, "dead");
     // The mirrors are in force once copies go out.
     eventually(PATIENCE, "mirrors in force", || async {
-        load(proto, setup.addr, "--rate 20 --duration 200ms --connections 2").await;
-        setup.mesh.wait_for_metric("corridor_upstream_rq_mirror_total", &[("cluster", &slow)], 1.0).await;
+        load(
+            proto,
+            setup.addr,
+            "--rate 20 --duration 200ms --connections 2",
+        )
+        .await;
+        setup
+            .mesh
+            .wait_for_metric(
+                "corridor_upstream_rq_mirror_total",
+                &[("cluster", &slow)],
+                1.0,
+            )
+            .await;
         Ok(())
     })
     .await;
@@ -145,7 +215,14 @@ async fn a_dead_or_slow_shadow_does_not_touch_the_caller(proto: Proto) {
         "{proto:?}: p99 {p99_plain} ms without mirrors, {p99_mirrored} ms with a slow and a dead one"
     );
     // Copies went to both shadows; the slow one holds them (it answers in 10 s).
-    setup.mesh.wait_for_metric("corridor_upstream_rq_mirror_total", &[("cluster", &dead)], 1.0).await;
+    setup
+        .mesh
+        .wait_for_metric(
+            "corridor_upstream_rq_mirror_total",
+            &[("cluster", &dead)],
+            1.0,
+        )
+        .await;
     let held = setup.shadows[0].as_ref().map_or(0, logged_calls);
     assert!(held > 0, "the slow shadow got no copy");
 }

@@ -11,12 +11,25 @@ use serde_json::{Value, json};
 
 /// A mesh with `proto`'s service on two backends failing 30 % of calls, the VirtualService
 /// `policy` and, when `max_retries` is set, a DestinationRule with that many retries.
-async fn failing_service(proto: Proto, tag: &str, policy: Value, max_retries: Option<u32>) -> (Mesh, std::net::SocketAddr, Vec<Served>) {
+async fn failing_service(
+    proto: Proto,
+    tag: &str,
+    policy: Value,
+    max_retries: Option<u32>,
+) -> (Mesh, std::net::SocketAddr, Vec<Served>) {
     let mut mesh = Mesh::new(tag);
     let first = serve(&mut mesh, proto, "b1", 0, &["--error-rate", "0.3"]).await;
-    let second = serve(&mut mesh, proto, "b2", first.addr.port(), &["--error-rate", "0.3"]).await;
+    let second = serve(
+        &mut mesh,
+        proto,
+        "b2",
+        first.addr.port(),
+        &["--error-rate", "0.3"],
+    )
+    .await;
     let service = "svc";
-    let mut objects = mesh.service_objects(service, proto.port(), &[(&first, "v1"), (&second, "v1")]);
+    let mut objects =
+        mesh.service_objects(service, proto.port(), &[(&first, "v1"), (&second, "v1")]);
     objects.push(virtual_service(&mesh.ns, service, policy));
     if let Some(n) = max_retries {
         objects.push(json!({
@@ -53,15 +66,36 @@ async fn four_retries_hide_a_30_percent_error_rate(proto: Proto) {
     let tag = format!("retry-{}", proto.as_str());
     let policy = json!({"retries": {"attempts": 4, "retryOn": retry_on(proto)}});
     let (mesh, addr, _backends) = failing_service(proto, &tag, policy, Some(100_000)).await;
-    let s = load(proto, addr, "--rate 1000 --duration 2s --connections 20 --timeout 10s").await;
+    let s = load(
+        proto,
+        addr,
+        "--rate 1000 --duration 2s --connections 20 --timeout 10s",
+    )
+    .await;
     let completed = count(&s, &["requests", "completed"]);
     assert!(completed >= 1_900, "{s}");
     let errors = count(&s, &["requests", "errors"]);
-    assert!(errors * 100 < completed, "{proto:?}: {errors} of {completed} calls failed: {s}");
+    assert!(
+        errors * 100 < completed,
+        "{proto:?}: {errors} of {completed} calls failed: {s}"
+    );
     // Retries did the work: at least a quarter of the calls needed one.
-    let cluster = format!("outbound|{}||svc.{}.svc.cluster.local", proto.port().number(), mesh.ns);
-    let retries = mesh.wait_for_metric("corridor_upstream_rq_retry_total", &[("cluster", &cluster)], 1.0).await;
-    assert!(retries >= completed as f64 * 0.25, "{proto:?}: {retries} retries for {completed} calls");
+    let cluster = format!(
+        "outbound|{}||svc.{}.svc.cluster.local",
+        proto.port().number(),
+        mesh.ns
+    );
+    let retries = mesh
+        .wait_for_metric(
+            "corridor_upstream_rq_retry_total",
+            &[("cluster", &cluster)],
+            1.0,
+        )
+        .await;
+    assert!(
+        retries >= completed as f64 * 0.25,
+        "{proto:?}: {retries} retries for {completed} calls"
+    );
 }
 
 #[tokio::test]
@@ -90,10 +124,20 @@ async fn thrift_retries_hide_a_30_percent_error_rate() {
 async fn the_default_retry_budget_overflows_at_high_concurrency() {
     let policy = json!({"retries": {"attempts": 4, "retryOn": "5xx"}});
     let (mesh, addr, _backends) = failing_service(Proto::Http, "retry-budget", policy, None).await;
-    let s = load(Proto::Http, addr, "--duration 2s --connections 50 --timeout 10s").await;
+    let s = load(
+        Proto::Http,
+        addr,
+        "--duration 2s --connections 50 --timeout 10s",
+    )
+    .await;
     assert!(count(&s, &["requests", "completed"]) > 0, "{s}");
     let cluster = format!("outbound|8080||svc.{}.svc.cluster.local", mesh.ns);
-    mesh.wait_for_metric("corridor_upstream_rq_retry_overflow_total", &[("cluster", &cluster)], 1.0).await;
+    mesh.wait_for_metric(
+        "corridor_upstream_rq_retry_overflow_total",
+        &[("cluster", &cluster)],
+        1.0,
+    )
+    .await;
     // And the overflow shows: some calls failed although they could have been retried.
     assert!(count(&s, &["statuses", "503"]) > 0, "{s}");
 }

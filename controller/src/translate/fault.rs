@@ -83,9 +83,7 @@ pub(super) fn http_fault(f: &HttpFaultInjection) -> HttpFault {
         let fixed = parse_duration(d.fixed_delay.as_deref()?).ok()?;
         Some(FaultDelay {
             percentage: Some(millionths(d.percent_of_requests())),
-            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(super::pb_duration(
-                fixed,
-            ))),
+            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(super::pb_duration(fixed))),
         })
     });
     let abort = f.abort.as_ref().and_then(|a| {
@@ -197,5 +195,111 @@ mod tests {
         assert_eq!(abort.percentage.unwrap().numerator, 0);
         assert!(http_filter(false).is_none() && meta_filter(false).is_none());
         assert_eq!(http_filter(true).unwrap().name, FAULT_FILTER);
+    }
+    /// Through the whole translation: an HTTP route carries its rule per filter and its
+    /// mirrors (the HCM names the fault filter); the same VirtualService on a Dubbo port
+    /// puts both on the MetaProtocol route.
+    #[test]
+    fn a_virtual_service_fault_and_mirror_reach_http_and_dubbo_routes() {
+        use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as MetaRc;
+        use corridor_proto::envoy::config::listener::v3::{Listener, filter::ConfigType};
+        use corridor_proto::envoy::config::route::v3::{RouteConfiguration, route::Action};
+        use corridor_proto::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        use corridor_proto::type_url;
+        use prost::Message;
+
+        use crate::store::store_from_yaml;
+        use crate::translate::{TranslateOptions, tests::MESH};
+
+        let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews]
+  http:
+  - route: [ { destination: { host: reviews } } ]
+    fault: { abort: { httpStatus: 503, percentage: { value: 20 } } }
+    mirror: { host: reviews }
+    mirrorPercentage: { value: 50 }
+"#;
+        let snap = crate::translate::translate(
+            &store_from_yaml(&format!("{MESH}---{vs}")),
+            &TranslateOptions::default(),
+        );
+        let body =
+            |url: &str, name: &str| snap.get(url).unwrap().resources[name].body.value.clone();
+        let http = "reviews.default.svc.cluster.local:9080";
+        let rc = RouteConfiguration::decode(&body(type_url::ROUTE, http)[..]).unwrap();
+        let route = &rc.virtual_hosts[0].routes[0];
+        let rule =
+            HttpFault::decode(&route.typed_per_filter_config[FAULT_FILTER].value[..]).unwrap();
+        assert_eq!(rule.abort.unwrap().percentage.unwrap().numerator, 200_000);
+        let Some(Action::Route(action)) = &route.action else {
+            panic!("{route:?}")
+        };
+        let mirror = &action.request_mirror_policies[0];
+        assert_eq!(
+            mirror.cluster,
+            "outbound|9080||reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            mirror
+                .runtime_fraction
+                .as_ref()
+                .unwrap()
+                .default_value
+                .unwrap()
+                .numerator,
+            500_000
+        );
+        let l = Listener::decode(&body(type_url::LISTENER, http)[..]).unwrap();
+        let Some(ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+            panic!("no HCM")
+        };
+        let names: Vec<String> = HttpConnectionManager::decode(&any.value[..])
+            .unwrap()
+            .http_filters
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert!(names.contains(&FAULT_FILTER.to_string()), "{names:?}");
+
+        let dubbo = MESH
+            .replace(
+                "- { name: db, port: 5432 }",
+                "- { name: tcp-dubbo-api, port: 20880 }",
+            )
+            .replace(
+                "{ name: db, port: 5432 } ]",
+                "{ name: tcp-dubbo-api, port: 20880 } ]",
+            );
+        let snap = crate::translate::translate(
+            &store_from_yaml(&format!("{dubbo}---{vs}")),
+            &TranslateOptions::default(),
+        );
+        let name = "reviews.default.svc.cluster.local:20880";
+        let rc = MetaRc::decode(
+            &snap.get(type_url::META_ROUTE).unwrap().resources[name]
+                .body
+                .value[..],
+        )
+        .unwrap();
+        let action = rc.routes[0].route.as_ref().unwrap();
+        assert_eq!(
+            action
+                .fault
+                .as_ref()
+                .unwrap()
+                .abort
+                .as_ref()
+                .unwrap()
+                .error_type,
+            Some(ErrorType::HttpStatus(503))
+        );
+        assert_eq!(
+            action.request_mirror_policies[0].cluster,
+            "outbound|20880||reviews.default.svc.cluster.local"
+        );
     }
 }

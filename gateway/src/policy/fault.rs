@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 
+use corridor_proto::envoy::config::route::v3::FilterConfig;
 use corridor_proto::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
 use corridor_proto::envoy::extensions::filters::http::fault::v3::{
     HttpFault, fault_abort::ErrorType,
 };
 use corridor_proto::envoy::r#type::v3::FractionalPercent;
 use corridor_proto::envoy::r#type::v3::fractional_percent::DenominatorType;
-use corridor_proto::envoy::config::route::v3::FilterConfig;
 use corridor_proto::google::protobuf::Any;
 use prost::Name;
 use rand::Rng;
@@ -113,8 +113,7 @@ pub fn share(p: Option<&FractionalPercent>, absent: f64) -> f64 {
 /// delays and aborts, header conditions and bandwidth limits are refused rather than
 /// ignored: ignoring them would inject faults where the rule does not.
 pub fn from_envoy(f: &HttpFault) -> Result<Option<Fault>, ModelError> {
-    if !f.headers.is_empty() || !f.downstream_nodes.is_empty() || !f.upstream_cluster.is_empty()
-    {
+    if !f.headers.is_empty() || !f.downstream_nodes.is_empty() || !f.upstream_cluster.is_empty() {
         return Err(ModelError::Unsupported(
             "fault conditions (headers, downstream_nodes, upstream_cluster)".into(),
         ));
@@ -174,9 +173,7 @@ pub fn from_envoy(f: &HttpFault) -> Result<Option<Fault>, ModelError> {
 /// A route's own fault rule, from its `typed_per_filter_config` entry for the fault
 /// filter (the `HTTPFault` itself, or wrapped in a `FilterConfig`). A `FilterConfig` that
 /// disables the filter gives an empty rule, so the listener's rule does not apply either.
-pub fn from_per_filter_config(
-    configs: &HashMap<String, Any>,
-) -> Result<Option<Fault>, ModelError> {
+pub fn from_per_filter_config(configs: &HashMap<String, Any>) -> Result<Option<Fault>, ModelError> {
     let Some(any) = configs.get(FAULT_FILTER) else {
         return Ok(None);
     };

@@ -14,10 +14,10 @@ use corridor_proto::envoy::config::route::v3::route_action::RequestMirrorPolicy;
 use rand::Rng;
 
 use super::fault::{sampled, share};
+use super::reject::{Reject, RejectKind};
 use super::route::Mirror;
 use crate::cluster::ClusterState;
 use crate::model::ModelError;
-use super::reject::{Reject, RejectKind};
 use crate::proxy::attempts;
 use crate::proxy::exchange::ClusterActive;
 use crate::telemetry::metrics::Metrics;
@@ -47,7 +47,10 @@ pub fn from_envoy(policies: &[RequestMirrorPolicy]) -> Result<Vec<Mirror>, Model
             if p.cluster.is_empty() {
                 return Err(ModelError::Missing("request_mirror_policies.cluster"));
             }
-            let fraction = p.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref());
+            let fraction = p
+                .runtime_fraction
+                .as_ref()
+                .and_then(|f| f.default_value.as_ref());
             Ok(Mirror {
                 cluster: Arc::from(p.cluster.as_str()),
                 fraction: share(fraction, 1.0),

@@ -100,12 +100,18 @@ async fn send(cluster: &Arc<ClusterState>, req: Request<RequestBody>) -> Result<
     match conn {
         Conn::H1(mut s) => {
             let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-            resp.into_body().collect().await.map_err(|e| e.to_string())?;
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
             ep.pool.checkin(s);
         }
         Conn::H2(mut s) => {
             let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-            resp.into_body().collect().await.map_err(|e| e.to_string())?;
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())

@@ -65,10 +65,22 @@ fn an_empty_fault_is_no_rule_and_unsupported_parts_are_refused() {
 
 #[test]
 fn shares_follow_their_denominator_and_absent_means_all() {
-    assert_eq!(share(percent(20, DenominatorType::Hundred).as_ref(), 1.0), 0.2);
-    assert_eq!(share(percent(2_000, DenominatorType::TenThousand).as_ref(), 1.0), 0.2);
-    assert_eq!(share(percent(200_000, DenominatorType::Million).as_ref(), 1.0), 0.2);
-    assert_eq!(share(percent(300, DenominatorType::Hundred).as_ref(), 1.0), 1.0);
+    assert_eq!(
+        share(percent(20, DenominatorType::Hundred).as_ref(), 1.0),
+        0.2
+    );
+    assert_eq!(
+        share(percent(2_000, DenominatorType::TenThousand).as_ref(), 1.0),
+        0.2
+    );
+    assert_eq!(
+        share(percent(200_000, DenominatorType::Million).as_ref(), 1.0),
+        0.2
+    );
+    assert_eq!(
+        share(percent(300, DenominatorType::Hundred).as_ref(), 1.0),
+        1.0
+    );
     assert_eq!(share(None, 1.0), 1.0);
 }
 
@@ -89,14 +101,23 @@ fn aborts_hit_their_share_of_requests() {
     for _ in 0..20_000 {
         match decide(&rule, &mut rng, &mut flags) {
             Step::Refuse(r) => {
-                assert_eq!(r.kind, RejectKind::FaultAbort { http: 503, grpc: None });
+                assert_eq!(
+                    r.kind,
+                    RejectKind::FaultAbort {
+                        http: 503,
+                        grpc: None
+                    }
+                );
                 aborted += 1;
             }
             Step::Go => {}
             Step::Wait(_) => panic!("a rule without delay waited"),
         }
     }
-    assert!((3_650..=4_350).contains(&aborted), "{aborted} of 20000 aborted");
+    assert!(
+        (3_650..=4_350).contains(&aborted),
+        "{aborted} of 20000 aborted"
+    );
     assert_eq!(flags, 0, "no delay, no DI");
 }
 
@@ -184,7 +205,10 @@ fn grpc_statuses_map_to_their_http_equivalents() {
 fn a_route_rule_is_read_from_its_per_filter_config() {
     use corridor_proto::pack_any;
     let mut configs = HashMap::new();
-    configs.insert("envoy.filters.http.rbac".to_string(), pack_any(HttpFault::default()));
+    configs.insert(
+        "envoy.filters.http.rbac".to_string(),
+        pack_any(HttpFault::default()),
+    );
     assert_eq!(from_per_filter_config(&configs).unwrap(), None);
 
     configs.insert(FAULT_FILTER.to_string(), pack_any(istio_fault()));
@@ -209,5 +233,8 @@ fn a_route_rule_is_read_from_its_per_filter_config() {
     // Anything else under the fault filter's name is refused, naming what came.
     let not_a_fault = corridor_proto::google::protobuf::Duration::default();
     configs.insert(FAULT_FILTER.to_string(), pack_any(not_a_fault));
-    assert!(matches!(from_per_filter_config(&configs), Err(ModelError::Decode { .. })));
+    assert!(matches!(
+        from_per_filter_config(&configs),
+        Err(ModelError::Decode { .. })
+    ));
 }

@@ -39,7 +39,10 @@ async fn tee_of(chunks: Vec<Bytes>, tee_after_reading: bool) -> Seen {
                     .unwrap_or_default();
                 let tee = early.unwrap_or_else(|| replay.tee());
                 let copied = tee.body().await.map(|c| {
-                    c.chunks.iter().flat_map(|b| b.iter().copied()).collect::<Vec<u8>>()
+                    c.chunks
+                        .iter()
+                        .flat_map(|b| b.iter().copied())
+                        .collect::<Vec<u8>>()
                 });
                 let _ = seen_tx.send(Seen { read, copied }).await;
                 Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
@@ -64,11 +67,19 @@ async fn tee_of(chunks: Vec<Bytes>, tee_after_reading: bool) -> Seen {
 
 #[tokio::test]
 async fn a_mirror_gets_the_whole_body_whenever_it_asks() {
-    let chunks = vec![Bytes::from("hello "), Bytes::from("mirrored "), Bytes::from("world")];
+    let chunks = vec![
+        Bytes::from("hello "),
+        Bytes::from("mirrored "),
+        Bytes::from("world"),
+    ];
     for after in [false, true] {
         let seen = tee_of(chunks.clone(), after).await;
         assert_eq!(seen.read, b"hello mirrored world");
-        assert_eq!(seen.copied.as_deref(), Some(&b"hello mirrored world"[..]), "tee after reading: {after}");
+        assert_eq!(
+            seen.copied.as_deref(),
+            Some(&b"hello mirrored world"[..]),
+            "tee after reading: {after}"
+        );
     }
 }
 
