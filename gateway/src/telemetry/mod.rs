@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod metrics;
 pub mod otlp;
 pub mod record;
+pub mod service;
 pub mod tcp;
 pub mod trace;
 
