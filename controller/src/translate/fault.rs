@@ -196,6 +196,7 @@ mod tests {
         assert!(http_filter(false).is_none() && meta_filter(false).is_none());
         assert_eq!(http_filter(true).unwrap().name, FAULT_FILTER);
     }
+
     /// Through the whole translation: an HTTP route carries its rule per filter and its
     /// mirrors (the HCM names the fault filter); the same VirtualService on a Dubbo port
     /// puts both on the MetaProtocol route.
