@@ -96,10 +96,8 @@ impl RejectKind {
             UpstreamReset => (503, g::UNAVAILABLE, F::UC, "upstream reset before response"),
             Timeout => (504, g::DEADLINE_EXCEEDED, F::UT, "upstream request timeout"),
             Overflow => (503, g::UNAVAILABLE, F::UO, "upstream overflow"),
-            // Envoy flags a local rate limit RL; the access log and metrics have said UO
-            // since the MetaRouter limit shipped, and telemetry changes come with issue 8's
-            // telemetry work, so UO stays until then.
-            RateLimited => (429, g::RESOURCE_EXHAUSTED, F::UO, "local_rate_limited"),
+            // Envoy's flag and text for a request refused by a rate limit, local or global.
+            RateLimited => (429, g::RESOURCE_EXHAUSTED, F::RL, "rate_limited"),
             // Envoy's status for a failed rate limit service call that fails closed.
             RateLimitServiceError => (500, g::INTERNAL, F::RLSE, "rate limit service error"),
             Unauthorized => (403, g::PERMISSION_DENIED, 0, "RBAC: access denied"),

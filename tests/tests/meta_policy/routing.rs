@@ -96,7 +96,7 @@ async fn a_meta_router_local_rate_limit_refuses_calls_beyond_its_buckets() {
     }
     let methods: Vec<String> = logged(&t1, 7).await.iter().map(|c| c.field("method").to_string()).collect();
     assert_eq!(methods.iter().filter(|m| *m != "warmup").count(), 6, "only the admitted calls reach the backend: {methods:?}");
-    wait_for_access_log(&mesh, THRIFT, THRIFT_PORT, &["method=\"echo\"", "code=429", "flags=UO"]).await;
+    wait_for_access_log(&mesh, THRIFT, THRIFT_PORT, &["method=\"echo\"", "code=429", "flags=RL"]).await;
 
     // Dubbo: the third sayHello finds the default bucket of two empty; status 100.
     dubbo_ready(addrs[1], &["--method", "warmup"]).await;
@@ -108,7 +108,7 @@ async fn a_meta_router_local_rate_limit_refuses_calls_beyond_its_buckets() {
     let codes: Vec<u8> = statuses.iter().map(|(s, _)| *s).collect();
     assert_eq!(codes, [20, 20, 100], "{statuses:?}");
     assert!(statuses[2].1.contains("rate limited"), "{statuses:?}");
-    wait_for_access_log(&mesh, DUBBO, DUBBO_PORT, &["method=\"sayHello\"", "code=429", "flags=UO"]).await;
+    wait_for_access_log(&mesh, DUBBO, DUBBO_PORT, &["method=\"sayHello\"", "code=429", "flags=RL"]).await;
 }
 
 #[tokio::test]
