@@ -371,50 +371,17 @@ fn skip_compact(r: &mut Reader<'_>, ctype: u8, depth: usize) -> Result<(), Parse
     Ok(())
 }
 
-/// Reads a struct for its field `id` when that field is a string (binary or compact
-/// type code for strings), skipping every other field; `None` when absent or of another
-/// type. Leaves `r` after the struct.
+/// Reads a struct for its field `id` when that field is a string, skipping every other
+/// field; `None` when absent or of another type. Leaves `r` after the struct.
 pub(super) fn read_string_field(
     r: &mut Reader<'_>,
     protocol: Protocol,
     id: i16,
 ) -> Result<Option<Vec<u8>>, ParseError> {
-    let mut found = None;
-    let mut last_id: i16 = 0;
-    loop {
-        let b = r.u8()?;
-        if b == 0 {
-            return Ok(found);
-        }
-        match protocol {
-            Protocol::Compact => {
-                let delta = b >> 4;
-                let field = if delta == 0 {
-                    zigzag_i16(r.varint()?)?
-                } else {
-                    last_id.wrapping_add(i16::from(delta))
-                };
-                last_id = field;
-                match b & 0x0f {
-                    1 | 2 => {}
-                    8 if field == id => {
-                        let len = r.length(protocol)?;
-                        found = Some(r.take(len)?.to_vec());
-                    }
-                    t => skip_compact(r, t, 1)?,
-                }
-            }
-            _ => {
-                let field = r.u16()? as i16;
-                if b == 11 && field == id {
-                    let len = r.length(protocol)?;
-                    found = Some(r.take(len)?.to_vec());
-                } else {
-                    skip_binary(r, b, 1)?;
-                }
-            }
-        }
-    }
+    read_field(r, protocol, id, (11, 8), |r| {
+        let len = r.length(protocol)?;
+        Ok(r.take(len)?.to_vec())
+    })
 }
 
 /// Reads a struct for its field `id` when that field is an i32, skipping every other
@@ -424,6 +391,26 @@ pub(super) fn read_i32_field(
     protocol: Protocol,
     id: i16,
 ) -> Result<Option<i32>, ParseError> {
+    read_field(r, protocol, id, (8, 5), |r| match protocol {
+        // Compact i32: a zigzag varint.
+        Protocol::Compact => {
+            let v = r.varint()? as u32;
+            Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
+        }
+        _ => Ok(r.u32()? as i32),
+    })
+}
+
+/// Reads a struct for its field `id` with `read` when the field has the wanted type
+/// (`types`: its binary and its compact type code), skipping every other field; `None`
+/// when absent or of another type. Leaves `r` after the struct.
+fn read_field<T>(
+    r: &mut Reader<'_>,
+    protocol: Protocol,
+    id: i16,
+    (binary, compact): (u8, u8),
+    read: impl Fn(&mut Reader<'_>) -> Result<T, ParseError>,
+) -> Result<Option<T>, ParseError> {
     let mut found = None;
     let mut last_id: i16 = 0;
     loop {
@@ -441,19 +428,16 @@ pub(super) fn read_i32_field(
                 };
                 last_id = field;
                 match b & 0x0f {
+                    // Booleans carry their value in the type code.
                     1 | 2 => {}
-                    // Compact i32: a zigzag varint.
-                    5 if field == id => {
-                        let v = r.varint()? as u32;
-                        found = Some(((v >> 1) as i32) ^ -((v & 1) as i32));
-                    }
+                    t if t == compact && field == id => found = Some(read(r)?),
                     t => skip_compact(r, t, 1)?,
                 }
             }
             _ => {
                 let field = r.u16()? as i16;
-                if b == 8 && field == id {
-                    found = Some(r.u32()? as i32);
+                if b == binary && field == id {
+                    found = Some(read(r)?);
                 } else {
                     skip_binary(r, b, 1)?;
                 }
