@@ -210,8 +210,11 @@ async fn a_dead_or_slow_shadow_does_not_touch_the_caller(proto: Proto) {
     let mirrored = load(proto, setup.addr, run).await;
     assert_eq!(count(&mirrored, &["requests", "errors"]), 0, "{mirrored}");
     let (p99_plain, p99_mirrored) = (latency_ms(&plain, "p99"), latency_ms(&mirrored, "p99"));
+    // No caller waited for the slow shadow (10 s), and the tail moved no more than the
+    // noise of a shared 2-core test machine (a p99 of 400 calls is their 4th slowest;
+    // a stricter 2x bound failed now and then without mirrors being the cause).
     assert!(
-        p99_mirrored <= (p99_plain * 2.0).max(p99_plain + 20.0),
+        p99_mirrored < 1_000.0 && p99_mirrored <= p99_plain * 3.0 + 50.0,
         "{proto:?}: p99 {p99_plain} ms without mirrors, {p99_mirrored} ms with a slow and a dead one"
     );
     // Copies went to both shadows; the slow one holds them (it answers in 10 s).
