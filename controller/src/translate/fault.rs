@@ -303,4 +303,69 @@ spec:
             "outbound|20880||reviews.default.svc.cluster.local"
         );
     }
+
+    /// A MetaRouter route's Corridor extensions: `fault`, `timeout` and `retries` reach
+    /// the MetaProtocol route in the same terms as a VirtualService's; the listener then
+    /// names the fault filter.
+    #[test]
+    fn a_meta_router_route_takes_fault_timeout_and_retries() {
+        use corridor_proto::aeraki::meta_protocol_proxy::config::route::v1alpha::RouteConfiguration as MetaRc;
+        use corridor_proto::aeraki::meta_protocol_proxy::v1alpha::MetaProtocolProxy;
+        use corridor_proto::envoy::config::listener::v3::{Listener, filter::ConfigType};
+        use corridor_proto::type_url;
+        use prost::Message;
+
+        use crate::store::store_from_yaml;
+        use crate::translate::{TranslateOptions, tests::MESH};
+
+        let dubbo = MESH
+            .replace(
+                "- { name: db, port: 5432 }",
+                "- { name: tcp-dubbo-api, port: 20880 }",
+            )
+            .replace(
+                "{ name: db, port: 5432 } ]",
+                "{ name: tcp-dubbo-api, port: 20880 } ]",
+            );
+        let router = r#"
+apiVersion: metaprotocol.aeraki.io/v1alpha1
+kind: MetaRouter
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  routes:
+  - route: [ { destination: { host: reviews } } ]
+    timeout: 2s
+    retries: { attempts: 4, retryOn: 5xx }
+    fault: { delay: { fixedDelay: 100ms, percentage: { value: 100 } } }
+"#;
+        let snap = crate::translate::translate(
+            &store_from_yaml(&format!("{dubbo}---{router}")),
+            &TranslateOptions::default(),
+        );
+        let name = "reviews.default.svc.cluster.local:20880";
+        let body = |url: &str| snap.get(url).unwrap().resources[name].body.value.clone();
+        let rc = MetaRc::decode(&body(type_url::META_ROUTE)[..]).unwrap();
+        let action = rc.routes[0].route.as_ref().unwrap();
+        assert_eq!(action.timeout.as_ref().unwrap().seconds, 2);
+        let retry = action.retry_policy.as_ref().unwrap();
+        assert_eq!(
+            (retry.retry_on.as_str(), retry.num_retries.unwrap().value),
+            ("5xx", 4)
+        );
+        let delay = action.fault.as_ref().unwrap().delay.as_ref().unwrap();
+        assert_eq!(delay.percentage.unwrap().numerator, 1_000_000);
+        let l = Listener::decode(&body(type_url::LISTENER)[..]).unwrap();
+        let Some(ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+            panic!("no MetaProtocolProxy")
+        };
+        let proxy = MetaProtocolProxy::decode(&any.value[..]).unwrap();
+        assert!(
+            proxy
+                .meta_protocol_filters
+                .iter()
+                .any(|f| f.name == FAULT_FILTER),
+            "{proxy:?}"
+        );
+    }
 }
