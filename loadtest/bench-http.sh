@@ -148,6 +148,7 @@ start_corridor() {
     --log-level warn > "$T/$name.gateway.out" & PIDS+=($!)
   for _ in $(seq 100); do grep -q 'bound admin=' "$T/$name.gateway.out" 2>/dev/null && break; sleep 0.1; done
   admin=$(sed -n 's/.*bound admin=\([^ ]*\).*/\1/p' "$T/$name.gateway.out")
+  CORRIDOR_ADMIN=$admin
   for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && break; sleep 0.1; done
   CORRIDOR_ADDR=$(curl -s "http://$admin/listeners" | python3 -c '
 import json,sys
@@ -200,6 +201,11 @@ spec:
 CONF
 start_corridor plain; CORRIDOR=$CORRIDOR_ADDR
 start_corridor policies; CORRIDOR_POLICIES=$CORRIDOR_ADDR
+# The policies must be in force, or the comparison means nothing.
+for want in retry_policy outlier_detection local_ratelimit; do
+  curl -s "http://$CORRIDOR_ADMIN/config_dump" | grep -q "$want" \
+    || { echo "corridor (policies on): no $want in the gateway's configuration" >&2; exit 1; }
+done
 
 wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.1 "$ENVOYP"
 
