@@ -256,7 +256,8 @@ async fn accept_loop(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .adaptive_window(true);
+        .initial_connection_window_size(crate::proxy::H2_CONNECTION_WINDOW)
+        .initial_stream_window_size(crate::proxy::H2_STREAM_WINDOW);
     let mut graceful = GracefulShutdown::new();
     // Set once this listener stops accepting: HTTP/1.1 responses then close their connection.
     let mut closing = Arc::new(AtomicBool::new(false));

@@ -214,7 +214,8 @@ impl Pool {
         let stream = self.tcp(connect_timeout).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .adaptive_window(true)
+            .initial_connection_window_size(crate::proxy::H2_CONNECTION_WINDOW)
+            .initial_stream_window_size(crate::proxy::H2_STREAM_WINDOW)
             .keep_alive_interval(Duration::from_secs(30))
             .handshake(TokioIo::new(stream))
             .await

@@ -190,7 +190,10 @@ fn prepare(
             source: &source,
             attrs: &view,
         };
-        match l.chain.check(&req, route.map(|r| &r.action.policy), &mut ex.flags) {
+        match l
+            .chain
+            .check(&req, route.map(|r| &r.action.policy), &mut ex.flags)
+        {
             Check::Done(Ok(())) => None,
             Check::Done(Err(reject)) => return Err(reply(ex, &reject)),
             Check::Wait(pending) => Some(pending),

@@ -44,7 +44,8 @@ where
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if let Some(answer) = handle(&codec, &backend, source.clone(), frame, seq, &answers)
+                    if let Some(answer) =
+                        handle(&codec, &backend, source.clone(), frame, seq, &answers)
                         && answers.send(answer).await.is_err()
                     {
                         break 'read;
