@@ -40,6 +40,10 @@ struct State {
     stall: Option<Stall>,
     calls: AtomicU64,
     stall_end: OnceLock<Instant>,
+    /// How early the connections end their sleeps, in nanoseconds: one estimate for
+    /// the whole server, so that it settles within the warm-up however many
+    /// connections share the calls.
+    early: AtomicU64,
 }
 
 impl State {
@@ -68,6 +72,7 @@ pub fn echo_server(delay: Duration, stall: Option<Stall>) -> SocketAddr {
         stall,
         calls: AtomicU64::new(0),
         stall_end: OnceLock::new(),
+        early: AtomicU64::new(0),
     });
     thread::spawn(move || {
         for stream in listener.incoming() {
@@ -77,10 +82,9 @@ pub fn echo_server(delay: Duration, stall: Option<Stall>) -> SocketAddr {
                 precise_sleep();
                 stream.set_nodelay(true).unwrap();
                 let mut buf = [0u8; CALL];
-                let mut early = Duration::ZERO;
                 while stream.read_exact(&mut buf).is_ok() {
                     let at = state.answer_at(Instant::now());
-                    wait_until(at, &mut early);
+                    wait_until(at, &state.early);
                     if stream.write_all(&buf).is_err() {
                         return;
                     }
@@ -94,17 +98,20 @@ pub fn echo_server(delay: Duration, stall: Option<Stall>) -> SocketAddr {
 /// Sleeps until `at`, ending the sleep early by `early`, the median oversleep so far
 /// (tens of microseconds, more on a loaded machine), so that answers leave on time at
 /// the median without spinning a core.
-fn wait_until(at: Instant, early: &mut Duration) {
-    let aim = at.checked_sub(*early).unwrap_or(at);
+fn wait_until(at: Instant, early: &AtomicU64) {
+    let by = Duration::from_nanos(early.load(Ordering::Relaxed));
+    let aim = at.checked_sub(by).unwrap_or(at);
     let now = Instant::now();
     if aim > now {
         thread::sleep(aim - now);
-        // A step up when still late, down when early: settles at the median.
-        if Instant::now() > at {
-            *early = (*early + EARLY_STEP).min(MAX_EARLY);
+        // A step up when still late, down when early: settles at the median. (Two
+        // connections stepping at once may lose a step; the estimate only drifts.)
+        let by = if Instant::now() > at {
+            (by + EARLY_STEP).min(MAX_EARLY)
         } else {
-            *early = early.saturating_sub(EARLY_STEP);
-        }
+            by.saturating_sub(EARLY_STEP)
+        };
+        early.store(by.as_nanos() as u64, Ordering::Relaxed);
     }
 }
 
@@ -115,6 +122,36 @@ const MAX_EARLY: Duration = Duration::from_micros(500);
 
 fn precise_sleep() {
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+}
+
+/// The median round trip of an echo server that answers at once, as a plain blocking
+/// client calling it `rate` times a second for a second sees it: what the machine's
+/// loopback and wake-ups add to any server's delay, whichever client measures it.
+pub fn loopback_floor(rate: u32) -> Duration {
+    let addr = echo_server(Duration::ZERO, None);
+    thread::spawn(move || {
+        precise_sleep();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let period = Duration::from_secs(1) / rate;
+        let start = Instant::now();
+        let mut rtts: Vec<Duration> = (0..rate)
+            .map(|i| {
+                if let Some(wait) = (start + period * i).checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+                let sent = Instant::now();
+                let mut buf = [0u8; CALL];
+                stream.write_all(b"corridor").unwrap();
+                stream.read_exact(&mut buf).unwrap();
+                sent.elapsed()
+            })
+            .collect();
+        rtts.sort_unstable();
+        rtts[rtts.len() / 2]
+    })
+    .join()
+    .unwrap()
 }
 
 /// A client of [`echo_server`]: one call in flight per connection.
