@@ -27,7 +27,8 @@
 # fixed rate stays on corridor-load (wrk has no open loop).
 #
 # Noise: each measurement runs --repeat times per proxy, the proxies taking turns (so a
-# burst of background load hits one round, not one proxy), and the median round counts
+# burst of background load hits one round, not one proxy; every other round in reverse
+# order, so no proxy always follows the same one), and the median round counts
 # for every figure (max req/s, p50, p99); the goal line also shows each round's ratio.
 # The fixed rate defaults to 10000 req/s: at 20000 the backend and corridor-load
 # together saturate core 1, and the latency column then measures the load generator more
@@ -225,13 +226,19 @@ round() {
 }
 : > "$T/rows"
 bench_start
+# The paths, in table order. Odd rounds take them in this order, even rounds in the
+# reverse one, so that no path always runs first, last or right after the same
+# neighbour (a machine slowing down through a round would otherwise favour one side of
+# every ratio).
+PATHS=("corridor|$CORRIDOR" "corridor (policies on)|$CORRIDOR_POLICIES"
+       "haproxy|127.0.0.1:$HAPROXY" "nginx|127.0.0.1:$NGINX" "envoy|127.0.0.1:$ENVOYP"
+       "backend (direct)|127.0.0.1:$BACKEND")
 for r in $(seq "$REPEAT"); do
-  round "$r" corridor "$CORRIDOR"
-  round "$r" "corridor (policies on)" "$CORRIDOR_POLICIES"
-  round "$r" haproxy "127.0.0.1:$HAPROXY"
-  round "$r" nginx "127.0.0.1:$NGINX"
-  round "$r" envoy "127.0.0.1:$ENVOYP"
-  round "$r" "backend (direct)" "127.0.0.1:$BACKEND"
+  order=("${PATHS[@]}")
+  if [ $((r % 2)) -eq 0 ]; then
+    order=(); for ((i = ${#PATHS[@]} - 1; i >= 0; i--)); do order+=("${PATHS[i]}"); done
+  fi
+  for path in "${order[@]}"; do round "$r" "${path%%|*}" "${path#*|}"; done
 done
 bench_end
 
@@ -302,7 +309,8 @@ Envoy $(bench_envoy_version "$ENVOY") \`--concurrency 1\`. All proxy to the same
 $(bench_pkg_version wrk) \`-t1 -c$CONNS\` for the closed-loop maximum after a $WARMUP warm-up,
 then corridor-load at a fixed $RATE req/s over $CONNS connections (open loop, each request
 timed from its intended send time) for latency. Each measurement runs $DURATION. The proxies
-take turns within every round, so a burst of background load hits one round, not one proxy.
+take turns within every round, so a burst of background load hits one round, not one proxy,
+and every other round goes in reverse order, so no proxy always runs right after the same one.
 wrk stays the generator of the maximum: on this VM corridor-load http reached only
 0.81-0.87x of wrk's req/s direct to the backend (figures in the script's header)."
   bench_write_section "$SECTION" "$T/body.json"
