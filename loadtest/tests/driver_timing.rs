@@ -16,14 +16,13 @@ mod driver_support;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use corridor_load::load::{self, LoadArgs, ProgressMode, RunResult};
-use driver_support::{CpuTimes, Echo, Stall, echo_server, loopback_floor, serial};
+use driver_support::{
+    CpuTimes, Echo, STARVED_RUNS, Stall, echo_server, failed_run, loopback_floor, serial,
+};
 
 /// Calls leaving this late at the median, with lanes free, mean the generator itself
 /// was short of CPU (on a quiet machine the pacer's lead keeps it to a few µs).
 const STARVED_SENDING: Duration = Duration::from_micros(50);
-/// Most runs of one measurement on a starved machine (a VM whose host steals a third
-/// of the CPU for minutes starved two runs in a row).
-const STARVED_RUNS: u32 = 4;
 
 fn open(rate: u64, duration: Duration, connections: usize) -> LoadArgs {
     LoadArgs {
@@ -69,15 +68,8 @@ fn measure(
             let late = result.lateness?.p50;
             (late > STARVED_SENDING).then(|| format!("calls left {late:?} late at the median"))
         });
-        let Some(why) = starved else {
-            panic!("{name}, run {attempt}: {failed}");
-        };
-        eprintln!("{name}: {failed}, but the machine was starved ({why}): measuring again");
+        failed_run(name, attempt, &failed, starved);
     }
-    eprintln!(
-        "{name}: NOT MEASURED: the machine stayed starved for {STARVED_RUNS} runs, so these \
-         runs timed the host, not the driver"
-    );
 }
 
 fn report(name: &str, r: &RunResult) {

@@ -99,17 +99,17 @@ impl Upstream for Nowhere {
 
 /// Copies the gateway has sent to `cluster` so far.
 async fn copies_sent(mesh: &Mesh, cluster: &str) -> usize {
+    copies(mesh, "corridor_upstream_rq_mirror_total", cluster).await
+}
+
+/// Copies the gateway's counter `metric` has counted for `cluster` so far.
+async fn copies(mesh: &Mesh, metric: &str, cluster: &str) -> usize {
     let text = mesh
         .admin_get("/metrics")
         .await
         .map(|r| r.text())
         .unwrap_or_default();
-    corridor_tests::metrics::sum(
-        &text,
-        "corridor_upstream_rq_mirror_total",
-        &[("cluster", cluster)],
-    )
-    .unwrap_or(0.0) as usize
+    corridor_tests::metrics::sum(&text, metric, &[("cluster", cluster)]).unwrap_or(0.0) as usize
 }
 
 /// Waits until `shadow` has logged every copy the gateway sent to `cluster`; returns
@@ -156,9 +156,18 @@ async fn half_the_calls_reach_the_shadow(proto: Proto) {
     assert!(completed >= 950, "{s}");
     // Every copy the gateway sent arrives, none skipped.
     let got = all_copies_logged(&setup.mesh, shadow, &shadow_cluster).await;
+    let skipped = copies(
+        &setup.mesh,
+        "corridor_upstream_rq_mirror_skipped_total",
+        &shadow_cluster,
+    )
+    .await;
+    assert_eq!(skipped, 0, "{proto:?}: copies skipped");
     // 50 % of the load's calls, within 8 points. A binomial sigma would be 1.6 points at
-    // 1,000 calls, but HTTP's share spreads wider (nine runs: 46.3-54.7 %, sigma about
-    // 2.6 points; CI once saw 55.9 %), cause not found yet: 5 points failed now and then.
+    // 1,000 calls, but HTTP's share has strayed from it both ways (one day nine runs at
+    // 46.3-54.7 %, CI once 55.9 %; the next, thirteen runs at 47.9-50.1 %, mean 49.0 %),
+    // with no copy skipped and one draw per request; the cause is not found, and 5
+    // points failed now and then.
     let share = (got - before) as f64 / completed as f64;
     eprintln!(
         "{proto:?}: {} of {completed} mirrored ({share:.3})",

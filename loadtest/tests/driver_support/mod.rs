@@ -195,6 +195,29 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Most runs of one timing measurement on a starved machine (a VM whose host steals a
+/// third of the CPU for minutes starved two runs in a row).
+pub const STARVED_RUNS: u32 = 4;
+
+/// The verdict on run `attempt` (of [`STARVED_RUNS`]) of a timing measurement that
+/// failed with `failed`; `starved` says why the machine was starved meanwhile, if it
+/// clearly was. A run on a machine that was not starved timed the code under test:
+/// this panics. A starved run timed the host: it says so, and the caller measures
+/// again; after the last such run it says loudly that nothing was measured, which is no
+/// verdict on the code.
+pub fn failed_run(name: &str, attempt: u32, failed: &str, starved: Option<String>) {
+    let Some(why) = starved else {
+        panic!("{name}, run {attempt}: {failed}");
+    };
+    eprintln!("{name}: {failed}, but the machine was starved ({why}): measuring again");
+    if attempt == STARVED_RUNS {
+        eprintln!(
+            "{name}: NOT MEASURED: the machine stayed starved for {STARVED_RUNS} runs, so \
+             these runs timed the host, not the code under test"
+        );
+    }
+}
+
 /// The machine's CPU time by use, from /proc/stat (Linux), in clock ticks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
