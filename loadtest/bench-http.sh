@@ -212,12 +212,21 @@ spec:
   hosts: [ backend.bench.svc.cluster.local ]
   localRateLimit: { tokenBucket: { maxTokens: 10000000, tokensPerFill: 10000000, fillInterval: 1s } }
 CONF
-start_corridor plain; CORRIDOR=$CORRIDOR_ADDR
+start_corridor plain; CORRIDOR=$CORRIDOR_ADDR PLAIN_ADMIN=$CORRIDOR_ADMIN
 start_corridor policies; CORRIDOR_POLICIES=$CORRIDOR_ADDR
-# The policies must be in force, or the comparison means nothing.
+# The policies must be in force in one gateway and absent from the other, or the
+# comparison means nothing (both have a retry_policy: Istio's default one, two attempts
+# on connect failures and 503s, applies to every route). Both dumps are read, which also
+# keeps the two processes alike: the first /config_dump loads the JSON descriptor pool
+# (about 70 MB resident).
+plain_dump=$(curl -s "http://$PLAIN_ADMIN/config_dump") policies_dump=$(curl -s "http://$CORRIDOR_ADMIN/config_dump")
 for want in retry_policy outlier_detection local_ratelimit; do
-  curl -s "http://$CORRIDOR_ADMIN/config_dump" | grep -q "$want" \
+  grep -q "$want" <<< "$policies_dump" \
     || { echo "corridor (policies on): no $want in the gateway's configuration" >&2; exit 1; }
+done
+for unwanted in outlier_detection local_ratelimit; do
+  ! grep -q "$unwanted" <<< "$plain_dump" \
+    || { echo "corridor: $unwanted in the policy-free gateway's configuration" >&2; exit 1; }
 done
 
 wait_port 127.0.0.1 "$NGINX"; wait_port 127.0.0.1 "$HAPROXY"; wait_port 127.0.0.1 "$ENVOYP"
@@ -345,7 +354,8 @@ if [ -n "$SECTION" ]; then
 (the tokio current-thread runtime, \`--log-level warn\`); a second corridor-gateway, \`corridor (policies on)\`,
 serves the same service with issue 8's policies: a VirtualService timeout and retries, a
 DestinationRule with outlier detection and circuit breakers, and a local rate limit far above the
-load (every request takes a token, none is refused); telemetry is on in both. nginx $(bench_pkg_version nginx)
+load (every request takes a token, none is refused); telemetry and Istio's default retry policy
+(two attempts on connect failures and 503s) are on in both. nginx $(bench_pkg_version nginx)
 \`worker_processes 1\`, HAProxy $(bench_pkg_version haproxy) \`nbthread 1\` (\`http-reuse always\`),
 Envoy $(bench_envoy_version "$ENVOY") \`--concurrency 1\`. All proxy to the same nginx backend
 (\`return 200 'ok'\`, keep-alive), which shares core 1 with the load generators: wrk
