@@ -215,7 +215,7 @@ CONF
 start_corridor plain; CORRIDOR=$CORRIDOR_ADDR PLAIN_ADMIN=$CORRIDOR_ADMIN
 start_corridor policies; CORRIDOR_POLICIES=$CORRIDOR_ADDR
 # The policies must be in force in one gateway and absent from the other, or the
-# comparison means nothing (both have a retry_policy: Istio's default one, two attempts
+# comparison means nothing (both have a retry_policy: Istio's default one, two retries
 # on connect failures and 503s, applies to every route). Both dumps are read, which also
 # keeps the two processes alike: the first /config_dump loads the JSON descriptor pool
 # (about 70 MB resident).
@@ -355,7 +355,7 @@ if [ -n "$SECTION" ]; then
 serves the same service with issue 8's policies: a VirtualService timeout and retries, a
 DestinationRule with outlier detection and circuit breakers, and a local rate limit far above the
 load (every request takes a token, none is refused); telemetry and Istio's default retry policy
-(two attempts on connect failures and 503s) are on in both. nginx $(bench_pkg_version nginx)
+(two retries on connect failures, refused streams and 503s) are on in both. nginx $(bench_pkg_version nginx)
 \`worker_processes 1\`, HAProxy $(bench_pkg_version haproxy) \`nbthread 1\` (\`http-reuse always\`),
 Envoy $(bench_envoy_version "$ENVOY") \`--concurrency 1\`. All proxy to the same nginx backend
 (\`return 200 'ok'\`, keep-alive), which shares core 1 with the load generators: wrk
