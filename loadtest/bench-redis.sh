@@ -40,7 +40,9 @@
 # Each path, pipeline depth and command is one redis-benchmark run (`-t set`, then
 # `-t get` on the keys it wrote; `-c --clients`, `-r 100000` random keys, 3-byte values),
 # after a warm-up run per path. Per run the proxy's and redis-server's CPU time (/proc)
-# give their CPU microseconds per command. The runs take turns (round, then depth, then
+# give their CPU microseconds per command, and /proc/stat how busy each core was: the
+# core that is full is the one that sets the path's figure (on this 2-core layout, core 1
+# fills first behind a proxy that needs less CPU than redis-benchmark and redis-server). The runs take turns (round, then depth, then
 # path), --repeat rounds; the median round counts for every figure, and the goal lines
 # also show each round's ratio. Latencies are redis-benchmark's own (closed loop, so they
 # grow with the pipeline depth).
@@ -263,18 +265,29 @@ bench() {
     -c "$CLIENTS" -r 100000 --csv "$@"
 }
 
+# Busy and idle jiffies of core $1 so far (/proc/stat: user nice system irq softirq steal,
+# then idle iowait).
+core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
+# Percent of a core's time busy between two of its core_ticks readings, "$1" and "$2".
+core_busy() {
+  local b0 i0 b1 i1; read -r b0 i0 <<< "$1"; read -r b1 i1 <<< "$2"
+  echo $(( (b1 - b0) * 100 / ((b1 - b0) + (i1 - i0) > 0 ? (b1 - b0) + (i1 - i0) : 1) ))
+}
+
 # One run: appends "<round> <path> <pipeline> <test> <proxy ticks> <redis ticks> <requests>
-# <csv line>" (or "... failed" when redis-benchmark hung or failed) to $T/rows.
+# <core 0 busy %> <core 1 busy %> <csv line>" (or "... failed" when redis-benchmark hung or
+# failed) to $T/rows.
 run() {
-  local r=$1 path=$2 pipeline=$3 test=$4 n=$5 pid=${PID[$2]:-} p0=0 p1=0 r0 r1 out
+  local r=$1 path=$2 pipeline=$3 test=$4 n=$5 pid=${PID[$2]:-} p0=0 p1=0 r0 r1 c0 c1 out
   [ -z "$pid" ] || p0=$(cpu_ticks "$pid")
-  r0=$(cpu_ticks "$REDIS_PID")
+  r0=$(cpu_ticks "$REDIS_PID") c0=$(core_ticks 0) c1=$(core_ticks 1)
   if out=$(bench "$path" -P "$pipeline" -t "$test" -n "$n" 2>> "$T/bench.err" | grep -i "^\"$test\""); then
     [ -z "$pid" ] || p1=$(cpu_ticks "$pid")
     r1=$(cpu_ticks "$REDIS_PID")
-    echo "$r $path $pipeline $test $((p1 - p0)) $((r1 - r0)) $n $out" >> "$T/rows"
+    echo "$r $path $pipeline $test $((p1 - p0)) $((r1 - r0)) $n $(core_busy "$c0" "$(core_ticks 0)")" \
+      "$(core_busy "$c1" "$(core_ticks 1)") $out" >> "$T/rows"
   else
-    echo "$r $path $pipeline $test 0 0 $n failed" >> "$T/rows"
+    echo "$r $path $pipeline $test 0 0 $n 0 0 failed" >> "$T/rows"
     echo "redis-benchmark -P $pipeline -t $test against $path failed or hung" >&2
   fi
 }
@@ -323,18 +336,21 @@ hz = int(hz)
 # (path, pipeline, test) -> {"rps": {round: requests/s}, "proxy_us": [...], "redis_us": [...], "p50": [...], "p99": [...]}
 runs, failed = {}, {}
 for line in open(rows_file):
-    r, path, pipeline, test, pticks, rticks, n, rest = line.rstrip("\n").split(" ", 7)
+    r, path, pipeline, test, pticks, rticks, n, busy0, busy1, rest = line.rstrip("\n").split(" ", 9)
     key = (path, int(pipeline), test.upper())
     if rest == "failed":
         failed[key] = failed.get(key, 0) + 1
         continue
     f = next(csv.reader([rest]))
-    b = runs.setdefault(key, {"rps": {}, "proxy_us": [], "redis_us": [], "p50": [], "p99": []})
+    b = runs.setdefault(key, {"rps": {}, "proxy_us": [], "redis_us": [], "p50": [], "p99": [],
+                              "core0": [], "core1": []})
     b["rps"][int(r)] = float(f[1])
     b["p50"].append(float(f[4]))
     b["p99"].append(float(f[6]))
     b["proxy_us"].append(int(pticks) / hz * 1e6 / int(n))
     b["redis_us"].append(int(rticks) / hz * 1e6 / int(n))
+    b["core0"].append(int(busy0))
+    b["core1"].append(int(busy1))
 def med(values):
     values = list(values.values()) if isinstance(values, dict) else values
     return statistics.median(values)
@@ -346,8 +362,8 @@ def ratio(a, b):
     return f"{a['rps'] / b['rps']:.2f}x" if a and b and b["rps"] else "-"
 
 lines = [f"| pipeline | command | path (proxy: 1 worker, core 0) | requests/s (-c {clients}) | vs direct | vs twemproxy"
-         " | proxy CPU us/cmd | redis-server CPU us/cmd | p50 ms | p99 ms |",
-         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+         " | proxy CPU us/cmd | redis-server CPU us/cmd | core 0 busy | core 1 busy | p50 ms | p99 ms |",
+         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for pipeline in (1, 16):
     for test in ("SET", "GET"):
         d, t = best.get(("direct", pipeline, test)), best.get(("twemproxy", pipeline, test))
@@ -356,11 +372,11 @@ for pipeline in (1, 16):
             b = best.get(key)
             if not b:
                 if key in failed:
-                    lines.append(f"| -P{pipeline} | {test} | {NAMES[path]} | failed | - | - | - | - | - | - |")
+                    lines.append(f"| -P{pipeline} | {test} | {NAMES[path]} | failed | - | - | - | - | - | - | - | - |")
                 continue
             cpu = "-" if path == "direct" else f"{b['proxy_us']:.2f}"
             lines.append(f"| -P{pipeline} | {test} | {NAMES[path]} | {b['rps']:,.0f} | {ratio(b, d)} | {ratio(b, t)}"
-                         f" | {cpu} | {b['redis_us']:.2f} | {b['p50']:.3f} | {b['p99']:.3f} |")
+                         f" | {cpu} | {b['redis_us']:.2f} | {b['core0']:.0f} % | {b['core1']:.0f} % | {b['p50']:.3f} | {b['p99']:.3f} |")
 tables = [{"title": "", "markdown": "\n".join(lines)}]
 print(tables[0]["markdown"])
 
@@ -432,7 +448,8 @@ its own server connection. Every proxy is pinned to core 0; redis-server, the lo
 the controller (idle after its first push) share core 1. Each run is \`redis-benchmark -c $CLIENTS
 -r 100000 -P 1|16 --csv\`, first \`-t set\`, then \`-t get\` on the keys it wrote (3-byte values):
 $N1 commands at -P1, $N16 at -P16, after a warm-up of $WARMUP_N per path. The proxy's and
-redis-server's CPU time (/proc) over the run give their CPU µs per command. The paths take turns
+redis-server's CPU time (/proc) over the run give their CPU µs per command; /proc/stat gives how
+busy each core was, and the full one sets the path's figure. The paths take turns
 within every round. Latencies in the first table are redis-benchmark's own: closed loop,
 $CLIENTS clients, so at -P16 they include 16 commands of queueing. redis-benchmark stays the
 measure (issue 5 names it)$([ "$LATENCY_RATE" = 0 ] || echo "; the open-loop latency table comes from corridor-load")."
