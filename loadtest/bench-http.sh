@@ -270,19 +270,16 @@ done
 # policy-free gateway first in odd pairs and second in even ones.
 : > "$T/pairs"
 if selected corridor && selected "corridor (policies on)"; then
-  for i in $(seq "$PAIRS"); do
-    if [ $((i % 2)) -eq 1 ]; then
-      off=$(max_rps "$CORRIDOR" "$PAIR_DURATION"); on=$(max_rps "$CORRIDOR_POLICIES" "$PAIR_DURATION")
-    else
-      on=$(max_rps "$CORRIDOR_POLICIES" "$PAIR_DURATION"); off=$(max_rps "$CORRIDOR" "$PAIR_DURATION")
-    fi
-    echo "$i $off $on" >> "$T/pairs"
-  done
+  bench_pairs "$PAIRS" 'max_rps "$CORRIDOR" "$PAIR_DURATION"' \
+    'max_rps "$CORRIDOR_POLICIES" "$PAIR_DURATION"' > "$T/pairs"
 fi
 bench_end
 
 python3 - "$T/rows" "$RATE" "$CONNS" "$T/body.json" "$T/pairs" "$PAIR_DURATION" <<'PY'
-import json, math, statistics, sys
+import json, statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+sys.path.insert(0, "loadtest")
+import pairstats
 rows_file, rate, conns, body_file, pairs_file, pair_duration = sys.argv[1:]
 def flat(s):
     """The figures used here from a corridor-load summary/v1 object (docs/load.md)."""
@@ -319,30 +316,19 @@ if "corridor" in paths and "haproxy" in paths:
                   "rounds": [round(c[r] / h[r], 4) for r in sorted(c) if h.get(r)]})
     print(f"\n- corridor / HAProxy max req/s = {ratio:.2f}x (goal >= 1.0x): {'met' if ratio >= 1.0 else 'NOT met'}")
 tables = [{"title": "", "markdown": table}]
-pairs, broken = [], 0
-for line in open(pairs_file):
-    try:
-        off, on = map(float, line.split()[1:])
-    except ValueError:
-        off = on = 0.0
-    if off > 0 and on > 0:
-        pairs.append((off, on))
-    else:
-        broken += 1
-if broken:
-    print(f"{broken} pair(s) without a figure from wrk on both gateways, left out", file=sys.stderr)
+# "<pair> <policy-free req/s> <policies on req/s>" lines.
+pairs = [pairstats.pair(*line.split()[1:]) for line in open(pairs_file)]
+if None in pairs:
+    print(f"{pairs.count(None)} pair(s) without a figure from wrk on both gateways, left out", file=sys.stderr)
+pairs = [p for p in pairs if p]
 if pairs:
-    ratios = [on / off for off, on in pairs]
-    ratio = statistics.median(ratios)
-    geo = math.exp(statistics.mean(math.log(r) for r in ratios))
-    sums = sum(on for _, on in pairs) / sum(off for off, _ in pairs)
+    s = pairstats.summary(pairs)
+    ratio = s["median"]
     paired = "\n".join([
         f"| pairs of wrk -c{conns} runs, {pair_duration} each | median ratio | geometric mean | ratio of sums"
         " | lowest pair | highest pair | corridor req/s (median) | policies on req/s (median) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {len(pairs)} | {ratio:.3f}x | {geo:.3f}x | {sums:.3f}x | {min(ratios):.3f}x"
-        f" | {max(ratios):.3f}x | {statistics.median(off for off, _ in pairs):,.0f}"
-        f" | {statistics.median(on for _, on in pairs):,.0f} |"])
+        f"| {pairstats.row(s)} |"])
     print("\nPolicies on against policy-free, paired runs:\n" + paired)
     tables.append({"title": "Policies on against policy-free, in back-to-back pairs (issue 8's goal)",
                    "markdown": paired})

@@ -88,3 +88,17 @@ bench_envoy_version() {
 # a hash of its name within the range, so a fixed range would make two runs at once (or a
 # run beside a hand-started mesh) collide on the same address and port.
 bench_cidr() { echo "127.$((RANDOM % 150 + 101)).0.0/16"; }
+
+# bench_pairs N A B: N back-to-back pairs of the commands A and B (strings, run with eval;
+# each prints one figure), A first in odd pairs and second in even ones, so neither always
+# runs on the other's heels. Prints "<pair> <A's figure> <B's figure>" per pair, 0 where a
+# command printed nothing. loadtest/pairstats.py summarises them.
+bench_pairs() {
+  # Locals named so that the commands, evaluated here, still see the caller's variables.
+  local _bp_i _bp_a _bp_b
+  for _bp_i in $(seq "$1"); do
+    if [ $((_bp_i % 2)) -eq 1 ]; then _bp_a=$(eval "$2"); _bp_b=$(eval "$3")
+    else _bp_b=$(eval "$3"); _bp_a=$(eval "$2"); fi
+    echo "$_bp_i ${_bp_a:-0} ${_bp_b:-0}"
+  done
+}

@@ -43,9 +43,10 @@
 # after a warm-up run per path. Per run the proxy's and redis-server's CPU time (/proc)
 # give their CPU microseconds per command, and /proc/stat how busy each core was: the
 # core that is full is the one that sets the path's figure (on this 2-core layout, core 1
-# fills first behind a proxy that needs less CPU than redis-benchmark and redis-server). The runs take turns (round, then depth, then
-# path), --repeat rounds; the median round counts for every figure, and the goal lines
-# also show each round's ratio. Latencies are redis-benchmark's own (closed loop, so they
+# fills first behind a proxy that needs less CPU than redis-benchmark and redis-server).
+# The runs take turns (round, then depth, then path), --repeat rounds; the median round
+# counts for every figure of the tables (with --pairs 0, the goal lines also show each
+# round's ratio). Latencies are redis-benchmark's own (closed loop, so they
 # grow with the pipeline depth).
 #
 # redis-benchmark runs with `--csv` rather than `-q`: the same figures plus p50/p99, one
@@ -348,14 +349,8 @@ if [ -n "${TARGET[gateway]:-}" ]; then
     [ -n "${TARGET[$base]:-}" ] || continue
     n=$([ "$pipeline" = 1 ] && echo "$PAIR_N1" || echo "$PAIR_N16")
     for test in set get; do
-      for i in $(seq "$PAIRS"); do
-        if [ $((i % 2)) -eq 1 ]; then
-          g=$(pair_rps gateway "$pipeline" "$test" "$n"); b=$(pair_rps "$base" "$pipeline" "$test" "$n")
-        else
-          b=$(pair_rps "$base" "$pipeline" "$test" "$n"); g=$(pair_rps gateway "$pipeline" "$test" "$n")
-        fi
-        echo "$base $pipeline $test $i ${g:-0} ${b:-0}" >> "$T/pairs"
-      done
+      bench_pairs "$PAIRS" 'pair_rps gateway "$pipeline" "$test" "$n"' \
+        'pair_rps "$base" "$pipeline" "$test" "$n"' | sed "s/^/$base $pipeline $test /" >> "$T/pairs"
     done
   done
 fi
@@ -366,7 +361,10 @@ bench_end
 
 python3 - "$T/rows" "$T/latency" "$TICK_HZ" "$CLIENTS" "$LATENCY_RATE" "$BENCH_STARTED" \
   "$BENCH_LOAD_BEFORE" "$BENCH_LOAD_AFTER" "$T/body.json" "$T/pairs" "$PAIR_N1" "$PAIR_N16" <<'PY'
-import csv, json, math, statistics, sys
+import csv, json, statistics, sys
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+sys.path.insert(0, "loadtest")
+import pairstats
 (rows_file, latency_file, hz, clients, latency_rate, started, load0, load1, body_file,
  pairs_file, pair_n1, pair_n16) = sys.argv[1:]
 hz = int(hz)
@@ -447,8 +445,9 @@ GOALS = ((1, "direct", 0.9), (1, "twemproxy", 1.1), (16, "twemproxy", 1.5))
 pairs, broken = {}, 0
 for line in open(pairs_file):
     base, pipeline, test, _, g, b = line.split()
-    if float(g) > 0 and float(b) > 0:
-        pairs.setdefault((base, int(pipeline), test.upper()), []).append((float(g), float(b)))
+    p = pairstats.pair(b, g)  # (other path, gateway): the ratios are gateway / other path
+    if p:
+        pairs.setdefault((base, int(pipeline), test.upper()), []).append(p)
     else:
         broken += 1
 if broken:
@@ -456,20 +455,16 @@ if broken:
 goals = []
 if pairs:
     lines = ["| goal | pairs | median ratio | geometric mean | ratio of sums | lowest pair | highest pair"
-             " | gateway req/s (median) | other path req/s (median) |",
+             " | other path req/s (median) | gateway req/s (median) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for pipeline, base, want in GOALS:
         for test in ("SET", "GET"):
             got = pairs.get((base, pipeline, test))
             if not got:
                 continue
-            ratios = [g / b for g, b in got]
-            value = statistics.median(ratios)
-            geo = math.exp(statistics.mean(math.log(r) for r in ratios))
-            sums = sum(g for g, _ in got) / sum(b for _, b in got)
-            lines.append(f"| -P{pipeline} {test}: gateway / {base}, >= {want}x | {len(got)} | {value:.3f}x | {geo:.3f}x"
-                         f" | {sums:.3f}x | {min(ratios):.3f}x | {max(ratios):.3f}x"
-                         f" | {statistics.median(g for g, _ in got):,.0f} | {statistics.median(b for _, b in got):,.0f} |")
+            s = pairstats.summary(got)
+            value = s["median"]
+            lines.append(f"| -P{pipeline} {test}: gateway / {base}, >= {want}x | {pairstats.row(s)} |")
             goals.append({"issue": 5, "what": f"-P{pipeline} {test}: gateway / {base} requests/s"
                           f" (median of {len(got)} back-to-back pairs)", "unit": "x",
                           "op": ">=", "threshold": want, "value": round(value, 4)})
